@@ -1,0 +1,718 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::event::{RouteEvent, SwitchReason};
+use super::read::{ReadCandidates, ReadPolicy};
+use super::slots::{MAX_SLOTS, Slots};
+use crate::error::ConfigError;
+use crate::health::{Endpoint, EndpointId, HealthState, HealthTracker, Role};
+
+/// When the router moves back to a preferred endpoint after a failover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failback {
+    /// Once a more preferred endpoint has stayed up for this long (default: 30 s).
+    After(Duration),
+    /// Never by itself: only on a failover or [`Router::switch_to`].
+    Manual,
+}
+
+impl Default for Failback {
+    fn default() -> Self {
+        Failback::After(Duration::from_secs(30))
+    }
+}
+
+/// Why [`Router::switch_to`] or [`Router::evacuate`] refused.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchError {
+    /// The endpoint is not one of the router's.
+    #[error("the endpoint is not routed by this router")]
+    UnknownEndpoint,
+    /// The endpoint is not available (force it up first if you know better).
+    #[error("the endpoint is not available (it is {0})")]
+    Unavailable(HealthState),
+    /// The endpoint is known to be a replica (set its role first if it was promoted).
+    #[error("the endpoint is a replica, not a primary candidate")]
+    NotPrimaryCandidate,
+}
+
+/// The router's answer to "where do writes go now": the active endpoint, the generation, and
+/// whether every primary candidate is down. Borrowed from the router; clone the endpoint to keep
+/// it.
+#[derive(Debug, Clone, Copy)]
+pub struct Active<'r, K> {
+    endpoint: &'r Endpoint<K>,
+    generation: u64,
+    all_down: bool,
+}
+
+impl<'r, K: EndpointId> Active<'r, K> {
+    /// The active endpoint.
+    #[inline]
+    pub fn endpoint(&self) -> &'r Endpoint<K> {
+        self.endpoint
+    }
+
+    /// Its id.
+    #[inline]
+    pub fn id(&self) -> &'r K {
+        self.endpoint.id()
+    }
+
+    /// The generation: starts at 0 and grows by exactly one on every switch of the active
+    /// endpoint. Connections made under an older generation point at an old primary.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `true` when no primary candidate is available and [`endpoint`](Self::endpoint) is only
+    /// the best guess (the one most likely to recover).
+    #[inline]
+    pub fn is_all_down(&self) -> bool {
+        self.all_down
+    }
+}
+
+/// Picks the endpoint that takes writes (the **active** one) among ordered endpoints, and the
+/// endpoint that serves a read, over a [`HealthTracker`].
+///
+/// - **Priorities**: lower is preferred; equal priorities are equals (no failback between them).
+/// - **Candidates**: an endpoint whose known [`Role`] is `Replica` is never a primary
+///   candidate; endpoints with no known role (DynamoDB regions) are, by priority.
+/// - **Failover** happens on the first [`active`](Self::active) call after the active endpoint
+///   stops being available (down, probing, drained, or demoted to replica): the router
+///   re-checks the active endpoint's state (an atomic load) on every call, so callers never
+///   wait for a background task.
+/// - **Failback** to a more preferred endpoint happens only once it has stayed up for
+///   [`Failback::After`], or never by itself with [`Failback::Manual`].
+/// - **Never all down**: when no candidate is available the router still answers, with the
+///   endpoint most likely to recover (probing before drained before down; then by priority;
+///   then the one down the longest), and flags it ([`Active::is_all_down`],
+///   [`RouteEvent::AllDownEntered`]). While all down it moves only to a better tier, not
+///   between equally dead endpoints.
+/// - The **generation** grows by exactly one per switch.
+///
+/// Every change is a [`RouteEvent`] to each [subscriber](Self::subscribe) and a `tracing` event
+/// with target `switchover::route`. Cheap to clone (an `Arc`).
+pub struct Router<K> {
+    inner: Arc<RouterInner<K>>,
+}
+
+struct RouterInner<K> {
+    word: AtomicU64,
+    slots: Slots<Slot<K>>,
+    failback: Failback,
+    tracker: HealthTracker<K>,
+    /// Serializes changes (switches, pushes) and holds the subscribers.
+    control: Mutex<Vec<mpsc::UnboundedSender<RouteEvent<K>>>>,
+}
+
+struct Slot<K> {
+    endpoint: Endpoint<K>,
+    priority: u32,
+}
+
+// The packed word: index (16 bits) | all-down (1) | pinned (1) | generation (46).
+const INDEX_MASK: u64 = 0xFFFF;
+const ALL_DOWN: u64 = 1 << 16;
+const PINNED: u64 = 1 << 17;
+const GEN_SHIFT: u32 = 18;
+
+#[inline]
+fn index(w: u64) -> usize {
+    (w & INDEX_MASK) as usize
+}
+
+#[inline]
+fn generation(w: u64) -> u64 {
+    w >> GEN_SHIFT
+}
+
+fn pack(index: usize, all_down: bool, pinned: bool, generation: u64) -> u64 {
+    (index as u64 & INDEX_MASK)
+        | if all_down { ALL_DOWN } else { 0 }
+        | if pinned { PINNED } else { 0 }
+        | (generation << GEN_SHIFT)
+}
+
+#[inline]
+fn is_candidate_up<K: EndpointId>(ep: &Endpoint<K>) -> bool {
+    ep.is_available() && ep.role() != Role::Replica
+}
+
+/// How likely an unavailable endpoint is to serve soon; lower is better.
+fn tier<K: EndpointId>(ep: &Endpoint<K>) -> u8 {
+    if ep.role() == Role::Replica {
+        return 4;
+    }
+    match ep.state() {
+        HealthState::Up => 0,
+        HealthState::Probing => 1,
+        HealthState::Draining => 2,
+        _ => 3,
+    }
+}
+
+struct Decision {
+    to: usize,
+    all_down: bool,
+    pinned: bool,
+    reason: SwitchReason,
+}
+
+impl<K> Clone for Router<K> {
+    fn clone(&self) -> Self {
+        Router {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K: EndpointId> fmt::Debug for Router<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.inner.word.load(Ordering::Acquire);
+        let endpoints: Vec<_> = self
+            .inner
+            .slots
+            .iter()
+            .map(|(_, s)| (s.endpoint.id(), s.priority))
+            .collect();
+        f.debug_struct("Router")
+            .field("endpoints", &endpoints)
+            .field("active", &self.inner.slot(index(w)).endpoint.id())
+            .field("generation", &generation(w))
+            .field("all_down", &(w & ALL_DOWN != 0))
+            .field("failback", &self.inner.failback)
+            .finish()
+    }
+}
+
+/// Builder of [`Router`].
+#[must_use]
+pub struct RouterBuilder<K> {
+    tracker: HealthTracker<K>,
+    endpoints: Vec<(K, u32)>,
+    failback: Failback,
+}
+
+impl<K: EndpointId> fmt::Debug for RouterBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("failback", &self.failback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: EndpointId> RouterBuilder<K> {
+    /// Routes to `id` with `priority` (lower is preferred). Endpoints not yet registered in the
+    /// tracker are registered.
+    pub fn endpoint(mut self, id: K, priority: u32) -> Self {
+        self.endpoints.push((id, priority));
+        self
+    }
+
+    /// Routes to `ids` in order of preference: priorities 0, 1, 2, … after any endpoint already
+    /// added.
+    pub fn endpoints(mut self, ids: impl IntoIterator<Item = K>) -> Self {
+        let start = self.endpoints.len() as u32;
+        self.endpoints.extend(ids.into_iter().zip(start..));
+        self
+    }
+
+    /// When to move back to a preferred endpoint (default [`Failback::After`] 30 s).
+    pub fn failback(mut self, failback: Failback) -> Self {
+        self.failback = failback;
+        self
+    }
+
+    /// Shorthand for [`failback`](Self::failback)`(Failback::After(delay))`.
+    pub fn failback_after(self, delay: Duration) -> Self {
+        self.failback(Failback::After(delay))
+    }
+
+    /// Builds the router; the first active endpoint is the best available candidate (or the
+    /// best guess, flagged all-down, if none is available). Generation 0.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when no endpoint was given, an endpoint was given twice, or there are
+    /// more than 65 536.
+    pub fn build(self) -> Result<Router<K>, ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::new(
+                "endpoints",
+                "at least one endpoint is needed",
+            ));
+        }
+        if self.endpoints.len() > MAX_SLOTS {
+            return Err(ConfigError::new(
+                "endpoints",
+                format!("at most {MAX_SLOTS} endpoints"),
+            ));
+        }
+        let slots = Slots::new();
+        let mut seen = std::collections::HashSet::new();
+        for (id, priority) in self.endpoints {
+            if !seen.insert(id.clone()) {
+                return Err(ConfigError::new(
+                    "endpoints",
+                    format!("{id:?} is listed twice"),
+                ));
+            }
+            let endpoint = self.tracker.add_endpoint(id);
+            slots.push(Slot { endpoint, priority });
+        }
+        let inner = RouterInner {
+            word: AtomicU64::new(0),
+            slots,
+            failback: self.failback,
+            tracker: self.tracker,
+            control: Mutex::new(Vec::new()),
+        };
+        // Start on the best available candidate, without events (nobody has subscribed yet).
+        let w = match inner.best_up(usize::MAX, None) {
+            Some(i) => pack(i, false, false, 0),
+            None => pack(inner.best_down(), true, false, 0),
+        };
+        inner.word.store(w, Ordering::Release);
+        Ok(Router {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl<K: EndpointId> Router<K> {
+    /// A builder of a router over `tracker`.
+    pub fn builder(tracker: &HealthTracker<K>) -> RouterBuilder<K> {
+        RouterBuilder {
+            tracker: tracker.clone(),
+            endpoints: Vec::new(),
+            failback: Failback::default(),
+        }
+    }
+
+    /// The active endpoint (where writes go), the generation, and the all-down flag.
+    ///
+    /// Lock-free: on the steady path a few atomic loads (the packed word, the active endpoint's
+    /// state and role, the state of each more preferred endpoint). When something changed it
+    /// decides the switch (taking a lock only to apply it), so failover happens on the first
+    /// call after the active endpoint goes down.
+    #[inline]
+    pub fn active(&self) -> Active<'_, K> {
+        let inner = &*self.inner;
+        let w = inner.word.load(Ordering::Acquire);
+        if inner.settled(w) {
+            return inner.view(w);
+        }
+        inner.view(inner.refresh(w))
+    }
+
+    /// The current generation (one atomic load; does not re-evaluate).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        generation(self.inner.word.load(Ordering::Acquire))
+    }
+
+    /// `true` when no primary candidate is available (re-evaluates, like
+    /// [`active`](Self::active)).
+    pub fn is_all_down(&self) -> bool {
+        self.active().is_all_down()
+    }
+
+    /// The endpoint to read from under `policy` (see [`ReadPolicy`]); `None` when the policy
+    /// finds none (for example [`ReplicaOnly`](super::ReplicaOnly) with no replica up).
+    pub fn read_target<P: ReadPolicy<K> + ?Sized>(&self, policy: &P) -> Option<&Endpoint<K>> {
+        let active = self.active();
+        let candidates = ReadCandidates::new(self, active.endpoint, active.all_down);
+        policy.choose(&candidates)
+    }
+
+    /// Makes `id` the active endpoint now (after discovering a new primary, or for a planned
+    /// switchover) and pins it: no automatic failback while it stays available (a failover
+    /// still happens if it goes down, and unpins). Returns the generation (unchanged if `id`
+    /// was already active).
+    ///
+    /// # Errors
+    ///
+    /// [`SwitchError`] if `id` is not routed here, is not available, or is a known replica.
+    pub fn switch_to(&self, id: &K) -> Result<u64, SwitchError> {
+        let inner = &*self.inner;
+        let mut subs = lock(&inner.control);
+        let i = inner.find(id).ok_or(SwitchError::UnknownEndpoint)?;
+        let ep = &inner.slot(i).endpoint;
+        if ep.role() == Role::Replica {
+            return Err(SwitchError::NotPrimaryCandidate);
+        }
+        let state = ep.state();
+        if !state.is_available() {
+            return Err(SwitchError::Unavailable(state));
+        }
+        let w = inner.word.load(Ordering::Acquire);
+        let d = Decision {
+            to: i,
+            all_down: false,
+            pinned: true,
+            reason: SwitchReason::Manual,
+        };
+        Ok(generation(inner.apply(&mut subs, w, d)))
+    }
+
+    /// Lets automatic failback work again after [`switch_to`](Self::switch_to).
+    pub fn unpin(&self) {
+        let inner = &*self.inner;
+        let _subs = lock(&inner.control);
+        inner.word.fetch_and(!PINNED, Ordering::AcqRel);
+    }
+
+    /// `true` while a [`switch_to`](Self::switch_to) pin holds.
+    pub fn is_pinned(&self) -> bool {
+        self.inner.word.load(Ordering::Acquire) & PINNED != 0
+    }
+
+    /// Drains `id` in the tracker (see [`Endpoint::drain`]) and moves the active role away from
+    /// it if it had it: a switchover drill. Undo with [`HealthTracker::clear`]. Returns the
+    /// generation afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`SwitchError::UnknownEndpoint`] if `id` is not routed here.
+    pub fn evacuate(&self, id: &K) -> Result<u64, SwitchError> {
+        let i = self.inner.find(id).ok_or(SwitchError::UnknownEndpoint)?;
+        self.inner.slot(i).endpoint.drain();
+        Ok(self.active().generation())
+    }
+
+    /// Adds an endpoint at run time (a discovered replica or node); registers it in the tracker
+    /// if needed. Returns its handle.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if it is already routed here or the router is full (65 536 endpoints).
+    pub fn add_endpoint(&self, id: K, priority: u32) -> Result<Endpoint<K>, ConfigError> {
+        let inner = &*self.inner;
+        let _subs = lock(&inner.control);
+        if inner.find(&id).is_some() {
+            return Err(ConfigError::new(
+                "endpoints",
+                format!("{id:?} is already routed"),
+            ));
+        }
+        let endpoint = inner.tracker.add_endpoint(id);
+        inner
+            .slots
+            .push(Slot {
+                endpoint: endpoint.clone(),
+                priority,
+            })
+            .ok_or_else(|| {
+                ConfigError::new("endpoints", format!("at most {MAX_SLOTS} endpoints"))
+            })?;
+        Ok(endpoint)
+    }
+
+    /// The routed endpoints with their priorities, in the order they were added.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&Endpoint<K>, u32)> + '_ {
+        self.inner
+            .slots
+            .iter()
+            .map(|(_, s)| (&s.endpoint, s.priority))
+    }
+
+    pub(crate) fn slot_endpoints(&self) -> impl Iterator<Item = &Endpoint<K>> + '_ {
+        self.inner.slots.iter().map(|(_, s)| &s.endpoint)
+    }
+
+    /// The tracker this router reads.
+    pub fn tracker(&self) -> &HealthTracker<K> {
+        &self.inner.tracker
+    }
+
+    /// A new subscription to every [`RouteEvent`], from now on: one unbounded channel per
+    /// subscriber, so none is dropped. Events are only produced when the router re-evaluates
+    /// (on [`active`](Self::active), [`read_target`](Self::read_target) and the operation
+    /// runner), which every caller does before each call.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RouteEvent<K>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.inner.control).push(tx);
+        rx
+    }
+}
+
+impl<K: EndpointId> RouterInner<K> {
+    #[inline]
+    fn slot(&self, i: usize) -> &Slot<K> {
+        // Indices in the word always come from a push.
+        match self.slots.get(i) {
+            Some(s) => s,
+            None => unreachable!("router index {i} out of range"),
+        }
+    }
+
+    fn find(&self, id: &K) -> Option<usize> {
+        self.slots
+            .iter()
+            .find(|(_, s)| s.endpoint.id() == id)
+            .map(|(i, _)| i)
+    }
+
+    #[inline]
+    fn view(&self, w: u64) -> Active<'_, K> {
+        Active {
+            endpoint: &self.slot(index(w)).endpoint,
+            generation: generation(w),
+            all_down: w & ALL_DOWN != 0,
+        }
+    }
+
+    /// The fast check: the active endpoint is available and no more preferred candidate is up
+    /// (or failback is off). Atomic loads only.
+    #[inline]
+    fn settled(&self, w: u64) -> bool {
+        if w & ALL_DOWN != 0 {
+            return false;
+        }
+        let cur = self.slot(index(w));
+        if !is_candidate_up(&cur.endpoint) {
+            return false;
+        }
+        if w & PINNED != 0 || self.failback == Failback::Manual {
+            return true;
+        }
+        !self
+            .slots
+            .iter()
+            .any(|(_, s)| s.priority < cur.priority && is_candidate_up(&s.endpoint))
+    }
+
+    /// Re-evaluates and applies a change if there is one; returns the current word.
+    #[cold]
+    fn refresh(&self, w: u64) -> u64 {
+        if self.decide(w).is_none() {
+            return w;
+        }
+        let mut subs = lock(&self.control);
+        let w = self.word.load(Ordering::Acquire);
+        match self.decide(w) {
+            Some(d) => self.apply(&mut subs, w, d),
+            None => w,
+        }
+    }
+
+    /// The best available candidate by (priority, index), skipping `except`; with
+    /// `up_for`, only endpoints up for at least that long.
+    fn best_up(&self, except: usize, up_for: Option<(Duration, Instant)>) -> Option<usize> {
+        self.best_up_below(except, u32::MAX, up_for)
+    }
+
+    fn best_up_below(
+        &self,
+        except: usize,
+        below: u32,
+        up_for: Option<(Duration, Instant)>,
+    ) -> Option<usize> {
+        let mut best: Option<(u32, usize)> = None;
+        for (i, s) in self.slots.iter() {
+            if i == except || s.priority >= below || !is_candidate_up(&s.endpoint) {
+                continue;
+            }
+            if let Some((d, now)) = up_for
+                && now.saturating_duration_since(s.endpoint.since()) < d
+            {
+                continue;
+            }
+            if best.is_none_or(|(p, _)| s.priority < p) {
+                best = Some((s.priority, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// The best guess when nothing is available: by tier, then priority, then down longest.
+    fn best_down(&self) -> usize {
+        let mut best: Option<((u8, u32, u64), usize)> = None;
+        for (i, s) in self.slots.iter() {
+            let key = (tier(&s.endpoint), s.priority, s.endpoint.since_nanos());
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, i));
+            }
+        }
+        best.map_or(0, |(_, i)| i)
+    }
+
+    fn decide(&self, w: u64) -> Option<Decision> {
+        let cur_i = index(w);
+        let cur = self.slot(cur_i);
+        let all_down = w & ALL_DOWN != 0;
+        if is_candidate_up(&cur.endpoint) {
+            if w & PINNED == 0
+                && let Failback::After(delay) = self.failback
+                && let Some(to) =
+                    self.best_up_below(cur_i, cur.priority, Some((delay, Instant::now())))
+            {
+                return Some(Decision {
+                    to,
+                    all_down: false,
+                    pinned: false,
+                    reason: SwitchReason::Failback,
+                });
+            }
+            return all_down.then_some(Decision {
+                to: cur_i,
+                all_down: false,
+                pinned: w & PINNED != 0,
+                reason: SwitchReason::Failover,
+            });
+        }
+        let reason = if cur.endpoint.role() == Role::Replica {
+            SwitchReason::Demoted
+        } else if cur.endpoint.raw_state() == HealthState::Draining {
+            SwitchReason::Evacuated
+        } else {
+            SwitchReason::Failover
+        };
+        if let Some(to) = self.best_up(cur_i, None) {
+            return Some(Decision {
+                to,
+                all_down: false,
+                pinned: false,
+                reason,
+            });
+        }
+        // Nothing is available.
+        let best = self.best_down();
+        let to = if !all_down || tier(&self.slot(best).endpoint) < tier(&cur.endpoint) {
+            best
+        } else {
+            cur_i
+        };
+        (to != cur_i || !all_down).then_some(Decision {
+            to,
+            all_down: true,
+            pinned: false,
+            reason,
+        })
+    }
+
+    /// Stores the decision and publishes its events. Call with the control lock held.
+    fn apply(
+        &self,
+        subs: &mut Vec<mpsc::UnboundedSender<RouteEvent<K>>>,
+        w: u64,
+        d: Decision,
+    ) -> u64 {
+        let from = index(w);
+        let switched = d.to != from;
+        let next_gen = generation(w) + u64::from(switched);
+        let new = pack(d.to, d.all_down, d.pinned, next_gen);
+        self.word.store(new, Ordering::Release);
+        let at = Instant::now();
+        let to_id = self.slot(d.to).endpoint.id();
+        let mut events = Vec::new();
+        if switched {
+            let from_id = self.slot(from).endpoint.id();
+            tracing::warn!(
+                target: "switchover::route",
+                from = ?from_id,
+                to = ?to_id,
+                generation = next_gen,
+                reason = %d.reason,
+                all_down = d.all_down,
+                "active endpoint switched"
+            );
+            events.push(RouteEvent::Switched {
+                from: from_id.clone(),
+                to: to_id.clone(),
+                generation: next_gen,
+                reason: d.reason,
+                at,
+            });
+        }
+        let was_all_down = w & ALL_DOWN != 0;
+        if d.all_down && !was_all_down {
+            tracing::error!(
+                target: "switchover::route",
+                active = ?to_id,
+                generation = next_gen,
+                "no primary candidate is available; routing to the best guess"
+            );
+            events.push(RouteEvent::AllDownEntered {
+                active: to_id.clone(),
+                generation: next_gen,
+                at,
+            });
+        } else if !d.all_down && was_all_down {
+            tracing::info!(
+                target: "switchover::route",
+                active = ?to_id,
+                generation = next_gen,
+                "a primary candidate is available again"
+            );
+            events.push(RouteEvent::AllDownLeft {
+                active: to_id.clone(),
+                generation: next_gen,
+                at,
+            });
+        }
+        for ev in events {
+            subs.retain(|tx| tx.send(ev.clone()).is_ok());
+        }
+        new
+    }
+}
+
+impl<'r, K: EndpointId> ReadCandidates<'r, K> {
+    fn new(router: &'r Router<K>, active: &'r Endpoint<K>, all_down: bool) -> Self {
+        ReadCandidates::from_parts(router, active, all_down)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_packing_round_trips() {
+        let w = pack(513, true, false, 77);
+        assert_eq!(index(w), 513);
+        assert_eq!(generation(w), 77);
+        assert!(w & ALL_DOWN != 0);
+        assert!(w & PINNED == 0);
+        let w = pack(0, false, true, (1 << 46) - 1);
+        assert_eq!(generation(w), (1 << 46) - 1);
+        assert_eq!(index(w), 0);
+        assert!(w & PINNED != 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn build_rejects_empty_and_duplicates() {
+        let t = HealthTracker::<&str>::new([]);
+        assert_eq!(
+            Router::builder(&t).build().unwrap_err().field(),
+            "endpoints"
+        );
+        assert_eq!(
+            Router::builder(&t)
+                .endpoints(["a", "a"])
+                .build()
+                .unwrap_err()
+                .field(),
+            "endpoints"
+        );
+        let r = Router::builder(&t).endpoints(["a", "b"]).build().unwrap();
+        assert_eq!(t.len(), 2, "endpoints are registered in the tracker");
+        assert_eq!(r.active().id(), &"a");
+        assert_eq!(r.active().generation(), 0);
+    }
+}
