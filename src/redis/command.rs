@@ -1,0 +1,350 @@
+//! Which node a command may run on: the routing table.
+
+use std::time::Duration;
+
+use redis::{Arg, Cmd, Pipeline};
+
+/// The commands the pool sends to a replica, sorted, upper case.
+///
+/// Each is flagged `readonly` in the Redis 7 command table (`COMMAND INFO`) and reads only keys
+/// (never writes, never stores a result): string, hash, list, set, sorted-set, stream, geo,
+/// bitmap and HyperLogLog reads, the `SCAN` family, key metadata (`EXISTS`, `TTL`, `TYPE`, ...)
+/// and the `_RO` variants of scripts, functions, `SORT` and `GEORADIUS`. Anything not listed
+/// (module commands, server commands, `PING`, unknown names) goes to the primary.
+pub const READ_ONLY_COMMANDS: &[&str] = &[
+    "BITCOUNT",
+    "BITFIELD_RO",
+    "BITPOS",
+    "DBSIZE",
+    "DUMP",
+    "EVALSHA_RO",
+    "EVAL_RO",
+    "EXISTS",
+    "EXPIRETIME",
+    "FCALL_RO",
+    "GEODIST",
+    "GEOHASH",
+    "GEOPOS",
+    "GEORADIUSBYMEMBER_RO",
+    "GEORADIUS_RO",
+    "GEOSEARCH",
+    "GET",
+    "GETBIT",
+    "GETRANGE",
+    "HEXISTS",
+    "HGET",
+    "HGETALL",
+    "HKEYS",
+    "HLEN",
+    "HMGET",
+    "HRANDFIELD",
+    "HSCAN",
+    "HSTRLEN",
+    "HVALS",
+    "KEYS",
+    "LCS",
+    "LINDEX",
+    "LLEN",
+    "LPOS",
+    "LRANGE",
+    "MGET",
+    "PEXPIRETIME",
+    "PFCOUNT",
+    "PTTL",
+    "RANDOMKEY",
+    "SCAN",
+    "SCARD",
+    "SDIFF",
+    "SINTER",
+    "SINTERCARD",
+    "SISMEMBER",
+    "SMEMBERS",
+    "SMISMEMBER",
+    "SORT_RO",
+    "SRANDMEMBER",
+    "SSCAN",
+    "STRLEN",
+    "SUBSTR",
+    "SUNION",
+    "TOUCH",
+    "TTL",
+    "TYPE",
+    "XINFO",
+    "XLEN",
+    "XPENDING",
+    "XRANGE",
+    "XREAD",
+    "XREVRANGE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZDIFF",
+    "ZINTER",
+    "ZINTERCARD",
+    "ZLEXCOUNT",
+    "ZMSCORE",
+    "ZRANDMEMBER",
+    "ZRANGE",
+    "ZRANGEBYLEX",
+    "ZRANGEBYSCORE",
+    "ZRANK",
+    "ZREVRANGE",
+    "ZREVRANGEBYLEX",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANK",
+    "ZSCAN",
+    "ZSCORE",
+    "ZUNION",
+];
+
+/// The longest command name compared (longer names are never read-only).
+const MAX_NAME: usize = 24;
+
+/// `true` when the command `name` (any case) is in [`READ_ONLY_COMMANDS`].
+///
+/// ```
+/// use switchover::redis::is_read_only;
+/// assert!(is_read_only(b"get"));
+/// assert!(is_read_only(b"ZRangeByScore"));
+/// assert!(!is_read_only(b"SET"));
+/// assert!(!is_read_only(b"MY.MODULE.GET"));
+/// ```
+pub fn is_read_only(name: &[u8]) -> bool {
+    let Some(upper) = upper(name) else {
+        return false;
+    };
+    let upper = &upper.0[..upper.1];
+    READ_ONLY_COMMANDS
+        .binary_search_by(|probe| probe.as_bytes().cmp(upper))
+        .is_ok()
+}
+
+fn upper(name: &[u8]) -> Option<([u8; MAX_NAME], usize)> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    for (dst, src) in buf.iter_mut().zip(name) {
+        *dst = src.to_ascii_uppercase();
+    }
+    Some((buf, name.len()))
+}
+
+fn eq_upper(name: &[u8], expected: &str) -> bool {
+    name.eq_ignore_ascii_case(expected.as_bytes())
+}
+
+/// Where one command (or a whole pipeline) may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A read: a replica (by the read policy), falling back to the primary.
+    Read,
+    /// A write or anything unknown: the primary.
+    Write,
+    /// A blocking command: a dedicated connection, with a response timeout extended by the
+    /// command's own block time (`None`: it blocks without limit).
+    Blocking { read: bool, block: Option<Duration> },
+    /// `SELECT`: refused, it would change the database of one shared connection only.
+    Select,
+}
+
+fn name_of(cmd: &Cmd) -> Option<&[u8]> {
+    match cmd.args_iter().next()? {
+        Arg::Simple(name) => Some(name),
+        _ => None,
+    }
+}
+
+fn simple_args(cmd: &Cmd) -> impl Iterator<Item = &[u8]> {
+    cmd.args_iter().filter_map(|a| match a {
+        Arg::Simple(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn parse_seconds(arg: Option<&[u8]>) -> Option<Duration> {
+    let s = std::str::from_utf8(arg?).ok()?;
+    let secs: f64 = s.trim().parse().ok()?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+fn parse_millis(arg: Option<&[u8]>) -> Option<Duration> {
+    let s = std::str::from_utf8(arg?).ok()?;
+    let ms: u64 = s.trim().parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Routes one command by its name (and, for `XREAD`/`XREADGROUP`, its `BLOCK` option).
+pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
+    let Some(name) = name_of(cmd) else {
+        return Route::Write;
+    };
+    if is_read_only(name) {
+        if eq_upper(name, "XREAD") {
+            if let Some(block) = xread_block(cmd) {
+                return Route::Blocking { read: true, block };
+            }
+        }
+        return Route::Read;
+    }
+    let Some((buf, len)) = upper(name) else {
+        return Route::Write;
+    };
+    let upper = &buf[..len];
+    let last = || simple_args(cmd).last();
+    let second = || simple_args(cmd).nth(1);
+    match upper {
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BZPOPMIN" | b"BZPOPMAX" => {
+            Route::Blocking {
+                read: false,
+                block: parse_seconds(last()),
+            }
+        }
+        b"BLMPOP" | b"BZMPOP" => Route::Blocking {
+            read: false,
+            block: parse_seconds(second()),
+        },
+        b"WAIT" | b"WAITAOF" => Route::Blocking {
+            read: false,
+            block: parse_millis(last()),
+        },
+        b"XREADGROUP" => match xread_block(cmd) {
+            Some(block) => Route::Blocking { read: false, block },
+            None => Route::Write,
+        },
+        b"SELECT" => Route::Select,
+        _ => Route::Write,
+    }
+}
+
+/// `Some(block)` when an `XREAD`/`XREADGROUP` has a `BLOCK ms` option.
+fn xread_block(cmd: &Cmd) -> Option<Option<Duration>> {
+    let mut args = simple_args(cmd).skip(1);
+    while let Some(a) = args.next() {
+        if eq_upper(a, "STREAMS") {
+            return None;
+        }
+        if eq_upper(a, "BLOCK") {
+            return Some(parse_millis(args.next()));
+        }
+    }
+    None
+}
+
+/// Routes a pipeline or transaction: to a replica only when every command is a read.
+pub(crate) fn route_pipeline(pipeline: &Pipeline) -> Route {
+    let mut any = false;
+    for cmd in pipeline.cmd_iter() {
+        any = true;
+        match route_cmd(cmd) {
+            Route::Read => {}
+            Route::Select => return Route::Select,
+            _ => return Route::Write,
+        }
+    }
+    if any { Route::Read } else { Route::Write }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_upper_case_and_short() {
+        let mut sorted = READ_ONLY_COMMANDS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, READ_ONLY_COMMANDS);
+        for name in READ_ONLY_COMMANDS {
+            assert_eq!(*name, name.to_ascii_uppercase());
+            assert!(name.len() <= MAX_NAME);
+        }
+    }
+
+    #[test]
+    fn commands_route_by_name_in_any_case() {
+        assert_eq!(route_cmd(redis::cmd("get").arg("k")), Route::Read);
+        assert_eq!(route_cmd(redis::cmd("HGetAll").arg("k")), Route::Read);
+        assert_eq!(route_cmd(redis::cmd("SET").arg("k").arg(1)), Route::Write);
+        assert_eq!(
+            route_cmd(redis::cmd("EVAL").arg("return 1").arg(0)),
+            Route::Write
+        );
+        assert_eq!(
+            route_cmd(redis::cmd("EVAL_RO").arg("return 1").arg(0)),
+            Route::Read
+        );
+        assert_eq!(route_cmd(redis::cmd("SORT").arg("k")), Route::Write);
+        assert_eq!(
+            route_cmd(&redis::cmd("a-very-long-unknown-command-name")),
+            Route::Write
+        );
+        assert_eq!(route_cmd(&redis::Cmd::new()), Route::Write);
+        assert_eq!(route_cmd(redis::cmd("SELECT").arg(1)), Route::Select);
+    }
+
+    #[test]
+    fn blocking_commands_carry_their_block_time() {
+        assert_eq!(
+            route_cmd(redis::cmd("BLPOP").arg("a").arg("b").arg("1.5")),
+            Route::Blocking {
+                read: false,
+                block: Some(Duration::from_millis(1500))
+            }
+        );
+        assert_eq!(
+            route_cmd(redis::cmd("BLPOP").arg("a").arg(0)),
+            Route::Blocking {
+                read: false,
+                block: None
+            }
+        );
+        assert_eq!(
+            route_cmd(redis::cmd("BLMPOP").arg(2).arg(1).arg("k").arg("LEFT")),
+            Route::Blocking {
+                read: false,
+                block: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            route_cmd(
+                redis::cmd("XREAD")
+                    .arg("BLOCK")
+                    .arg(250)
+                    .arg("STREAMS")
+                    .arg("s")
+                    .arg("$")
+            ),
+            Route::Blocking {
+                read: true,
+                block: Some(Duration::from_millis(250))
+            }
+        );
+        assert_eq!(
+            route_cmd(redis::cmd("XREAD").arg("STREAMS").arg("block").arg("0")),
+            Route::Read
+        );
+        assert_eq!(
+            route_cmd(redis::cmd("WAIT").arg(1).arg(100)),
+            Route::Blocking {
+                read: false,
+                block: Some(Duration::from_millis(100))
+            }
+        );
+    }
+
+    #[test]
+    fn pipelines_with_any_write_go_to_the_primary() {
+        let mut reads = redis::pipe();
+        reads.get("a").get("b").hgetall("h");
+        assert_eq!(route_pipeline(&reads), Route::Read);
+
+        let mut mixed = redis::pipe();
+        mixed.atomic().get("a").set("b", 1);
+        assert_eq!(route_pipeline(&mixed), Route::Write);
+
+        assert_eq!(route_pipeline(&redis::pipe()), Route::Write);
+    }
+}

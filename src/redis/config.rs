@@ -1,0 +1,286 @@
+//! Node addresses, credentials and the pool builder's settings.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// One Redis node or sentinel: `host:port`.
+///
+/// Parsed from `host:port`, `[ipv6]:port` or `redis://[user:password@]host:port[/]`; credentials
+/// in a URL are taken out (see [`SplitPoolBuilder::password`](super::SplitPoolBuilder::password))
+/// and never shown.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NodeAddr {
+    host: String,
+    port: u16,
+}
+
+/// Credentials found in a `redis://user:password@...` address.
+#[derive(Clone, Default)]
+pub(crate) struct UrlCredentials {
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+}
+
+impl NodeAddr {
+    /// An address from its parts.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] for an empty host or port 0.
+    pub fn new(host: impl Into<String>, port: u16) -> Result<Self, ConfigError> {
+        let host = host.into();
+        if host.is_empty() {
+            return Err(ConfigError::new("nodes", "empty host"));
+        }
+        if port == 0 {
+            return Err(ConfigError::new("nodes", format!("port 0 for host {host}")));
+        }
+        Ok(NodeAddr { host, port })
+    }
+
+    /// Parses `host:port`, `[ipv6]:port` or `redis://[user:password@]host:port[/]`.
+    ///
+    /// ```
+    /// use switchover::redis::NodeAddr;
+    /// let a = NodeAddr::parse("redis://10.0.0.7:6380/").unwrap();
+    /// assert_eq!((a.host(), a.port()), ("10.0.0.7", 6380));
+    /// assert!(NodeAddr::parse("10.0.0.7").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] (field `nodes`) naming the address, with any password blanked out.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        Self::parse_with_credentials(s, "nodes").map(|(a, _)| a)
+    }
+
+    pub(crate) fn parse_with_credentials(
+        s: &str,
+        field: &'static str,
+    ) -> Result<(Self, UrlCredentials), ConfigError> {
+        let mut creds = UrlCredentials::default();
+        let mut rest = s.trim();
+        let shown = redact(rest);
+        let bad = |why: &str| ConfigError::new(field, format!("`{shown}`: {why}"));
+        if let Some((scheme, after)) = rest.split_once("://") {
+            if !scheme.eq_ignore_ascii_case("redis") {
+                return Err(bad("only `redis://` addresses are supported"));
+            }
+            rest = after.trim_end_matches('/');
+            if let Some((userinfo, host)) = rest.rsplit_once('@') {
+                match userinfo.split_once(':') {
+                    Some((user, pass)) => {
+                        if !user.is_empty() {
+                            creds.username = Some(user.to_owned());
+                        }
+                        creds.password = Some(Secret(pass.to_owned()));
+                    }
+                    None if !userinfo.is_empty() => creds.username = Some(userinfo.to_owned()),
+                    None => {}
+                }
+                rest = host;
+            }
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| bad("missing `:port`"))?;
+            (host, port)
+        } else {
+            rest.rsplit_once(':')
+                .ok_or_else(|| bad("missing `:port`"))?
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err(bad("port 0"));
+        }
+        Ok((
+            NodeAddr {
+                host: host.to_owned(),
+                port,
+            },
+            creds,
+        ))
+    }
+
+    /// The host name or IP address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn connection_addr(&self) -> redis::ConnectionAddr {
+        redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
+    }
+}
+
+/// Replaces the password of a `redis://user:password@host` address by `***`.
+fn redact(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &s[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme_end + 3], &s[at..]),
+                None => s.to_owned(),
+            }
+        }
+        _ => s.to_owned(),
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<std::net::SocketAddr> for NodeAddr {
+    fn from(a: std::net::SocketAddr) -> Self {
+        NodeAddr {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
+impl std::str::FromStr for NodeAddr {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        NodeAddr::parse(s)
+    }
+}
+
+/// A password: shown as `***` by `Debug`.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How the pool finds its nodes.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// A fixed list; roles come from `ROLE`.
+    Static,
+    /// Sentinels watching `master`.
+    Sentinel {
+        sentinels: Vec<NodeAddr>,
+        master: String,
+    },
+}
+
+/// Where reads go. Writes always go to the primary.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Every read goes to the primary.
+    Primary,
+    /// Reads go to a healthy replica (round robin), or to the primary when none is usable. The
+    /// default.
+    #[default]
+    PreferReplica,
+    /// Reads go to a healthy replica only; with none usable they fail (not executed).
+    ReplicaOnly,
+}
+
+/// Every setting of a pool, validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) source: Source,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<Secret>,
+    pub(crate) db: i64,
+    pub(crate) response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_from: ReadFrom,
+    pub(crate) max_replica_lag: Option<u64>,
+    pub(crate) discovery_interval: Duration,
+    pub(crate) rediscovery_interval: Duration,
+    pub(crate) dedicated_pool_size: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            source: Source::Static,
+            username: None,
+            password: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            db: 0,
+            response_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(250),
+            read_from: ReadFrom::PreferReplica,
+            max_replica_lag: None,
+            discovery_interval: Duration::from_secs(1),
+            rediscovery_interval: Duration::from_millis(50),
+            dedicated_pool_size: 8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_address_forms() {
+        let a = NodeAddr::parse("127.0.0.1:6379").unwrap();
+        assert_eq!(a.to_string(), "127.0.0.1:6379");
+        let a = NodeAddr::parse("[::1]:7000").unwrap();
+        assert_eq!((a.host(), a.port()), ("::1", 7000));
+        assert_eq!(a.to_string(), "[::1]:7000");
+        let (a, c) =
+            NodeAddr::parse_with_credentials("redis://app:hunter2@cache:6380/", "nodes").unwrap();
+        assert_eq!(a.to_string(), "cache:6380");
+        assert_eq!(c.username.as_deref(), Some("app"));
+        assert_eq!(c.password.map(|p| p.0).as_deref(), Some("hunter2"));
+    }
+
+    #[test]
+    fn bad_addresses_are_rejected_without_the_password() {
+        for bad in [
+            "",
+            "cache",
+            "cache:",
+            "cache:0",
+            "cache:99999",
+            "[::1:7000",
+            "http://x:1",
+        ] {
+            let err = NodeAddr::parse(bad).unwrap_err();
+            assert_eq!(err.field(), "nodes", "{bad}");
+        }
+        let err = NodeAddr::parse("redis://app:hunter2@cache").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("app:***@cache"), "{err}");
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
+    }
+}

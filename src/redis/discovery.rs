@@ -1,0 +1,285 @@
+//! Reading `ROLE` and Sentinel replies, and choosing a primary from what the nodes say.
+
+use redis::Value;
+
+use super::config::NodeAddr;
+
+/// What one node said about itself in reply to `ROLE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RoleReply {
+    /// `master`, with its replication offset and the replicas it sees.
+    Primary {
+        offset: i64,
+        replicas: Vec<(NodeAddr, i64)>,
+    },
+    /// `slave`: whom it follows, whether the link is up (`connected`), its offset.
+    Replica {
+        master: Option<NodeAddr>,
+        link_up: bool,
+        offset: i64,
+    },
+    /// A sentinel (a misconfigured node list).
+    Sentinel,
+}
+
+pub(crate) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+pub(crate) fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other)?.trim().parse().ok(),
+    }
+}
+
+fn items(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn addr(host: Option<String>, port: Option<i64>) -> Option<NodeAddr> {
+    let port = u16::try_from(port?).ok()?;
+    NodeAddr::new(host?, port).ok()
+}
+
+/// Parses a `ROLE` reply. `None` for anything malformed.
+pub(crate) fn parse_role(v: &Value) -> Option<RoleReply> {
+    let a = items(v)?;
+    match text(a.first()?)?.as_str() {
+        "master" => {
+            let offset = a.get(1).and_then(int).unwrap_or(0);
+            let replicas = a
+                .get(2)
+                .and_then(items)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|r| {
+                    let r = items(r)?;
+                    let at = addr(r.first().and_then(text), r.get(1).and_then(int))?;
+                    Some((at, r.get(2).and_then(int).unwrap_or(0)))
+                })
+                .collect();
+            Some(RoleReply::Primary { offset, replicas })
+        }
+        "slave" | "replica" => Some(RoleReply::Replica {
+            master: addr(a.get(1).and_then(text), a.get(2).and_then(int)),
+            link_up: a.get(3).and_then(text).as_deref() == Some("connected"),
+            offset: a.get(4).and_then(int).unwrap_or(-1),
+        }),
+        "sentinel" => Some(RoleReply::Sentinel),
+        _ => None,
+    }
+}
+
+/// Parses `SENTINEL GET-MASTER-ADDR-BY-NAME`: `[ip, port]`, or nil for an unknown name.
+pub(crate) fn parse_master_addr(v: &Value) -> Option<Option<NodeAddr>> {
+    match v {
+        Value::Nil => Some(None),
+        other => {
+            let a = items(other)?;
+            Some(Some(addr(
+                a.first().and_then(text),
+                a.get(1).and_then(int),
+            )?))
+        }
+    }
+}
+
+/// One replica as a sentinel sees it (`SENTINEL REPLICAS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SentinelReplica {
+    pub(crate) addr: NodeAddr,
+    /// Not flagged `s_down`, `o_down` or `disconnected`.
+    pub(crate) healthy: bool,
+    /// `master-link-status` is `ok`.
+    pub(crate) link_up: bool,
+}
+
+fn fields(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((text(k)?, text(v).or_else(|| int(v).map(|i| i.to_string()))?))
+            })
+            .collect(),
+        other => items(other)
+            .unwrap_or(&[])
+            .chunks(2)
+            .filter_map(|kv| Some((text(kv.first()?)?, text(kv.get(1)?)?)))
+            .collect(),
+    }
+}
+
+/// Parses `SENTINEL REPLICAS` (RESP2 flat key/value arrays or RESP3 maps).
+pub(crate) fn parse_sentinel_replicas(v: &Value) -> Option<Vec<SentinelReplica>> {
+    let list = items(v)?;
+    Some(
+        list.iter()
+            .filter_map(|entry| {
+                let f = fields(entry);
+                let get = |k: &str| f.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+                let at = addr(get("ip"), get("port").and_then(|p| p.parse().ok()))?;
+                let flags = get("flags").unwrap_or_default();
+                let healthy = !flags
+                    .split(',')
+                    .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
+                let link_up = get("master-link-status").is_none_or(|s| s == "ok");
+                Some(SentinelReplica {
+                    addr: at,
+                    healthy,
+                    link_up,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Parses a `+switch-master` message: `<name> <old ip> <old port> <new ip> <new port>`.
+pub(crate) fn parse_switch_master(payload: &str, master: &str) -> Option<NodeAddr> {
+    let parts: Vec<&str> = payload.split_whitespace().collect();
+    match parts.as_slice() {
+        [name, _, _, ip, port] if *name == master => NodeAddr::new(*ip, port.parse().ok()?).ok(),
+        _ => None,
+    }
+}
+
+/// Chooses the primary among the nodes that claim the `master` role.
+///
+/// `claims` holds, for each node that answered `master`, its address, its offset and how many
+/// of the answering replicas follow it. `preferred` (the sentinels' choice) wins when it is
+/// among the claimants; otherwise the node most replicas follow, then the highest offset, then
+/// `current` (no switch without a reason).
+pub(crate) fn choose_primary(
+    claims: &[(NodeAddr, i64, usize)],
+    preferred: Option<&NodeAddr>,
+    current: Option<&NodeAddr>,
+) -> Option<NodeAddr> {
+    if let Some(p) = preferred {
+        if claims.iter().any(|(a, _, _)| a == p) {
+            return Some(p.clone());
+        }
+    }
+    claims
+        .iter()
+        .max_by_key(|(a, offset, followers)| (*followers, *offset, Some(a) == current))
+        .map(|(a, _, _)| a.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_role_replies() {
+        let primary = Value::Array(vec![
+            bulk("master"),
+            Value::Int(3129659),
+            Value::Array(vec![
+                Value::Array(vec![bulk("127.0.0.1"), bulk("9001"), bulk("3129242")]),
+                Value::Array(vec![bulk("127.0.0.1"), bulk("9002"), bulk("3129543")]),
+            ]),
+        ]);
+        let RoleReply::Primary { offset, replicas } = parse_role(&primary).unwrap() else {
+            panic!("not a primary");
+        };
+        assert_eq!(offset, 3129659);
+        assert_eq!(replicas.len(), 2);
+        assert_eq!(replicas[1].0.to_string(), "127.0.0.1:9002");
+
+        let replica = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9000),
+            bulk("connected"),
+            Value::Int(3167038),
+        ]);
+        assert_eq!(
+            parse_role(&replica),
+            Some(RoleReply::Replica {
+                master: Some(NodeAddr::new("127.0.0.1", 9000).unwrap()),
+                link_up: true,
+                offset: 3167038
+            })
+        );
+        let linkless = Value::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            Value::Int(9000),
+            bulk("connect"),
+            Value::Int(-1),
+        ]);
+        assert!(matches!(
+            parse_role(&linkless),
+            Some(RoleReply::Replica { link_up: false, .. })
+        ));
+        // Garbage is rejected, never a panic.
+        for bad in [
+            Value::Nil,
+            Value::Int(1),
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("x")]),
+        ] {
+            assert_eq!(parse_role(&bad), None);
+        }
+    }
+
+    #[test]
+    fn parses_sentinel_replies() {
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("name"),
+            bulk("127.0.0.1:7001"),
+            bulk("ip"),
+            bulk("127.0.0.1"),
+            bulk("port"),
+            bulk("7001"),
+            bulk("flags"),
+            bulk("slave,s_down"),
+            bulk("master-link-status"),
+            bulk("err"),
+        ])]);
+        let r = parse_sentinel_replicas(&v).unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(!r[0].healthy);
+        assert!(!r[0].link_up);
+        assert_eq!(
+            parse_master_addr(&Value::Array(vec![bulk("10.0.0.1"), bulk("6379")])),
+            Some(Some(NodeAddr::new("10.0.0.1", 6379).unwrap()))
+        );
+        assert_eq!(parse_master_addr(&Value::Nil), Some(None));
+        assert_eq!(
+            parse_switch_master("mymaster 10.0.0.1 6379 10.0.0.2 6380", "mymaster"),
+            Some(NodeAddr::new("10.0.0.2", 6380).unwrap())
+        );
+        assert_eq!(parse_switch_master("other 1 2 3 4", "mymaster"), None);
+    }
+
+    #[test]
+    fn chooses_the_primary() {
+        let a = NodeAddr::new("a", 1).unwrap();
+        let b = NodeAddr::new("b", 1).unwrap();
+        // The node replicas follow wins over a lone restarted node with a higher offset.
+        let claims = [(a.clone(), 500, 0), (b.clone(), 100, 2)];
+        assert_eq!(choose_primary(&claims, None, Some(&a)), Some(b.clone()));
+        // The sentinels' choice wins when it claims the role.
+        assert_eq!(choose_primary(&claims, Some(&a), None), Some(a.clone()));
+        // Ties keep the current primary.
+        let tie = [(a.clone(), 1, 0), (b.clone(), 1, 0)];
+        assert_eq!(choose_primary(&tie, None, Some(&a)), Some(a.clone()));
+        assert_eq!(choose_primary(&tie, None, Some(&b)), Some(b));
+        assert_eq!(choose_primary(&[], None, Some(&a)), None);
+    }
+}
