@@ -382,7 +382,10 @@ mod tests {
         };
         let got = Classifier::classify(&c, &"busy");
         assert_eq!(got.retry_after(), Some(Duration::from_millis(5)));
-        assert_eq!(got.to_string(), "throttled, may have executed, retry after 5ms");
+        assert_eq!(
+            got.to_string(),
+            "throttled, may have executed, retry after 5ms"
+        );
     }
 
     #[test]

@@ -187,10 +187,7 @@ impl ExponentialBackoffBuilder {
         if self.base > self.cap {
             return Err(ConfigError::new(
                 "base",
-                format!(
-                    "{:?} is above the cap of {:?}",
-                    self.base, self.cap
-                ),
+                format!("{:?} is above the cap of {:?}", self.base, self.cap),
             ));
         }
         if !self.factor.is_finite() || self.factor < 1.0 {
@@ -493,7 +490,10 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        let e = ExponentialBackoff::builder().factor(0.5).build().unwrap_err();
+        let e = ExponentialBackoff::builder()
+            .factor(0.5)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "factor");
         let e = ExponentialBackoff::builder()
             .factor(f64::NAN)

@@ -110,7 +110,9 @@ impl<E> fmt::Display for RetryError<E> {
 
 impl<E: StdError + 'static> StdError for RetryError<E> {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.last_error.as_ref().map(|e| e as &(dyn StdError + 'static))
+        self.last_error
+            .as_ref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -279,7 +281,8 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
     /// Runs the call: attempts the operation until it succeeds or the policy says stop.
     ///
     /// A first-try success allocates nothing, takes no lock, and reads the clock only when
-    /// the policy has a deadline or an attempt timeout.
+    /// the policy has a deadline or an attempt timeout. The retry path (schedule, waits) lives
+    /// in one heap allocation made at the first failure, which keeps this future small.
     ///
     /// # Errors
     ///
@@ -292,28 +295,41 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
+        let deadline_at = self.policy.deadline.map(|d| Instant::now() + d);
+        let limit = attempt_limit(self.policy.attempt_timeout, deadline_at);
+        let outcome = match limit {
+            None => Some((self.op)().await),
+            Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
+        };
+        if let Some(Ok(value)) = outcome {
+            if let Some(budget) = self.budget {
+                budget.deposit_success();
+            }
+            return Ok(value);
+        }
+        Box::pin(self.retry_loop(deadline_at, limit, outcome)).await
+    }
+
+    /// Everything after a failed first attempt.
+    async fn retry_loop<T, E, Fut>(
+        mut self,
+        deadline_at: Option<Instant>,
+        mut limit: Option<(Duration, bool)>,
+        mut outcome: Option<Result<T, E>>,
+    ) -> Result<T, RetryError<E>>
+    where
+        B: Backoff,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classifier<E>,
+        H: OnRetry<E>,
+    {
         let policy = self.policy;
-        let deadline_at = policy.deadline.map(|d| Instant::now() + d);
         let mut schedule: Option<B::Schedule> = None;
-        let mut attempts: u32 = 0;
+        let mut attempts: u32 = 1;
         let mut last_error: Option<E> = None;
 
         loop {
-            attempts += 1;
-            // The time this attempt may take: the tighter of the attempt timeout and what is
-            // left of the deadline.
-            let remaining = deadline_at.map(|at| at.saturating_duration_since(Instant::now()));
-            let limit = match (policy.attempt_timeout, remaining) {
-                (Some(t), Some(r)) => Some((t.min(r), r <= t)),
-                (Some(t), None) => Some((t, false)),
-                (None, Some(r)) => Some((r, true)),
-                (None, None) => None,
-            };
-            let outcome = match limit {
-                None => Some((self.op)().await),
-                Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
-            };
-
             let (classification, timed_out) = match outcome {
                 Some(Ok(value)) => {
                     if let Some(budget) = self.budget {
@@ -355,13 +371,13 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             } else {
                 None
             };
-            let delay = match stop {
+            let scheduled = match stop {
                 Some(_) => None,
                 None => schedule
                     .get_or_insert_with(|| policy.backoff.schedule())
                     .next(),
             };
-            let delay = match (stop, delay) {
+            let delay = match (stop, scheduled) {
                 (Some(reason), _) => {
                     return Err(give_up(
                         reason,
@@ -435,7 +451,29 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+
+            attempts += 1;
+            limit = attempt_limit(policy.attempt_timeout, deadline_at);
+            outcome = match limit {
+                None => Some((self.op)().await),
+                Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
+            };
         }
+    }
+}
+
+/// The time the next attempt may take — the tighter of the attempt timeout and what is left of
+/// the deadline — and whether the deadline is the tighter one.
+fn attempt_limit(
+    attempt_timeout: Option<Duration>,
+    deadline_at: Option<Instant>,
+) -> Option<(Duration, bool)> {
+    let remaining = deadline_at.map(|at| at.saturating_duration_since(Instant::now()));
+    match (attempt_timeout, remaining) {
+        (Some(t), Some(r)) => Some((t.min(r), r <= t)),
+        (Some(t), None) => Some((t, false)),
+        (None, Some(r)) => Some((r, true)),
+        (None, None) => None,
     }
 }
 

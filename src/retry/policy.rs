@@ -196,7 +196,10 @@ impl<B> RetryPolicyBuilder<B> {
         if p.max_attempts > MAX_ATTEMPTS {
             return Err(ConfigError::new(
                 "max_attempts",
-                format!("{} is more than the limit of {MAX_ATTEMPTS}", p.max_attempts),
+                format!(
+                    "{} is more than the limit of {MAX_ATTEMPTS}",
+                    p.max_attempts
+                ),
             ));
         }
         for (field, value) in [
@@ -237,9 +240,14 @@ mod tests {
     #[test]
     fn bad_input_names_the_field() {
         let cases = [
-            (RetryPolicy::builder().max_attempts(0).build(), "max_attempts"),
             (
-                RetryPolicy::builder().max_attempts(MAX_ATTEMPTS + 1).build(),
+                RetryPolicy::builder().max_attempts(0).build(),
+                "max_attempts",
+            ),
+            (
+                RetryPolicy::builder()
+                    .max_attempts(MAX_ATTEMPTS + 1)
+                    .build(),
                 "max_attempts",
             ),
             (
