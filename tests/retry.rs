@@ -363,7 +363,7 @@ async fn hook_sees_every_retry() {
             async move { Err::<(), _>(fail) }
         })
         .idempotent(true)
-        .on_retry(|ev: &switchover::retry::RetryEvent<'_, Fail>| {
+        .on_retry(|ev| {
             seen.push((
                 ev.attempt(),
                 ev.delay().as_millis() as u64,

@@ -267,7 +267,20 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
     }
 
     /// Calls `hook` before every retry, with the failed attempt, its error and the wait.
-    pub fn on_retry<H2>(self, hook: H2) -> Retry<'a, B, F, C, H2> {
+    ///
+    /// Takes a closure, whose argument type is inferred; [`with_hook`](Self::with_hook) takes any
+    /// [`OnRetry`] implementation.
+    pub fn on_retry<T, E, Fut, H2>(self, hook: H2) -> Retry<'a, B, F, C, H2>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        H2: FnMut(&RetryEvent<'_, E>),
+    {
+        self.with_hook(hook)
+    }
+
+    /// Calls `hook` (any [`OnRetry`] implementation) before every retry.
+    pub fn with_hook<H2>(self, hook: H2) -> Retry<'a, B, F, C, H2> {
         Retry {
             policy: self.policy,
             op: self.op,
