@@ -228,7 +228,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             .retry(attempt)
             .idempotent(idempotent)
             .classify_with(ByRef(classifier))
-            .on_retry(hook);
+            .with_hook(hook);
         if let Some(b) = budget {
             retry = retry.budget(b);
         }
