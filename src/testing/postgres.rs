@@ -1,0 +1,641 @@
+//! Postgres 15 fixtures: a primary and streaming standbys.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use super::Error;
+use super::process::{
+    COMMAND_TIMEOUT, POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port,
+    is_root, log_tail, port_in_use, run,
+};
+
+/// Environment variable naming the directory that holds `initdb`, `pg_ctl`, `postgres`,
+/// `pg_basebackup`, `pg_isready` and `psql`. Default: `/usr/lib/postgresql/15/bin`.
+pub const PG_BIN_ENV: &str = "SWITCHOVER_PG_BIN";
+
+const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const PG_HINT: &str = "apt-get install postgresql-15 (or set SWITCHOVER_PG_BIN to the directory holding initdb, pg_ctl and postgres)";
+/// The unprivileged user the server runs as when the tests run as root.
+const PG_USER: &str = "postgres";
+
+/// Where the Postgres binaries are, and how to run them.
+#[derive(Debug, Clone)]
+struct PgBin {
+    dir: PathBuf,
+}
+
+impl PgBin {
+    fn default_dir() -> PathBuf {
+        std::env::var_os(PG_BIN_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN))
+    }
+
+    fn locate(dir: PathBuf) -> Result<Self, Error> {
+        let bin = Self { dir };
+        bin.tool("initdb")?;
+        Ok(bin)
+    }
+
+    fn tool(&self, name: &str) -> Result<PathBuf, Error> {
+        let path = self.dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::MissingBinary {
+                binary: path.display().to_string(),
+                hint: PG_HINT.to_owned(),
+            })
+        }
+    }
+
+    /// A command for a server-side tool, run as `postgres` when we are root (the server refuses
+    /// to run as root). `setpriv` execs the tool, so a spawned server is our direct child.
+    fn server_command(&self, name: &str, cwd: &Path) -> Result<Command, Error> {
+        let tool = self.tool(name)?;
+        let mut cmd = if is_root() {
+            let setpriv = find_binary("setpriv", "apt-get install util-linux")?;
+            let mut cmd = Command::new(setpriv);
+            cmd.args([
+                "--reuid",
+                PG_USER,
+                "--regid",
+                PG_USER,
+                "--init-groups",
+                "--",
+            ]);
+            cmd.arg(tool);
+            cmd
+        } else {
+            Command::new(tool)
+        };
+        cmd.current_dir(cwd).env("HOME", cwd);
+        Ok(cmd)
+    }
+}
+
+/// Gives `dir` to the `postgres` user when we are root.
+async fn hand_over(dir: &Path) -> Result<(), Error> {
+    if !is_root() {
+        return Ok(());
+    }
+    let chown = find_binary("chown", "apt-get install coreutils")?;
+    run(
+        Command::new(chown)
+            .arg("-R")
+            .arg(format!("{PG_USER}:"))
+            .arg(dir),
+        "chown -R postgres: <fixture dir>",
+        COMMAND_TIMEOUT,
+    )
+    .await
+    .map(drop)
+}
+
+/// One Postgres 15 server on `127.0.0.1` with `trust` authentication for user `postgres`, in its
+/// own temporary directory; stopped on drop (`SIGQUIT`, i.e. immediate shutdown, then `SIGKILL`).
+///
+/// Settings chosen to start fast and replicate: `fsync=off`, `full_page_writes=off`,
+/// `shared_buffers=16MB`, `max_connections=50`, `wal_level=replica`, `hot_standby=on`,
+/// `max_wal_senders=10`, `wal_keep_size=128MB`, `wal_retrieve_retry_interval=200ms`.
+#[derive(Debug)]
+pub struct PgNode {
+    // Fields drop in order: the process goes before its directory.
+    process: Option<ServerProcess>,
+    name: String,
+    port: u16,
+    dir: TempDir,
+    bin: PgBin,
+}
+
+impl PgNode {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    fn log(&self) -> String {
+        log_tail(&self.log_path(), 20)
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A libpq key/value connection string:
+    /// `host=127.0.0.1 port=N user=postgres dbname=postgres`.
+    pub fn conn_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// A URL: `postgres://postgres@127.0.0.1:N/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The postmaster's process id while the fixture holds a process.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), Error> {
+        let dir = self.dir.path().to_path_buf();
+        let mut cmd = self.bin.server_command("postgres", &dir)?;
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.port.to_string());
+        cmd.arg("-c").arg("listen_addresses=127.0.0.1");
+        cmd.arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()));
+        for setting in [
+            "fsync=off",
+            "full_page_writes=off",
+            "shared_buffers=16MB",
+            "max_connections=50",
+            "wal_level=replica",
+            "hot_standby=on",
+            "max_wal_senders=10",
+            "max_replication_slots=10",
+            "wal_keep_size=128MB",
+            "wal_retrieve_retry_interval=200ms",
+            "wal_receiver_status_interval=1s",
+            "logging_collector=off",
+        ] {
+            cmd.arg("-c").arg(setting);
+        }
+        let name = format!("{} on port {}", self.name, self.port);
+        let process = ServerProcess::spawn_command(&name, cmd, &dir, &self.log_path())?
+            .with_drop_signal("QUIT");
+        self.process = Some(process);
+        let isready = self.bin.tool("pg_isready")?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(p) = self.process.as_mut() {
+                p.ensure_running()?;
+            }
+            let probe = Command::new(&isready)
+                .args([
+                    "-q",
+                    "-t",
+                    "1",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .status()
+                .await;
+            if probe.is_ok_and(|s| s.success()) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("{name} to accept connections"),
+                    STARTUP_TIMEOUT,
+                    self.log(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Runs SQL with `psql` (as user `postgres`, `ON_ERROR_STOP`, one implicit transaction for
+    /// the whole string, 30 s timeout) and returns the rows of the last statement, unaligned
+    /// (`|` between columns, one row per line, no header).
+    ///
+    /// A server error becomes [`Error::Sql`] with its SQLSTATE (see [`Error::sqlstate`]).
+    pub async fn sql(&self, sql: &str) -> Result<String, Error> {
+        let psql = self.bin.tool("psql")?;
+        let mut cmd = Command::new(psql);
+        cmd.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+        ])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .arg("-c")
+        .arg(sql)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .env("PGAPPNAME", "switchover-testing");
+        match run(&mut cmd, "psql", COMMAND_TIMEOUT).await {
+            Ok(out) => Ok(out.trim_end().to_owned()),
+            Err(Error::Command { output, .. }) => Err(sql_error(&output)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the server is in recovery (a standby): `SELECT pg_is_in_recovery()`.
+    pub async fn is_in_recovery(&self) -> Result<bool, Error> {
+        Ok(self.sql("SELECT pg_is_in_recovery()").await? == "t")
+    }
+
+    /// The server's WAL position: `pg_current_wal_lsn()` on a primary,
+    /// `pg_last_wal_replay_lsn()` on a standby.
+    pub async fn wal_lsn(&self) -> Result<String, Error> {
+        self.sql(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END",
+        )
+        .await
+    }
+
+    /// Waits until this standby has replayed WAL up to `lsn` (e.g. from the primary's
+    /// [`wal_lsn`](Self::wal_lsn)).
+    pub async fn wait_for_replay(&self, lsn: &str, timeout: Duration) -> Result<(), Error> {
+        if lsn.is_empty() || !lsn.chars().all(|c| c.is_ascii_hexdigit() || c == '/') {
+            return Err(Error::Invalid(format!("{lsn:?} is not a WAL position")));
+        }
+        let query = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.sql(&query).await.is_ok_and(|r| r == "t") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("{} to replay up to {lsn}", self.addr()),
+                    timeout,
+                    self.log(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Kills the server like a crash: `pg_ctl stop -m immediate`, then reaps it.
+    pub async fn kill(&mut self) -> Result<(), Error> {
+        self.stop_with("immediate").await
+    }
+
+    /// Stops the server cleanly: `pg_ctl stop -m fast`.
+    pub async fn stop(&mut self) -> Result<(), Error> {
+        self.stop_with("fast").await
+    }
+
+    async fn stop_with(&mut self, mode: &str) -> Result<(), Error> {
+        let Some(mut process) = self.process.take() else {
+            return Ok(());
+        };
+        if process.exited().is_some() {
+            return Ok(());
+        }
+        let data = self.data_dir();
+        let mut cmd = self.bin.server_command("pg_ctl", self.dir.path())?;
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", mode, "-w", "-t", "10"]);
+        let stopped = run(&mut cmd, &format!("pg_ctl stop -m {mode}"), COMMAND_TIMEOUT).await;
+        match process.wait_exit(Duration::from_secs(5)).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                process.kill().await?;
+                stopped.and(Err(e))
+            }
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (after [`kill`](Self::kill)
+    /// or [`stop`](Self::stop); a running server is stopped first). A killed primary comes back
+    /// as a primary after crash recovery, a standby as a standby.
+    pub async fn restart(&mut self) -> Result<(), Error> {
+        self.stop().await?;
+        self.spawn_and_wait().await
+    }
+
+    /// Promotes a standby: `pg_ctl promote`, then waits (up to 30 s) until
+    /// `pg_is_in_recovery()` is false.
+    pub async fn promote(&mut self) -> Result<(), Error> {
+        let mut cmd = self.bin.server_command("pg_ctl", self.dir.path())?;
+        cmd.arg("promote")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "30"]);
+        run(&mut cmd, "pg_ctl promote", COMMAND_TIMEOUT).await?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if !self.is_in_recovery().await.unwrap_or(true) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("{} to leave recovery", self.addr()),
+                    STARTUP_TIMEOUT,
+                    self.log(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Fences the server read-only: `ALTER SYSTEM SET default_transaction_read_only = on` and
+    /// `SELECT pg_reload_conf()`, then waits until new sessions see it. Writes in new
+    /// transactions then fail with SQLSTATE `25006` (`read_only_sql_transaction`).
+    pub async fn fence_read_only(&self) -> Result<(), Error> {
+        self.set_read_only(true).await
+    }
+
+    /// Lifts [`fence_read_only`](Self::fence_read_only):
+    /// `ALTER SYSTEM RESET default_transaction_read_only` and a reload.
+    pub async fn unfence(&self) -> Result<(), Error> {
+        self.set_read_only(false).await
+    }
+
+    async fn set_read_only(&self, on: bool) -> Result<(), Error> {
+        // ALTER SYSTEM cannot run in the implicit transaction of a multi-statement string.
+        if on {
+            self.sql("ALTER SYSTEM SET default_transaction_read_only = on")
+                .await?;
+        } else {
+            self.sql("ALTER SYSTEM RESET default_transaction_read_only")
+                .await?;
+        }
+        self.sql("SELECT pg_reload_conf()").await?;
+        let want = if on { "on" } else { "off" };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.sql("SHOW default_transaction_read_only").await? == want {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    "the read-only setting to take effect",
+                    Duration::from_secs(10),
+                    "",
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Points this standby at another primary: `ALTER SYSTEM SET primary_conninfo` and a
+    /// reload (the WAL receiver reconnects). Following a promoted standby works when this
+    /// standby has not replayed past the point where the new primary's timeline forked.
+    pub async fn follow(&self, primary: &PgNode) -> Result<(), Error> {
+        self.sql(&format!(
+            "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres'",
+            primary.port
+        ))
+        .await?;
+        self.sql("SELECT pg_reload_conf()").await.map(drop)
+    }
+}
+
+/// Turns psql's stderr into an [`Error::Sql`], picking the SQLSTATE out of the verbose
+/// `ERROR:  25006: message` form.
+fn sql_error(output: &str) -> Error {
+    for line in output.lines() {
+        for severity in ["ERROR:  ", "FATAL:  ", "PANIC:  "] {
+            if let Some(at) = line.find(severity) {
+                let rest = &line[at + severity.len()..];
+                let code = rest
+                    .get(..5)
+                    .filter(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric()));
+                if let (Some(code), Some(message)) =
+                    (code, rest.get(5..).and_then(|m| m.strip_prefix(": ")))
+                {
+                    return Error::Sql {
+                        sqlstate: Some(code.to_owned()),
+                        message: message.to_owned(),
+                    };
+                }
+                return Error::Sql {
+                    sqlstate: None,
+                    message: rest.to_owned(),
+                };
+            }
+        }
+    }
+    Error::Sql {
+        sqlstate: None,
+        message: output.trim().to_owned(),
+    }
+}
+
+/// A Postgres 15 primary and `N` streaming standbys (`pg_basebackup -R -X stream`), each a
+/// [`PgNode`] in its own temporary directory.
+///
+/// When the tests run as root, the server processes run as the `postgres` user (through
+/// `setpriv`) and the fixture directories are given to it. Binaries come from
+/// `/usr/lib/postgresql/15/bin` or [`PG_BIN_ENV`].
+#[derive(Debug)]
+pub struct PgCluster {
+    nodes: Vec<PgNode>,
+    primary: usize,
+}
+
+impl PgCluster {
+    /// Starts a primary (`initdb`, trust auth on 127.0.0.1) and `standbys` standbys, and waits
+    /// (up to 30 s each) until every standby streams from the primary.
+    ///
+    /// Fails with [`Error::MissingBinary`] (hint `apt-get install postgresql-15`) when the
+    /// binaries are missing.
+    pub async fn start(standbys: usize) -> Result<Self, Error> {
+        Self::start_with_bin_dir(PgBin::default_dir(), standbys).await
+    }
+
+    /// Like [`start`](Self::start), with the binaries taken from `bin_dir` (another Postgres
+    /// major version, a custom build) instead of the default or [`PG_BIN_ENV`].
+    pub async fn start_with_bin_dir(
+        bin_dir: impl Into<PathBuf>,
+        standbys: usize,
+    ) -> Result<Self, Error> {
+        let bin = PgBin::locate(bin_dir.into())?;
+        let primary = launch(&bin, "postgres-primary", None).await?;
+        let mut nodes = vec![primary];
+        for i in 0..standbys {
+            let standby = launch(
+                &bin,
+                &format!("postgres-standby-{}", i + 1),
+                Some(&nodes[0]),
+            )
+            .await?;
+            nodes.push(standby);
+        }
+        Ok(Self { nodes, primary: 0 })
+    }
+
+    /// The node the fixture considers primary (node 0 until [`promote`](Self::promote)).
+    pub fn primary(&self) -> &PgNode {
+        &self.nodes[self.primary]
+    }
+
+    /// The primary, mutably.
+    pub fn primary_mut(&mut self) -> &mut PgNode {
+        &mut self.nodes[self.primary]
+    }
+
+    /// Index of the primary in [`nodes`](Self::nodes).
+    pub fn primary_index(&self) -> usize {
+        self.primary
+    }
+
+    /// All nodes: index 0 is the first primary, then the standbys in start order.
+    pub fn nodes(&self) -> &[PgNode] {
+        &self.nodes
+    }
+
+    /// One node, mutably. Fails with [`Error::Invalid`] for an index out of range.
+    pub fn node_mut(&mut self, index: usize) -> Result<&mut PgNode, Error> {
+        let len = self.nodes.len();
+        self.nodes.get_mut(index).ok_or_else(|| {
+            Error::Invalid(format!("no postgres node {index} (the cluster has {len})"))
+        })
+    }
+
+    /// Kills the primary (`pg_ctl stop -m immediate`).
+    pub async fn kill_primary(&mut self) -> Result<(), Error> {
+        self.primary_mut().kill().await
+    }
+
+    /// Promotes node `index` (see [`PgNode::promote`]) and makes it the fixture's primary.
+    /// Other standbys are not repointed; use [`PgNode::follow`].
+    pub async fn promote(&mut self, index: usize) -> Result<(), Error> {
+        self.node_mut(index)?.promote().await?;
+        self.primary = index;
+        Ok(())
+    }
+
+    /// Waits until node `index` has replayed everything the primary has written so far.
+    pub async fn wait_for_replay(&self, index: usize, timeout: Duration) -> Result<(), Error> {
+        let node = self
+            .nodes
+            .get(index)
+            .ok_or_else(|| Error::Invalid(format!("no postgres node {index}")))?;
+        let lsn = self.primary().wal_lsn().await?;
+        node.wait_for_replay(&lsn, timeout).await
+    }
+}
+
+/// Creates and starts one node: `initdb` for a primary, `pg_basebackup` from `primary` for a
+/// standby. Retries on another port when the port was taken.
+async fn launch(bin: &PgBin, name: &str, primary: Option<&PgNode>) -> Result<PgNode, Error> {
+    let mut last = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let dir = tempfile::Builder::new()
+            .prefix("switchover-pg-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary directory", e))?;
+        hand_over(dir.path()).await?;
+        let mut node = PgNode {
+            process: None,
+            name: name.to_owned(),
+            port: free_port()?,
+            dir,
+            bin: bin.clone(),
+        };
+        let data = node.data_dir();
+        let mut cmd = match primary {
+            None => {
+                let mut cmd = bin.server_command("initdb", node.dir.path())?;
+                cmd.arg("-D").arg(&data).args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]);
+                cmd
+            }
+            Some(primary) => {
+                let mut cmd = bin.server_command("pg_basebackup", node.dir.path())?;
+                cmd.arg("-D").arg(&data).args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ]);
+                cmd
+            }
+        };
+        let what = if primary.is_some() {
+            "pg_basebackup"
+        } else {
+            "initdb"
+        };
+        run(&mut cmd, what, COMMAND_TIMEOUT).await?;
+        match node.spawn_and_wait().await {
+            Ok(()) => {}
+            Err(e) if port_in_use(&node.log()) => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        if primary.is_some() {
+            wait_streaming(&node).await?;
+        }
+        return Ok(node);
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+}
+
+async fn wait_streaming(node: &PgNode) -> Result<(), Error> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if node
+            .sql("SELECT status FROM pg_stat_wal_receiver")
+            .await
+            .is_ok_and(|s| s == "streaming")
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::timeout(
+                format!("{} to stream from its primary", node.addr()),
+                STARTUP_TIMEOUT,
+                node.log(),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

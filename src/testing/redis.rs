@@ -1,0 +1,722 @@
+//! Redis fixtures: a server, a replica set, and a replica set watched by Sentinel.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+use super::Error;
+use super::process::{
+    POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
+    port_in_use,
+};
+use super::resp::{self, Reply, RespClient};
+
+/// The name under which the [`RedisSentinel`] fixture monitors its primary: `switchover`.
+pub const SENTINEL_MASTER_NAME: &str = "switchover";
+
+const REDIS_HINT: &str = "apt-get install redis-server";
+const SENTINEL_HINT: &str = "apt-get install redis-sentinel";
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn temp_dir(prefix: &str) -> Result<TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| Error::io("creating a temporary directory", e))
+}
+
+/// One `redis-server` process on `127.0.0.1`, without persistence (`save ""`, no AOF), in its own
+/// temporary directory. Killed (`SIGKILL`) on drop.
+///
+/// Because nothing is persisted, a node that is restarted comes back empty (a replica then
+/// resyncs from its primary).
+#[derive(Debug)]
+pub struct RedisServer {
+    // Fields drop in order: the process goes before its directory.
+    process: Option<ServerProcess>,
+    name: String,
+    bin: PathBuf,
+    port: u16,
+    dir: TempDir,
+    replica_of: Option<SocketAddr>,
+}
+
+impl RedisServer {
+    /// Starts a standalone server on a free port and waits (up to 30 s) until it answers `PING`.
+    ///
+    /// Fails with [`Error::MissingBinary`] (hint `apt-get install redis-server`) when
+    /// `redis-server` is not installed.
+    pub async fn start() -> Result<Self, Error> {
+        Self::launch("redis", None).await
+    }
+
+    /// Starts a server that replicates from `primary` (`--replicaof`) and waits until it answers
+    /// `PING`. It does not wait for the replication link; see
+    /// [`wait_link_up`](Self::wait_link_up).
+    pub async fn start_replica_of(primary: SocketAddr) -> Result<Self, Error> {
+        Self::launch("redis-replica", Some(primary)).await
+    }
+
+    async fn launch(name: &str, replica_of: Option<SocketAddr>) -> Result<Self, Error> {
+        let bin = find_binary("redis-server", REDIS_HINT)?;
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = Self {
+                name: name.to_owned(),
+                bin: bin.clone(),
+                port: free_port()?,
+                dir: temp_dir("switchover-redis-")?,
+                replica_of,
+                process: None,
+            };
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
+                Err(e) if port_in_use(&server.log()) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn log(&self) -> String {
+        log_tail(&self.log_path(), 20)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), Error> {
+        let mut args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-ping-replica-period",
+            "1",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(self.dir.path().display().to_string());
+        if let Some(primary) = self.replica_of {
+            args.extend([
+                "--replicaof".to_owned(),
+                primary.ip().to_string(),
+                primary.port().to_string(),
+            ]);
+        }
+        let name = format!("{} on port {}", self.name, self.port);
+        let process =
+            ServerProcess::spawn(&name, &self.bin, &args, self.dir.path(), &self.log_path())?;
+        self.process = Some(process);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(p) = self.process.as_mut() {
+                p.ensure_running()?;
+            }
+            if let Ok(reply) = self.cmd(&["PING"]).await
+                && reply.as_str() == Some("PONG")
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("{name} to answer PING"),
+                    STARTUP_TIMEOUT,
+                    self.log(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        loopback(self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:port/`, for client crates that take a URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The process id, while the fixture holds a process (`None` after [`kill`](Self::kill) or
+    /// [`shutdown`](Self::shutdown)).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
+    /// The primary this node was last told to replicate from (`None` for a primary).
+    pub fn replica_of(&self) -> Option<SocketAddr> {
+        self.replica_of
+    }
+
+    /// Sends one command on a fresh connection (2 s timeout) and returns the reply.
+    pub async fn cmd(&self, args: &[&str]) -> Result<Reply, Error> {
+        resp::command(self.addr(), args).await
+    }
+
+    /// Opens a [`RespClient`] to this server.
+    pub async fn client(&self) -> Result<RespClient, Error> {
+        RespClient::connect(self.addr()).await
+    }
+
+    /// The text of `INFO replication`.
+    pub async fn info_replication(&self) -> Result<String, Error> {
+        let reply = self.cmd(&["INFO", "replication"]).await?;
+        reply
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Protocol(format!("unexpected INFO reply {reply:?}")))
+    }
+
+    /// The role this node reports (`ROLE`): `master`, `slave` (a replica) or `sentinel`.
+    pub async fn role(&self) -> Result<String, Error> {
+        let reply = self.cmd(&["ROLE"]).await?;
+        reply
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(Reply::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Protocol(format!("unexpected ROLE reply {reply:?}")))
+    }
+
+    /// Waits until this replica reports `master_link_status:up`.
+    pub async fn wait_link_up(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(info) = self.info_replication().await
+                && info.lines().any(|l| l.trim() == "master_link_status:up")
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("the replication link of {} to come up", self.addr()),
+                    timeout,
+                    self.log(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Kills the server with `SIGKILL` (no shutdown, no goodbye to clients) and reaps it.
+    pub async fn kill(&mut self) -> Result<(), Error> {
+        if let Some(mut p) = self.process.take() {
+            p.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the server gracefully (`SHUTDOWN NOSAVE`) and waits for it to exit; falls back to
+    /// `SIGKILL` when it does not exit within 5 s.
+    pub async fn shutdown(&mut self) -> Result<(), Error> {
+        let Some(mut p) = self.process.take() else {
+            return Ok(());
+        };
+        // The server closes the connection instead of replying.
+        let _ = self.cmd(&["SHUTDOWN", "NOSAVE"]).await;
+        if p.wait_exit(Duration::from_secs(5)).await.is_err() {
+            p.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Freezes the server with `SIGSTOP`: connections stay open, nothing is answered.
+    pub fn pause(&mut self) -> Result<(), Error> {
+        self.running()?.signal("STOP")
+    }
+
+    /// Thaws a paused server with `SIGCONT`.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        self.running()?.signal("CONT")
+    }
+
+    fn running(&mut self) -> Result<&mut ServerProcess, Error> {
+        let name = self.name.clone();
+        self.process
+            .as_mut()
+            .ok_or_else(|| Error::Invalid(format!("{name} on port {} is not running", self.port)))
+    }
+
+    /// Starts the server again on the same port, with the role it had (primary, or replica of
+    /// [`replica_of`](Self::replica_of)). A running process is killed first. The node comes
+    /// back empty.
+    pub async fn restart(&mut self) -> Result<(), Error> {
+        self.kill().await?;
+        self.spawn_and_wait().await
+    }
+
+    /// Starts the server again on the same port as a replica of `primary` (e.g. an old primary
+    /// rejoining after a failover). A running process is killed first.
+    pub async fn restart_as_replica_of(&mut self, primary: SocketAddr) -> Result<(), Error> {
+        self.kill().await?;
+        self.replica_of = Some(primary);
+        self.spawn_and_wait().await
+    }
+
+    /// Promotes this node by hand: `REPLICAOF NO ONE`.
+    pub async fn promote(&mut self) -> Result<(), Error> {
+        self.cmd(&["REPLICAOF", "NO", "ONE"]).await?;
+        self.replica_of = None;
+        Ok(())
+    }
+
+    /// Makes this node replicate from `primary`: `REPLICAOF host port`. Does not wait for the
+    /// link; see [`wait_link_up`](Self::wait_link_up).
+    pub async fn replicate_from(&mut self, primary: SocketAddr) -> Result<(), Error> {
+        let host = primary.ip().to_string();
+        let port = primary.port().to_string();
+        self.cmd(&["REPLICAOF", &host, &port]).await?;
+        self.replica_of = Some(primary);
+        Ok(())
+    }
+
+    fn is_alive(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.exited().is_none())
+    }
+}
+
+fn info_field(info: &str, key: &str) -> Option<i64> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A primary and `N` replicas (`--replicaof`), each a [`RedisServer`].
+///
+/// [`start`](Self::start) returns when every replica reports `master_link_status:up`. Node 0 is
+/// the first primary; [`primary`](Self::primary) follows [`promote`](Self::promote) (and, in a
+/// [`RedisSentinel`], the failovers the fixture observes).
+#[derive(Debug)]
+pub struct RedisReplicaSet {
+    nodes: Vec<RedisServer>,
+    primary: usize,
+}
+
+/// How long the replica-set operations wait for replication links: 30 s.
+const LINK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RedisReplicaSet {
+    /// Starts a primary and `replicas` replicas and waits (up to 30 s) for every replication
+    /// link.
+    pub async fn start(replicas: usize) -> Result<Self, Error> {
+        let primary = RedisServer::start().await?;
+        let primary_addr = primary.addr();
+        let mut nodes = vec![primary];
+        for _ in 0..replicas {
+            nodes.push(RedisServer::start_replica_of(primary_addr).await?);
+        }
+        for node in &nodes[1..] {
+            node.wait_link_up(LINK_TIMEOUT).await?;
+        }
+        Ok(Self { nodes, primary: 0 })
+    }
+
+    /// The node the fixture considers primary.
+    pub fn primary(&self) -> &RedisServer {
+        &self.nodes[self.primary]
+    }
+
+    /// The node the fixture considers primary, mutably (to kill, pause, restart it).
+    pub fn primary_mut(&mut self) -> &mut RedisServer {
+        &mut self.nodes[self.primary]
+    }
+
+    /// Index of the primary in [`nodes`](Self::nodes).
+    pub fn primary_index(&self) -> usize {
+        self.primary
+    }
+
+    /// All nodes; index 0 was the first primary, the others its replicas in start order.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// One node, mutably. Fails with [`Error::Invalid`] for an index out of range.
+    pub fn node_mut(&mut self, index: usize) -> Result<&mut RedisServer, Error> {
+        let len = self.nodes.len();
+        self.nodes
+            .get_mut(index)
+            .ok_or_else(|| Error::Invalid(format!("no redis node {index} (the set has {len})")))
+    }
+
+    /// The nodes other than the primary.
+    pub fn replicas(&self) -> impl Iterator<Item = &RedisServer> {
+        let primary = self.primary;
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != primary)
+            .map(|(_, n)| n)
+    }
+
+    /// Kills the primary with `SIGKILL` and returns its address. The fixture still calls it the
+    /// primary until [`promote`](Self::promote) (or a Sentinel failover) picks another.
+    pub async fn kill_primary(&mut self) -> Result<SocketAddr, Error> {
+        let primary = self.primary_mut();
+        primary.kill().await?;
+        Ok(primary.addr())
+    }
+
+    /// Promotes node `index` by hand (`REPLICAOF NO ONE`), repoints every other running node to
+    /// it (`REPLICAOF`), and waits (up to 30 s) until their links are up.
+    pub async fn promote(&mut self, index: usize) -> Result<(), Error> {
+        self.node_mut(index)?.promote().await?;
+        let new_primary = self.nodes[index].addr();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if i != index && node.is_alive() {
+                node.replicate_from(new_primary).await?;
+            }
+        }
+        self.primary = index;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if i != index && node.is_alive() {
+                node.wait_link_up(LINK_TIMEOUT).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every running replica has processed everything the primary has sent so far
+    /// (`slave_repl_offset` ≥ the primary's `master_repl_offset`).
+    pub async fn wait_for_sync(&mut self, timeout: Duration) -> Result<(), Error> {
+        let info = self.primary().info_replication().await?;
+        let target = info_field(&info, "master_repl_offset")
+            .ok_or_else(|| Error::Protocol("INFO replication without master_repl_offset".into()))?;
+        let deadline = Instant::now() + timeout;
+        let primary = self.primary;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if i == primary || !node.is_alive() {
+                continue;
+            }
+            loop {
+                let offset = match node.info_replication().await {
+                    Ok(info) => info_field(&info, "slave_repl_offset").unwrap_or(-1),
+                    Err(_) => -1,
+                };
+                if offset >= target {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::timeout(
+                        format!(
+                            "replica {} to reach offset {target} (at {offset})",
+                            node.addr()
+                        ),
+                        timeout,
+                        "",
+                    ));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the node listening on `addr` as the primary (used after a failover the fixture did
+    /// not drive). Returns `false` when no node has that address.
+    pub fn set_primary_addr(&mut self, addr: SocketAddr) -> bool {
+        match self.nodes.iter().position(|n| n.addr() == addr) {
+            Some(i) => {
+                self.primary = i;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One `redis-sentinel` process.
+#[derive(Debug)]
+struct SentinelProcess {
+    // Fields drop in order: the process goes before its directory.
+    process: Option<ServerProcess>,
+    port: u16,
+    dir: TempDir,
+}
+
+/// A [`RedisReplicaSet`] watched by 1 to 3 Sentinels, monitoring it as
+/// [`SENTINEL_MASTER_NAME`] with `down-after-milliseconds 1000`, `failover-timeout 5000`,
+/// `parallel-syncs 5`, and a quorum of a majority of the sentinels.
+///
+/// [`start`](Self::start) returns when every sentinel sees every replica and every other sentinel,
+/// so a failover can start right away. Kill the primary with
+/// [`kill_primary`](Self::kill_primary), then [`wait_for_failover`](Self::wait_for_failover).
+#[derive(Debug)]
+pub struct RedisSentinel {
+    // Sentinels go first, so they do not fail over while the set is being torn down.
+    sentinels: Vec<SentinelProcess>,
+    set: RedisReplicaSet,
+}
+
+impl RedisSentinel {
+    /// Starts a primary, `replicas` replicas and `sentinels` sentinels (1 to 3), and waits (up to
+    /// 30 s) until the sentinels know the whole topology.
+    ///
+    /// Fails with [`Error::Invalid`] for 0 or more than 3 sentinels, and with
+    /// [`Error::MissingBinary`] (hint `apt-get install redis-sentinel`) when `redis-sentinel` is
+    /// not installed.
+    pub async fn start(replicas: usize, sentinels: usize) -> Result<Self, Error> {
+        if !(1..=3).contains(&sentinels) {
+            return Err(Error::Invalid(format!(
+                "{sentinels} sentinels requested; 1 to 3 are supported"
+            )));
+        }
+        let bin = find_binary("redis-sentinel", SENTINEL_HINT)?;
+        let set = RedisReplicaSet::start(replicas).await?;
+        let quorum = sentinels / 2 + 1;
+        let mut fixture = Self {
+            set,
+            sentinels: Vec::new(),
+        };
+        for _ in 0..sentinels {
+            let sentinel = start_sentinel(&bin, fixture.set.primary().addr(), quorum).await?;
+            fixture.sentinels.push(sentinel);
+        }
+        fixture.wait_topology(replicas, sentinels).await?;
+        Ok(fixture)
+    }
+
+    async fn wait_topology(&mut self, replicas: usize, sentinels: usize) -> Result<(), Error> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for s in &mut self.sentinels {
+            let addr = loopback(s.port);
+            loop {
+                if let Some(p) = s.process.as_mut() {
+                    p.ensure_running()?;
+                }
+                let seen_replicas =
+                    resp::command(addr, &["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
+                        .await
+                        .map(|r| count_healthy(&r))
+                        .unwrap_or(0);
+                let seen_sentinels =
+                    resp::command(addr, &["SENTINEL", "SENTINELS", SENTINEL_MASTER_NAME])
+                        .await
+                        .map(|r| count_healthy(&r))
+                        .unwrap_or(0);
+                if seen_replicas >= replicas && seen_sentinels + 1 >= sentinels {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::timeout(
+                        format!(
+                            "sentinel {addr} to see {replicas} replicas and {} other sentinels \
+                             (sees {seen_replicas} and {seen_sentinels})",
+                            sentinels - 1
+                        ),
+                        STARTUP_TIMEOUT,
+                        log_tail(&s.dir.path().join("sentinel.log"), 20),
+                    ));
+                }
+                tokio::time::sleep(POLL * 4).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The name the sentinels monitor: [`SENTINEL_MASTER_NAME`].
+    pub fn master_name(&self) -> &'static str {
+        SENTINEL_MASTER_NAME
+    }
+
+    /// The addresses of the sentinels (`127.0.0.1:port`).
+    pub fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.sentinels.iter().map(|s| loopback(s.port)).collect()
+    }
+
+    /// The replica set under watch.
+    pub fn replica_set(&self) -> &RedisReplicaSet {
+        &self.set
+    }
+
+    /// The replica set under watch, mutably (to kill, pause or restart nodes).
+    pub fn replica_set_mut(&mut self) -> &mut RedisReplicaSet {
+        &mut self.set
+    }
+
+    /// Kills the primary with `SIGKILL` and returns its address.
+    pub async fn kill_primary(&mut self) -> Result<SocketAddr, Error> {
+        self.set.kill_primary().await
+    }
+
+    /// Asks the sentinels, in order, for the current primary (`SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`); the first one that answers wins.
+    pub async fn current_primary(&self) -> Result<SocketAddr, Error> {
+        let mut last = Error::Invalid("no sentinel".into());
+        for addr in self.sentinel_addrs() {
+            let reply = match resp::command(
+                addr,
+                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME],
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let parts: Option<Vec<&str>> = reply
+                .as_array()
+                .map(|a| a.iter().filter_map(Reply::as_str).collect());
+            if let Some([ip, port]) = parts.as_deref()
+                && let (Ok(ip), Ok(port)) = (ip.parse::<std::net::IpAddr>(), port.parse::<u16>())
+            {
+                return Ok(SocketAddr::new(ip, port));
+            }
+            last = Error::Protocol(format!(
+                "unexpected GET-MASTER-ADDR-BY-NAME reply {reply:?}"
+            ));
+        }
+        Err(last)
+    }
+
+    /// Waits until the sentinels name a primary other than `old` and that node reports the
+    /// `master` role; then makes it the replica set's [`primary`](RedisReplicaSet::primary) and
+    /// returns its address.
+    pub async fn wait_for_failover(
+        &mut self,
+        old: SocketAddr,
+        timeout: Duration,
+    ) -> Result<SocketAddr, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(addr) = self.current_primary().await
+                && addr != old
+                && resp::command(addr, &["ROLE"]).await.ok().is_some_and(|r| {
+                    r.as_array().and_then(|a| a.first()).and_then(Reply::as_str) == Some("master")
+                })
+            {
+                self.set.set_primary_addr(addr);
+                return Ok(addr);
+            }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .sentinels
+                    .iter()
+                    .map(|s| log_tail(&s.dir.path().join("sentinel.log"), 8))
+                    .collect();
+                return Err(Error::timeout(
+                    format!("sentinel to fail over away from {old}"),
+                    timeout,
+                    logs.join("\n---\n"),
+                ));
+            }
+            tokio::time::sleep(POLL * 2).await;
+        }
+    }
+}
+
+/// Counts the entries of a `SENTINEL REPLICAS|SENTINELS` reply whose flags mark no trouble.
+fn count_healthy(reply: &Reply) -> usize {
+    let Some(entries) = reply.as_array() else {
+        return 0;
+    };
+    entries
+        .iter()
+        .filter(|entry| {
+            let fields: Vec<&str> = entry
+                .as_array()
+                .map(|a| a.iter().filter_map(Reply::as_str).collect())
+                .unwrap_or_default();
+            fields
+                .chunks(2)
+                .find(|kv| kv.first() == Some(&"flags"))
+                .and_then(|kv| kv.get(1))
+                .is_some_and(|flags| !flags.contains("down") && !flags.contains("disconnected"))
+        })
+        .count()
+}
+
+async fn start_sentinel(
+    bin: &std::path::Path,
+    primary: SocketAddr,
+    quorum: usize,
+) -> Result<SentinelProcess, Error> {
+    let mut last = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        let dir = temp_dir("switchover-sentinel-")?;
+        let conf = dir.path().join("sentinel.conf");
+        let log = dir.path().join("sentinel.log");
+        let name = SENTINEL_MASTER_NAME;
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
+             sentinel monitor {name} {ip} {pport} {quorum}\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n\
+             sentinel parallel-syncs {name} 5\n",
+            dir = dir.path().display(),
+            ip = primary.ip(),
+            pport = primary.port(),
+        );
+        std::fs::write(&conf, text)
+            .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
+        let mut process = ServerProcess::spawn(
+            &format!("redis-sentinel on port {port}"),
+            bin,
+            [conf.as_os_str()],
+            dir.path(),
+            &log,
+        )?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let ready = loop {
+            if let Err(e) = process.ensure_running() {
+                break Err(e);
+            }
+            if resp::command(loopback(port), &["PING"]).await.is_ok() {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                break Err(Error::timeout(
+                    format!("redis-sentinel on port {port} to answer PING"),
+                    STARTUP_TIMEOUT,
+                    log_tail(&log, 20),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        match ready {
+            Ok(()) => {
+                return Ok(SentinelProcess {
+                    port,
+                    dir,
+                    process: Some(process),
+                });
+            }
+            Err(e) if port_in_use(&log_tail(&log, 20)) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+}
