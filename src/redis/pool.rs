@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     /// The sentinels' latest word on the primary.
     sentinel_hint: RwLock<Option<NodeAddr>>,
     switches: AtomicU64,
+    /// The node discovery last confirmed as primary (`u64::MAX`: none yet).
+    last_primary: AtomicU64,
     closed: AtomicBool,
     shutdown: Notify,
 }
@@ -143,6 +145,47 @@ impl AttemptError {
     }
 }
 
+/// A reply that may carry a server error the pool should act on.
+trait Reply {
+    /// The first error reply that means "retry elsewhere or later" (`READONLY`, `LOADING`,
+    /// `MASTERDOWN`, `BUSY`, ...), as an error.
+    fn failover_error(&self) -> Option<RedisError>;
+}
+
+impl Reply for Value {
+    fn failover_error(&self) -> Option<RedisError> {
+        match self {
+            Value::ServerError(e) => {
+                let err = RedisError::from(e.clone());
+                let c = err.classify();
+                (c.class().is_retryable() && c.execution() == crate::error::Execution::NotExecuted)
+                    .then_some(err)
+            }
+            // Inside an array (a script's result, an `EXEC` reply) only `READONLY` counts.
+            Value::Array(items) => items.iter().find_map(readonly_value),
+            _ => None,
+        }
+    }
+}
+
+fn readonly_value(v: &Value) -> Option<RedisError> {
+    match v {
+        Value::ServerError(e) => {
+            let err = RedisError::from(e.clone());
+            is_readonly(&err).then_some(err)
+        }
+        _ => None,
+    }
+}
+
+impl Reply for Vec<Value> {
+    fn failover_error(&self) -> Option<RedisError> {
+        // A pipeline sent to a demoted primary: its writes were refused (its reads ran, and
+        // are harmless to repeat).
+        self.iter().find_map(readonly_value)
+    }
+}
+
 fn classify_attempt(e: &AttemptError) -> Classification {
     let c = e.err.classify();
     if e.sent { c } else { c.not_executed() }
@@ -209,6 +252,7 @@ impl SplitPool {
             state,
             sentinel_hint: RwLock::new(None),
             switches: AtomicU64::new(0),
+            last_primary: AtomicU64::new(u64::MAX),
             closed: AtomicBool::new(false),
             shutdown: Notify::new(),
         });
@@ -358,7 +402,7 @@ impl SplitPool {
         }
     }
 
-    async fn run<T, F, Fut>(&self, route: Route, send: F) -> RedisResult<T>
+    async fn run<T: Reply, F, Fut>(&self, route: Route, send: F) -> RedisResult<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -575,7 +619,7 @@ impl Inner {
         Ok(node)
     }
 
-    async fn attempt<T, F, Fut>(
+    async fn attempt<T: Reply, F, Fut>(
         &self,
         route: Route,
         avoid: &AtomicU64,
@@ -602,7 +646,16 @@ impl Inner {
                 return Err(AttemptError::not_sent(e));
             }
         };
-        match send(conn).await {
+        // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
+        // "not here, not now" become errors so that they are retried.
+        let outcome = match send(conn).await {
+            Ok(v) => match v.failover_error() {
+                Some(e) => Err(e),
+                None => Ok(v),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(v) => {
                 node.endpoint.record_success();
                 Ok(v)
@@ -850,31 +903,28 @@ impl Inner {
     }
 
     fn switch_primary(&self, primary: &Node) {
+        let previous = self.last_primary.swap(primary.id, Relaxed);
         let active = self.router.active();
-        if active.endpoint().ptr_eq(&primary.endpoint) && !active.is_all_down() {
-            return;
-        }
         let from = active.id().clone();
-        if !primary.endpoint.is_available() {
-            // It answered ROLE as master just now: let it take writes.
-            primary.endpoint.clear();
-        }
-        match self.router.switch_to(&self.node_id(primary)) {
-            Ok(generation) => {
-                if from.name() != primary.name.as_str() {
-                    self.switches.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        target: "switchover::redis",
-                        from = %from,
-                        to = %primary.name,
-                        generation,
-                        "switched primary"
-                    );
-                }
+        if !(active.endpoint().ptr_eq(&primary.endpoint) && !active.is_all_down()) {
+            if !primary.endpoint.is_available() {
+                // It answered ROLE as master just now: let it take writes.
+                primary.endpoint.clear();
             }
-            Err(e) => {
+            if let Err(e) = self.router.switch_to(&self.node_id(primary)) {
                 tracing::warn!(target: "switchover::redis", to = %primary.name, error = %e, "could not switch the router");
+                return;
             }
+        }
+        if previous != primary.id && previous != u64::MAX {
+            self.switches.fetch_add(1, Relaxed);
+            tracing::warn!(
+                target: "switchover::redis",
+                from = %from,
+                to = %primary.name,
+                generation = self.router.generation(),
+                "switched primary"
+            );
         }
     }
 

@@ -1,0 +1,486 @@
+//! The Redis split pool against real `redis-server` replica sets and Sentinel.
+//!
+//! Placement is checked on the servers (`INFO commandstats`), not by trusting the pool's routing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionLike;
+use switchover::redis::{SplitPool, Target};
+use switchover::testing::{FaultProxy, Mode, RedisReplicaSet, RedisSentinel, RedisServer};
+use tokio::time::{Instant, timeout};
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Generous bound for anything that should finish "within the deadline".
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `calls` and `rejected_calls` of one command from `INFO commandstats`.
+async fn cmdstat(node: &RedisServer, command: &str) -> (u64, u64) {
+    let reply = node
+        .cmd(&["INFO", "commandstats"])
+        .await
+        .expect("INFO commandstats");
+    let text = reply.as_str().expect("INFO is text").to_owned();
+    let prefix = format!("cmdstat_{command}:");
+    let Some(line) = text.lines().find(|l| l.starts_with(&prefix)) else {
+        return (0, 0);
+    };
+    let fields: HashMap<&str, u64> = line[prefix.len()..]
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k, v.trim().parse().ok()?))
+        })
+        .collect();
+    (
+        fields.get("calls").copied().unwrap_or(0),
+        fields.get("rejected_calls").copied().unwrap_or(0),
+    )
+}
+
+async fn reset_stats(nodes: &[RedisServer]) {
+    for n in nodes {
+        n.cmd(&["CONFIG", "RESETSTAT"])
+            .await
+            .expect("CONFIG RESETSTAT");
+    }
+}
+
+async fn static_pool(set: &RedisReplicaSet) -> SplitPool {
+    SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .build()
+        .await
+        .expect("pool over the replica set")
+}
+
+async fn get_on(node: &RedisServer, key: &str) -> Option<String> {
+    node.cmd(&["GET", key])
+        .await
+        .ok()?
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_land_on_replicas_and_writes_on_the_primary() {
+    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    assert_eq!(pool.primary_addr(), set.primary().addr().to_string());
+    reset_stats(set.nodes()).await;
+
+    let mut con = pool.clone();
+    for i in 0..20 {
+        let _: () = con.set(format!("k{i}"), i).await.expect("SET");
+    }
+    for i in 0..40 {
+        let _: Option<i64> = con.get(format!("k{}", i % 20)).await.expect("GET");
+    }
+    let mut reads = redis::pipe();
+    reads.get("k1").get("k2");
+    let _: (Option<i64>, Option<i64>) = reads.query_async(&mut con).await.expect("read pipeline");
+    let mut tx = redis::pipe();
+    tx.atomic().get("k1").set("k1", 100);
+    let _: (Option<i64>, ()) = tx.query_async(&mut con).await.expect("write transaction");
+
+    let primary = set.primary();
+    let (primary_sets, _) = cmdstat(primary, "set").await;
+    let (primary_gets, _) = cmdstat(primary, "get").await;
+    assert_eq!(primary_sets, 21, "every SET ran on the primary");
+    assert_eq!(
+        primary_gets, 1,
+        "only the GET inside the write transaction ran on the primary"
+    );
+    let mut replica_gets = Vec::new();
+    for r in set.replicas() {
+        let (gets, _) = cmdstat(r, "get").await;
+        let (_, rejected) = cmdstat(r, "set").await;
+        assert_eq!(rejected, 0, "no SET was ever sent to replica {}", r.addr());
+        replica_gets.push(gets);
+    }
+    assert_eq!(
+        replica_gets.iter().sum::<u64>(),
+        42,
+        "plain reads and the read pipeline ran on replicas"
+    );
+    assert!(
+        replica_gets.iter().all(|g| *g > 0),
+        "reads spread over both replicas: {replica_gets:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_resume_on_a_promoted_replica_and_none_is_lost_after_the_kill() {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let writer = pool.idempotent();
+
+    let workload = tokio::spawn({
+        let mut con = writer.clone();
+        async move {
+            let mut acked: Vec<(u64, Instant)> = Vec::new();
+            let mut failed = 0u64;
+            for i in 0..600u64 {
+                match con.set::<_, _, ()>(format!("w{i}"), i).await {
+                    Ok(()) => acked.push((i, Instant::now())),
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acked, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    set.kill_primary().await.expect("kill primary");
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    set.promote(1).await.expect("promote node 1");
+    let (acked, failed) = timeout(Duration::from_secs(60), workload)
+        .await
+        .expect("workload ends")
+        .expect("workload task");
+
+    assert_eq!(
+        pool.primary_addr(),
+        set.nodes()[1].addr().to_string(),
+        "the pool follows the promotion"
+    );
+    assert!(pool.status().switches >= 1);
+    assert_eq!(
+        failed, 0,
+        "idempotent writes are retried through the failover"
+    );
+    let new_primary = &set.nodes()[1];
+    let mut lost_before_kill = 0;
+    for (i, at) in &acked {
+        let have = get_on(new_primary, &format!("w{i}")).await;
+        if have.as_deref() != Some(i.to_string().as_str()) {
+            assert!(
+                *at < killed_at,
+                "write w{i} was acknowledged after the kill but the new primary lacks it"
+            );
+            lost_before_kill += 1;
+        }
+    }
+    println!(
+        "acknowledged {} writes; lost to asynchronous replication before the kill: {lost_before_kill}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readonly_write_is_retried_on_the_new_primary_even_if_not_idempotent() {
+    init_tracing();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut con = pool.clone(); // not idempotent
+    let _: () = con.set("counter", 0).await.expect("SET");
+    // Demote the primary without killing it: it now answers writes with READONLY.
+    set.promote(1).await.expect("swap roles");
+    let old = &set.nodes()[0];
+    assert_eq!(old.role().await.expect("ROLE"), "slave");
+    reset_stats(set.nodes()).await;
+
+    let n: i64 = timeout(DEADLINE, con.incr("counter", 1))
+        .await
+        .expect("in time")
+        .expect("INCR");
+    assert_eq!(n, 1, "the INCR ran exactly once");
+    assert_eq!(pool.primary_addr(), set.nodes()[1].addr().to_string());
+    assert_eq!(
+        get_on(&set.nodes()[1], "counter").await.as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_sentinel_failover_without_restart() {
+    let mut sentinel = RedisSentinel::start(2, 1).await.expect("sentinel fixture");
+    let pool = SplitPool::builder()
+        .sentinels(sentinel.sentinel_addrs().iter().map(|a| a.to_string()))
+        .master_name(sentinel.master_name())
+        .build()
+        .await
+        .expect("pool through sentinel");
+    let old = sentinel.replica_set().primary().addr();
+    assert_eq!(pool.primary_addr(), old.to_string());
+    let mut con = pool.idempotent();
+    let _: () = con.set("before", 1).await.expect("SET before");
+
+    sentinel.kill_primary().await.expect("kill primary");
+    // Keep writing: each call rides out the failover within its retry deadline, or is repeated.
+    let started = Instant::now();
+    let mut written = false;
+    while started.elapsed() < DEADLINE {
+        if con.set::<_, _, ()>("after", 2).await.is_ok() {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "a write succeeded after the failover");
+    let new = sentinel
+        .wait_for_failover(old, DEADLINE)
+        .await
+        .expect("sentinel failover");
+    assert_ne!(new, old);
+    assert_eq!(
+        pool.primary_addr(),
+        new.to_string(),
+        "the pool follows Sentinel's choice"
+    );
+    let new_node = sentinel
+        .replica_set()
+        .nodes()
+        .iter()
+        .find(|n| n.addr() == new)
+        .expect("new primary is in the set");
+    assert_eq!(get_on(new_node, "after").await.as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_move_away_from_a_paused_replica() {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut con = pool.clone();
+    let _: () = con.set("k", "v").await.expect("SET");
+    set.wait_for_sync(DEADLINE).await.expect("replicas in sync");
+    let paused = set.nodes()[1].addr().to_string();
+    set.node_mut(1).expect("node 1").pause().expect("SIGSTOP");
+
+    let started = Instant::now();
+    for _ in 0..30 {
+        let v: Option<String> = timeout(DEADLINE, con.get("k"))
+            .await
+            .expect("read in time")
+            .expect("GET");
+        assert_eq!(v.as_deref(), Some("v"));
+    }
+    // The health tracker has taken it out of rotation.
+    let mut excluded = false;
+    while started.elapsed() < DEADLINE {
+        if !pool.replica_addrs().contains(&paused) {
+            excluded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(excluded, "the paused replica left the read rotation");
+    reset_stats(&set.nodes()[2..]).await;
+    for _ in 0..10 {
+        let _: Option<String> = timeout(DEADLINE, con.get("k"))
+            .await
+            .expect("in time")
+            .expect("GET");
+    }
+    assert_eq!(
+        cmdstat(&set.nodes()[2], "get").await.0,
+        10,
+        "reads go to the live replica"
+    );
+    set.node_mut(1).expect("node 1").resume().expect("SIGCONT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_move_away_from_a_black_holed_replica() {
+    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    let proxy = FaultProxy::start(set.nodes()[1].addr())
+        .await
+        .expect("proxy");
+    let pool = SplitPool::builder()
+        .nodes([
+            set.nodes()[0].addr().to_string(),
+            proxy.addr().to_string(),
+            set.nodes()[2].addr().to_string(),
+        ])
+        .build()
+        .await
+        .expect("pool");
+    let mut con = pool.clone();
+    let _: () = con.set("k", "v").await.expect("SET");
+    proxy.set_mode(Mode::BlackHole).await.expect("black hole");
+    let started = Instant::now();
+    for _ in 0..20 {
+        let v: Option<String> = timeout(DEADLINE, con.get("k"))
+            .await
+            .expect("no hang")
+            .expect("GET");
+        assert_eq!(v.as_deref(), Some("v"));
+    }
+    let hole = proxy.addr().to_string();
+    let mut excluded = false;
+    while started.elapsed() < DEADLINE {
+        if !pool.replica_addrs().contains(&hole) {
+            excluded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(excluded, "the black-holed replica left the read rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_restarted_as_replica_is_never_written_to() {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut con = pool.idempotent();
+    let old_addr = set.kill_primary().await.expect("kill");
+    set.promote(1).await.expect("promote");
+    let new_addr = set.nodes()[1].addr();
+    let _: () = timeout(DEADLINE, con.set("x", 1))
+        .await
+        .expect("in time")
+        .expect("SET after promotion");
+    set.node_mut(0)
+        .expect("node 0")
+        .restart_as_replica_of(new_addr)
+        .await
+        .expect("restart old primary");
+    set.nodes()[0]
+        .wait_link_up(DEADLINE)
+        .await
+        .expect("link up");
+    pool.rediscover().await;
+
+    for i in 0..50 {
+        let _: () = con.set(format!("y{i}"), i).await.expect("SET");
+    }
+    let old = &set.nodes()[0];
+    assert_eq!(old.addr(), old_addr);
+    let (_, rejected) = cmdstat(old, "set").await;
+    assert_eq!(rejected, 0, "no write was sent to the old primary");
+    assert_eq!(pool.primary_addr(), new_addr.to_string());
+    assert_eq!(
+        cmdstat(&set.nodes()[1], "set").await.0,
+        51,
+        "all writes ran on the new primary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_your_writes_session_reads_its_own_write() {
+    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    reset_stats(set.nodes()).await;
+    let mut session = pool.read_your_writes(Duration::from_secs(5));
+    for i in 0..20 {
+        let _: () = session.set("mine", i).await.expect("SET");
+        let v: i64 = session.get("mine").await.expect("GET");
+        assert_eq!(v, i, "the session sees its own write at once");
+    }
+    assert_eq!(
+        cmdstat(set.primary(), "get").await.0,
+        20,
+        "session reads after a write go to the primary"
+    );
+    // Other handles still read from replicas.
+    let mut other = pool.clone();
+    let _: Option<i64> = other.get("mine").await.expect("GET");
+    assert_eq!(cmdstat(set.primary(), "get").await.0, 20);
+}
+
+/// Code written against redis-rs types only.
+async fn redis_rs_workload<C: ConnectionLike + Send + Sync>(
+    con: &mut C,
+) -> redis::RedisResult<(i64, Vec<String>, i64)> {
+    let _: () = con.del("list").await?;
+    let _: () = con.rpush("list", &["a", "b", "c"]).await?;
+    let n: i64 = con.incr("n", 5).await?;
+    let (list, len): (Vec<String>, i64) = redis::pipe()
+        .atomic()
+        .lrange("list", 0, -1)
+        .llen("list")
+        .query_async(con)
+        .await?;
+    let script = redis::Script::new("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    let m: i64 = script.key("n").arg(2).invoke_async(con).await?;
+    assert_eq!(len, 3);
+    Ok((n, list, m))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_as_a_drop_in_connection_like() {
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut through_pool = pool.clone();
+    let got = redis_rs_workload(&mut through_pool)
+        .await
+        .expect("through the pool");
+    assert_eq!(got, (5, vec!["a".into(), "b".into(), "c".into()], 7));
+
+    let raw = redis::Client::open(set.primary().url()).expect("client");
+    let mut raw = raw
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection");
+    let _: () = raw.del("n").await.expect("DEL");
+    let got_raw = redis_rs_workload(&mut raw).await.expect("raw");
+    assert_eq!(got, got_raw, "same results as a raw redis-rs connection");
+
+    // A blocking command runs on a dedicated connection and ends with its own timeout.
+    let popped: Option<(String, String)> = timeout(DEADLINE, through_pool.blpop("empty-list", 0.3))
+        .await
+        .expect("no hang")
+        .expect("BLPOP");
+    assert_eq!(popped, None);
+    // SELECT is refused with a clear error, not silently applied to one shared connection.
+    let err = redis::cmd("SELECT")
+        .arg(1)
+        .query_async::<()>(&mut through_pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SELECT"), "{err}");
+    // A dedicated connection for WATCH/MULTI.
+    let mut d = pool.dedicated(Target::Primary).await.expect("dedicated");
+    let _: () = redis::cmd("WATCH")
+        .arg("n")
+        .query_async(&mut d)
+        .await
+        .expect("WATCH");
+    let (v,): (i64,) = redis::pipe()
+        .atomic()
+        .incr("n", 1)
+        .query_async(&mut d)
+        .await
+        .expect("EXEC");
+    assert_eq!(v, 8, "7 after the raw workload, plus one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_never_shows_the_password() {
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    for n in set.nodes() {
+        n.cmd(&["CONFIG", "SET", "masterauth", "pw-not-in-logs"])
+            .await
+            .expect("masterauth");
+        n.cmd(&["CONFIG", "SET", "requirepass", "pw-not-in-logs"])
+            .await
+            .expect("requirepass");
+    }
+    let wrong = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .password("wrong-secret-value")
+        .build()
+        .await
+        .expect_err("a wrong password finds no primary");
+    assert!(!format!("{wrong} {wrong:?}").contains("wrong-secret-value"));
+
+    let pool = SplitPool::builder()
+        .nodes(
+            set.nodes()
+                .iter()
+                .map(|n| format!("redis://:pw-not-in-logs@{}", n.addr())),
+        )
+        .build()
+        .await
+        .expect("pool with the password");
+    let mut con = pool.clone();
+    let _: () = con.set("a", 1).await.expect("SET with auth");
+    assert!(!format!("{pool:?}").contains("pw-not-in-logs"), "{pool:?}");
+}
