@@ -308,8 +308,13 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
-        let deadline_at = self.policy.deadline.map(|d| Instant::now() + d);
-        let limit = attempt_limit(self.policy.attempt_timeout, deadline_at);
+        let (deadline_at, limit) =
+            if self.policy.deadline.is_none() && self.policy.attempt_timeout.is_none() {
+                (None, None)
+            } else {
+                let at = self.policy.deadline.map(|d| Instant::now() + d);
+                (at, attempt_limit(self.policy.attempt_timeout, at))
+            };
         let outcome = match limit {
             None => Some((self.op)().await),
             Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
@@ -477,6 +482,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
 
 /// The time the next attempt may take — the tighter of the attempt timeout and what is left of
 /// the deadline — and whether the deadline is the tighter one.
+#[inline]
 fn attempt_limit(
     attempt_timeout: Option<Duration>,
     deadline_at: Option<Instant>,
