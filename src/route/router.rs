@@ -10,7 +10,7 @@ use super::event::{RouteEvent, SwitchReason};
 use super::read::{ReadCandidates, ReadPolicy};
 use super::slots::{MAX_SLOTS, Slots};
 use crate::error::ConfigError;
-use crate::health::{Endpoint, EndpointId, HealthState, HealthTracker, Role};
+use crate::health::{Endpoint, EndpointId, HealthState, HealthTracker, Override, Role};
 
 /// When the router moves back to a preferred endpoint after a failover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,8 +93,8 @@ impl<'r, K: EndpointId> Active<'r, K> {
 /// - **Failback** to a more preferred endpoint happens only once it has stayed up for
 ///   [`Failback::After`], or never by itself with [`Failback::Manual`].
 /// - **Never all down**: when no candidate is available the router still answers, with the
-///   endpoint most likely to recover (probing before drained before down; then by priority;
-///   then the one down the longest), and flags it ([`Active::is_all_down`],
+///   endpoint most likely to recover (probing before drained before down before known
+///   replicas before forced down; then by priority; then the one down the longest), and flags it ([`Active::is_all_down`],
 ///   [`RouteEvent::AllDownEntered`]). While all down it moves only to a better tier, not
 ///   between equally dead endpoints.
 /// - The **generation** grows by exactly one per switch.
@@ -147,8 +147,12 @@ fn is_candidate_up<K: EndpointId>(ep: &Endpoint<K>) -> bool {
     ep.is_available() && ep.role() != Role::Replica
 }
 
-/// How likely an unavailable endpoint is to serve soon; lower is better.
+/// How likely an unavailable endpoint is to serve soon; lower is better. Forced down is the
+/// very last resort: someone said not to use it.
 fn tier<K: EndpointId>(ep: &Endpoint<K>) -> u8 {
+    if ep.manual_override() == Some(Override::ForcedDown) {
+        return 5;
+    }
     if ep.role() == Role::Replica {
         return 4;
     }
