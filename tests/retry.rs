@@ -219,7 +219,7 @@ async fn per_attempt_timeout() {
     // Never-ready operation, not idempotent: one attempt, stopped by its timeout.
     let start = Instant::now();
     let err = policy
-        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .retry(std::future::pending::<Result<(), Fail>>)
         .run()
         .await
         .unwrap_err();
@@ -253,7 +253,7 @@ async fn per_attempt_timeout() {
     // Idempotent and always hanging: attempts exhausted after 3 × 200 + 2 × 10.
     let start = Instant::now();
     let err = policy
-        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .retry(std::future::pending::<Result<(), Fail>>)
         .idempotent(true)
         .run()
         .await

@@ -426,29 +426,23 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             }
             .min(policy.max_delay);
 
-            if let Some(at) = deadline_at {
-                // Waking up at or after the deadline leaves no time for an attempt: stop now
-                // rather than sleep for nothing.
-                if Instant::now() + delay >= at {
-                    return Err(give_up(
-                        StopReason::DeadlineExceeded,
-                        attempts,
-                        last_error,
-                        Some(classification),
-                        timed_out,
-                    ));
-                }
-            }
-            if let Some(budget) = self.budget {
-                if !budget.withdraw_retry(timed_out) {
-                    return Err(give_up(
-                        StopReason::BudgetExhausted,
-                        attempts,
-                        last_error,
-                        Some(classification),
-                        timed_out,
-                    ));
-                }
+            // Waking up at or after the deadline leaves no time for an attempt: stop now rather
+            // than sleep for nothing.
+            let stop = if deadline_at.is_some_and(|at| Instant::now() + delay >= at) {
+                Some(StopReason::DeadlineExceeded)
+            } else if self.budget.is_some_and(|b| !b.withdraw_retry(timed_out)) {
+                Some(StopReason::BudgetExhausted)
+            } else {
+                None
+            };
+            if let Some(reason) = stop {
+                return Err(give_up(
+                    reason,
+                    attempts,
+                    last_error,
+                    Some(classification),
+                    timed_out,
+                ));
             }
 
             tracing::debug!(
