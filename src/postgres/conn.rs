@@ -1,0 +1,259 @@
+use std::fmt;
+use std::future::poll_fn;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::config::HostConfig;
+use super::error::Error;
+use super::role::{ServerRole, setting_is_on};
+
+/// What the background task driving a connection learned from the server since login.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// The role from the server's `in_hot_standby` / `default_transaction_read_only`
+    /// `ParameterStatus` reports; 0 while unknown.
+    role: AtomicU8,
+    /// Whether the server reports its role (PostgreSQL 14 and later do).
+    reports_role: AtomicBool,
+    /// The connection task ended.
+    closed: AtomicBool,
+}
+
+impl ConnState {
+    pub(crate) fn role(&self) -> Option<ServerRole> {
+        ServerRole::from_u8(self.role.load(Ordering::Acquire))
+    }
+
+    fn set_role(&self, role: ServerRole) {
+        self.role.store(role.to_u8(), Ordering::Release);
+    }
+
+    pub(crate) fn reports_role(&self) -> bool {
+        self.reports_role.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Reads the role from the parameters the server reported; `None` when it reports neither
+/// `in_hot_standby` nor `default_transaction_read_only` (servers before PostgreSQL 14).
+fn role_from_parameters<S, T>(conn: &tokio_postgres::Connection<S, T>) -> Option<ServerRole>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let standby = conn.parameter("in_hot_standby")?;
+    let read_only = conn
+        .parameter("default_transaction_read_only")
+        .unwrap_or("off");
+    Some(ServerRole::from_settings(
+        setting_is_on(standby),
+        setting_is_on(read_only),
+    ))
+}
+
+/// A pooled connection: a [`tokio_postgres::Client`] (it derefs to one) tagged with the host it
+/// is on, the role that host reported, and the router generation it was made in.
+///
+/// The role is kept current without a round trip: PostgreSQL 14 and later report
+/// `in_hot_standby` and `default_transaction_read_only` at login and whenever they change (a
+/// promotion, a read-only fence after a configuration reload), and the task driving the
+/// connection records every report.
+pub struct PgConnection {
+    client: Client,
+    host: usize,
+    host_name: Arc<str>,
+    generation: u64,
+    state: Arc<ConnState>,
+}
+
+impl fmt::Debug for PgConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConnection")
+            .field("host", &self.host_name)
+            .field("role", &self.state.role())
+            .field("generation", &self.generation)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl PgConnection {
+    /// The host this connection is on, as `host:port`.
+    pub fn host(&self) -> &str {
+        &self.host_name
+    }
+
+    /// The role the server last reported (`None` while unknown).
+    pub fn role(&self) -> Option<ServerRole> {
+        self.state.role()
+    }
+
+    /// The router generation the connection was made in. A failover bumps the generation and
+    /// the pool never hands out a connection of an older one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `true` when the connection is known to be closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.is_closed() || self.client.is_closed()
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client, mutably (transactions need it).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    pub(crate) fn host_index(&self) -> usize {
+        self.host
+    }
+
+    pub(crate) fn host_arc(&self) -> &Arc<str> {
+        &self.host_name
+    }
+
+    pub(crate) fn conn_state(&self) -> &ConnState {
+        &self.state
+    }
+
+    /// Asks the server for its role with one query (the fallback for servers that do not
+    /// report it), and records the answer.
+    pub(crate) async fn query_role(&self) -> Result<ServerRole, tokio_postgres::Error> {
+        let role = query_role(&self.client).await?;
+        self.state.set_role(role);
+        Ok(role)
+    }
+}
+
+impl Deref for PgConnection {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for PgConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// The fallback role query, for servers that do not report `in_hot_standby`.
+pub(crate) async fn query_role(client: &Client) -> Result<ServerRole, tokio_postgres::Error> {
+    let rows = client
+        .simple_query(
+            "SELECT pg_is_in_recovery()::text, current_setting('default_transaction_read_only')",
+        )
+        .await?;
+    for msg in rows {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
+            let in_recovery = row.get(0).is_some_and(setting_is_on);
+            let read_only = row.get(1).is_some_and(setting_is_on);
+            return Ok(ServerRole::from_settings(in_recovery, read_only));
+        }
+    }
+    // A server that answers a SELECT with no row: treat as read-only rather than crash.
+    Ok(ServerRole::ReadOnly)
+}
+
+/// Connects to one host and logs in, within `login` (TCP connect, TLS and login together; the
+/// TCP connect alone is bounded by the host's `connect_timeout`), spawns the task that drives
+/// the connection, and learns the server's role: from the `ParameterStatus` reports of the
+/// login when the server sends them (PostgreSQL 14+), else with one query (bounded by `login`
+/// too).
+pub(crate) async fn connect(
+    host_index: usize,
+    host: &HostConfig,
+    generation: u64,
+    login: Duration,
+) -> Result<PgConnection, Error> {
+    let connecting = host.config.connect(NoTls);
+    let (client, mut connection) = match tokio::time::timeout(login, connecting).await {
+        Err(_) => {
+            return Err(Error::ConnectTimeout {
+                host: host.name.clone(),
+                timeout: login,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(Error::Connect {
+                host: host.name.clone(),
+                source,
+            });
+        }
+        Ok(Ok(pair)) => pair,
+    };
+
+    let state = Arc::new(ConnState::default());
+    let reported = role_from_parameters(&connection);
+    if let Some(role) = reported {
+        state.set_role(role);
+        state.reports_role.store(true, Ordering::Relaxed);
+    }
+
+    let task_state = state.clone();
+    let task_host = host.name.clone();
+    tokio::spawn(async move {
+        let result = poll_fn(|cx| {
+            let polled = Pin::new(&mut connection).poll(cx);
+            if task_state.reports_role()
+                && let Some(role) = role_from_parameters(&connection)
+            {
+                task_state.set_role(role);
+            }
+            polled
+        })
+        .await;
+        task_state.closed.store(true, Ordering::Release);
+        match result {
+            Ok(()) => {
+                tracing::trace!(target: "switchover::postgres", host = %task_host, "connection closed")
+            }
+            Err(e) => tracing::debug!(
+                target: "switchover::postgres",
+                host = %task_host,
+                error = %e,
+                "connection lost"
+            ),
+        }
+    });
+
+    let conn = PgConnection {
+        client,
+        host: host_index,
+        host_name: host.name.clone(),
+        generation,
+        state,
+    };
+    if reported.is_none() {
+        match tokio::time::timeout(login, conn.query_role()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => {
+                return Err(Error::Connect {
+                    host: host.name.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(Error::ConnectTimeout {
+                    host: host.name.clone(),
+                    timeout: login,
+                });
+            }
+        }
+    }
+    Ok(conn)
+}

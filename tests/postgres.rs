@@ -1,0 +1,610 @@
+//! The Postgres failover pool against real Postgres 15 primaries and streaming standbys.
+//!
+//! Every test starts its own servers with the testing kit; failovers are real (kill, promote,
+//! read-only fence, black hole and cut-after-request through the fault proxy). Outcomes are
+//! asserted, never timings; anything that could hang is bounded by a generous timeout.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchover::postgres::{Error, FailoverPool, FailoverPoolBuilder, ServerRole, TargetRole};
+use switchover::retry::RetryPolicy;
+use switchover::testing::{FaultProxy, Mode, PgCluster, PgNode};
+use tokio::time::timeout;
+
+/// Bounds every step that could hang if the pool were wrong.
+const BOUND: Duration = Duration::from_secs(60);
+
+fn addr(node: &PgNode) -> String {
+    format!("{}:{}", node.host(), node.port())
+}
+
+/// A pool over `hosts` (`(host, port)`) with the fixture's user, short deadlines for fast
+/// tests, and a runner that may retry for 20 s.
+fn builder(hosts: &[(String, u16)]) -> FailoverPoolBuilder {
+    FailoverPool::builder()
+        .connection_string("user=postgres dbname=postgres")
+        .hosts(hosts.iter().cloned())
+        .connect_timeout(Duration::from_millis(500))
+        .login_timeout(Duration::from_secs(1))
+        .probe_timeout(Duration::from_secs(1))
+        .query_timeout(Duration::from_secs(2))
+        .acquire_timeout(Duration::from_secs(3))
+        .runner_policy(
+            RetryPolicy::builder()
+                .max_attempts(200)
+                .deadline(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        )
+}
+
+fn node_host(node: &PgNode) -> (String, u16) {
+    (node.host().to_owned(), node.port())
+}
+
+async fn create_table(cluster: &PgCluster) {
+    cluster
+        .primary()
+        .sql("CREATE TABLE items (id bigserial PRIMARY KEY, v text NOT NULL)")
+        .await
+        .unwrap();
+    for i in 1..cluster.nodes().len() {
+        cluster
+            .wait_for_replay(i, Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+}
+
+async fn count(node: &PgNode, v: &str) -> usize {
+    node.sql(&format!("SELECT count(*) FROM items WHERE v = '{v}'"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn insert(pool: &FailoverPool, v: &str) -> Result<String, Error> {
+    let v = v.to_owned();
+    pool.transaction(false, move |tx| {
+        let v = v.clone();
+        Box::pin(async move {
+            tx.execute("INSERT INTO items (v) VALUES ($1)", &[&v])
+                .await?;
+            let row = tx
+                .query_one(
+                    "SELECT inet_server_port()::text || ' ' || pg_is_in_recovery()::text",
+                    &[],
+                )
+                .await?;
+            Ok(row.get::<_, String>(0))
+        })
+    })
+    .await
+}
+
+/// Checks out `n` primary connections at once and returns them to the pool, so it holds `n`
+/// idle connections to the current primary.
+async fn fill_pool(pool: &FailoverPool, n: usize) -> Vec<String> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(timeout(BOUND, pool.get()).await.unwrap().unwrap());
+    }
+    held.iter().map(|c| c.host().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_primary_and_promote_standby_writes_resume_on_the_new_primary() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    create_table(&cluster).await;
+    let old = addr(&cluster.nodes()[0]);
+    let new = addr(&cluster.nodes()[1]);
+    let pool = builder(&[
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .build()
+    .unwrap();
+
+    // Writes go to the primary; the pool now holds idle connections to it.
+    assert!(insert(&pool, "before").await.unwrap().ends_with("false"));
+    assert_eq!(fill_pool(&pool, 4).await, vec![old.clone(); 4]);
+    let generation_before = pool.generation();
+    // One connection stays checked out across the failover.
+    let held = pool.get().await.unwrap();
+    assert_eq!(held.host(), old);
+
+    // A workload of non-idempotent inserts runs while the primary dies.
+    let workload = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut ok = 0usize;
+            let mut failed = 0usize;
+            let mut hosts = Vec::new();
+            for i in 0..40 {
+                match insert(&pool, &format!("w{i}")).await {
+                    Ok(where_) => {
+                        ok += 1;
+                        hosts.push(where_);
+                    }
+                    Err(_) => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (ok, failed, hosts)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.kill_primary().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.promote(1).await.unwrap();
+
+    // Writes resume on the new primary.
+    let where_ = timeout(BOUND, insert(&pool, "after"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(where_, format!("{} false", cluster.nodes()[1].port()));
+    assert_eq!(count(&cluster.nodes()[1], "after").await, 1);
+    assert_eq!(pool.primary(), new);
+    assert!(pool.generation() > generation_before);
+
+    // The connection that was checked out is returned; no connection to the old primary is
+    // ever handed out again, for writes or reads.
+    drop(held);
+    for _ in 0..20 {
+        let c = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+        assert_eq!(c.host(), new);
+        assert_eq!(c.role(), Some(ServerRole::Primary));
+        let r = timeout(BOUND, pool.get_read()).await.unwrap().unwrap();
+        assert_eq!(r.host(), new);
+    }
+    let (ok, _failed, hosts) = timeout(BOUND, workload).await.unwrap().unwrap();
+    assert!(ok > 0);
+    // The workload's last writes landed on the new primary.
+    assert_eq!(
+        hosts.last().unwrap(),
+        &format!("{} false", cluster.nodes()[1].port())
+    );
+    let topology = pool.topology();
+    assert!(topology.iter().any(|h| h.host == new && h.active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_fence_evicts_after_the_first_25006_and_finds_the_promoted_primary() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    create_table(&cluster).await;
+    let old = addr(&cluster.nodes()[0]);
+    let new = addr(&cluster.nodes()[1]);
+    let pool = builder(&[
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .verify_idle_after(None)
+    .build()
+    .unwrap();
+    assert!(insert(&pool, "before").await.is_ok());
+    assert_eq!(fill_pool(&pool, 4).await, vec![old.clone(); 4]);
+
+    // The primary is demoted server-side (read-only fence) and the standby promoted.
+    cluster.nodes()[0].fence_read_only().await.unwrap();
+    cluster.promote(1).await.unwrap();
+
+    // The pooled connections still look healthy to a `SELECT 1`...
+    {
+        let c = pool.get().await.unwrap();
+        assert_eq!(c.host(), old);
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+
+    // ...but the first write gets 25006; the pool re-discovers and retries on the real primary.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let result = {
+        let calls = calls.clone();
+        let codes = codes.clone();
+        timeout(
+            BOUND,
+            pool.transaction(false, move |tx| {
+                let calls = calls.clone();
+                let codes = codes.clone();
+                Box::pin(async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let r = tx
+                        .execute("INSERT INTO items (v) VALUES ('fenced')", &[])
+                        .await;
+                    if let Err(e) = &r {
+                        codes
+                            .lock()
+                            .unwrap()
+                            .push(e.code().map(|c| c.code().to_owned()));
+                    }
+                    r?;
+                    let port: i32 = tx.query_one("SELECT inet_server_port()", &[]).await?.get(0);
+                    Ok(port)
+                })
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(result.unwrap(), i32::from(cluster.nodes()[1].port()));
+    assert_eq!(*codes.lock().unwrap(), vec![Some("25006".to_owned())]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(count(&cluster.nodes()[1], "fenced").await, 1);
+    assert_eq!(pool.primary(), new);
+
+    // Every idle connection to the fenced node was evicted: none is handed out again.
+    for _ in 0..10 {
+        let c = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+        assert_eq!(c.host(), new);
+    }
+    let fenced = pool.topology().into_iter().find(|h| h.host == old).unwrap();
+    assert_eq!(fenced.role, Some(ServerRole::ReadOnly));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_holed_primary_is_detected_within_the_deadlines_and_no_call_hangs() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    create_table(&cluster).await;
+    let proxy = FaultProxy::start(cluster.nodes()[0].addr()).await.unwrap();
+    let proxied = format!("127.0.0.1:{}", proxy.port());
+    let pool = builder(&[
+        ("127.0.0.1".to_owned(), proxy.port()),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .runner_policy(
+        RetryPolicy::builder()
+            .max_attempts(100)
+            .deadline(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    )
+    .build()
+    .unwrap();
+    assert!(insert(&pool, "before").await.is_ok());
+    assert_eq!(pool.primary(), proxied);
+
+    proxy.set_mode(Mode::BlackHole).await.unwrap();
+
+    // A write through the black hole: the query deadline fires, the pool re-discovers (the
+    // hole never answers a login), finds no primary and gives up at the runner's deadline.
+    let err = timeout(BOUND, insert(&pool, "lost"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(
+        chain.contains("query timeout") || chain.contains("timed out"),
+        "{chain}"
+    );
+    // `get` gives up at the acquire deadline instead of hanging.
+    let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let hole = pool
+        .topology()
+        .into_iter()
+        .find(|h| h.host == proxied)
+        .unwrap();
+    assert!(!matches!(hole.health, switchover::health::HealthState::Up));
+
+    // Promote the standby: writes resume there, never through the hole.
+    cluster.promote(1).await.unwrap();
+    let where_ = timeout(BOUND, insert(&pool, "after"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(where_, format!("{} false", cluster.nodes()[1].port()));
+    assert_eq!(count(&cluster.nodes()[1], "after").await, 1);
+    proxy.set_mode(Mode::Pass).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_standby_reads_go_to_the_standby_then_to_the_primary_when_it_dies() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    create_table(&cluster).await;
+    let primary = addr(&cluster.nodes()[0]);
+    let standby = addr(&cluster.nodes()[1]);
+    let pool = builder(&[
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .read_role(TargetRole::PreferStandby)
+    .build()
+    .unwrap();
+    assert_eq!(pool.read_role(), TargetRole::PreferStandby);
+
+    for _ in 0..5 {
+        let r = timeout(BOUND, pool.get_read()).await.unwrap().unwrap();
+        assert_eq!(r.host(), standby);
+        assert_eq!(r.role(), Some(ServerRole::Standby));
+        let in_recovery: bool = r
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(in_recovery);
+    }
+    // Writes still go to the primary.
+    assert_eq!(pool.get().await.unwrap().host(), primary);
+
+    cluster.node_mut(1).unwrap().kill().await.unwrap();
+
+    for _ in 0..5 {
+        let r = timeout(BOUND, pool.get_read()).await.unwrap().unwrap();
+        assert_eq!(r.host(), primary);
+        let in_recovery: bool = r
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!in_recovery);
+    }
+
+    // A standby-only pool has nowhere to go: it says so within the acquire timeout.
+    let standby_only = builder(&[
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .target_role(TargetRole::Standby)
+    .acquire_timeout(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    let err = timeout(BOUND, standby_only.get())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() {
+    let cluster = PgCluster::start(0).await.unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.primary().addr()).await.unwrap());
+    let pool = builder(&[("127.0.0.1".to_owned(), proxy.port())])
+        .build()
+        .unwrap();
+    assert!(insert(&pool, "warmup").await.is_ok());
+
+    // The proxy cuts the connection as soon as the server answers the next request: COMMIT.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let result = {
+        let (proxy, calls) = (proxy.clone(), calls.clone());
+        timeout(
+            BOUND,
+            pool.transaction(false, move |tx| {
+                let (proxy, calls) = (proxy.clone(), calls.clone());
+                Box::pin(async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tx.execute("INSERT INTO items (v) VALUES ('unknown')", &[])
+                        .await?;
+                    proxy.set_mode(Mode::CutOnReply).await.unwrap();
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    assert!(err.is_outcome_unknown());
+    assert!(err.to_string().contains("after COMMIT was sent"), "{err}");
+    // Not idempotent: never run twice.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    proxy.set_mode(Mode::Pass).await.unwrap();
+    // The server did commit: the outcome really was unknown to the client, not a failure.
+    assert_eq!(count(cluster.primary(), "unknown").await, 1);
+
+    // A cut before COMMIT rolled the transaction back: retried even though not idempotent,
+    // and the row exists exactly once. The proxy cuts for a moment only, like a network blip.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let result = {
+        let (proxy, calls) = (proxy.clone(), calls.clone());
+        timeout(
+            BOUND,
+            pool.transaction(false, move |tx| {
+                let (proxy, calls) = (proxy.clone(), calls.clone());
+                Box::pin(async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        cut_briefly(&proxy).await;
+                    }
+                    tx.execute("INSERT INTO items (v) VALUES ('rolled-back')", &[])
+                        .await?;
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    result.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(count(cluster.primary(), "rolled-back").await, 1);
+
+    // Idempotent work is retried after an unknown outcome, and then known.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let result = {
+        let (proxy, calls) = (proxy.clone(), calls.clone());
+        timeout(
+            BOUND,
+            pool.transaction(true, move |tx| {
+                let (proxy, calls) = (proxy.clone(), calls.clone());
+                Box::pin(async move {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    tx.execute(
+                        "INSERT INTO items (id, v) VALUES (1000000, 'idem') ON CONFLICT DO NOTHING",
+                        &[],
+                    )
+                    .await?;
+                    if n == 0 {
+                        cut_briefly(&proxy).await;
+                    }
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    result.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(count(cluster.primary(), "idem").await, 1);
+}
+
+/// Puts the proxy in cut-on-reply mode for 300 ms: the next reply of every connection is cut.
+async fn cut_briefly(proxy: &Arc<FaultProxy>) {
+    proxy.set_mode(Mode::CutOnReply).await.unwrap();
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.set_mode(Mode::Pass).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    let hole = FaultProxy::start(cluster.nodes()[0].addr()).await.unwrap();
+    hole.set_mode(Mode::BlackHole).await.unwrap();
+    let hosts = [
+        ("127.0.0.1".to_owned(), hole.port()),
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ];
+    cluster.node_mut(1).unwrap().kill().await.unwrap();
+    cluster.node_mut(0).unwrap().kill().await.unwrap();
+
+    let pool = builder(&hosts)
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let started = tokio::time::Instant::now();
+        let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
+        println!("get failed after {:?}: {err}", started.elapsed());
+        assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+        let err = timeout(BOUND, pool.get_read()).await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+    }
+
+    // The pool's slots exhausted by a checked-out connection: `get` also stops at the timeout.
+    let mut live = PgCluster::start(0).await.unwrap();
+    let pool = builder(&[node_host(live.primary())])
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+    drop(held);
+    assert!(pool.get().await.is_ok());
+    live.kill_primary().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn passwords_never_appear_in_debug_output_errors_or_logs() {
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let logs = logs.clone();
+        move || LogWriter(logs.clone())
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(writer)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let secret = "hunter2-do-not-print";
+    let cluster = PgCluster::start(0).await.unwrap();
+    let hole = FaultProxy::start(cluster.primary().addr()).await.unwrap();
+    hole.set_mode(Mode::BlackHole).await.unwrap();
+    let conn_str = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres password={secret} dbname=postgres",
+        hole.port(),
+        cluster.primary().port()
+    );
+    let builder = FailoverPool::builder()
+        .connection_string(conn_str.clone())
+        .login_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_millis(500))
+        .probe_timeout(Duration::from_secs(1))
+        .acquire_timeout(Duration::from_secs(5));
+    let mut seen = format!("{builder:?}");
+    let pool = builder.build().unwrap();
+    seen += &format!("{pool:?}");
+
+    // Trust authentication: the password is sent only if asked, but it is in every config.
+    let conn = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    seen += &format!("{conn:?}{:?}", &*conn);
+    insert_plain(&conn).await;
+    drop(conn);
+    let _ = pool.rediscover().await;
+    for e in [
+        FailoverPool::builder()
+            .connection_string(format!("{conn_str} port=x"))
+            .build()
+            .unwrap_err()
+            .to_string(),
+        FailoverPool::builder()
+            .connection_string(format!("postgresql://u:{secret}@h:notaport/db"))
+            .build()
+            .unwrap_err()
+            .to_string(),
+    ] {
+        seen += &e;
+    }
+
+    // Errors: every host down.
+    let down = FailoverPool::builder()
+        .connection_string(format!(
+            "host=127.0.0.1 port={} user=postgres password={secret}",
+            hole.port()
+        ))
+        .login_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(500))
+        .acquire_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = timeout(BOUND, down.get()).await.unwrap().unwrap_err();
+    seen += &format!("{err}{err:?}{}", error_chain(&err));
+    seen += &format!("{down:?}");
+
+    let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert!(!logged.is_empty(), "the subscriber captured nothing");
+    assert!(logged.contains("switchover::postgres"), "{logged}");
+    assert!(!seen.contains("hunter2"), "{seen}");
+    assert!(!logged.contains("hunter2"), "{logged}");
+}
+
+async fn insert_plain(client: &tokio_postgres::Client) {
+    client.simple_query("SELECT 1").await.unwrap();
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out += ": ";
+        out += &e.to_string();
+        cur = e.source();
+    }
+    out
+}
