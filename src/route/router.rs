@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +107,9 @@ pub struct Router<K> {
 
 struct RouterInner<K> {
     word: AtomicU64,
+    /// The lowest priority of any slot: an active endpoint at this priority has nothing to
+    /// fail back to, so the steady path skips the scan.
+    min_priority: AtomicU32,
     slots: Slots<Slot<K>>,
     failback: Failback,
     tracker: HealthTracker<K>,
@@ -263,6 +266,7 @@ impl<K: EndpointId> RouterBuilder<K> {
             ));
         }
         let slots = Slots::new();
+        let min_priority = self.endpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
         let mut seen = std::collections::HashSet::new();
         for (id, priority) in self.endpoints {
             if !seen.insert(id.clone()) {
@@ -276,6 +280,7 @@ impl<K: EndpointId> RouterBuilder<K> {
         }
         let inner = RouterInner {
             word: AtomicU64::new(0),
+            min_priority: AtomicU32::new(min_priority),
             slots,
             failback: self.failback,
             tracker: self.tracker,
@@ -313,8 +318,13 @@ impl<K: EndpointId> Router<K> {
     pub fn active(&self) -> Active<'_, K> {
         let inner = &*self.inner;
         let w = inner.word.load(Ordering::Acquire);
-        if inner.settled(w) {
-            return inner.view(w);
+        let cur = inner.slot(index(w));
+        if inner.settled(w, cur) {
+            return Active {
+                endpoint: &cur.endpoint,
+                generation: generation(w),
+                all_down: false,
+            };
         }
         inner.view(inner.refresh(w))
     }
@@ -419,6 +429,7 @@ impl<K: EndpointId> Router<K> {
             .ok_or_else(|| {
                 ConfigError::new("endpoints", format!("at most {MAX_SLOTS} endpoints"))
             })?;
+        inner.min_priority.fetch_min(priority, Ordering::AcqRel);
         Ok(endpoint)
     }
 
@@ -453,8 +464,8 @@ impl<K: EndpointId> Router<K> {
 impl<K: EndpointId> RouterInner<K> {
     #[inline]
     fn slot(&self, i: usize) -> &Slot<K> {
-        // Indices in the word always come from a push.
-        match self.slots.get(i) {
+        // Indices in the word always come from a completed push.
+        match self.slots.get_pushed(i) {
             Some(s) => s,
             None => unreachable!("router index {i} out of range"),
         }
@@ -479,15 +490,17 @@ impl<K: EndpointId> RouterInner<K> {
     /// The fast check: the active endpoint is available and no more preferred candidate is up
     /// (or failback is off). Atomic loads only.
     #[inline]
-    fn settled(&self, w: u64) -> bool {
+    fn settled(&self, w: u64, cur: &Slot<K>) -> bool {
         if w & ALL_DOWN != 0 {
             return false;
         }
-        let cur = self.slot(index(w));
         if !is_candidate_up(&cur.endpoint) {
             return false;
         }
-        if w & PINNED != 0 || self.failback == Failback::Manual {
+        if w & PINNED != 0
+            || self.failback == Failback::Manual
+            || cur.priority <= self.min_priority.load(Ordering::Acquire)
+        {
             return true;
         }
         !self

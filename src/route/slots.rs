@@ -7,6 +7,8 @@ const SEGMENTS: usize = 14; // 8 × (2^14 − 1) ≈ 131 000 slots, more than th
 /// An append-only vector that readers index without a lock: segments of doubling size that are
 /// never moved once allocated. Pushes must be serialized by the caller.
 pub(crate) struct Slots<T> {
+    /// The first segment, inline: the common case (a handful of endpoints) chases no pointer.
+    head: [OnceLock<T>; FIRST],
     segments: [OnceLock<Box<[OnceLock<T>]>>; SEGMENTS],
     len: AtomicUsize,
 }
@@ -23,6 +25,7 @@ fn locate(i: usize) -> (usize, usize) {
 impl<T> Slots<T> {
     pub(crate) fn new() -> Self {
         Slots {
+            head: std::array::from_fn(|_| OnceLock::new()),
             segments: std::array::from_fn(|_| OnceLock::new()),
             len: AtomicUsize::new(0),
         }
@@ -38,6 +41,16 @@ impl<T> Slots<T> {
         if i >= self.len() {
             return None;
         }
+        self.get_pushed(i)
+    }
+
+    /// Like [`get`](Self::get) for an index known to come from a completed push (no length
+    /// check).
+    #[inline]
+    pub(crate) fn get_pushed(&self, i: usize) -> Option<&T> {
+        if i < FIRST {
+            return self.head[i].get();
+        }
         let (seg, off) = locate(i);
         self.segments[seg].get()?.get(off)?.get()
     }
@@ -48,10 +61,15 @@ impl<T> Slots<T> {
         if i >= MAX_SLOTS {
             return None;
         }
-        let (seg, off) = locate(i);
-        let segment = self.segments[seg]
-            .get_or_init(|| (0..(FIRST << seg)).map(|_| OnceLock::new()).collect());
-        if segment[off].set(value).is_err() {
+        let cell = if i < FIRST {
+            &self.head[i]
+        } else {
+            let (seg, off) = locate(i);
+            let segment = self.segments[seg]
+                .get_or_init(|| (0..(FIRST << seg)).map(|_| OnceLock::new()).collect());
+            &segment[off]
+        };
+        if cell.set(value).is_err() {
             return None;
         }
         self.len.store(i + 1, Ordering::Release);
