@@ -221,7 +221,7 @@ mod tests {
         let err = PutItemError::generic(meta);
         let raw = HttpResponse::new(
             status.try_into().unwrap(),
-            aws_sdk_dynamodb::primitives::SdkBody::empty(),
+            aws_smithy_types::body::SdkBody::empty(),
         );
         SdkError::service_error(err, raw)
     }

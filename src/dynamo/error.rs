@@ -27,7 +27,7 @@ use crate::retry::StopReason;
 /// use aws_sdk_dynamodb::types::AttributeValue;
 ///
 /// let item = [("pk".to_owned(), AttributeValue::S("a".into()))].into();
-/// match table.put_item(item).condition("attribute_not_exists(pk)").await {
+/// match table.put_item(item).condition("attribute_not_exists(pk)").send().await {
 ///     Ok(_) => println!("created"),
 ///     Err(e) if e.is_conditional_check_failed() => println!("already there"),
 ///     Err(e) if e.is_table_not_found() => eprintln!("misconfigured: {e}"),
@@ -36,6 +36,10 @@ use crate::retry::StopReason;
 /// # }
 /// ```
 pub struct Error<E> {
+    inner: Box<Inner<E>>,
+}
+
+struct Inner<E> {
     kind: FailureKind,
     stop: StopReason,
     attempts: u32,
@@ -53,57 +57,59 @@ impl<E> Error<E> {
         source: Option<SdkError<E, HttpResponse>>,
     ) -> Self {
         Error {
-            kind,
-            stop,
-            attempts,
-            region: None,
-            table: None,
-            execution: kind.classification().execution(),
-            source,
+            inner: Box::new(Inner {
+                kind,
+                stop,
+                attempts,
+                region: None,
+                table: None,
+                execution: kind.classification().execution(),
+                source,
+            }),
         }
     }
 
     pub(crate) fn at(mut self, region: Arc<str>, table: Arc<str>) -> Self {
-        self.region = Some(region);
-        self.table = Some(table);
+        self.inner.region = Some(region);
+        self.inner.table = Some(table);
         self
     }
 
     pub(crate) fn with_execution(mut self, execution: Execution) -> Self {
-        self.execution = execution;
+        self.inner.execution = execution;
         self
     }
 
     /// What the last failure was.
     pub fn kind(&self) -> FailureKind {
-        self.kind
+        self.inner.kind
     }
 
     /// Why the handle stopped trying.
     pub fn stop_reason(&self) -> StopReason {
-        self.stop
+        self.inner.stop
     }
 
     /// How many attempts were made, across all regions, the first included.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.inner.attempts
     }
 
     /// The region of the last attempt, if one was made.
     pub fn region(&self) -> Option<&str> {
-        self.region.as_deref()
+        self.inner.region.as_deref()
     }
 
     /// The physical table name used in that region.
     pub fn table_name(&self) -> Option<&str> {
-        self.table.as_deref()
+        self.inner.table.as_deref()
     }
 
     /// Whether any attempt of this call may have run on a server: `NotExecuted` only when
     /// every attempt surely did not. When it says `MayHaveExecuted` for a write that was not
     /// idempotent, read the item back before trying again.
     pub fn execution(&self) -> Execution {
-        self.execution
+        self.inner.execution
     }
 
     /// The DynamoDB error code of the last failure (`"ConditionalCheckFailedException"`, ...),
@@ -112,7 +118,7 @@ impl<E> Error<E> {
     where
         E: ProvideErrorMetadata,
     {
-        match &self.source {
+        match &self.inner.source {
             Some(SdkError::ServiceError(s)) => s.err().code(),
             _ => None,
         }
@@ -120,7 +126,7 @@ impl<E> Error<E> {
 
     /// `true` when the table does not exist in [`region`](Self::region).
     pub fn is_table_not_found(&self) -> bool {
-        self.kind == FailureKind::TableNotFound
+        self.inner.kind == FailureKind::TableNotFound
     }
 
     /// `true` when a condition expression failed (the item was not written).
@@ -131,39 +137,45 @@ impl<E> Error<E> {
         matches!(
             self.code(),
             Some("ConditionalCheckFailedException" | "TransactionCanceledException")
-        ) && self.kind == FailureKind::Rejected
+        ) && self.inner.kind == FailureKind::Rejected
     }
 
     /// `true` when the last failure was throttling.
     pub fn is_throttled(&self) -> bool {
-        self.kind == FailureKind::Throttled
+        self.inner.kind == FailureKind::Throttled
     }
 
     /// `true` when the last failure was a timeout (the SDK's or the handle's).
     pub fn is_timeout(&self) -> bool {
-        self.kind == FailureKind::Timeout
+        self.inner.kind == FailureKind::Timeout
     }
 
     /// The SDK's error of the last failed attempt; `None` when the last attempt ran out of
     /// the handle's own time limit instead of returning.
     pub fn sdk_error(&self) -> Option<&SdkError<E, HttpResponse>> {
-        self.source.as_ref()
+        self.inner.source.as_ref()
     }
 
     /// Takes the SDK's error of the last failed attempt.
     pub fn into_sdk_error(self) -> Option<SdkError<E, HttpResponse>> {
-        self.source
+        self.inner.source
     }
 
     /// The operation's own error (`GetItemError`, ...) when the service answered with one.
     pub fn service_error(&self) -> Option<&E> {
-        self.source.as_ref().and_then(SdkError::as_service_error)
+        self.inner
+            .source
+            .as_ref()
+            .and_then(SdkError::as_service_error)
     }
 }
 
 impl<E> Classify for Error<E> {
     fn classify(&self) -> Classification {
-        self.kind.classification().with_execution(self.execution)
+        self.inner
+            .kind
+            .classification()
+            .with_execution(self.inner.execution)
     }
 }
 
@@ -173,33 +185,33 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("stop", &self.stop)
-            .field("attempts", &self.attempts)
-            .field("region", &self.region)
-            .field("table", &self.table)
-            .field("execution", &self.execution)
-            .field("source", &self.source)
+            .field("kind", &self.inner.kind)
+            .field("stop", &self.inner.stop)
+            .field("attempts", &self.inner.attempts)
+            .field("region", &self.inner.region)
+            .field("table", &self.inner.table)
+            .field("execution", &self.inner.execution)
+            .field("source", &self.inner.source)
             .finish()
     }
 }
 
 impl<E> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let region = self.region.as_deref().unwrap_or("?");
-        if self.kind == FailureKind::TableNotFound {
-            let table = self.table.as_deref().unwrap_or("?");
+        let region = self.inner.region.as_deref().unwrap_or("?");
+        if self.inner.kind == FailureKind::TableNotFound {
+            let table = self.inner.table.as_deref().unwrap_or("?");
             return write!(
                 f,
                 "table `{table}` does not exist in region `{region}` (a configuration error, \
                  not an outage)"
             );
         }
-        let s = if self.attempts == 1 { "" } else { "s" };
+        let s = if self.inner.attempts == 1 { "" } else { "s" };
         write!(
             f,
             "dynamodb call failed in region `{region}`: {} ({}, {} attempt{s})",
-            self.kind, self.stop, self.attempts
+            self.inner.kind, self.inner.stop, self.inner.attempts
         )
     }
 }
@@ -209,7 +221,10 @@ where
     E: StdError + 'static,
 {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_ref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

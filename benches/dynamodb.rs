@@ -1,0 +1,135 @@
+//! Throughput of one DynamoDB Local region through the table handle against the raw SDK client.
+//!
+//! - `raw`: `GetItem` / `PutItem` with the SDK client the handle built for the region (same
+//!   timeouts, SDK retries off, same connection pool);
+//! - `switchover`: the same requests through `Table::get_item` / `Table::put_item` (routing,
+//!   retry executor, health recording, error classification).
+//!
+//! Loopback round trips to a Java emulator dominate both; the difference is the handle's
+//! overhead. Needs `java` and DynamoDB Local (see `scripts/install-deps.sh`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use criterion::{Criterion, criterion_group, criterion_main};
+use switchover::dynamo::{RegionConfig, Table};
+use switchover::testing::DynamoDbLocal;
+
+const TABLE: &str = "bench";
+
+fn item(pk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("v".to_owned(), AttributeValue::S("x".repeat(100))),
+    ])
+}
+
+fn key(pk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_owned(), AttributeValue::S(pk.to_owned()))])
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (node, table) = rt.block_on(async {
+        let node = DynamoDbLocal::start("bench-1")
+            .await
+            .expect("DynamoDB Local starts");
+        node.create_table(TABLE, "pk").await.expect("table");
+        let table = Table::builder(TABLE)
+            .region(RegionConfig::endpoint("bench-1", node.endpoint_url()))
+            .build()
+            .expect("table handle");
+        // Warm the JVM up.
+        for _ in 0..500 {
+            table.put_item(item("k")).send().await.expect("warm-up put");
+            table.get_item(key("k")).send().await.expect("warm-up get");
+        }
+        (node, table)
+    });
+    let (client, name) = table.region_client("bench-1").expect("region");
+    let (client, name) = (client.clone(), name.to_owned());
+
+    let mut group = c.benchmark_group("dynamodb_get_item");
+    group
+        .sample_size(60)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("raw", |b| {
+        b.to_async(&rt).iter(|| async {
+            client
+                .get_item()
+                .table_name(&name)
+                .set_key(Some(key("k")))
+                .send()
+                .await
+                .expect("get")
+        })
+    });
+    group.bench_function("switchover", |b| {
+        b.to_async(&rt)
+            .iter(|| async { table.get_item(key("k")).send().await.expect("get") })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("dynamodb_put_item");
+    group
+        .sample_size(60)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("raw", |b| {
+        b.to_async(&rt).iter(|| async {
+            client
+                .put_item()
+                .table_name(&name)
+                .set_item(Some(item("k")))
+                .send()
+                .await
+                .expect("put")
+        })
+    });
+    group.bench_function("switchover", |b| {
+        b.to_async(&rt)
+            .iter(|| async { table.put_item(item("k")).send().await.expect("put") })
+    });
+    group.finish();
+
+    // Drift-proof comparison: alternate blocks of raw and handle calls, so load from other
+    // processes and JVM drift hit both alike; report the median per-call time of each.
+    rt.block_on(async {
+        let (mut raw, mut ours) = (Vec::new(), Vec::new());
+        for _ in 0..30 {
+            let start = std::time::Instant::now();
+            for _ in 0..100 {
+                client
+                    .get_item()
+                    .table_name(&name)
+                    .set_key(Some(key("k")))
+                    .send()
+                    .await
+                    .expect("get");
+            }
+            raw.push(start.elapsed() / 100);
+            let start = std::time::Instant::now();
+            for _ in 0..100 {
+                table.get_item(key("k")).send().await.expect("get");
+            }
+            ours.push(start.elapsed() / 100);
+        }
+        raw.sort();
+        ours.sort();
+        let (r, o) = (raw[raw.len() / 2], ours[ours.len() / 2]);
+        println!(
+            "interleaved get_item medians: raw {r:?}, switchover {o:?}, \
+             switchover throughput = {:.1}% of raw",
+            100.0 * r.as_secs_f64() / o.as_secs_f64()
+        );
+    });
+    drop(table);
+    drop(node);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
