@@ -683,3 +683,69 @@ async fn credentials_never_show_in_debug_or_errors() {
         assert!(!chain.contains(needle), "{needle} leaked: {chain}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_config_and_own_client_regions_and_get_item_canary() {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Region, SharedCredentialsProvider};
+    use switchover::dynamo::Canary;
+
+    let regions = regions(&["c-1", "c-2"]).await;
+    let proxy = FaultProxy::start(regions.region("c-1").unwrap().addr())
+        .await
+        .expect("proxy starts");
+    let sdk = aws_types::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("ignored"))
+        .endpoint_url(regions.region("c-2").unwrap().endpoint_url())
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "sdkconfig",
+            "sdkconfig",
+            None,
+            None,
+            "test",
+        )))
+        .build();
+    let table = builder([
+        RegionConfig::endpoint("c-1", format!("http://{}", proxy.addr())),
+        RegionConfig::from_sdk_config("c-2", &sdk),
+    ])
+    .canary(Canary::GetItem(key("canary")))
+    .build()
+    .expect("table builds");
+
+    timeout(SCENARIO_BOUND, async {
+        write_and_read(&table, "first", 1).await;
+        proxy.set_mode(Mode::Refuse).await.unwrap();
+        proxy.reset_connections();
+        write_and_read(&table, "second", 2).await;
+        assert_eq!(table.active_region(), "c-2");
+        assert!(exists_in(regions.region("c-2").unwrap(), "second").await);
+        assert_eq!(table.region_state("c-1"), Some(HealthState::Down));
+        // The GetItem canary brings the region back once it answers again.
+        proxy.set_mode(Mode::Pass).await.unwrap();
+        while table.region_state("c-1") != Some(HealthState::Up) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("recovers through the canary");
+
+    // A client you built is used as it is.
+    let own = Table::builder(TABLE)
+        .region(RegionConfig::from_client(
+            "c-2",
+            regions.region("c-2").unwrap().client(),
+        ))
+        .build()
+        .expect("table builds");
+    own.put_item(item("own", 1)).send().await.expect("put");
+    assert!(exists_in(regions.region("c-2").unwrap(), "own").await);
+    let err = Table::builder(TABLE)
+        .region(
+            RegionConfig::from_client("c-2", regions.region("c-2").unwrap().client())
+                .credentials(Credentials::new("a", "b", None, None, "test")),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "credentials");
+}
