@@ -289,7 +289,7 @@ async fn reads_move_away_from_a_paused_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_move_away_from_a_black_holed_replica() {
-    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
     let proxy = FaultProxy::start(set.nodes()[1].addr())
         .await
         .expect("proxy");
@@ -304,6 +304,7 @@ async fn reads_move_away_from_a_black_holed_replica() {
         .expect("pool");
     let mut con = pool.clone();
     let _: () = con.set("k", "v").await.expect("SET");
+    set.wait_for_sync(DEADLINE).await.expect("replicas in sync");
     proxy.set_mode(Mode::BlackHole).await.expect("black hole");
     let started = Instant::now();
     for _ in 0..20 {
@@ -408,7 +409,8 @@ async fn redis_rs_workload<C: ConnectionLike + Send + Sync>(
 async fn works_as_a_drop_in_connection_like() {
     let set = RedisReplicaSet::start(1).await.expect("replica set");
     let pool = static_pool(&set).await;
-    let mut through_pool = pool.clone();
+    // Reads right after writes: a read-your-writes session (replicas replicate asynchronously).
+    let mut through_pool = pool.read_your_writes(Duration::from_secs(5));
     let got = redis_rs_workload(&mut through_pool)
         .await
         .expect("through the pool");

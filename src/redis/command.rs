@@ -182,10 +182,10 @@ pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
         return Route::Write;
     };
     if is_read_only(name) {
-        if eq_upper(name, "XREAD") {
-            if let Some(block) = xread_block(cmd) {
-                return Route::Blocking { read: true, block };
-            }
+        if eq_upper(name, "XREAD")
+            && let Some(block) = xread_block(cmd)
+        {
+            return Route::Blocking { read: true, block };
         }
         return Route::Read;
     }

@@ -164,10 +164,10 @@ pub(crate) fn choose_primary(
     preferred: Option<&NodeAddr>,
     current: Option<&NodeAddr>,
 ) -> Option<NodeAddr> {
-    if let Some(p) = preferred {
-        if claims.iter().any(|(a, _, _)| a == p) {
-            return Some(p.clone());
-        }
+    if let Some(p) = preferred
+        && claims.iter().any(|(a, _, _)| a == p)
+    {
+        return Some(p.clone());
     }
     claims
         .iter()

@@ -131,6 +131,15 @@ pub fn default_retry_policy() -> RetryPolicy {
         .unwrap_or_default()
 }
 
+/// Everything [`SplitPoolBuilder::validate`] checked, ready to start a pool.
+type Validated = (
+    Settings,
+    RetryPolicy,
+    Box<dyn ReadPolicy<NodeId>>,
+    crate::health::HealthTrackerBuilder<NodeId>,
+    Vec<NodeAddr>,
+);
+
 /// Builder of [`SplitPool`]: nodes or sentinels, credentials, timeouts, read policy, retries.
 /// Everything is validated by [`build`](Self::build) before any connection is made.
 #[must_use]
@@ -309,18 +318,7 @@ impl SplitPoolBuilder {
         self
     }
 
-    fn validate(
-        mut self,
-    ) -> Result<
-        (
-            Settings,
-            RetryPolicy,
-            Box<dyn ReadPolicy<NodeId>>,
-            crate::health::HealthTrackerBuilder<NodeId>,
-            Vec<NodeAddr>,
-        ),
-        ConfigError,
-    > {
+    fn validate(mut self) -> Result<Validated, ConfigError> {
         let s = &mut self.settings;
         if !self.nodes.is_empty() && !self.sentinels.is_empty() {
             return Err(ConfigError::new(

@@ -420,10 +420,10 @@ impl SplitPool {
             .await;
         match result {
             Ok(v) => {
-                if route == Route::Write {
-                    if let Some(s) = &self.session {
-                        s.mark_write();
-                    }
+                if route == Route::Write
+                    && let Some(s) = &self.session
+                {
+                    s.mark_write();
                 }
                 Ok(v)
             }
@@ -462,10 +462,11 @@ impl SplitPool {
             conn.unbounded = true;
         }
         let r = send(conn).await;
-        if r.is_ok() && !read {
-            if let Some(s) = &self.session {
-                s.mark_write();
-            }
+        if r.is_ok()
+            && !read
+            && let Some(s) = &self.session
+        {
+            s.mark_write();
         }
         r
     }
@@ -555,10 +556,10 @@ impl Inner {
     async fn primary_node(&self) -> Result<NodeRef, Error> {
         if !self.suspect.load(Relaxed) {
             let active = self.router.active();
-            if active.endpoint().role() == Role::Primary {
-                if let Some(n) = self.node(active.id()) {
-                    return Ok(n);
-                }
+            if active.endpoint().role() == Role::Primary
+                && let Some(n) = self.node(active.id())
+            {
+                return Ok(n);
             }
         }
         self.wait_for_primary().await
@@ -607,12 +608,12 @@ impl Inner {
             .ok_or_else(|| Error::NoPrimary("the read target is unknown".into()))?;
         if avoid == Some(node.id) {
             // The last attempt failed there: take the next choice, or the primary.
-            if let Some(other) = self.router.read_target(&*self.read_policy) {
-                if !other.ptr_eq(&node.endpoint) && other.role() != Role::Primary {
-                    if let Some(n) = self.node(other.id()) {
-                        return Ok(n);
-                    }
-                }
+            if let Some(other) = self.router.read_target(&*self.read_policy)
+                && !other.ptr_eq(&node.endpoint)
+                && other.role() != Role::Primary
+                && let Some(n) = self.node(other.id())
+            {
+                return Ok(n);
             }
             return self.primary_node().await;
         }
@@ -674,10 +675,10 @@ impl Inner {
 
     /// Drops broken connections and calls for discovery when the primary is in doubt.
     fn after_failure(&self, node: &Node, conn_id: Option<u64>, e: &RedisError) {
-        if e.kind() == ErrorKind::Io || e.is_timeout() || e.is_connection_dropped() {
-            if let Some(id) = conn_id {
-                node.drop_connection(id);
-            }
+        if (e.kind() == ErrorKind::Io || e.is_timeout() || e.is_connection_dropped())
+            && let Some(id) = conn_id
+        {
+            node.drop_connection(id);
         }
         let readonly = is_readonly(e);
         let is_primary = node.role.load(Relaxed) == ROLE_PRIMARY;
@@ -906,7 +907,7 @@ impl Inner {
         let previous = self.last_primary.swap(primary.id, Relaxed);
         let active = self.router.active();
         let from = active.id().clone();
-        if !(active.endpoint().ptr_eq(&primary.endpoint) && !active.is_all_down()) {
+        if !active.endpoint().ptr_eq(&primary.endpoint) || active.is_all_down() {
             if !primary.endpoint.is_available() {
                 // It answered ROLE as master just now: let it take writes.
                 primary.endpoint.clear();
@@ -1005,7 +1006,7 @@ async fn sentinel_listener(weak: Weak<Inner>, sentinel: NodeAddr, master: String
             Err(_) => return,
         };
         let limit = s.connect_timeout + s.response_timeout;
-        let backoff = inner.retry.backoff().clone();
+        let backoff = *inner.retry.backoff();
         drop(inner);
         let pubsub = tokio::time::timeout(limit, async {
             let mut p = client.get_async_pubsub().await?;
@@ -1176,10 +1177,10 @@ impl ConnectionLike for DedicatedConnection {
             let limit = self.limit();
             let c = self.check()?;
             let r = bounded(limit, c.req_packed_commands(pipeline, offset, count)).await;
-            if r.as_ref().is_err_and(|e| e.is_timeout()) {
-                if let Some(c) = self.conn.take() {
-                    drop(deadpool_redis::Connection::take(c));
-                }
+            if r.as_ref().is_err_and(|e| e.is_timeout())
+                && let Some(c) = self.conn.take()
+            {
+                drop(deadpool_redis::Connection::take(c));
             }
             r
         })
