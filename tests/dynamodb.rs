@@ -749,3 +749,71 @@ async fn sdk_config_and_own_client_regions_and_get_item_canary() {
         .unwrap_err();
     assert_eq!(err.field(), "credentials");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowest_latency_reads_go_to_the_nearest_region_writes_stay_active() {
+    use switchover::route::LowestLatency;
+
+    let regions = regions(&["far", "near"]).await;
+    // Each region holds its own copy of the item, naming the region (no replication here).
+    for node in regions.regions() {
+        node.client()
+            .put_item()
+            .table_name(TABLE)
+            .item("pk", AttributeValue::S("where".into()))
+            .item("region", AttributeValue::S(node.region().into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let proxy = FaultProxy::start(regions.region("far").unwrap().addr())
+        .await
+        .expect("proxy starts");
+    proxy
+        .set_mode(Mode::Latency {
+            delay: Duration::from_millis(150),
+            jitter: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    let table = builder([
+        RegionConfig::endpoint("far", format!("http://{}", proxy.addr())),
+        region(regions.region("near").unwrap()),
+    ])
+    .read_policy(LowestLatency)
+    .heartbeat(Duration::from_millis(100))
+    .build()
+    .expect("table builds");
+
+    let served_by = |item: Option<Item>| match item.and_then(|i| i.get("region").cloned()) {
+        Some(AttributeValue::S(s)) => s,
+        other => panic!("unexpected item {other:?}"),
+    };
+    timeout(SCENARIO_BOUND, async {
+        // Once both regions have latency samples, reads settle on the near one.
+        loop {
+            let got = table.get_item(key("where")).send().await.unwrap();
+            if served_by(got) == "near" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..10 {
+            let got = table.get_item(key("where")).send().await.unwrap();
+            assert_eq!(served_by(got), "near");
+        }
+        // Writes and strongly consistent reads still go to the active (preferred) region.
+        table.put_item(item("w", 1)).send().await.unwrap();
+        assert!(exists_in(regions.region("far").unwrap(), "w").await);
+        let got = table
+            .get_item(key("where"))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served_by(got), "far");
+    })
+    .await
+    .expect("reads move to the near region");
+    assert_eq!(table.active_region(), "far");
+}
