@@ -134,10 +134,8 @@ impl<E> Error<E> {
     where
         E: ProvideErrorMetadata,
     {
-        matches!(
-            self.code(),
-            Some("ConditionalCheckFailedException" | "TransactionCanceledException")
-        ) && self.inner.kind == FailureKind::Rejected
+        self.code() == Some("ConditionalCheckFailedException")
+            && self.inner.kind == FailureKind::Rejected
     }
 
     /// `true` when the last failure was throttling.
