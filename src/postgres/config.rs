@@ -7,6 +7,7 @@ use tokio_postgres::config::{Host, SslMode};
 use super::pool::FailoverPool;
 use super::role::TargetRole;
 use crate::error::ConfigError;
+use crate::health::HealthTrackerBuilder;
 use crate::retry::{ExponentialBackoff, Jitter, MAX_DEADLINE, RetryPolicy};
 
 /// The deadlines of every phase of getting and using a connection. Every phase has one by
@@ -100,6 +101,10 @@ pub(crate) struct Settings {
     pub(crate) runner_policy: RetryPolicy,
 }
 
+/// Tunes the pool's health tracker (see [`FailoverPoolBuilder::health`]).
+pub(crate) type HealthCustomizer =
+    Box<dyn FnOnce(HealthTrackerBuilder<Arc<str>>) -> HealthTrackerBuilder<Arc<str>> + Send>;
+
 /// Builder of [`FailoverPool`]. Nothing is validated or connected until
 /// [`build`](Self::build).
 ///
@@ -127,6 +132,7 @@ pub struct FailoverPoolBuilder {
     verify_idle_after: Option<Duration>,
     reconnect_backoff: Option<ExponentialBackoff>,
     runner_policy: Option<RetryPolicy>,
+    health: Option<HealthCustomizer>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
@@ -142,6 +148,7 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("max_concurrent_connects", &self.max_concurrent_connects)
             .field("timeouts", &self.timeouts)
             .field("verify_idle_after", &self.verify_idle_after)
+            .field("health", &self.health.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +167,7 @@ impl Default for FailoverPoolBuilder {
             verify_idle_after: Some(Duration::from_secs(10)),
             reconnect_backoff: None,
             runner_policy: None,
+            health: None,
         }
     }
 }
@@ -295,6 +303,27 @@ impl FailoverPoolBuilder {
         self
     }
 
+    /// Tunes the health tracker of the hosts, e.g.
+    /// `.health(|h| h.failure_threshold(3).ejection_cap(Duration::from_secs(30)))`.
+    ///
+    /// Defaults for a pool: a host is down after **2** transient failures in a row (calls,
+    /// connects or probes), ejected **500 ms** (× 2 per consecutive ejection, ≤ **10 s**), back
+    /// up after 2 probe successes; down hosts are probed every **250 ms**, each probe bounded by
+    /// the [probe timeout](Timeouts::probe); throttling never marks a host down. The endpoints
+    /// (one per host, id `host:port`) and the role probe are set by the pool: endpoints added
+    /// here are not hosts of the pool. Settings you do not touch keep the pool's defaults (so a
+    /// base ejection above 10 s needs a larger cap too). Invalid values are refused by
+    /// [`build`](Self::build) with the tracker's [`ConfigError`].
+    pub fn health(
+        mut self,
+        customize: impl FnOnce(HealthTrackerBuilder<Arc<str>>) -> HealthTrackerBuilder<Arc<str>>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(customize));
+        self
+    }
+
     /// Validates the settings and builds the pool. Connects to nothing: the first
     /// [`get`](FailoverPool::get) discovers the roles of the hosts. Must be called inside a
     /// Tokio runtime: it starts the health tracker's background probe, which brings ejected
@@ -308,7 +337,8 @@ impl FailoverPoolBuilder {
     /// supported yet); the number of ports matches neither one nor the number of hosts
     /// (`port`); `max_size` or `max_concurrent_connects` is zero; a timeout is zero or longer
     /// than a day; the login timeout is shorter than the connect timeout; a host is listed twice
-    /// (`hosts`); no Tokio runtime is running (`probe`).
+    /// (`hosts`); a [`health`](Self::health) setting is invalid (the tracker's field name); no
+    /// Tokio runtime is running (`probe`).
     pub fn build(self) -> Result<FailoverPool, ConfigError> {
         let base = match (self.conn_str, self.config) {
             (Some(s), _) => s.parse::<tokio_postgres::Config>().map_err(|e| {
@@ -466,7 +496,7 @@ impl FailoverPoolBuilder {
                     .build()?,
             },
         };
-        FailoverPool::from_settings(settings)
+        FailoverPool::from_settings(settings, self.health)
     }
 }
 
@@ -563,6 +593,58 @@ mod tests {
             assert!(!err.to_string().contains("hunter2"), "{err}");
             assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn health_settings_default_and_can_be_tuned() {
+        use crate::Classification;
+        use crate::health::HealthState;
+
+        let fail = |pool: &FailoverPool, n: usize| {
+            let ep = pool.tracker().endpoint(&Arc::from("a:1")).unwrap();
+            for _ in 0..n {
+                ep.record_failure(Classification::transient().not_executed());
+            }
+            ep.state()
+        };
+        // The default: a host is down after 2 failures in a row.
+        let pool = FailoverPool::builder().host("a", 1).build().unwrap();
+        assert_eq!(fail(&pool, 1), HealthState::Up);
+        assert_eq!(fail(&pool, 1), HealthState::Down);
+        let ev = pool.tracker().endpoint(&Arc::from("a:1")).unwrap().stats();
+        assert_eq!(
+            ev.down_until.map(|u| u - ev.since),
+            Some(Duration::from_millis(500))
+        );
+
+        // Tuned: 5 failures, a 2 s first ejection.
+        let pool = FailoverPool::builder()
+            .host("a", 1)
+            .health(|h| {
+                h.failure_threshold(5)
+                    .ejection_base(Duration::from_secs(2))
+            })
+            .build()
+            .unwrap();
+        assert_eq!(fail(&pool, 4), HealthState::Up);
+        assert_eq!(fail(&pool, 1), HealthState::Down);
+        let ev = pool.tracker().endpoint(&Arc::from("a:1")).unwrap().stats();
+        assert_eq!(
+            ev.down_until.map(|u| u - ev.since),
+            Some(Duration::from_secs(2))
+        );
+
+        // Invalid values are refused at build, naming the tracker's field.
+        assert_eq!(
+            field(
+                FailoverPool::builder()
+                    .host("a", 1)
+                    .health(|h| h.failure_threshold(0))
+            ),
+            "failure_threshold"
+        );
+        let dbg = format!("{:?}", FailoverPool::builder().health(|h| h));
+        assert!(dbg.contains("health: true"), "{dbg}");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use deadpool::managed::WeakPool;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
-use super::config::{HostConfig, Settings};
+use super::config::{HealthCustomizer, HostConfig, Settings};
 use super::conn::{PgConnection, connect};
 use super::error::Error;
 use super::manager::ConnectionManager;
@@ -133,7 +133,10 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(mut settings: Settings) -> Result<Arc<Core>, crate::ConfigError> {
+    pub(crate) fn new(
+        mut settings: Settings,
+        health: Option<HealthCustomizer>,
+    ) -> Result<Arc<Core>, crate::ConfigError> {
         let configs = std::mem::take(&mut settings.hosts);
         let names: Vec<Arc<str>> = configs.iter().map(|h| h.name.clone()).collect();
         let mut seen = std::collections::HashSet::new();
@@ -150,16 +153,21 @@ impl Core {
             configs,
             probe_timeout: settings.timeouts.probe,
         });
-        let tracker = HealthTracker::builder()
-            .endpoints(names.iter().cloned())
+        // The defaults documented on `FailoverPoolBuilder::health`.
+        let mut health_builder = HealthTracker::builder()
             .failure_threshold(2)
             .ejection_base(Duration::from_millis(500))
             .ejection_cap(Duration::from_secs(10))
+            .probe_interval(Duration::from_millis(250))
+            .probe_timeout(settings.timeouts.probe);
+        if let Some(customize) = health {
+            health_builder = customize(health_builder);
+        }
+        let tracker = health_builder
+            .endpoints(names.iter().cloned())
             .probe(RoleProbe {
                 hosts: hosts.clone(),
             })
-            .probe_interval(Duration::from_millis(250))
-            .probe_timeout(settings.timeouts.probe)
             .build()?;
         let mut rb = Router::builder(&tracker).failback(Failback::Manual);
         for (i, n) in names.iter().enumerate() {

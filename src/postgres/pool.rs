@@ -8,7 +8,7 @@ use deadpool::managed::{Object, Pool, PoolError, QueueMode};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::config::{FailoverPoolBuilder, Settings};
+use super::config::{FailoverPoolBuilder, HealthCustomizer, Settings};
 use super::conn::PgConnection;
 use super::core::Core;
 use super::error::Error;
@@ -77,12 +77,15 @@ impl FailoverPool {
         FailoverPoolBuilder::default()
     }
 
-    pub(crate) fn from_settings(settings: Settings) -> Result<Self, crate::ConfigError> {
+    pub(crate) fn from_settings(
+        settings: Settings,
+        health: Option<HealthCustomizer>,
+    ) -> Result<Self, crate::ConfigError> {
         let max_size = settings.max_size;
         let timeouts = settings.timeouts;
         let target = settings.target_role;
         let read_role = settings.read_role;
-        let core = Core::new(settings)?;
+        let core = Core::new(settings, health)?;
         let build = |role| {
             Pool::builder(ConnectionManager::new(core.clone(), role))
                 .max_size(max_size)
