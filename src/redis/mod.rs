@@ -18,12 +18,12 @@
 //!   once on a failover signal; concurrent triggers share one run.
 //! - **Routing**: a command in [`READ_ONLY_COMMANDS`] (compared without case) goes to a replica
 //!   chosen by the [read policy](SplitPoolBuilder::read_policy) (default
-//!   [`PreferReplica`](crate::route::PreferReplica): replicas in turn, the primary when none is
+//!   [`PreferReplica`]: replicas in turn, the primary when none is
 //!   usable); everything else goes to the primary. A pipeline or `MULTI`/`EXEC` goes to a
 //!   replica only when every command in it is a read. Blocking commands (`BLPOP`, `XREAD
 //!   BLOCK`, `WAIT`, ...) run on a [dedicated connection](SplitPool::dedicated) with their block
 //!   time added to the timeout.
-//! - **Replica choice** skips replicas that are down in the [`HealthTracker`](crate::health::HealthTracker), whose
+//! - **Replica choice** skips replicas that are down in the [`HealthTracker`], whose
 //!   link to the primary is down (`ROLE` state other than `connected`), that follow another
 //!   node, or that lag more than [`max_replica_lag`](SplitPoolBuilder::max_replica_lag) bytes.
 //! - **Failover signals**: `READONLY` replies (also inside script errors and transactions),

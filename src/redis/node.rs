@@ -13,7 +13,8 @@ use super::config::{NodeAddr, Secret, Settings};
 use super::error::Error;
 use crate::health::Endpoint;
 
-/// The id of one node in the pool's [`Router`] and [`HealthTracker`]: its `host:port`.
+/// The id of one node in the pool's [`Router`](crate::route::Router) and
+/// [`HealthTracker`](crate::health::HealthTracker): its `host:port`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NodeId {
     pub(crate) index: u32,

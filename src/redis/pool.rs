@@ -411,34 +411,41 @@ impl SplitPool {
         let route = self.route_of(route);
         let idempotent = self.idempotent || route == Route::Read;
         let avoid = AtomicU64::new(u64::MAX);
-        let result = inner
-            .retry
-            .retry(|| inner.attempt(route, &avoid, &send))
-            .idempotent(idempotent)
-            .classify_with(classify_attempt)
-            .run()
-            .await;
-        match result {
-            Ok(v) => {
-                if route == Route::Write
-                    && let Some(s) = &self.session
-                {
-                    s.mark_write();
-                }
-                Ok(v)
+        // The first attempt runs outside the executor, so that the success path takes no
+        // deadline timer; a failure that may be retried hands over to the retry policy (its
+        // attempts and deadline count from there).
+        let result = match inner.attempt(route, &avoid, &send).await {
+            Ok(v) => Ok(v),
+            Err(first) if !classify_attempt(&first).is_retry_safe(idempotent) => Err(first.err),
+            Err(first) => {
+                tracing::debug!(target: "switchover::redis", error = %first.err, "retrying");
+                inner
+                    .retry
+                    .retry(|| inner.attempt(route, &avoid, &send))
+                    .idempotent(idempotent)
+                    .classify_with(classify_attempt)
+                    .run()
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(target: "switchover::redis", reason = %e, "command failed");
+                        let timed_out = e.timed_out();
+                        match e.into_last_error() {
+                            Some(a) => a.err,
+                            None if timed_out => {
+                                RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                            }
+                            None => first.err,
+                        }
+                    })
             }
-            Err(e) => {
-                tracing::debug!(target: "switchover::redis", reason = %e, "command failed");
-                let timed_out = e.timed_out();
-                Err(match e.into_last_error() {
-                    Some(a) => a.err,
-                    None if timed_out => {
-                        RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                    }
-                    None => Error::NoPrimary("no attempt ran".into()).into(),
-                })
-            }
+        };
+        if result.is_ok()
+            && route == Route::Write
+            && let Some(s) = &self.session
+        {
+            s.mark_write();
         }
+        result
     }
 
     async fn run_blocking<T, F, Fut>(
@@ -600,7 +607,13 @@ impl Inner {
         let Some(ep) = target else {
             return Err(Error::NoPrimary("no replica available for a read".into()));
         };
-        if ep.role() == Role::Primary || ep.ptr_eq(self.router.active().endpoint()) {
+        if ep.role() == Role::Primary {
+            // No usable replica: the policy fell back to the primary.
+            if !self.suspect.load(Relaxed)
+                && let Some(n) = self.node(ep.id())
+            {
+                return Ok(n);
+            }
             return self.primary_node().await;
         }
         let node = self
