@@ -617,9 +617,8 @@ impl TableBuilder {
 
     /// How calls are retried, across regions (default: 4 attempts, exponential backoff from
     /// 25 ms capped at 250 ms with full jitter, deadline = the operation timeout). A policy
-    /// without a deadline gets the operation timeout as deadline (its other settings are kept,
-    /// except a custom throttle factor, which falls back to 2). The policy's own attempt
-    /// timeout, if set, applies on top of the handle's.
+    /// without a deadline gets the operation timeout as deadline (its other settings are
+    /// kept). The policy's own attempt timeout, if set, applies on top of the handle's.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry_policy = Some(policy);
         self
@@ -742,16 +741,10 @@ impl TableBuilder {
                 )
                 .build()?,
             Some(p) if p.deadline().is_some() => p,
-            Some(p) => {
-                let mut b = RetryPolicy::builder()
-                    .max_attempts(p.max_attempts())
-                    .deadline(self.timeouts.operation_timeout())
-                    .max_delay(p.max_delay());
-                if let Some(t) = p.attempt_timeout() {
-                    b = b.attempt_timeout(t);
-                }
-                b.backoff(*p.backoff()).build()?
-            }
+            Some(p) => p
+                .to_builder()
+                .deadline(self.timeouts.operation_timeout())
+                .build()?,
         };
 
         let mut clients = Vec::with_capacity(self.regions.len());

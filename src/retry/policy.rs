@@ -95,6 +95,26 @@ impl<B: Backoff> RetryPolicy<B> {
     }
 }
 
+impl<B: Clone> RetryPolicy<B> {
+    /// A builder holding this policy's settings, to derive a changed policy:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchover::retry::RetryPolicy;
+    ///
+    /// let base = RetryPolicy::builder().max_attempts(5).build()?;
+    /// let bounded = base.to_builder().deadline(Duration::from_secs(1)).build()?;
+    /// assert_eq!(bounded.max_attempts(), 5);
+    /// assert_eq!(bounded.deadline(), Some(Duration::from_secs(1)));
+    /// # Ok::<(), switchover::ConfigError>(())
+    /// ```
+    pub fn to_builder(&self) -> RetryPolicyBuilder<B> {
+        RetryPolicyBuilder {
+            policy: self.clone(),
+        }
+    }
+}
+
 impl<B> RetryPolicy<B> {
     /// The most attempts one call makes, the first included.
     pub fn max_attempts(&self) -> u32 {
@@ -115,6 +135,11 @@ impl<B> RetryPolicy<B> {
     /// The longest single wait between attempts, a server's `Retry-After` included.
     pub fn max_delay(&self) -> Duration {
         self.max_delay
+    }
+
+    /// How much longer than scheduled the executor waits after a throttled error.
+    pub fn throttle_factor(&self) -> f64 {
+        self.throttle_factor
     }
 
     /// The backoff.
