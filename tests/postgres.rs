@@ -506,6 +506,48 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
     live.kill_primary().await.unwrap();
 }
 
+/// `report` with a connection made by another pool (another host list) is ignored: it neither
+/// panics on the foreign host index nor counts against an unrelated host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_ignores_connections_of_another_pool() {
+    let mut cluster = PgCluster::start(0).await.unwrap();
+    let live = node_host(cluster.primary());
+    // A closed port: connects are refused at once.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        ("127.0.0.1".to_owned(), l.local_addr().unwrap().port())
+    };
+    let two = builder(&[dead.clone(), live.clone()]).build().unwrap();
+    let one = builder(&[live.clone()]).build().unwrap();
+    let conn = timeout(BOUND, two.get()).await.unwrap().unwrap();
+    assert_eq!(conn.host(), addr(cluster.primary()));
+    // A transient, non-failover error (serialization failure) from the server.
+    let err = conn
+        .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'retry me' USING ERRCODE = '40001'; END $$")
+        .await
+        .unwrap_err();
+    let failures = |pool: &FailoverPool, host: &(String, u16)| {
+        let id: Arc<str> = format!("{}:{}", host.0, host.1).into();
+        pool.tracker().endpoint(&id).unwrap().stats().failures_total
+    };
+
+    // The connection's host index (1) is out of range in `one`.
+    timeout(BOUND, one.report(&conn, &err)).await.unwrap();
+    assert_eq!(failures(&one, &live), 0);
+
+    // A connection of `one` (index 0) names another host in `two`.
+    let other = timeout(BOUND, one.get()).await.unwrap().unwrap();
+    let dead_before = failures(&two, &dead);
+    timeout(BOUND, two.report(&other, &err)).await.unwrap();
+    assert_eq!(failures(&two, &dead), dead_before);
+
+    // Its own connection counts.
+    timeout(BOUND, two.report(&conn, &err)).await.unwrap();
+    assert_eq!(failures(&two, &live), 1);
+    drop((conn, other));
+    cluster.kill_primary().await.unwrap();
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn passwords_never_appear_in_debug_output_errors_or_logs() {
     let logs = Arc::new(Mutex::new(Vec::<u8>::new()));

@@ -444,13 +444,23 @@ impl FailoverPool {
     /// [`get_read`](Self::get_read): it is recorded against the host, and a failover-class
     /// error (see [`is_failover_error`](super::is_failover_error)) starts a re-discovery, so
     /// the next `get` goes to the right host at once. The runner methods do this on their own.
+    /// A connection that did not come from this pool (or its clones) is ignored.
     pub async fn report(&self, conn: &PgConnection, err: &tokio_postgres::Error) {
         let observed_at = Instant::now();
         let c = err.classify();
         if c.class() == ErrorClass::Permanent {
             return;
         }
-        self.core.endpoints[conn.host_index()].record_failure(c);
+        // The host index is only meaningful in the pool that made the connection.
+        let Some(endpoint) = self
+            .core
+            .endpoints
+            .get(conn.host_index())
+            .filter(|ep| **ep.id() == *conn.host())
+        else {
+            return;
+        };
+        endpoint.record_failure(c);
         if super::is_failover_error(err) {
             let _ = self.core.rediscover(observed_at).await;
         }
