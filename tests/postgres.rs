@@ -482,13 +482,21 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
         .acquire_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
+    // The acquire timeout is 2 s; the slack covers scheduling on a loaded machine, far below
+    // what one more connect, probe or backoff round past the deadline would add.
+    let limit = Duration::from_secs(2) + Duration::from_millis(500);
     for _ in 0..3 {
         let started = tokio::time::Instant::now();
         let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
-        println!("get failed after {:?}: {err}", started.elapsed());
+        let took = started.elapsed();
+        println!("get failed after {took:?}: {err}");
         assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+        assert!(took <= limit, "get waited {took:?}, past the acquire timeout");
+        let started = tokio::time::Instant::now();
         let err = timeout(BOUND, pool.get_read()).await.unwrap().unwrap_err();
+        let took = started.elapsed();
         assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+        assert!(took <= limit, "get_read waited {took:?}, past the acquire timeout");
     }
 
     // The pool's slots exhausted by a checked-out connection: `get` also stops at the timeout.
@@ -499,8 +507,14 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
         .build()
         .unwrap();
     let held = pool.get().await.unwrap();
+    let started = tokio::time::Instant::now();
     let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
+    let took = started.elapsed();
     assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+    assert!(
+        took <= Duration::from_millis(1500),
+        "get waited {took:?}, past the acquire timeout"
+    );
     drop(held);
     assert!(pool.get().await.is_ok());
     live.kill_primary().await.unwrap();
