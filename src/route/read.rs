@@ -102,7 +102,9 @@ where
         return None;
     }
     let k = cursor.fetch_add(1, Ordering::Relaxed) % n;
-    candidates().nth(k)
+    // Availability may change between the count and this pass: when the k-th is gone, take
+    // the first one still available rather than refusing the read.
+    candidates().nth(k).or_else(|| candidates().next())
 }
 
 /// Reads from the active endpoint, like writes. Always answers (the router's best guess when
@@ -192,5 +194,30 @@ impl<K: EndpointId> ReadPolicy<K> for LowestLatency {
         c.all()
             .min_by_key(|ep| ep.latency().unwrap_or_default())
             .or(Some(c.active()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::health::HealthTracker;
+
+    /// A candidate that disappears between the count and the pick does not make the choice
+    /// fail while another candidate is still available.
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_survives_a_candidate_going_away_mid_choice() {
+        let t = HealthTracker::new(["a", "b", "c"]);
+        let eps = t.endpoints();
+        let calls = Cell::new(0);
+        let cursor = AtomicUsize::new(2);
+        // First pass (the count) sees three, later passes only the first.
+        let chosen = round_robin(&cursor, || {
+            calls.set(calls.get() + 1);
+            let n = if calls.get() == 1 { 3 } else { 1 };
+            eps.iter().take(n)
+        });
+        assert!(chosen.is_some_and(|ep| ep.ptr_eq(&eps[0])));
     }
 }
