@@ -10,7 +10,9 @@ use crate::retry::StopReason;
 ///
 /// `Display` describes what the pool was doing; the cause (a [`tokio_postgres::Error`], a
 /// timeout, an earlier failure) is the [`source`](std::error::Error::source). Host names appear as
-/// `host:port`; user names and passwords never appear.
+/// `host:port`; passwords never appear, and neither do user names in this layer's messages (the
+/// server's own message in a source, such as a failed password authentication, may name the
+/// user).
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -115,7 +115,9 @@ impl FailoverPool {
     ///
     /// # Errors
     ///
-    /// [`Error::AcquireTimeout`] with the last failure as its source, or [`Error::Closed`].
+    /// [`Error::AcquireTimeout`] with the last failure as its source; [`Error::Closed`]; or,
+    /// at once and without waiting for the timeout, an error that will not fix itself (for
+    /// example [`Error::Connect`] for a rejected password or an unknown database).
     pub async fn get(&self) -> Result<PooledConnection, Error> {
         self.acquire(&self.main).await
     }
