@@ -532,7 +532,7 @@ async fn report_ignores_connections_of_another_pool() {
         ("127.0.0.1".to_owned(), l.local_addr().unwrap().port())
     };
     let two = builder(&[dead.clone(), live.clone()]).build().unwrap();
-    let one = builder(&[live.clone()]).build().unwrap();
+    let one = builder(std::slice::from_ref(&live)).build().unwrap();
     let conn = timeout(BOUND, two.get()).await.unwrap().unwrap();
     assert_eq!(conn.host(), addr(cluster.primary()));
     // A transient, non-failover error (serialization failure) from the server.
