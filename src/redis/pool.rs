@@ -419,24 +419,8 @@ impl SplitPool {
             Err(first) if !classify_attempt(&first).is_retry_safe(idempotent) => Err(first.err),
             Err(first) => {
                 tracing::debug!(target: "switchover::redis", error = %first.err, "retrying");
-                inner
-                    .retry
-                    .retry(|| inner.attempt(route, &avoid, &send))
-                    .idempotent(idempotent)
-                    .classify_with(classify_attempt)
-                    .run()
-                    .await
-                    .map_err(|e| {
-                        tracing::debug!(target: "switchover::redis", reason = %e, "command failed");
-                        let timed_out = e.timed_out();
-                        match e.into_last_error() {
-                            Some(a) => a.err,
-                            None if timed_out => {
-                                RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                            }
-                            None => first.err,
-                        }
-                    })
+                // Boxed: keeps the executor's state out of the success path's future.
+                Box::pin(self.retry_after_first(route, idempotent, &avoid, &send, first.err)).await
             }
         };
         if result.is_ok()
@@ -446,6 +430,39 @@ impl SplitPool {
             s.mark_write();
         }
         result
+    }
+
+    async fn retry_after_first<T: Reply, F, Fut>(
+        &self,
+        route: Route,
+        idempotent: bool,
+        avoid: &AtomicU64,
+        send: &F,
+        first: RedisError,
+    ) -> RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let inner = &*self.inner;
+        let result = inner
+            .retry
+            .retry(|| inner.attempt(route, avoid, send))
+            .idempotent(idempotent)
+            .classify_with(classify_attempt)
+            .run()
+            .await;
+        result.map_err(|e| {
+            tracing::debug!(target: "switchover::redis", reason = %e, "command failed");
+            let timed_out = e.timed_out();
+            match e.into_last_error() {
+                Some(a) => a.err,
+                None if timed_out => {
+                    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                }
+                None => first,
+            }
+        })
     }
 
     async fn run_blocking<T, F, Fut>(
