@@ -327,6 +327,61 @@ async fn reads_move_away_from_a_black_holed_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_avoid_a_replica_whose_link_is_down() {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut con = pool.clone();
+    let _: () = con.set("k", "v").await.expect("SET");
+    set.wait_for_sync(DEADLINE).await.expect("replicas in sync");
+    // Node 2 loses its primary: it now follows a port where nothing listens (link down).
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    set.node_mut(2)
+        .expect("node 2")
+        .replicate_from(nowhere)
+        .await
+        .expect("REPLICAOF");
+    pool.rediscover().await;
+    let broken = set.nodes()[2].addr().to_string();
+    assert!(
+        !pool.replica_addrs().contains(&broken),
+        "{:?}",
+        pool.replica_addrs()
+    );
+    reset_stats(set.nodes()).await;
+    for _ in 0..20 {
+        let v: Option<String> = con.get("k").await.expect("GET");
+        assert_eq!(v.as_deref(), Some("v"));
+    }
+    assert_eq!(
+        cmdstat(&set.nodes()[2], "get").await.0,
+        0,
+        "no read on the link-down replica"
+    );
+    assert_eq!(
+        cmdstat(&set.nodes()[1], "get").await.0,
+        20,
+        "reads on the healthy replica"
+    );
+    // Back on its primary: it serves reads again.
+    let primary = set.primary().addr();
+    set.node_mut(2)
+        .expect("node 2")
+        .replicate_from(primary)
+        .await
+        .expect("REPLICAOF");
+    set.nodes()[2]
+        .wait_link_up(DEADLINE)
+        .await
+        .expect("link up");
+    pool.rediscover().await;
+    assert!(
+        pool.replica_addrs().contains(&broken),
+        "{:?}",
+        pool.replica_addrs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_primary_restarted_as_replica_is_never_written_to() {
     let mut set = RedisReplicaSet::start(2).await.expect("replica set");
     let pool = static_pool(&set).await;

@@ -67,6 +67,8 @@ pub(crate) struct Node {
     pub(crate) link_up: AtomicBool,
     /// For a replica: bytes behind the primary at the last discovery.
     pub(crate) lag: AtomicU64,
+    /// The pool drained this node's endpoint (a replica unfit for reads), and will clear it.
+    pub(crate) drained_by_pool: AtomicBool,
 }
 
 impl fmt::Debug for Node {
@@ -174,6 +176,7 @@ impl Node {
             role_epoch: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             lag: AtomicU64::new(0),
+            drained_by_pool: AtomicBool::new(false),
         })
     }
 

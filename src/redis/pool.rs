@@ -908,6 +908,19 @@ impl Inner {
                 if role == ROLE_REPLICA && was_usable && !usable {
                     tracing::info!(target: "switchover::redis", node = %node.name, lag, "replica not usable for reads (link down, lagging or following another primary)");
                 }
+                // A replica unfit for reads (link down, lagging, following another node) is
+                // drained in the tracker, so the read policy skips it; it is cleared when it is
+                // fit again. A drain the pool did not make is left alone.
+                let unfit = role != ROLE_PRIMARY && !usable;
+                if unfit && node.endpoint.state() == crate::health::HealthState::Up {
+                    node.endpoint.drain();
+                    node.drained_by_pool.store(true, Relaxed);
+                } else if !unfit
+                    && node.drained_by_pool.swap(false, Relaxed)
+                    && node.endpoint.state() == crate::health::HealthState::Draining
+                {
+                    node.endpoint.clear();
+                }
                 if node.set_role(role) {
                     tracing::info!(target: "switchover::redis", node = %node.name, role = role_name(role), "node role changed");
                     node.drop_all_connections();
