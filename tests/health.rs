@@ -649,3 +649,189 @@ async fn concurrent_recording_loses_no_transition() {
         assert_eq!(ep.state(), last[ep.id()], "final state of {}", ep.id());
     }
 }
+
+/// Runs two ejected endpoints, "a" and "b", with probes every 200 ms timing out after 500 ms:
+/// "b" answers up at once, "a" (only `with_a`) never answers. Returns the events of "b" and of
+/// "a" as (from, to, milliseconds since the ejection), and the probes of "a".
+async fn hanging_neighbour(
+    with_a: bool,
+) -> (
+    Vec<(HealthState, HealthState, u64)>,
+    Vec<(HealthState, HealthState, u64)>,
+    usize,
+) {
+    let a_calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&a_calls);
+    let ids: &[&'static str] = if with_a { &["a", "b"] } else { &["b"] };
+    let t = HealthTracker::builder()
+        .endpoints(ids.iter().copied())
+        .probe(move |id: &&'static str| {
+            let hang = *id == "a";
+            if hang {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                ProbeResult::up()
+            }
+        })
+        .probe_interval(ms(200))
+        .probe_timeout(ms(500))
+        .build()
+        .unwrap();
+    let mut rx = t.subscribe();
+    let start = Instant::now();
+    for ep in t.endpoints() {
+        for _ in 0..3 {
+            ep.record_failure(transient());
+        }
+    }
+    sleep(ms(1300)).await;
+    let of = |id: &str, ev: &[HealthEvent<&'static str>]| {
+        ev.iter()
+            .filter(|e| e.endpoint == id)
+            .map(|e| (e.from, e.to, (e.at - start).as_millis() as u64))
+            .collect::<Vec<_>>()
+    };
+    let ev = drain(&mut rx);
+    (of("b", &ev), of("a", &ev), a_calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_hangs_does_not_delay_the_other_endpoints() {
+    use HealthState::{Down, Probing, Up};
+    let (alone, _, _) = hanging_neighbour(false).await;
+    // Probes of "b" at 0, 200, …: the one at 1 s (end of the ejection) and the one at 1.2 s
+    // bring it back.
+    assert_eq!(
+        alone,
+        [(Up, Down, 0), (Down, Probing, 1000), (Probing, Up, 1200)]
+    );
+
+    let (b, a, a_calls) = hanging_neighbour(true).await;
+    assert_eq!(
+        b, alone,
+        "the hanging probes of \"a\" delay \"b\" by nothing"
+    );
+    // "a" is probed at 0, 500 and 1000 ms, each probe as soon as the previous one timed out;
+    // the one started at 500 ms times out after its ejection ended: ejected again.
+    assert_eq!(
+        a,
+        [(Up, Down, 0), (Down, Probing, 1000), (Probing, Down, 1000)]
+    );
+    assert_eq!(a_calls, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_never_has_two_probes_at_once_nor_probes_more_often_than_the_interval() {
+    // "slow" answers after 350 ms, longer than the 100 ms interval; "fast" answers at once.
+    // Both answer down and stay ejected for 10 s.
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    struct Running(Arc<AtomicUsize>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let (r, m, s) = (Arc::clone(&running), Arc::clone(&most), Arc::clone(&starts));
+    let origin = Instant::now();
+    let t = HealthTracker::builder()
+        .endpoints(["slow", "fast"])
+        .ejection_base(Duration::from_secs(10))
+        .ejection_cap(Duration::from_secs(10))
+        .probe(move |id: &&'static str| {
+            let id = *id;
+            s.lock()
+                .unwrap()
+                .push((id, (Instant::now() - origin).as_millis() as u64));
+            let guard = (id == "slow").then(|| {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                Running(Arc::clone(&r))
+            });
+            async move {
+                if let Some(_running) = guard {
+                    sleep(ms(350)).await;
+                }
+                ProbeResult::down()
+            }
+        })
+        .probe_interval(ms(100))
+        .probe_timeout(ms(1000))
+        .build()
+        .unwrap();
+    let slow = t.endpoint(&"slow").unwrap();
+    for _ in 0..3 {
+        slow.record_failure(transient());
+    }
+    // Wake the probe task while the slow probe runs: another ejection, a new endpoint.
+    sleep(ms(50)).await;
+    let fast = t.endpoint(&"fast").unwrap();
+    for _ in 0..3 {
+        fast.record_failure(transient());
+    }
+    sleep(ms(70)).await;
+    t.add_endpoint("new");
+    sleep(ms(1080)).await;
+
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "two probes of one endpoint ran at once"
+    );
+    let starts = starts.lock().unwrap();
+    let of = |id: &str| -> Vec<u64> {
+        starts
+            .iter()
+            .filter(|(e, _)| *e == id)
+            .map(|(_, at)| *at)
+            .collect()
+    };
+    // Each slow probe starts as soon as the previous one ended (it was due 100 ms after it
+    // started).
+    assert_eq!(of("slow"), [0, 350, 700, 1050]);
+    // An instant probe runs once per interval from its ejection, whatever wakes the task.
+    assert_eq!(
+        of("fast"),
+        [50, 150, 250, 350, 450, 550, 650, 750, 850, 950, 1050, 1150]
+    );
+    assert!(of("new").is_empty(), "up, and no heartbeat");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_panics_does_not_stop_the_probing_of_its_endpoint() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let t = HealthTracker::builder()
+        .endpoint("a")
+        .probe(move |_: &&str| {
+            let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                assert!(!first, "the first probe panics (expected in this test)");
+                ProbeResult::up()
+            }
+        })
+        .probe_interval(ms(200))
+        .build()
+        .unwrap();
+    let mut rx = t.subscribe();
+    let a = t.endpoint(&"a").unwrap();
+    let start = Instant::now();
+    for _ in 0..3 {
+        a.record_failure(transient());
+    }
+    sleep(ms(1300)).await;
+    let ev = drain(&mut rx);
+    let at: Vec<_> = ev.iter().map(|e| e.at - start).collect();
+    assert_eq!(at, [ms(0), ms(1000), ms(1200)]);
+    assert_eq!(a.state(), HealthState::Up);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        7,
+        "probes at 0, 200, …, 1200 ms"
+    );
+}

@@ -1,11 +1,12 @@
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
-use super::endpoint::EndpointId;
+use super::endpoint::{Endpoint, EndpointId};
 use super::state::{HealthState, Role};
 use super::tracker::TrackerInner;
 
@@ -16,7 +17,9 @@ use super::tracker::TrackerInner;
 ///
 /// The tracker's probe task calls [`probe`](Self::probe) for endpoints that are down or probing
 /// (and, with a heartbeat, for endpoints that are up), each call bounded by the tracker's
-/// probe timeout; a probe that does not answer in time counts as down.
+/// probe timeout; a probe that does not answer in time counts as down. Endpoints are probed
+/// independently: at most one probe of an endpoint runs at a time, and a probe that hangs
+/// delays no other endpoint's probes.
 ///
 /// Any `Fn(&K) -> impl Future<Output = ProbeResult>` is a probe:
 ///
@@ -105,82 +108,132 @@ impl ProbeResult {
     }
 }
 
+/// What the probe task knows of one endpoint.
+struct Slot {
+    /// When the task first saw the endpoint: where its heartbeats start from until it is probed.
+    seen: Instant,
+    /// When its last probe started.
+    last_start: Option<Instant>,
+    /// A probe of it is running.
+    busy: bool,
+}
+
 /// The probe task. Holds only a `Weak` on the tracker, and is aborted when the tracker drops.
+///
+/// Every endpoint has its own schedule, so a probe that hangs until the timeout delays no other
+/// endpoint's probes: an endpoint has at most one probe running; while down or probing it is
+/// probed at most once per `probe_interval` from the start of its previous probe, and at once
+/// when its ejection has ended; while up, every `heartbeat` if set. The running probes are
+/// aborted when the task ends (they hold endpoint handles, never the tracker).
 pub(crate) async fn run_prober<K: EndpointId, P: Probe<K>>(
     tracker: Weak<TrackerInner<K>>,
     probe: Arc<P>,
 ) {
-    let mut next_heartbeat: Option<Instant> = None;
+    let mut slots: HashMap<K, Slot> = HashMap::new();
+    let mut probes: JoinSet<()> = JoinSet::new();
+    // The endpoint of each running probe, by task id: a probe that panics still frees its slot.
+    let mut running: HashMap<task::Id, K> = HashMap::new();
     loop {
         let now = Instant::now();
-        let (targets, wake_at, core) = {
+        let (wake_at, core) = {
             let Some(inner) = tracker.upgrade() else {
                 return;
             };
             let core = Arc::clone(inner.core());
             let cfg = core.config;
-            let heartbeat_due = match (cfg.heartbeat, next_heartbeat) {
-                (Some(h), None) => {
-                    next_heartbeat = Some(now + h);
-                    false
-                }
-                (Some(h), Some(at)) if now >= at => {
-                    next_heartbeat = Some(now + h);
-                    true
-                }
-                _ => false,
-            };
             let mut wake_at = now + cfg.probe_interval;
-            if let Some(at) = next_heartbeat {
-                wake_at = wake_at.min(at);
-            }
-            let mut targets = Vec::new();
             for ep in inner.endpoints() {
                 if ep.manual_override().is_some() {
                     continue;
                 }
+                if !slots.contains_key(ep.id()) {
+                    let slot = Slot {
+                        seen: now,
+                        last_start: None,
+                        busy: false,
+                    };
+                    slots.insert(ep.id().clone(), slot);
+                }
+                let Some(slot) = slots.get_mut(ep.id()) else {
+                    continue;
+                };
+                if slot.busy {
+                    // Considered again when its probe ends.
+                    continue;
+                }
                 // `state()` ends ejections that have run out.
-                match ep.state() {
+                let due = match ep.state() {
                     HealthState::Down => {
                         if let Some(end) = ep.ejection_end() {
                             wake_at = wake_at.min(end);
                         }
-                        targets.push(ep);
+                        slot.last_start.map_or(now, |t| t + cfg.probe_interval)
                     }
-                    HealthState::Probing => targets.push(ep),
-                    HealthState::Up if heartbeat_due => targets.push(ep),
-                    _ => {}
+                    // An ejection that ended since the last probe started is probed at once.
+                    HealthState::Probing => match slot.last_start {
+                        Some(t) if t >= ep.since() => t + cfg.probe_interval,
+                        _ => now,
+                    },
+                    HealthState::Up => match cfg.heartbeat {
+                        Some(h) => slot.last_start.unwrap_or(slot.seen) + h,
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if due > now {
+                    wake_at = wake_at.min(due);
+                    continue;
+                }
+                slot.busy = true;
+                slot.last_start = Some(now);
+                let id = ep.id().clone();
+                let handle = probes.spawn(probe_once(Arc::clone(&probe), ep, cfg.probe_timeout));
+                running.insert(handle.id(), id);
+            }
+            (wake_at, core)
+        };
+        tokio::select! {
+            biased;
+            Some(done) = probes.join_next_with_id(), if !probes.is_empty() => {
+                let mut done = Some(done);
+                while let Some(d) = done {
+                    let id = match d {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            tracing::warn!(
+                                target: "switchover::health",
+                                error = %e,
+                                "probe task failed"
+                            );
+                            e.id()
+                        }
+                    };
+                    if let Some(slot) = running.remove(&id).and_then(|k| slots.get_mut(&k)) {
+                        slot.busy = false;
+                    }
+                    done = probes.try_join_next_with_id();
                 }
             }
-            (targets, wake_at, core)
-        };
-        if !targets.is_empty() {
-            let timeout = core.config.probe_timeout;
-            let mut set = JoinSet::new();
-            for ep in targets {
-                let probe = Arc::clone(&probe);
-                set.spawn(async move {
-                    let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
-                        .await
-                        .unwrap_or_else(|_| {
-                            tracing::debug!(
-                                target: "switchover::health",
-                                endpoint = ?ep.id(),
-                                timeout_ms = timeout.as_millis() as u64,
-                                "probe timed out"
-                            );
-                            ProbeResult::down()
-                        });
-                    ep.record_probe(result);
-                });
-            }
-            while set.join_next().await.is_some() {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake_at) => {}
             _ = core.wake.notified() => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
         }
     }
+}
+
+/// One probe of `ep`, bounded by `timeout`, recorded on the endpoint.
+async fn probe_once<K: EndpointId, P: Probe<K>>(probe: Arc<P>, ep: Endpoint<K>, timeout: Duration) {
+    let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::debug!(
+                target: "switchover::health",
+                endpoint = ?ep.id(),
+                timeout_ms = timeout.as_millis() as u64,
+                "probe timed out"
+            );
+            ProbeResult::down()
+        });
+    ep.record_probe(result);
 }
 
 #[allow(dead_code)]
