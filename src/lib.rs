@@ -114,3 +114,5 @@ pub mod testing;
 pub use error::{
     ByClassify, Classification, Classifier, Classify, ConfigError, ErrorClass, Execution,
 };
+pub use health::{Endpoint, HealthState, HealthTracker, Probe, ProbeResult, Role};
+pub use route::{Failback, ReadPolicy, Router};

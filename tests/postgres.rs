@@ -491,12 +491,18 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
         let took = started.elapsed();
         println!("get failed after {took:?}: {err}");
         assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
-        assert!(took <= limit, "get waited {took:?}, past the acquire timeout");
+        assert!(
+            took <= limit,
+            "get waited {took:?}, past the acquire timeout"
+        );
         let started = tokio::time::Instant::now();
         let err = timeout(BOUND, pool.get_read()).await.unwrap().unwrap_err();
         let took = started.elapsed();
         assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
-        assert!(took <= limit, "get_read waited {took:?}, past the acquire timeout");
+        assert!(
+            took <= limit,
+            "get_read waited {took:?}, past the acquire timeout"
+        );
     }
 
     // The pool's slots exhausted by a checked-out connection: `get` also stops at the timeout.

@@ -620,10 +620,7 @@ mod tests {
         // Tuned: 5 failures, a 2 s first ejection.
         let pool = FailoverPool::builder()
             .host("a", 1)
-            .health(|h| {
-                h.failure_threshold(5)
-                    .ejection_base(Duration::from_secs(2))
-            })
+            .health(|h| h.failure_threshold(5).ejection_base(Duration::from_secs(2)))
             .build()
             .unwrap();
         assert_eq!(fail(&pool, 4), HealthState::Up);
