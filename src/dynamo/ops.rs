@@ -32,6 +32,16 @@ impl Expr {
     fn values(&self) -> Option<Item> {
         (!self.values.is_empty()).then(|| self.values.clone())
     }
+
+    /// Where a write with this expression goes: a conditional write always to the active
+    /// region, any other by the table's write mode.
+    fn write_access(&self) -> Access {
+        if self.condition.is_some() {
+            Access::Active
+        } else {
+            Access::Write
+        }
+    }
 }
 
 macro_rules! expr_setters {
@@ -49,6 +59,17 @@ macro_rules! expr_setters {
         /// Binds the placeholder `:value` (with its `:`) to `value`.
         pub fn value(mut self, placeholder: impl Into<String>, value: AttributeValue) -> Self {
             self.expr.values.insert(placeholder.into(), value);
+            self
+        }
+    };
+}
+
+macro_rules! condition_setter {
+    () => {
+        /// A condition expression (e.g. `"attribute_not_exists(pk)"`): the write happens only
+        /// if it holds, and always in the active region.
+        pub fn condition(mut self, expression: impl Into<String>) -> Self {
+            self.expr.condition = Some(expression.into());
             self
         }
     };
@@ -219,12 +240,7 @@ debug_without_values!(PutItem, idempotent);
 impl PutItem<'_> {
     expr_setters!();
 
-    /// A condition expression (e.g. `"attribute_not_exists(pk)"`): the put happens only if
-    /// it holds, in the active region.
-    pub fn condition(mut self, expression: impl Into<String>) -> Self {
-        self.expr.condition = Some(expression.into());
-        self
-    }
+    condition_setter!();
 
     /// Overrides the idempotency (default: `true` without a condition, `false` with one).
     pub fn idempotent(mut self, yes: bool) -> Self {
@@ -238,13 +254,8 @@ impl PutItem<'_> {
     ///
     /// See [`Error`]; a failed condition is [`Error::is_conditional_check_failed`].
     pub async fn send(self) -> Result<PutItemOutput, Error<PutItemError>> {
-        let conditional = self.expr.condition.is_some();
-        let access = if conditional {
-            Access::Active
-        } else {
-            Access::Write
-        };
-        let idempotent = self.idempotent.unwrap_or(!conditional);
+        let access = self.expr.write_access();
+        let idempotent = self.idempotent.unwrap_or(access == Access::Write);
         let PutItem {
             table, item, expr, ..
         } = self;
@@ -277,11 +288,7 @@ debug_without_values!(UpdateItem, update, idempotent);
 impl UpdateItem<'_> {
     expr_setters!();
 
-    /// A condition expression: the update happens only if it holds, in the active region.
-    pub fn condition(mut self, expression: impl Into<String>) -> Self {
-        self.expr.condition = Some(expression.into());
-        self
-    }
+    condition_setter!();
 
     /// Marks the update idempotent (default `false`): only for updates that set values, never
     /// for `ADD` or arithmetic.
@@ -296,12 +303,7 @@ impl UpdateItem<'_> {
     ///
     /// See [`Error`].
     pub async fn send(self) -> Result<UpdateItemOutput, Error<UpdateItemError>> {
-        let conditional = self.expr.condition.is_some();
-        let access = if conditional {
-            Access::Active
-        } else {
-            Access::Write
-        };
+        let access = self.expr.write_access();
         let idempotent = self.idempotent.unwrap_or(false);
         let UpdateItem {
             table,
@@ -340,11 +342,7 @@ debug_without_values!(DeleteItem, idempotent);
 impl DeleteItem<'_> {
     expr_setters!();
 
-    /// A condition expression: the delete happens only if it holds, in the active region.
-    pub fn condition(mut self, expression: impl Into<String>) -> Self {
-        self.expr.condition = Some(expression.into());
-        self
-    }
+    condition_setter!();
 
     /// Overrides the idempotency (default: `true` without a condition, `false` with one).
     pub fn idempotent(mut self, yes: bool) -> Self {
@@ -358,13 +356,8 @@ impl DeleteItem<'_> {
     ///
     /// See [`Error`].
     pub async fn send(self) -> Result<DeleteItemOutput, Error<DeleteItemError>> {
-        let conditional = self.expr.condition.is_some();
-        let access = if conditional {
-            Access::Active
-        } else {
-            Access::Write
-        };
-        let idempotent = self.idempotent.unwrap_or(!conditional);
+        let access = self.expr.write_access();
+        let idempotent = self.idempotent.unwrap_or(access == Access::Write);
         let DeleteItem {
             table, key, expr, ..
         } = self;

@@ -224,6 +224,7 @@ pub(crate) struct Settings {
     pub(crate) discovery_interval: Duration,
     pub(crate) rediscovery_interval: Duration,
     pub(crate) dedicated_pool_size: usize,
+    pub(crate) budget: Option<crate::retry::RetryBudget>,
 }
 
 impl Default for Settings {
@@ -242,6 +243,7 @@ impl Default for Settings {
             discovery_interval: Duration::from_secs(1),
             rediscovery_interval: Duration::from_millis(50),
             dedicated_pool_size: 8,
+            budget: None,
         }
     }
 }

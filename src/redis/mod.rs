@@ -109,7 +109,7 @@ use config::{Secret, Settings, Source};
 
 use crate::error::ConfigError;
 use crate::health::HealthTracker;
-use crate::retry::{ExponentialBackoff, Jitter, RetryPolicy};
+use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
 use crate::route::{PreferReplica, PrimaryOnly, ReadPolicy, ReplicaOnly};
 
 /// The default retry policy of a pool: 40 attempts within a 10 s deadline, exponential backoff
@@ -149,9 +149,18 @@ pub struct SplitPoolBuilder {
     master: Option<String>,
     settings: Settings,
     retry: Option<RetryPolicy>,
+    budget: Option<RetryBudget>,
     read_policy: Option<Box<dyn ReadPolicy<NodeId>>>,
-    tracker: Option<crate::health::HealthTrackerBuilder<NodeId>>,
+    health: Option<HealthCustomizer>,
 }
+
+/// Tunes a pool's health tracker (see [`SplitPoolBuilder::health`]).
+type HealthCustomizer = Box<
+    dyn FnOnce(
+            crate::health::HealthTrackerBuilder<NodeId>,
+        ) -> crate::health::HealthTrackerBuilder<NodeId>
+        + Send,
+>;
 
 impl std::fmt::Debug for SplitPoolBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,8 +198,9 @@ impl SplitPool {
             master: None,
             settings: Settings::default(),
             retry: None,
+            budget: None,
             read_policy: None,
-            tracker: None,
+            health: None,
         }
     }
 }
@@ -298,17 +308,35 @@ impl SplitPoolBuilder {
         self
     }
 
-    /// The retry policy of every command (default [`default_retry_policy`]). Its backoff is
-    /// also used between Sentinel reconnects.
+    /// The retry policy of every command (default [`default_retry_policy`]). A command makes
+    /// at most `max_attempts` attempts; the first is bounded by the response timeout and runs
+    /// without the executor (no timer on the success path), and the policy's deadline counts
+    /// from the first failure. Its backoff is also used between Sentinel reconnects.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
     }
 
-    /// The health tracker settings of the nodes (thresholds, ejection times). Endpoints are
-    /// added by the pool. Default: [`HealthTracker::builder`]'s defaults.
-    pub fn health(mut self, tracker: crate::health::HealthTrackerBuilder<NodeId>) -> Self {
-        self.tracker = Some(tracker);
+    /// A shared retry budget that every retry of the pool's commands draws from (default:
+    /// none). Successes refill it.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Tunes the health tracker of the nodes, e.g.
+    /// `.health(|h| h.failure_threshold(5).ejection_base(Duration::from_secs(2)))`. The pool
+    /// adds the endpoints itself. Default: [`HealthTracker::builder`]'s defaults (down after 3
+    /// failures in a row, ejected 1 s growing × 2 up to 30 s, back after 2 successes).
+    pub fn health(
+        mut self,
+        customize: impl FnOnce(
+            crate::health::HealthTrackerBuilder<NodeId>,
+        ) -> crate::health::HealthTrackerBuilder<NodeId>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(customize));
         self
     }
 
@@ -417,8 +445,13 @@ impl SplitPoolBuilder {
         let policy = self
             .read_policy
             .unwrap_or_else(|| Box::new(PreferReplica::new()));
-        let tracker = self.tracker.unwrap_or_else(HealthTracker::builder);
-        Ok((self.settings, retry, policy, tracker, initial))
+        let mut tracker = HealthTracker::builder();
+        if let Some(customize) = self.health {
+            tracker = customize(tracker);
+        }
+        let mut settings = self.settings;
+        settings.budget = self.budget;
+        Ok((settings, retry, policy, tracker, initial))
     }
 
     /// Validates the settings, runs a first discovery and starts the background tasks (which
@@ -609,6 +642,22 @@ mod tests {
             .err()
             .unwrap();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn health_settings_are_validated_before_any_connection() {
+        // Port 1 never answers: the error must come from validation, not from a connect.
+        let err = SplitPool::builder()
+            .nodes(["127.0.0.1:1"])
+            .health(|h| h.failure_threshold(0))
+            .build()
+            .await
+            .err()
+            .unwrap();
+        match err {
+            Error::Config(e) => assert_eq!(e.field(), "failure_threshold"),
+            other => panic!("expected a configuration error, got {other}"),
+        }
     }
 
     #[test]

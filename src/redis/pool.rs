@@ -49,6 +49,9 @@ struct DiscoveryState {
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
     retry: RetryPolicy,
+    /// The policy for the attempts after the first (which runs outside the executor): one
+    /// attempt fewer than `retry`; `None` when `retry` allows a single attempt.
+    retry_rest: Option<RetryPolicy>,
     read_policy: Box<dyn ReadPolicy<NodeId>>,
     tracker: HealthTracker<NodeId>,
     router: Router<NodeId>,
@@ -239,9 +242,14 @@ impl SplitPool {
             nodes.push(Arc::new(Node::new(id.index as u64, addr, &settings, ep)?));
         }
         let (state, _) = watch::channel(DiscoveryState::default());
+        let retry_rest = match retry.max_attempts() {
+            0 | 1 => None,
+            n => Some(retry.to_builder().max_attempts(n - 1).build()?),
+        };
         let inner = Arc::new(Inner {
             settings,
             retry,
+            retry_rest,
             read_policy,
             tracker,
             router,
@@ -411,17 +419,29 @@ impl SplitPool {
         let route = self.route_of(route);
         let idempotent = self.idempotent || route == Route::Read;
         let avoid = AtomicU64::new(u64::MAX);
-        // The first attempt runs outside the executor, so that the success path takes no
-        // deadline timer; a failure that may be retried hands over to the retry policy (its
-        // attempts and deadline count from there).
+        // The first attempt runs outside the executor, so that the success path arms no
+        // deadline timer (the attempt is bounded by the response timeout); a failure that may
+        // be retried hands over to `retry_rest`, which allows one attempt fewer, so a command
+        // makes at most `max_attempts` attempts. The deadline counts from that hand-over.
         let result = match inner.attempt(route, &avoid, &send).await {
-            Ok(v) => Ok(v),
-            Err(first) if !classify_attempt(&first).is_retry_safe(idempotent) => Err(first.err),
-            Err(first) => {
-                tracing::debug!(target: "switchover::redis", error = %first.err, "retrying");
-                // Boxed: keeps the executor's state out of the success path's future.
-                Box::pin(self.retry_after_first(route, idempotent, &avoid, &send, first.err)).await
+            Ok(v) => {
+                if let Some(budget) = &inner.settings.budget {
+                    budget.deposit_success();
+                }
+                Ok(v)
             }
+            Err(first) if !classify_attempt(&first).is_retry_safe(idempotent) => Err(first.err),
+            Err(first) => match &inner.retry_rest {
+                None => Err(first.err),
+                Some(rest) => {
+                    tracing::debug!(target: "switchover::redis", error = %first.err, "retrying");
+                    // Boxed: keeps the executor's state out of the success path's future.
+                    Box::pin(
+                        self.retry_after_first(rest, route, idempotent, &avoid, &send, first.err),
+                    )
+                    .await
+                }
+            },
         };
         if result.is_ok()
             && route == Route::Write
@@ -434,6 +454,7 @@ impl SplitPool {
 
     async fn retry_after_first<T: Reply, F, Fut>(
         &self,
+        rest: &RetryPolicy,
         route: Route,
         idempotent: bool,
         avoid: &AtomicU64,
@@ -445,13 +466,20 @@ impl SplitPool {
         Fut: Future<Output = RedisResult<T>>,
     {
         let inner = &*self.inner;
-        let result = inner
-            .retry
+        // A retry after the first failure is paid from the budget like every later one.
+        if let Some(budget) = &inner.settings.budget
+            && !budget.withdraw_retry(false)
+        {
+            return Err(first);
+        }
+        let mut call = rest
             .retry(|| inner.attempt(route, avoid, send))
             .idempotent(idempotent)
-            .classify_with(classify_attempt)
-            .run()
-            .await;
+            .classify_with(classify_attempt);
+        if let Some(budget) = &inner.settings.budget {
+            call = call.budget(budget);
+        }
+        let result = call.run().await;
         result.map_err(|e| {
             tracing::debug!(target: "switchover::redis", reason = %e, "command failed");
             let timed_out = e.timed_out();
