@@ -8,6 +8,9 @@
 //! Loopback round trips to a Java emulator dominate both; the difference is the handle's
 //! overhead. Needs `java` and DynamoDB Local (see `scripts/install-deps.sh`).
 
+#[path = "support/interleave.rs"]
+mod interleave;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -96,37 +99,24 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // Drift-proof comparison: alternate blocks of raw and handle calls, so load from other
-    // processes and JVM drift hit both alike; report the median per-call time of each.
-    rt.block_on(async {
-        let (mut raw, mut ours) = (Vec::new(), Vec::new());
-        for _ in 0..30 {
-            let start = std::time::Instant::now();
-            for _ in 0..100 {
-                client
-                    .get_item()
-                    .table_name(&name)
-                    .set_key(Some(key("k")))
-                    .send()
-                    .await
-                    .expect("get");
-            }
-            raw.push(start.elapsed() / 100);
-            let start = std::time::Instant::now();
-            for _ in 0..100 {
-                table.get_item(key("k")).send().await.expect("get");
-            }
-            ours.push(start.elapsed() / 100);
-        }
-        raw.sort();
-        ours.sort();
-        let (r, o) = (raw[raw.len() / 2], ours[ours.len() / 2]);
-        println!(
-            "interleaved get_item medians: raw {r:?}, switchover {o:?}, \
-             switchover throughput = {:.1}% of raw",
-            100.0 * r.as_secs_f64() / o.as_secs_f64()
-        );
-    });
+    // Drift-proof comparison: alternate blocks of raw and handle calls.
+    rt.block_on(interleave::interleaved(
+        "get_item",
+        30,
+        100,
+        || async {
+            client
+                .get_item()
+                .table_name(&name)
+                .set_key(Some(key("k")))
+                .send()
+                .await
+                .expect("get");
+        },
+        || async {
+            table.get_item(key("k")).send().await.expect("get");
+        },
+    ));
     drop(table);
     drop(node);
 }

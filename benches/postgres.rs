@@ -7,6 +7,9 @@
 //!
 //! Run with `cargo bench --bench postgres --features postgres,testing`.
 
+#[path = "support/interleave.rs"]
+mod interleave;
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -84,6 +87,21 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Drift-proof comparison: alternate blocks of raw and pool calls.
+    rt.block_on(interleave::interleaved(
+        "simple_query",
+        30,
+        200,
+        || async {
+            let client = raw.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+        || async {
+            let client = pool.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+    ));
     drop(pool);
     drop(raw);
     drop(cluster);

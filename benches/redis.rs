@@ -8,6 +8,9 @@
 //!
 //! Run with `cargo bench --bench redis --features redis,testing`.
 
+#[path = "support/interleave.rs"]
+mod interleave;
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -59,6 +62,15 @@ fn get_set(c: &mut Criterion) {
     group.bench_function("raw", |b| b.to_async(&rt).iter(|| batch(&raw)));
     group.bench_function("switchover", |b| b.to_async(&rt).iter(|| batch(&pool)));
     group.finish();
+
+    // Drift-proof comparison: alternate blocks of raw and pool batches.
+    rt.block_on(interleave::interleaved(
+        "get_set batch",
+        30,
+        20,
+        || batch(&raw),
+        || batch(&pool),
+    ));
     drop(pool);
     drop(server);
 }
