@@ -1,5 +1,7 @@
 use std::error::Error as StdError;
 use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -295,12 +297,21 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
     ///
     /// A first-try success allocates nothing, takes no lock, and reads the clock only when
     /// the policy has a deadline or an attempt timeout. The retry path (schedule, waits) lives
-    /// in one heap allocation made at the first failure, which keeps this future small.
+    /// in one heap allocation made at the first failure, which keeps the returned [`Run`]
+    /// future small and its success path short. Nothing runs until the future is polled.
     ///
     /// # Errors
     ///
     /// A [`RetryError`] with the last error, the attempt count and the [`StopReason`].
-    pub async fn run<T, E, Fut>(mut self) -> Result<T, RetryError<E>>
+    #[allow(clippy::type_complexity)]
+    pub fn run<T, E, Fut>(
+        self,
+    ) -> Run<
+        impl Future<Output = Result<T, Handover<'a, B, F, C, H, T, E>>> + use<'a, B, F, C, H, Fut, T, E>,
+        impl Future<Output = Result<T, Handover<'a, B, F, C, H, T, E>>> + use<'a, B, F, C, H, Fut, T, E>,
+        impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>,
+        Handover<'a, B, F, C, H, T, E>,
+    >
     where
         B: Backoff,
         F: FnMut() -> Fut,
@@ -308,24 +319,72 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
-        let (deadline_at, limit) =
-            if self.policy.deadline.is_none() && self.policy.attempt_timeout.is_none() {
-                (None, None)
-            } else {
-                let at = self.policy.deadline.map(|d| Instant::now() + d);
-                (at, attempt_limit(self.policy.attempt_timeout, at))
-            };
-        let outcome = match limit {
-            None => Some((self.op)().await),
-            Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
-        };
-        if let Some(Ok(value)) = outcome {
-            if let Some(budget) = self.budget {
-                budget.deposit_success();
+        let first = if self.policy.deadline.is_none() && self.policy.attempt_timeout.is_none() {
+            First::Plain {
+                fut: self.first_plain(),
             }
-            return Ok(value);
+        } else {
+            First::Timed {
+                fut: self.first_timed(),
+            }
+        };
+        Run {
+            first,
+            retrying: None,
+            start_retries: Self::start_retries,
         }
-        Box::pin(self.retry_loop(deadline_at, limit, outcome)).await
+    }
+
+    /// The first attempt of a policy without deadline or attempt timeout.
+    async fn first_plain<T, E, Fut>(mut self) -> Result<T, Handover<'a, B, F, C, H, T, E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match (self.op)().await {
+            Ok(value) => Ok(succeeded(self.budget, value)),
+            Err(e) => Err(Handover {
+                retry: self,
+                deadline_at: None,
+                limit: None,
+                outcome: Some(Err(e)),
+            }),
+        }
+    }
+
+    /// The first attempt under a deadline or an attempt timeout.
+    async fn first_timed<T, E, Fut>(mut self) -> Result<T, Handover<'a, B, F, C, H, T, E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let deadline_at = self.policy.deadline.map(|d| Instant::now() + d);
+        let limit = attempt_limit(self.policy.attempt_timeout, deadline_at);
+        // With neither set this path is not taken; an unbounded limit keeps it correct anyway.
+        let bound = limit.map_or(Duration::MAX, |(t, _)| t);
+        match tokio::time::timeout(bound, (self.op)()).await.ok() {
+            Some(Ok(value)) => Ok(succeeded(self.budget, value)),
+            outcome => Err(Handover {
+                retry: self,
+                deadline_at,
+                limit,
+                outcome,
+            }),
+        }
+    }
+
+    /// Starts the retries where the first attempt left off.
+    fn start_retries<T, E, Fut>(
+        h: Handover<'a, B, F, C, H, T, E>,
+    ) -> impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>
+    where
+        B: Backoff,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classifier<E>,
+        H: OnRetry<E>,
+    {
+        h.retry.retry_loop(h.deadline_at, h.limit, h.outcome)
     }
 
     /// Everything after a failed first attempt.
@@ -472,6 +531,92 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             };
         }
     }
+}
+
+/// What a failed first attempt hands to the retries: the call, its deadline, the first
+/// attempt's limit and outcome. Appears only in the type of [`Run`].
+pub struct Handover<'a, B, F, C, H, T, E> {
+    retry: Retry<'a, B, F, C, H>,
+    deadline_at: Option<Instant>,
+    limit: Option<(Duration, bool)>,
+    outcome: Option<Result<T, E>>,
+}
+
+impl<B, F, C, H, T, E> fmt::Debug for Handover<'_, B, F, C, H, T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handover")
+            .field("deadline_at", &self.deadline_at)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a retried call, returned by [`Retry::run`].
+    ///
+    /// The first attempt is polled in place; only a failure moves the call into one heap
+    /// allocation for the retries.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Run<P, Q, S, A> {
+        #[pin]
+        first: First<P, Q>,
+        retrying: Option<Pin<Box<S>>>,
+        start_retries: fn(A) -> S,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = FirstProj]
+    enum First<P, Q> {
+        Plain { #[pin] fut: P },
+        Timed { #[pin] fut: Q },
+    }
+}
+
+impl<P, Q, S, A> fmt::Debug for Run<P, Q, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("retrying", &self.retrying.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, Q, S, A, T, E> Future for Run<P, Q, S, A>
+where
+    P: Future<Output = Result<T, A>>,
+    Q: Future<Output = Result<T, A>>,
+    S: Future<Output = Result<T, RetryError<E>>>,
+{
+    type Output = Result<T, RetryError<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(retrying) = this.retrying {
+            return retrying.as_mut().poll(cx);
+        }
+        let first = match this.first.project() {
+            FirstProj::Plain { fut } => ready!(fut.poll(cx)),
+            FirstProj::Timed { fut } => ready!(fut.poll(cx)),
+        };
+        match first {
+            Ok(value) => Poll::Ready(Ok(value)),
+            Err(handover) => {
+                let retrying = this
+                    .retrying
+                    .insert(Box::pin((this.start_retries)(handover)));
+                retrying.as_mut().poll(cx)
+            }
+        }
+    }
+}
+
+/// Book-keeping of a success on the first attempt.
+#[inline]
+fn succeeded<T>(budget: Option<&RetryBudget>, value: T) -> T {
+    if let Some(budget) = budget {
+        budget.deposit_success();
+    }
+    value
 }
 
 /// The time the next attempt may take — the tighter of the attempt timeout and what is left of

@@ -67,5 +67,5 @@ pub use backoff::{
     ExponentialSchedule, Jitter, LinearBackoff, LinearSchedule,
 };
 pub use budget::{RetryBudget, RetryBudgetBuilder};
-pub use executor::{OnRetry, Retry, RetryError, RetryEvent, StopReason};
+pub use executor::{Handover, OnRetry, Retry, RetryError, RetryEvent, Run, StopReason};
 pub use policy::{MAX_ATTEMPTS, MAX_DEADLINE, RetryPolicy, RetryPolicyBuilder};
