@@ -595,6 +595,54 @@ async fn any_healthy_writes_retry_elsewhere_but_transactions_stay_on_the_active_
     assert!(!exists_in(regions.region("r-b").unwrap(), "tx").await);
 }
 
+/// A write refused in one region (surely not executed) and then cut by the deadline while in
+/// flight in another must be reported as a timeout there that may have executed, not as the
+/// earlier refusal: a caller would otherwise re-send a non-idempotent write that may have run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_cut_by_the_deadline_in_flight_may_have_executed() {
+    use switchover::retry::RetryPolicy;
+
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_url = format!("http://{}", refused.local_addr().unwrap());
+    drop(refused); // nothing listens there now: connections are refused
+    // Accepts connections (the kernel's backlog) and never answers: a black hole.
+    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_url = format!("http://{}", hole.local_addr().unwrap());
+    let table = Table::builder(TABLE)
+        .region(RegionConfig::endpoint("refusing", refused_url))
+        .region(RegionConfig::endpoint("hole", hole_url))
+        .write_mode(WriteMode::AnyHealthy)
+        .timeouts(timeouts())
+        // The deadline ends before the 1 s attempt timeout of the second attempt.
+        .retry_policy(
+            RetryPolicy::builder()
+                .max_attempts(4)
+                .deadline(Duration::from_millis(600))
+                .build()
+                .unwrap(),
+        )
+        .failback(Failback::Manual)
+        .build()
+        .expect("table builds");
+
+    let err = timeout(
+        CALL_BOUND,
+        table
+            .update_item(key("counter"), "ADD n :one")
+            .value(":one", AttributeValue::N("1".into()))
+            .send(),
+    )
+    .await
+    .expect("bounded")
+    .expect_err("nothing answers");
+    assert_eq!(err.stop_reason(), StopReason::DeadlineExceeded, "{err:?}");
+    assert!(err.attempts() >= 2, "{err:?}");
+    assert_eq!(err.region(), Some("hole"), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Timeout, "{err:?}");
+    assert_eq!(err.execution(), Execution::MayHaveExecuted, "{err:?}");
+    drop(hole);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evacuate_moves_traffic_and_is_announced() {
     let regions = regions(&["e-1", "e-2"]).await;

@@ -390,12 +390,17 @@ impl Table {
         retry.run().await.map_err(|e: RetryError<Attempt<E>>| {
             let reason = e.reason();
             let attempts = e.attempts();
-            let execution = if may_have_executed.load(Ordering::Relaxed) {
+            // The executor cut the last attempt (deadline or the policy's attempt timeout): its
+            // request was in flight in `last_slot` and may have executed, and `last_error`, if
+            // any, is an earlier attempt's (maybe another region's, maybe surely not executed).
+            let cut = e.timed_out();
+            let execution = if cut || may_have_executed.load(Ordering::Relaxed) {
                 Execution::MayHaveExecuted
             } else {
                 Execution::NotExecuted
             };
-            let (error, slot) = match e.into_last_error() {
+            let last_error = if cut { None } else { e.into_last_error() };
+            let (error, slot) = match last_error {
                 Some(Attempt::Sdk { kind, error, slot }) => {
                     (Error::new(kind, reason, attempts, Some(*error)), slot)
                 }
