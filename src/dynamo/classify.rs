@@ -9,6 +9,10 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use crate::error::Classification;
 
 /// DynamoDB error codes that mean "slow down": retried with more patience, never an outage.
+///
+/// The AWS SDK's own throttling list (`aws_runtime::retries::classifiers::THROTTLING_ERRORS`)
+/// is included: `TransactionInProgressException` (another request with the same client token
+/// is still running) is contention on one item, not a failure of the region.
 pub const THROTTLING_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -16,6 +20,10 @@ pub const THROTTLING_CODES: &[&str] = &[
     "TooManyRequestsException",
     "Throttling",
     "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "BandwidthLimitExceeded",
+    "TransactionInProgressException",
     "SlowDown",
 ];
 
@@ -25,7 +33,8 @@ pub const TRANSIENT_CODES: &[&str] = &[
     "InternalFailure",
     "ServiceUnavailable",
     "ServiceUnavailableException",
-    "TransactionInProgressException",
+    "RequestTimeout",
+    "RequestTimeoutException",
 ];
 
 /// The code DynamoDB returns when the table (or index) does not exist in the region asked.
@@ -252,6 +261,13 @@ mod tests {
             ),
             ("ValidationException", 400, FailureKind::Rejected),
             ("AccessDeniedException", 400, FailureKind::Rejected),
+            // Contention on a client request token, not an outage (the SDK throttles it too).
+            (
+                "TransactionInProgressException",
+                400,
+                FailureKind::Throttled,
+            ),
+            ("RequestTimeoutException", 400, FailureKind::ServerError),
             ("ResourceNotFoundException", 400, FailureKind::TableNotFound),
         ];
         for (code, status, kind) in cases {
