@@ -643,6 +643,41 @@ async fn write_cut_by_the_deadline_in_flight_may_have_executed() {
     drop(hole);
 }
 
+/// A retry policy's own attempt timeout, shorter than the handle's, must still count a
+/// black-holed region's timed-out attempts against it, or the table never fails over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_attempt_timeout_still_fails_over_from_a_black_hole() {
+    use switchover::retry::RetryPolicy;
+
+    let regions = regions(&["ok-1"]).await;
+    // Accepts connections (the kernel's backlog) and never answers: a black hole.
+    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let table = builder([
+        RegionConfig::endpoint("hole", format!("http://{}", hole.local_addr().unwrap())),
+        region(regions.region("ok-1").unwrap()),
+    ])
+    .retry_policy(
+        RetryPolicy::builder()
+            .max_attempts(4)
+            .attempt_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .build()
+    .expect("table builds");
+
+    timeout(SCENARIO_BOUND, async {
+        for i in 0..3 {
+            write_and_read(&table, &format!("p-{i}"), i).await;
+        }
+    })
+    .await
+    .expect("workload finishes");
+    assert_eq!(table.active_region(), "ok-1");
+    assert_eq!(table.region_state("hole"), Some(HealthState::Down));
+    drop(hole);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evacuate_moves_traffic_and_is_announced() {
     let regions = regions(&["e-1", "e-2"]).await;

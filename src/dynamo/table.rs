@@ -623,7 +623,9 @@ impl TableBuilder {
     /// How calls are retried, across regions (default: 4 attempts, exponential backoff from
     /// 25 ms capped at 250 ms with full jitter, deadline = the operation timeout). A policy
     /// without a deadline gets the operation timeout as deadline (its other settings are
-    /// kept). The policy's own attempt timeout, if set, applies on top of the handle's.
+    /// kept). The policy's own attempt timeout, if set, bounds each attempt too (the shorter
+    /// of it and the handle's attempt timeout wins); the handle applies it, so an attempt that
+    /// runs out of time counts against its region.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry_policy = Some(policy);
         self
@@ -752,6 +754,26 @@ impl TableBuilder {
                 .build()?,
         };
 
+        // The handle bounds each attempt itself, so a timed-out attempt is recorded against its
+        // region. A policy attempt timeout left to the executor would drop the attempt before
+        // that, and a black-holed region would never be marked down: fold it into the guard.
+        let mut attempt_guard = self.timeouts.attempt_timeout() + GUARD_SLACK;
+        let policy = match policy.attempt_timeout() {
+            None => policy,
+            Some(t) => {
+                attempt_guard = attempt_guard.min(t);
+                let mut b = RetryPolicy::builder()
+                    .max_attempts(policy.max_attempts())
+                    .max_delay(policy.max_delay())
+                    .throttle_factor(policy.throttle_factor())
+                    .backoff(*policy.backoff());
+                if let Some(d) = policy.deadline() {
+                    b = b.deadline(d);
+                }
+                b.build()?
+            }
+        };
+
         let mut clients = Vec::with_capacity(self.regions.len());
         for r in &self.regions {
             let client = r.client(&self.timeouts)?;
@@ -823,7 +845,6 @@ impl TableBuilder {
             write_mode = ?self.write_mode,
             "table handle built"
         );
-        let attempt_guard = self.timeouts.attempt_timeout() + GUARD_SLACK;
         Ok(Table {
             inner: Arc::new(Inner {
                 name: Arc::from(self.name),
