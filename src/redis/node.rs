@@ -191,6 +191,19 @@ impl Node {
     }
 
     async fn connect(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+        // The connection timeout covers the TCP connect; the handshake (HELLO/AUTH/SELECT,
+        // CLIENT SETINFO) is bounded here too, so that a black-holed node cannot hold us. The
+        // bound also covers the wait for the lock: a caller queued behind others' failed
+        // attempts must not wait for each of them in turn.
+        tokio::time::timeout(
+            self.connect_timeout + self.response_timeout,
+            self.connect_in_turn(),
+        )
+        .await
+        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+    }
+
+    async fn connect_in_turn(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some((id, c)) = self.conn.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             return Ok((*id, c.clone()));
@@ -198,15 +211,10 @@ impl Node {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.response_timeout));
-        // The connection timeout covers the TCP connect; the handshake (HELLO/AUTH/SELECT,
-        // CLIENT SETINFO) is bounded here too, so that a black-holed node cannot hold us.
-        let made = tokio::time::timeout(
-            self.connect_timeout + self.response_timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let made = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
         let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
         *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some((id, made.clone()));
         tracing::debug!(target: "switchover::redis", node = %self.name, "connected");
@@ -263,3 +271,57 @@ impl Node {
 }
 
 pub(crate) type NodeRef = Arc<Node>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthTracker;
+
+    /// Callers queued for the connect lock of a black-holed node each give up within one
+    /// connect bound, instead of waiting for every earlier caller's attempt in turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_connects_to_a_black_hole_each_end_within_the_bound() {
+        // Accepts connections and never answers (not even the handshake).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = NodeAddr::from(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let settings = Settings {
+            connect_timeout: Duration::from_millis(100),
+            response_timeout: Duration::from_millis(200),
+            ..Settings::default()
+        };
+        let id = NodeId {
+            index: 0,
+            name: addr.to_string().into(),
+        };
+        let tracker = HealthTracker::builder()
+            .endpoint(id.clone())
+            .build()
+            .unwrap();
+        let node = Arc::new(Node::new(0, addr, &settings, tracker.endpoint(&id).unwrap()).unwrap());
+        let bound = Duration::from_millis(300);
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
+                    let r = node.connection().await;
+                    (r.is_err(), started.elapsed())
+                })
+            })
+            .collect();
+        for c in callers {
+            let (failed, took) = c.await.unwrap();
+            assert!(failed, "a black-holed node gives no connection");
+            assert!(
+                took < bound + Duration::from_millis(300),
+                "a queued caller waited {took:?}, over the {bound:?} bound"
+            );
+        }
+    }
+}
