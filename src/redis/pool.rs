@@ -925,7 +925,7 @@ impl Inner {
                         _,
                     )) => {
                         let follows = master.as_ref().is_some_and(|m| same_node(m, &primary_addr));
-                        let lag = (primary_offset - offset).max(0) as u64;
+                        let lag = replica_lag(primary_offset, *offset);
                         let within = self.settings.max_replica_lag.is_none_or(|max| lag <= max);
                         (ROLE_REPLICA, follows && *link_up && within, lag)
                     }
@@ -1006,6 +1006,12 @@ impl Inner {
             name: node.name.as_str().into(),
         }
     }
+}
+
+/// Bytes a replica at `offset` is behind a primary at `primary_offset` (0 when ahead). The
+/// offsets come from the servers: any pair, however odd, gives a number, never an overflow.
+fn replica_lag(primary_offset: i64, offset: i64) -> u64 {
+    u64::try_from(primary_offset.saturating_sub(offset)).unwrap_or(0)
 }
 
 fn role_name(role: u8) -> &'static str {
@@ -1259,5 +1265,21 @@ impl ConnectionLike for DedicatedConnection {
 
     fn get_db(&self) -> i64 {
         self.conn.as_ref().map_or(0, |c| c.get_db())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_lag_never_overflows_on_server_offsets() {
+        assert_eq!(replica_lag(1000, 400), 600);
+        assert_eq!(replica_lag(400, 1000), 0);
+        // A replica that has not synced yet reports -1.
+        assert_eq!(replica_lag(10, -1), 11);
+        assert_eq!(replica_lag(i64::MAX, -1), i64::MAX as u64);
+        assert_eq!(replica_lag(i64::MAX, i64::MIN), i64::MAX as u64);
+        assert_eq!(replica_lag(i64::MIN, i64::MAX), 0);
     }
 }
