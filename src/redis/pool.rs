@@ -129,7 +129,9 @@ impl Session {
         let now = Instant::now()
             .saturating_duration_since(self.started)
             .as_nanos() as u64;
-        now.saturating_sub(last - 1) < self.window.as_nanos() as u64
+        // A window beyond u64 nanoseconds (585 years) is "forever", not truncated to a few.
+        let window = u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX);
+        now.saturating_sub(last - 1) < window
     }
 }
 
@@ -1271,6 +1273,24 @@ impl ConnectionLike for DedicatedConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_huge_read_your_writes_window_is_not_truncated() {
+        // 2^55 s is 2^64 * 5^9 ns: truncated to u64 it would be a window of 0.
+        for window in [Duration::MAX, Duration::from_secs(1 << 55)] {
+            let s = Session {
+                window,
+                started: Instant::now(),
+                last_write: AtomicU64::new(0),
+            };
+            assert!(!s.in_window(), "no write yet");
+            s.mark_write();
+            assert!(
+                s.in_window(),
+                "{window:?}: reads after a write go to the primary"
+            );
+        }
+    }
 
     #[test]
     fn replica_lag_never_overflows_on_server_offsets() {
