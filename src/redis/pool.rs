@@ -1209,7 +1209,7 @@ impl DedicatedConnection {
         if self.unbounded {
             None
         } else {
-            Some(self.timeout + self.extra.unwrap_or_default())
+            Some(self.timeout.saturating_add(self.extra.unwrap_or_default()))
         }
     }
 }
