@@ -96,6 +96,11 @@ impl NodeAddr {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
+        if host.contains('@') {
+            // `user:password@host:port` without a scheme: never keep it as a host name, which
+            // is shown in logs and errors.
+            return Err(bad("credentials need a `redis://` address"));
+        }
         let port: u16 = port
             .parse()
             .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
@@ -126,17 +131,20 @@ impl NodeAddr {
     }
 }
 
-/// Replaces the password of a `redis://user:password@host` address by `***`.
+/// Replaces the password of a `redis://user:password@host` address by `***`; without a scheme,
+/// everything before the `@` (`user:password@host`, `password@host`).
 fn redact(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &s[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme_end + 3], &s[at..]),
-                None => s.to_owned(),
-            }
-        }
-        _ => s.to_owned(),
+    let Some(at) = s.rfind('@') else {
+        return s.to_owned();
+    };
+    let start = s.find("://").map_or(0, |i| i + 3);
+    if at < start {
+        return s.to_owned();
+    }
+    match s[start..at].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &s[..start], &s[at..]),
+        None if start == 0 => format!("***{}", &s[at..]),
+        None => s.to_owned(),
     }
 }
 
@@ -284,5 +292,14 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("app:***@cache"), "{err}");
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
+        // Credentials without a scheme are refused, and their password is not echoed.
+        for bad in [
+            "app:hunter2@cache:6379",
+            "app:hunter2@cache",
+            "hunter2@cache:x",
+        ] {
+            let err = NodeAddr::parse(bad).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }
