@@ -222,7 +222,7 @@ impl fmt::Debug for RegionConfig {
         let source = match &self.source {
             Source::Client(_) => "client".to_owned(),
             Source::SdkConfig(_) => "sdk config".to_owned(),
-            Source::Endpoint(url) => format!("endpoint {url}"),
+            Source::Endpoint(url) => format!("endpoint {}", without_userinfo(url)),
         };
         f.debug_struct("RegionConfig")
             .field("name", &self.name)
@@ -233,6 +233,20 @@ impl fmt::Debug for RegionConfig {
                 &self.credentials.as_ref().map(|_| "<redacted>"),
             )
             .finish()
+    }
+}
+
+/// `url` with any `user:password@` part replaced, so that `Debug` output never shows a secret
+/// embedded in an endpoint URL.
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let sep = if scheme.is_empty() { "" } else { "://" };
+            format!("{scheme}{sep}<redacted>@{}", &rest[at + 1..]).into()
+        }
+        None => url.into(),
     }
 }
 
@@ -387,6 +401,25 @@ pub enum Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_userinfo_never_shows_in_debug() {
+        let r = RegionConfig::endpoint("eu-west-1", "http://AKIA:s3cret@127.0.0.1:8000/x");
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("AKIA"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("http://<redacted>@127.0.0.1:8000/x"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:8000"),
+            "http://127.0.0.1:8000"
+        );
+        assert_eq!(without_userinfo("u:p@host"), "<redacted>@host");
+    }
 
     #[test]
     fn timeouts_validate() {
