@@ -224,13 +224,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(&mut route);
     progress("recovered");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
     writer.await?;
     reader.await?;
     report(&mut route);
     progress("done");
 
-    let max_gap = gaps.lock().await.1;
+    // The gap still open when the workload stopped counts too.
+    let (last_ok, longest) = *gaps.lock().await;
+    let max_gap = longest.max(stopped_at.saturating_duration_since(last_ok));
     println!(
         "summary: backend=dynamodb switches={switches} failed_ops={} max_gap_ms={}",
         failed.load(Ordering::Relaxed),

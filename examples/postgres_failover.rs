@@ -8,7 +8,8 @@
 //!
 //! - `switches`: router switches (the generation, which grows by one per switch from 0);
 //! - `failed_ops`: workload operations that returned an error;
-//! - `max_gap_ms`: the longest time between two successful writes;
+//! - `max_gap_ms`: the longest time without a successful write (between two, or from the last
+//!   one to the end of the workload);
 //! - `client_gap_ms`: from the moment the promotion completed (measured independently, by the
 //!   fixture polling `pg_is_in_recovery()` with `psql`) to the first successful write through
 //!   the pool after it.
@@ -164,6 +165,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
     workload.await?;
 
@@ -180,11 +182,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             u64::MAX
         }
     };
+    // Gaps between successes, and the one still open when the workload stopped.
+    let trailing = successes.last().map_or(0, |s| {
+        stopped_at.saturating_duration_since(s.0).as_millis() as u64
+    });
     let max_gap_ms = successes
         .windows(2)
         .map(|w| (w[1].0 - w[0].0).as_millis() as u64)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(trailing);
     println!(
         "[{:>6} ms] {} writes succeeded, last on {}; primary is now {} (generation {})",
         ms(Instant::now()),

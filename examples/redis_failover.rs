@@ -141,6 +141,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The gap still open when the workload stopped counts too.
+    max_gap = max_gap.max(last_write_ok.elapsed());
     stop.store(true, Ordering::Relaxed);
     if let Err(e) = observer.await {
         println!("observer failed: {e}");
