@@ -612,6 +612,7 @@ impl Inner {
             let active = self.router.active();
             if active.endpoint().role() == Role::Primary
                 && let Some(n) = self.node(active.id())
+                && n.role.load(Relaxed) == ROLE_PRIMARY
             {
                 return Ok(n);
             }
@@ -635,8 +636,18 @@ impl Inner {
             )));
         }
         let active = self.router.active();
-        self.node(active.id())
-            .ok_or_else(|| Error::NoPrimary("the active node is unknown".into()))
+        let node = self
+            .node(active.id())
+            .ok_or_else(|| Error::NoPrimary("the active node is unknown".into()))?;
+        // Only a node discovery confirmed as primary takes writes (the router may still point
+        // at the old one if the switch could not be made).
+        if node.role.load(Relaxed) != ROLE_PRIMARY || active.endpoint().role() != Role::Primary {
+            return Err(Error::NoPrimary(format!(
+                "the active node {} is not the confirmed primary",
+                node.name
+            )));
+        }
+        Ok(node)
     }
 
     async fn rediscover_and_wait(&self) {
@@ -897,7 +908,7 @@ impl Inner {
         let active = self.router.active();
         let current = self.node(active.id()).map(|n| n.addr.clone());
         let chosen = choose_primary(&claims, preferred.as_ref(), current.as_ref());
-        let confirmed = chosen.is_some();
+        let mut confirmed = chosen.is_some();
         if let Some(primary_addr) = chosen {
             let (primary_offset, _) = nodes
                 .iter()
@@ -963,10 +974,14 @@ impl Inner {
                 };
                 node.endpoint.set_role(ep_role);
             }
-            if let Some(primary) = nodes.iter().find(|n| n.addr == primary_addr) {
-                self.switch_primary(primary);
-            }
-            if self.suspect.swap(false, Relaxed) {
+            let switched = nodes
+                .iter()
+                .find(|n| n.addr == primary_addr)
+                .is_some_and(|primary| self.switch_primary(primary));
+            // A primary the router could not switch to is not confirmed: writes keep waiting
+            // and discovery keeps running at the short interval.
+            confirmed = switched;
+            if switched && self.suspect.swap(false, Relaxed) {
                 tracing::info!(target: "switchover::redis", primary = %primary_addr, "primary confirmed");
             }
         }
@@ -976,8 +991,9 @@ impl Inner {
         });
     }
 
-    fn switch_primary(&self, primary: &Node) {
-        let previous = self.last_primary.swap(primary.id, Relaxed);
+    /// Makes `primary` the router's active node; `false` when the router refused.
+    fn switch_primary(&self, primary: &Node) -> bool {
+        let previous = self.last_primary.load(Relaxed);
         let active = self.router.active();
         let from = active.id().clone();
         if !active.endpoint().ptr_eq(&primary.endpoint) || active.is_all_down() {
@@ -987,9 +1003,10 @@ impl Inner {
             }
             if let Err(e) = self.router.switch_to(&self.node_id(primary)) {
                 tracing::warn!(target: "switchover::redis", to = %primary.name, error = %e, "could not switch the router");
-                return;
+                return false;
             }
         }
+        self.last_primary.store(primary.id, Relaxed);
         if previous != primary.id && previous != u64::MAX {
             self.switches.fetch_add(1, Relaxed);
             tracing::warn!(
@@ -1000,6 +1017,7 @@ impl Inner {
                 "switched primary"
             );
         }
+        true
     }
 
     fn node_id(&self, node: &Node) -> NodeId {
