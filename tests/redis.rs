@@ -441,6 +441,37 @@ async fn a_read_your_writes_session_reads_its_own_write() {
     assert_eq!(cmdstat(set.primary(), "get").await.0, 20);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_returns_to_replicas_when_the_window_after_its_write_ends() {
+    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut session = pool.read_your_writes(Duration::from_millis(300));
+    let _: () = session.set("mine", 1).await.expect("SET");
+    reset_stats(set.nodes()).await;
+    // Reads only, more often than the window: they must not extend it (a read is not a write).
+    let started = Instant::now();
+    let mut reads = 0u64;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let _: Option<i64> = session.get("mine").await.expect("GET");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let on_primary = cmdstat(set.primary(), "get").await.0;
+    let on_replicas: u64 = {
+        let mut n = 0;
+        for r in set.replicas() {
+            n += cmdstat(r, "get").await.0;
+        }
+        n
+    };
+    assert_eq!(on_primary + on_replicas, reads);
+    assert!(
+        on_replicas >= reads / 2,
+        "reads went back to replicas after the window: {on_primary} on the primary, \
+         {on_replicas} on replicas"
+    );
+}
+
 /// Code written against redis-rs types only.
 async fn redis_rs_workload<C: ConnectionLike + Send + Sync>(
     con: &mut C,

@@ -418,8 +418,12 @@ impl SplitPool {
         Fut: Future<Output = RedisResult<T>>,
     {
         let inner = &*self.inner;
+        // What the command is decides retry safety and whether it opens a read-your-writes
+        // window; where it runs may differ (a session's read inside its window goes to the
+        // primary, and stays a read).
+        let is_read = route == Route::Read;
         let route = self.route_of(route);
-        let idempotent = self.idempotent || route == Route::Read;
+        let idempotent = self.idempotent || is_read;
         let avoid = AtomicU64::new(u64::MAX);
         // The first attempt runs outside the executor, so that the success path arms no
         // deadline timer (the attempt is bounded by the response timeout); a failure that may
@@ -446,7 +450,7 @@ impl SplitPool {
             },
         };
         if result.is_ok()
-            && route == Route::Write
+            && !is_read
             && let Some(s) = &self.session
         {
             s.mark_write();
