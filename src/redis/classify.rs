@@ -54,8 +54,8 @@ impl Classify for RedisError {
     /// | `READONLY` (also inside a script error, a pipeline or an aborted transaction) | transient | not executed |
     /// | `MASTERDOWN`, `LOADING`, `NOREPLICAS`, `CLUSTERDOWN` | transient | not executed |
     /// | `BUSY` (a script is running), `TRYAGAIN`, `OOM` | throttled | not executed |
-    /// | connection refused, not connected | transient | not executed |
-    /// | timeout, reset, broken pipe, closed connection, unparsable reply | transient | may have executed |
+    /// | connection refused | transient | not executed |
+    /// | timeout, reset, broken pipe, not connected, closed connection, unparsable reply | transient | may have executed |
     /// | syntax (`ERR`), `WRONGTYPE`, `NOSCRIPT`, `NOPERM`, `EXECABORT`, type conversion, client-side and configuration errors, failed authentication | permanent | — |
     fn classify(&self) -> Classification {
         if is_readonly(self) {
@@ -194,6 +194,15 @@ mod tests {
         let reset = RedisError::from(io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(reset.is_connection_dropped());
         assert_eq!(reset.classify().execution(), Execution::MayHaveExecuted);
+
+        // redis-rs does not say whether a request went out before "not connected": the table
+        // errs on the safe side.
+        let not_connected = RedisError::from(io::Error::from(io::ErrorKind::NotConnected));
+        assert_eq!(not_connected.classify().class(), ErrorClass::Transient);
+        assert_eq!(
+            not_connected.classify().execution(),
+            Execution::MayHaveExecuted
+        );
     }
 
     #[test]
