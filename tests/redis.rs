@@ -179,7 +179,13 @@ async fn writes_resume_on_a_promoted_replica_and_none_is_lost_after_the_kill() {
 async fn a_readonly_write_is_retried_on_the_new_primary_even_if_not_idempotent() {
     init_tracing();
     let mut set = RedisReplicaSet::start(1).await.expect("replica set");
-    let pool = static_pool(&set).await;
+    // No periodic discovery during the test: the pool learns of the demotion from READONLY.
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .discovery_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .expect("pool over the replica set");
     let mut con = pool.clone(); // not idempotent
     let _: () = con.set("counter", 0).await.expect("SET");
     // Demote the primary without killing it: it now answers writes with READONLY.
@@ -193,6 +199,17 @@ async fn a_readonly_write_is_retried_on_the_new_primary_even_if_not_idempotent()
         .expect("in time")
         .expect("INCR");
     assert_eq!(n, 1, "the INCR ran exactly once");
+    // redis-rs sends INCR as INCRBY.
+    assert_eq!(
+        cmdstat(old, "incrby").await.1,
+        1,
+        "the INCR first reached the demoted primary, which refused it with READONLY"
+    );
+    assert_eq!(
+        cmdstat(&set.nodes()[1], "incrby").await,
+        (1, 0),
+        "then ran once on the new primary"
+    );
     assert_eq!(pool.primary_addr(), set.nodes()[1].addr().to_string());
     assert_eq!(
         get_on(&set.nodes()[1], "counter").await.as_deref(),
