@@ -399,7 +399,10 @@ impl SplitPool {
             .map_err(|e| Error::node(&node.name, e))
     }
 
-    /// Stops the background tasks. Commands still work but discovery only runs on demand.
+    /// Stops the background tasks (discovery, Sentinel subscriptions). Commands still run on
+    /// the nodes as last discovered, but discovery no longer runs at all, not even through
+    /// [`rediscover`](Self::rediscover): after a failover, writes fail (no primary confirmed)
+    /// instead of following it.
     pub fn close(&self) {
         self.inner.closed.store(true, Relaxed);
         self.inner.shutdown.notify_waiters();
