@@ -218,6 +218,43 @@ async fn a_readonly_write_is_retried_on_the_new_primary_even_if_not_idempotent()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_partly_ran_on_a_demoted_primary_is_not_repeated() {
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .discovery_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .expect("pool over the replica set");
+    let mut con = pool.clone(); // not idempotent
+    let _: () = con.set("warm", 1).await.expect("SET");
+    set.promote(1).await.expect("swap roles");
+    reset_stats(set.nodes()).await;
+
+    // PUBLISH runs on a replica; the SET is refused with READONLY: the pipeline partly ran.
+    let mut p = redis::pipe();
+    p.cmd("PUBLISH").arg("news").arg("once").set("k", 1);
+    let r: redis::RedisResult<(i64, ())> = timeout(DEADLINE, p.query_async(&mut con))
+        .await
+        .expect("in time");
+    assert!(r.is_err(), "a partly run pipeline is not retried: {r:?}");
+    assert_eq!(cmdstat(&set.nodes()[0], "publish").await.0, 1);
+    assert_eq!(
+        cmdstat(&set.nodes()[1], "publish").await.0,
+        0,
+        "the PUBLISH was not repeated on the new primary"
+    );
+
+    // The same pipeline through an idempotent handle is retried on the new primary.
+    let mut idem = pool.idempotent();
+    let (_, ()): (i64, ()) = timeout(DEADLINE, p.query_async(&mut idem))
+        .await
+        .expect("in time")
+        .expect("retried on the new primary");
+    assert_eq!(get_on(&set.nodes()[1], "k").await.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_sentinel_failover_without_restart() {
     let mut sentinel = RedisSentinel::start(2, 1).await.expect("sentinel fixture");
     let pool = SplitPool::builder()

@@ -34,8 +34,10 @@
 //!   connections to nodes whose role changed are dropped, and the write is retried.
 //! - **Retry safety**: a write refused with `READONLY` or a refused connection surely did not
 //!   run, so it is retried even if not idempotent; a write that timed out or lost its
-//!   connection after being sent is retried only through an [`idempotent`](SplitPool::idempotent)
-//!   handle. Reads are always retried (on another replica first).
+//!   connection after being sent, or a pipeline whose writes were refused with `READONLY` after
+//!   other commands in it that are not reads (`PUBLISH`, ...) ran, is retried only through an
+//!   [`idempotent`](SplitPool::idempotent) handle. Reads are always retried (on another
+//!   replica first).
 //! - **Timeouts**: every command has a response timeout (1 s) and every connection a shorter
 //!   connect timeout (250 ms), so a black-holed node cannot hang callers.
 //! - **Read-your-writes**: [`SplitPool::read_your_writes`] makes a session handle whose reads go

@@ -139,6 +139,9 @@ impl Session {
 struct AttemptError {
     err: RedisError,
     sent: bool,
+    /// Part of the request ran although the error says it did not (a pipeline whose writes
+    /// were refused with `READONLY` after other commands with effects had run).
+    partly_ran: bool,
 }
 
 impl AttemptError {
@@ -146,6 +149,7 @@ impl AttemptError {
         AttemptError {
             err: err.into(),
             sent: false,
+            partly_ran: false,
         }
     }
 }
@@ -155,6 +159,12 @@ trait Reply {
     /// The first error reply that means "retry elsewhere or later" (`READONLY`, `LOADING`,
     /// `MASTERDOWN`, `BUSY`, ...), as an error.
     fn failover_error(&self) -> Option<RedisError>;
+
+    /// `true` when a command that is not a read ran (answered without an error): repeating
+    /// the request would run it again.
+    fn ran_a_non_read(&self) -> bool {
+        false
+    }
 }
 
 impl Reply for Value {
@@ -183,15 +193,35 @@ fn readonly_value(v: &Value) -> Option<RedisError> {
     }
 }
 
-impl Reply for Vec<Value> {
+/// The replies to a pipeline, with the pipeline they answer.
+struct PipelineReply<'a> {
+    values: Vec<Value>,
+    pipeline: &'a Pipeline,
+    offset: usize,
+}
+
+impl Reply for PipelineReply<'_> {
     fn failover_error(&self) -> Option<RedisError> {
         // A pipeline sent to a demoted primary: its writes were refused (its reads ran, and
         // are harmless to repeat).
-        self.iter().find_map(readonly_value)
+        self.values.iter().find_map(readonly_value)
+    }
+
+    fn ran_a_non_read(&self) -> bool {
+        // Reply `i` answers command `offset + i` (a transaction's single `EXEC` reply answers
+        // no command here: it ran all or nothing).
+        self.values
+            .iter()
+            .zip(self.pipeline.cmd_iter().skip(self.offset))
+            .any(|(v, cmd)| !matches!(v, Value::ServerError(_)) && route_cmd(cmd) != Route::Read)
     }
 }
 
 fn classify_attempt(e: &AttemptError) -> Classification {
+    if e.partly_ran {
+        // Retried only when the caller declared the request idempotent.
+        return Classification::transient();
+    }
     let c = e.err.classify();
     if e.sent { c } else { c.not_executed() }
 }
@@ -572,12 +602,17 @@ impl ConnectionLike for SplitPool {
         Box::pin(async move {
             match route_pipeline(pipeline) {
                 Route::Select => Err(select_refused()),
-                route => {
-                    self.run(route, |mut c| async move {
-                        c.send_packed_commands(pipeline, offset, count).await
+                route => self
+                    .run(route, |mut c| async move {
+                        let values = c.send_packed_commands(pipeline, offset, count).await?;
+                        Ok(PipelineReply {
+                            values,
+                            pipeline,
+                            offset,
+                        })
                     })
                     .await
-                }
+                    .map(|r| r.values),
             }
         })
     }
@@ -727,9 +762,13 @@ impl Inner {
         };
         // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
         // "not here, not now" become errors so that they are retried.
+        let mut partly_ran = false;
         let outcome = match send(conn).await {
             Ok(v) => match v.failover_error() {
-                Some(e) => Err(e),
+                Some(e) => {
+                    partly_ran = v.ran_a_non_read();
+                    Err(e)
+                }
                 None => Ok(v),
             },
             Err(e) => Err(e),
@@ -746,7 +785,11 @@ impl Inner {
                 }
                 self.after_failure(&node, Some(conn_id), &e);
                 avoid.store(node.id, Relaxed);
-                Err(AttemptError { err: e, sent: true })
+                Err(AttemptError {
+                    err: e,
+                    sent: true,
+                    partly_ran,
+                })
             }
         }
     }
