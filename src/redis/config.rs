@@ -137,10 +137,8 @@ fn redact(s: &str) -> String {
     let Some(at) = s.rfind('@') else {
         return s.to_owned();
     };
-    let start = s.find("://").map_or(0, |i| i + 3);
-    if at < start {
-        return s.to_owned();
-    }
+    // A scheme counts only before the `@` (`user:pw@redis://...` is all userinfo up to `@`).
+    let start = s.find("://").filter(|&i| i < at).map_or(0, |i| i + 3);
     match s[start..at].split_once(':') {
         Some((user, _)) => format!("{}{user}:***{}", &s[..start], &s[at..]),
         None if start == 0 => format!("***{}", &s[at..]),
@@ -297,6 +295,7 @@ mod tests {
             "app:hunter2@cache:6379",
             "app:hunter2@cache",
             "hunter2@cache:x",
+            "app:hunter2@redis://cache:6379",
         ] {
             let err = NodeAddr::parse(bad).unwrap_err();
             assert!(!err.to_string().contains("hunter2"), "{err}");
