@@ -835,3 +835,91 @@ async fn a_probe_that_panics_does_not_stop_the_probing_of_its_endpoint() {
         "probes at 0, 200, …, 1200 ms"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn readmit_ends_an_ejection_at_once_and_keeps_the_streak() {
+    let t = HealthTracker::builder()
+        .endpoints(["a", "b", "c"])
+        .ejection_base(ms(10_000))
+        .ejection_growth(2.0)
+        .ejection_cap(ms(60_000))
+        .build()
+        .unwrap();
+    let mut rx = t.subscribe();
+    let (a, b, c) = (
+        t.endpoint(&"a").unwrap(),
+        t.endpoint(&"b").unwrap(),
+        t.endpoint(&"c").unwrap(),
+    );
+
+    // Up: nothing to do, no event.
+    assert!(!a.readmit());
+    for _ in 0..3 {
+        a.record_failure(transient());
+    }
+    assert_eq!(drain(&mut rx)[0].ejection, Some(ms(10_000)));
+    // Two seconds into a ten-second ejection, successes are still ignored...
+    advance(ms(2000)).await;
+    a.record_success();
+    assert_eq!(a.state(), HealthState::Down);
+    // ...but an authoritative check ends it at once.
+    let at = Instant::now();
+    assert!(a.readmit());
+    assert!(a.is_available());
+    assert_eq!(a.state(), HealthState::Up);
+    assert_eq!(a.since(), at);
+    assert_eq!(a.stats().down_until, None);
+    assert!(!a.readmit(), "a second readmit changes nothing");
+    let ev = drain(&mut rx);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0].endpoint, ev[0].from, ev[0].to, ev[0].reason),
+        (
+            "a",
+            HealthState::Down,
+            HealthState::Up,
+            TransitionReason::Readmitted
+        )
+    );
+    assert_eq!((ev[0].at, ev[0].ejection), (at, None));
+
+    // The streak is kept: failing again soon after ejects for the grown time.
+    advance(ms(1000)).await;
+    for _ in 0..3 {
+        a.record_failure(transient());
+    }
+    let ev = drain(&mut rx);
+    assert_eq!(moves(&ev), [(HealthState::Up, HealthState::Down)]);
+    assert_eq!(ev[0].ejection, Some(ms(20_000)));
+    assert_eq!(a.stats().ejections, 2);
+    assert_eq!(a.stats().down_until, Some(Instant::now() + ms(20_000)));
+
+    // Probing → Up too.
+    advance(ms(20_000)).await;
+    assert_eq!(a.state(), HealthState::Probing);
+    drain(&mut rx);
+    assert!(a.readmit());
+    let ev = drain(&mut rx);
+    assert_eq!(
+        ev.iter()
+            .map(|e| (e.from, e.to, e.reason))
+            .collect::<Vec<_>>(),
+        [(
+            HealthState::Probing,
+            HealthState::Up,
+            TransitionReason::Readmitted
+        )]
+    );
+
+    // Manual overrides are left alone: only `clear` lifts them.
+    b.force_down();
+    c.drain();
+    drain(&mut rx);
+    assert!(!b.readmit());
+    assert!(!c.readmit());
+    assert_eq!(b.state(), HealthState::Down);
+    assert_eq!(b.manual_override(), Some(Override::ForcedDown));
+    assert_eq!(c.state(), HealthState::Draining);
+    assert_eq!(c.manual_override(), Some(Override::Drain));
+    assert!(drain(&mut rx).is_empty());
+}

@@ -731,3 +731,36 @@ async fn concurrent_recording_and_switching() {
     // Consecutive switches chain: each starts where the previous ended.
     assert!(sw.windows(2).all(|w| w[0].1 == w[1].0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn switch_to_succeeds_right_after_readmit_of_an_ejected_endpoint() {
+    let t = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .ejection_base(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let r = Router::builder(&t)
+        .endpoints(["a", "b"])
+        .failback(Failback::Manual)
+        .build()
+        .unwrap();
+    let mut rx = r.subscribe();
+    let b = t.endpoint(&"b").unwrap();
+    // The standby is ejected (refused connects while it was being promoted)...
+    eject(&b);
+    advance(ms(2000)).await;
+    assert_eq!(
+        r.switch_to(&"b"),
+        Err(SwitchError::Unavailable(HealthState::Down)),
+        "18 s of ejection left"
+    );
+    // ...then re-discovery finds it is the primary now.
+    assert!(b.readmit());
+    assert_eq!(r.switch_to(&"b"), Ok(1));
+    assert_eq!(r.active().id(), &"b");
+    assert!(!r.active().is_all_down());
+    assert_eq!(
+        switches(&events(&mut rx)),
+        [("a", "b", 1, SwitchReason::Manual)]
+    );
+}

@@ -372,6 +372,45 @@ impl<K: EndpointId> Endpoint<K> {
         }
     }
 
+    /// Tells the tracker that an authoritative check (an adapter's re-discovery: Postgres says
+    /// the host is the writable primary, Redis `ROLE` says `master` and it is the chosen
+    /// primary) found this endpoint serving: a [`Down`](HealthState::Down) or
+    /// [`Probing`](HealthState::Probing) endpoint is [`Up`](HealthState::Up) at once, with
+    /// [`TransitionReason::Readmitted`], even if its ejection time is not over.
+    ///
+    /// Returns `true` when it moved the endpoint up; `false` (and does nothing) when the
+    /// endpoint was already up, draining, or under a manual override
+    /// ([`force_down`](Self::force_down), [`drain`](Self::drain)): only
+    /// [`clear`](Self::clear) lifts those. The ejection streak is kept, so if the endpoint
+    /// fails again before the tracker's `stable_after`, its next ejection is longer, as after
+    /// a recovery by probes.
+    ///
+    /// Calls and ordinary probes cannot do this: while ejected their successes are ignored,
+    /// so that calls started before the ejection cannot cut it short. Call it only on evidence
+    /// that the endpoint is the one to use now.
+    pub fn readmit(&self) -> bool {
+        let i = &self.inner;
+        let s = i.state.load(Acquire);
+        if (s != DOWN && s != PROBING) || i.manual.load(Acquire) != 0 {
+            return false;
+        }
+        let _g = lock(&i.transition);
+        let s = i.state.load(Acquire);
+        if (s != DOWN && s != PROBING) || i.manual.load(Acquire) != 0 {
+            return false;
+        }
+        let now = Instant::now();
+        self.set_state(HealthState::Up, i.core.nanos(now));
+        self.publish(
+            HealthState::from_u8(s),
+            HealthState::Up,
+            TransitionReason::Readmitted,
+            now,
+            None,
+        );
+        true
+    }
+
     fn manual(&self, o: Override, to: HealthState, reason: TransitionReason) {
         let i = &self.inner;
         let _g = lock(&i.transition);

@@ -21,6 +21,9 @@
 //! - **Growing ejections**: a failure while probing ejects again for longer (growth factor per
 //!   consecutive ejection, capped), so a flapping endpoint is not re-admitted every few hundred
 //!   milliseconds. The streak resets once the endpoint has stayed up for `stable_after`.
+//! - **Re-admission**: an adapter whose re-discovery confirms that an ejected endpoint is the
+//!   one serving (the writable primary) brings it up at once with [`Endpoint::readmit`],
+//!   instead of waiting out the ejection; manual overrides are left alone.
 //! - **Manual overrides** for drills and planned switchovers: [`Endpoint::force_down`],
 //!   [`Endpoint::force_up`], [`Endpoint::drain`] (no new work, not down) and
 //!   [`Endpoint::clear`].

@@ -176,6 +176,9 @@ pub enum TransitionReason {
     Drained,
     /// [`Endpoint::clear`](super::Endpoint::clear).
     Cleared,
+    /// [`Endpoint::readmit`](super::Endpoint::readmit): an authoritative check (an adapter's
+    /// re-discovery) found the endpoint serving, which ended its ejection or probing early.
+    Readmitted,
 }
 
 impl fmt::Display for TransitionReason {
@@ -196,6 +199,7 @@ impl fmt::Display for TransitionReason {
             TransitionReason::ForcedUp => f.write_str("forced up"),
             TransitionReason::Drained => f.write_str("drained"),
             TransitionReason::Cleared => f.write_str("override cleared"),
+            TransitionReason::Readmitted => f.write_str("readmitted by an authoritative check"),
         }
     }
 }
