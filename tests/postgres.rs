@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchover::Classification;
+use switchover::health::HealthState;
 use switchover::postgres::{Error, FailoverPool, FailoverPoolBuilder, ServerRole, TargetRole};
 use switchover::retry::RetryPolicy;
 use switchover::testing::{FaultProxy, Mode, PgCluster, PgNode};
@@ -170,6 +172,47 @@ async fn kill_primary_and_promote_standby_writes_resume_on_the_new_primary() {
     );
     let topology = pool.topology();
     assert!(topology.iter().any(|h| h.host == new && h.active));
+}
+
+/// The standby was ejected a moment before the failover (say its connects were refused while
+/// it restarted for promotion). Once re-discovery confirms it is the writable primary it takes
+/// writes at once, not after its 20 s ejection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_still_ejected_takes_writes_once_confirmed_primary() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    create_table(&cluster).await;
+    let new = addr(&cluster.nodes()[1]);
+    let pool = builder(&[
+        node_host(&cluster.nodes()[0]),
+        node_host(&cluster.nodes()[1]),
+    ])
+    .health(|h| {
+        h.ejection_base(Duration::from_secs(20))
+            .ejection_cap(Duration::from_secs(60))
+    })
+    .build()
+    .unwrap();
+    assert!(insert(&pool, "before").await.unwrap().ends_with("false"));
+
+    let standby = pool.tracker().endpoint(&Arc::from(new.as_str())).unwrap();
+    for _ in 0..3 {
+        standby.record_failure(Classification::transient().not_executed());
+    }
+    assert_eq!(standby.state(), HealthState::Down);
+    assert!(standby.stats().down_until.is_some());
+
+    cluster.kill_primary().await.unwrap();
+    cluster.promote(1).await.unwrap();
+
+    // Well inside the ejection, a write succeeds on the new primary.
+    let where_ = timeout(Duration::from_secs(8), insert(&pool, "after"))
+        .await
+        .expect("writes resume before the standby's ejection would have ended")
+        .unwrap();
+    assert_eq!(where_, format!("{} false", cluster.nodes()[1].port()));
+    assert_eq!(pool.primary(), new);
+    assert!(standby.is_available());
+    assert_eq!(standby.stats().ejections, 1, "the ejection streak is kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

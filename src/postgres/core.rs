@@ -418,6 +418,10 @@ impl Core {
             }
             Some(i) => {
                 let before = self.router.generation();
+                // It just said it is the writable primary: an ejection from before (failed
+                // connects while it was being promoted) must not keep writes away from it.
+                // A manual override is left alone, and then the switch is refused.
+                self.endpoints[i].readmit();
                 match self.router.switch_to(self.host_name(i)) {
                     Ok(generation) => {
                         if generation != before || i != active {
