@@ -1047,8 +1047,9 @@ impl Inner {
         let active = self.router.active();
         let from = active.id().clone();
         if !active.endpoint().ptr_eq(&primary.endpoint) || active.is_all_down() {
-            if !primary.endpoint.is_available() {
-                // It answered ROLE as master just now: let it take writes.
+            if !primary.endpoint.is_available() && !primary.endpoint.readmit() {
+                // It answered ROLE as master just now: let it take writes. `readmit` ends an
+                // ejection; a manual override is lifted too, as discovery always did.
                 primary.endpoint.clear();
             }
             if let Err(e) = self.router.switch_to(&self.node_id(primary)) {
