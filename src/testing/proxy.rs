@@ -2,14 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,7 +27,7 @@ use super::Error;
 /// | `Reset` | accepted, then reset (`RST`) | reset when the mode is set |
 /// | `BlackHole` | accepted and read, never answered, kept open | bytes held in both directions |
 /// | `Latency` | forwarded, replies delayed | replies delayed |
-/// | `CutOnReply` | requests forwarded; reset when the server answers | same |
+/// | `CutOnReply` | requests forwarded; cut when the server answers | cut when the server answers a request sent after the switch |
 ///
 /// Black hole models a network partition: nothing is dropped. Bytes a client sends into the hole
 /// are held (up to 1 MiB per new connection; after that the proxy stops reading and TCP
@@ -58,10 +58,12 @@ pub enum Mode {
         /// Upper bound of the random extra delay (`Duration::ZERO` for none).
         jitter: Duration,
     },
-    /// Forward client bytes to the upstream, and reset the connection (both sides) as soon as
-    /// the upstream sends anything back, without passing it on. The server executes the request
-    /// but the client never sees the answer: the "did my `COMMIT` happen?" failure. Chunks the
-    /// proxy already forwarded before the mode was set are not recalled.
+    /// Forward client bytes to the upstream; as soon as the upstream answers a request the
+    /// client sent after the mode was set, reset the client without passing the answer on and
+    /// close the upstream side gracefully. The server executes the request but the client never
+    /// sees the answer: the "did my `COMMIT` happen?" failure. Reply bytes of earlier requests
+    /// that arrive before the next request still get through, and chunks already forwarded are
+    /// not recalled.
     CutOnReply,
 }
 
@@ -98,8 +100,19 @@ pub struct FaultProxy {
     epoch_tx: watch::Sender<u64>,
     stats: Arc<Stats>,
     seed: Option<u64>,
+    /// The accept loop, or while the proxy refuses connections, the parked port.
+    accept: tokio::sync::Mutex<Listening>,
+}
+
+/// The listening side of a proxy.
+#[derive(Debug, Default)]
+struct Listening {
     /// The accept loop; `None` while the proxy refuses connections.
-    accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    task: Option<JoinHandle<()>>,
+    /// While refusing: a socket bound to the proxy's port but not listening. The kernel refuses
+    /// connections to it, and no other process (a fixture of a test running in parallel, say)
+    /// can take the port in the meantime.
+    parked: Option<TcpSocket>,
 }
 
 #[derive(Debug, Default)]
@@ -153,10 +166,10 @@ impl FaultProxy {
             epoch_tx,
             stats: Arc::default(),
             seed,
-            accept: tokio::sync::Mutex::new(None),
+            accept: tokio::sync::Mutex::new(Listening::default()),
         };
         let task = tokio::spawn(accept_loop(listener, proxy.ctx()));
-        *proxy.accept.lock().await = Some(task);
+        proxy.accept.lock().await.task = Some(task);
         Ok(proxy)
     }
 
@@ -202,26 +215,34 @@ impl FaultProxy {
     /// longer accepts, after `Reset` every connection that was open has been sent its reset
     /// (the tasks act on it at their next poll, normally within microseconds).
     ///
-    /// Fails only when leaving `Refuse` and the port cannot be bound again (another process took
-    /// it meanwhile); the proxy then stays in `Refuse`.
+    /// While refusing, the proxy keeps its port bound without listening, so no other process
+    /// can take it. Fails only when leaving `Refuse` and the port cannot be listened on again
+    /// (in practice only if it could not be kept bound); the proxy then stays in `Refuse`.
     pub async fn set_mode(&self, mode: Mode) -> Result<(), Error> {
         let mut accept = self.accept.lock().await;
-        match (mode, accept.is_some()) {
+        match (mode, accept.task.is_some()) {
             (Mode::Refuse, true) => {
                 self.mode_tx.send_replace(mode);
-                if let Some(task) = accept.take() {
+                if let Some(task) = accept.task.take() {
                     task.abort();
                     // The listener is dropped, and the port closed, once the task is gone.
                     let _ = task.await;
                 }
+                // Keep the port: bound, not listening. Should that fail, the port is merely
+                // free, and leaving `Refuse` binds it again if it still can.
+                accept.parked = park(self.addr).ok();
             }
             (Mode::Refuse, false) => {}
             (_, false) => {
-                let listener = TcpListener::bind(self.addr).await.map_err(|e| {
+                let listener = match accept.parked.take() {
+                    Some(socket) => socket.listen(1024),
+                    None => TcpListener::bind(self.addr).await,
+                }
+                .map_err(|e| {
                     Error::io(format!("binding the fault proxy again on {}", self.addr), e)
                 })?;
                 self.mode_tx.send_replace(mode);
-                *accept = Some(tokio::spawn(accept_loop(listener, self.ctx())));
+                accept.task = Some(tokio::spawn(accept_loop(listener, self.ctx())));
             }
             (_, true) => {
                 self.mode_tx.send_replace(mode);
@@ -253,11 +274,19 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        if let Some(task) = self.accept.get_mut().take() {
+        if let Some(task) = self.accept.get_mut().task.take() {
             task.abort();
         }
         // Dropping `epoch_tx` with the proxy ends every connection task.
     }
+}
+
+/// A socket bound to `addr` (with `SO_REUSEADDR`, as the listener had) that does not listen.
+fn park(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Ctx) {
@@ -294,8 +323,11 @@ fn reset(stream: &TcpStream) {
 enum End {
     /// Both sides closed cleanly.
     Closed,
-    /// Reset by the proxy (mode, `reset_connections`, `CutOnReply`), a failure, or shutdown.
+    /// Reset by the proxy (mode, `reset_connections`), a failure, or shutdown.
     Abort,
+    /// `CutOnReply`: the client is reset, the upstream is closed gracefully so that every
+    /// request byte already forwarded is still read and executed by the server.
+    Cut,
 }
 
 struct OpenGuard(Arc<Stats>);
@@ -317,13 +349,34 @@ async fn connection(mut client: TcpStream, ctx: Ctx, number: u64, born: u64) {
         // Also fires when the proxy is dropped (the sender is gone).
         _ = epoch.wait_for(|e| *e > born) => End::Abort,
     };
-    if end == End::Abort {
-        reset(&client);
-        if let Some(up) = &upstream {
-            reset(up);
+    match end {
+        End::Closed => {}
+        End::Abort => {
+            reset(&client);
+            if let Some(up) = &upstream {
+                reset(up);
+            }
+        }
+        End::Cut => {
+            reset(&client);
+            drop(client);
+            if let Some(mut up) = upstream {
+                // FIN, not RST: a reset could make the server drop a request it has received
+                // but not read yet. Then drain what it still sends (closing a socket with unread
+                // data would reset it), for a bounded time.
+                let _ = up.shutdown().await;
+                let mut sink = [0u8; 16 * 1024];
+                let _ = tokio::time::timeout(CUT_DRAIN, async {
+                    while matches!(up.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            }
         }
     }
 }
+
+/// How long a cut connection's upstream is drained before it is dropped.
+const CUT_DRAIN: Duration = Duration::from_secs(2);
 
 async fn serve(
     client: &mut TcpStream,
@@ -371,12 +424,16 @@ async fn serve(
     };
     let (mut client_read, mut client_write) = client.split();
     let (mut up_read, mut up_write) = up.split();
+    // Set once a request was forwarded under `CutOnReply`: only a reply after that is cut, so
+    // the tail of an earlier reply still in flight when the mode was set gets through.
+    let cut_armed = AtomicBool::new(false);
     let requests = pump(
         &mut client_read,
         &mut up_write,
         Direction::Request,
         ctx.mode.clone(),
         None,
+        &cut_armed,
     );
     let replies = pump(
         &mut up_read,
@@ -384,6 +441,7 @@ async fn serve(
         Direction::Reply,
         ctx.mode.clone(),
         Some(rng),
+        &cut_armed,
     );
     match tokio::try_join!(requests, replies) {
         Ok(_) => End::Closed,
@@ -407,6 +465,7 @@ async fn pump(
     direction: Direction,
     mut mode: watch::Receiver<Mode>,
     mut rng: Option<SmallRng>,
+    cut_armed: &AtomicBool,
 ) -> Result<(), End> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -426,7 +485,11 @@ async fn pump(
                     continue;
                 }
                 Mode::Reset => return Err(End::Abort),
-                Mode::CutOnReply if direction == Direction::Reply => return Err(End::Abort),
+                Mode::CutOnReply
+                    if direction == Direction::Reply && cut_armed.load(Ordering::Acquire) =>
+                {
+                    return Err(End::Cut);
+                }
                 Mode::Latency { delay, jitter } if direction == Direction::Reply => {
                     let extra = match (&mut rng, jitter.is_zero()) {
                         (Some(rng), false) => {
@@ -442,5 +505,8 @@ async fn pump(
             break;
         }
         to.write_all(&buf[..n]).await.map_err(|_| End::Abort)?;
+        if direction == Direction::Request && *mode.borrow() == Mode::CutOnReply {
+            cut_armed.store(true, Ordering::Release);
+        }
     }
 }
