@@ -24,7 +24,7 @@
 //! | fault-injecting TCP proxy and real-server fixtures | `testing` | `testing` |
 //!
 //! `full` turns on all four features. With no feature the crate depends only on tokio, rand,
-//! thiserror and tracing.
+//! thiserror and tracing (and pin-project-lite, which tokio already builds).
 //!
 //! # Example: the retry executor
 //!
