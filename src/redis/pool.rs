@@ -462,6 +462,9 @@ impl SplitPool {
         // deadline timer (the attempt is bounded by the response timeout); a failure that may
         // be retried hands over to `retry_rest`, which allows one attempt fewer, so a command
         // makes at most `max_attempts` attempts. The deadline counts from that hand-over.
+        // Measured: running every command through the executor (deadline timer armed on the
+        // first attempt) cost 4–5 % of throughput in `benches/redis.rs` (87 % of raw against
+        // 91 % in the same session, criterion and interleaved alike).
         let result = match inner.attempt(route, &avoid, &send).await {
             Ok(v) => {
                 if let Some(budget) = &inner.settings.budget {
