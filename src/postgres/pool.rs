@@ -221,16 +221,8 @@ impl FailoverPool {
     {
         let f = Mutex::new(f);
         let commit_in_flight = StdMutex::new(None);
-        let result = self
-            .core
-            .settings
-            .runner_policy
-            .retry(|| self.attempt_run(&f))
-            .idempotent(idempotent)
-            .classify_with(|e: &AttemptError| e.classification)
-            .run()
-            .await;
-        finish(result, &commit_in_flight)
+        self.retried(idempotent, &commit_in_flight, || self.attempt_run(&f))
+            .await
     }
 
     /// Runs `f` inside a transaction on a primary connection (`BEGIN`, `f`, `COMMIT`) and
@@ -273,16 +265,33 @@ impl FailoverPool {
     {
         let f = Mutex::new(f);
         let commit_in_flight = StdMutex::new(None);
+        self.retried(idempotent, &commit_in_flight, || {
+            self.attempt_transaction(&f, &commit_in_flight)
+        })
+        .await
+    }
+
+    /// Runs `attempt` under the runner policy and turns its outcome into the pool's error.
+    async fn retried<T, A, Fut>(
+        &self,
+        idempotent: bool,
+        commit_in_flight: &StdMutex<Option<Arc<str>>>,
+        attempt: A,
+    ) -> Result<T, Error>
+    where
+        A: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AttemptError>>,
+    {
         let result = self
             .core
             .settings
             .runner_policy
-            .retry(|| self.attempt_transaction(&f, &commit_in_flight))
+            .retry(attempt)
             .idempotent(idempotent)
             .classify_with(|e: &AttemptError| e.classification)
             .run()
             .await;
-        finish(result, &commit_in_flight)
+        finish(result, commit_in_flight)
     }
 
     async fn attempt_run<T, F>(&self, f: &Mutex<F>) -> Result<T, AttemptError>
