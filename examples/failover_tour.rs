@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchover::health::{Endpoint, HealthEvent, HealthTracker, ProbeResult};
+use switchover::health::{HealthEvent, HealthTracker, ProbeResult};
 use switchover::retry::{ExponentialBackoff, Jitter, RetryPolicy};
 use switchover::route::{LowestLatency, RouteEvent, Router};
 use switchover::{Classification, Classify};
@@ -221,7 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while running.load(Ordering::Relaxed) {
                 let mut retried = false;
                 let call = router
-                    .call(&policy, |ep: Endpoint<&'static str>| {
+                    .call(&policy, |ep| {
                         let sim = sim.clone();
                         async move { sim.call(ep.id()).await }
                     })

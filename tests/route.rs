@@ -9,7 +9,7 @@ use switchover::health::{Endpoint, HealthState, HealthTracker, ProbeResult, Role
 use switchover::retry::{ConstantBackoff, RetryPolicy, StopReason};
 use switchover::route::{
     Failback, LowestLatency, PreferReplica, PrimaryOnly, ReplicaOnly, RoundRobin, RouteEvent,
-    Router, SwitchError, SwitchReason,
+    Router, SwitchError, SwitchReason, Target,
 };
 use switchover::{Classification, Classify};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -448,7 +448,7 @@ async fn runner_retries_on_the_next_endpoint_and_records_outcomes() {
     let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let log = Arc::clone(&calls);
     let got = r
-        .run(&policy, false, |ep: Endpoint<&'static str>| {
+        .run(&policy, |ep| {
             let log = Arc::clone(&log);
             async move {
                 log.lock().unwrap().push(*ep.id());
@@ -469,7 +469,7 @@ async fn runner_retries_on_the_next_endpoint_and_records_outcomes() {
 
     // Permanent errors are returned at once and do not count against the endpoint.
     let err = r
-        .run(&policy, true, |_| async {
+        .run_idempotent(&policy, |_| async {
             Err::<(), _>(Fail(Classification::permanent()))
         })
         .await
@@ -479,7 +479,7 @@ async fn runner_retries_on_the_next_endpoint_and_records_outcomes() {
 
     // A write that may have executed is not retried unless idempotent.
     let err = r
-        .run(&policy, false, |_| async {
+        .run(&policy, |_| async {
             Err::<(), _>(Fail(Classification::transient()))
         })
         .await
@@ -499,7 +499,7 @@ async fn runner_counts_a_black_hole_as_failures_and_fails_over() {
         .unwrap();
     let start = Instant::now();
     let got = r
-        .call(&policy, |ep: Endpoint<&'static str>| async move {
+        .call(&policy, |ep| async move {
             if *ep.id() == "a" {
                 std::future::pending::<Result<&str, Fail>>().await
             } else {
@@ -517,9 +517,7 @@ async fn runner_counts_a_black_hole_as_failures_and_fails_over() {
 
     // A caller that gives up early does not mark the endpoint down.
     t.clear(&"a");
-    let call = r.run(&policy, true, |_| {
-        std::future::pending::<Result<(), Fail>>()
-    });
+    let call = r.run_idempotent(&policy, |_| std::future::pending::<Result<(), Fail>>());
     assert!(tokio::time::timeout(ms(50), call).await.is_err());
     assert_eq!(t.endpoint(&"a").unwrap().stats().failures_total, 3);
 }
@@ -535,7 +533,7 @@ async fn runner_reads_follow_the_read_policy() {
         .unwrap();
     let prefer = PreferReplica::new();
     let served = r
-        .run_read(&policy, &prefer, |ep: Endpoint<&'static str>| async move {
+        .run_read(&policy, &prefer, |ep| async move {
             if *ep.id() == "r1" {
                 Err(Fail(Classification::transient()))
             } else {
@@ -544,9 +542,120 @@ async fn runner_reads_follow_the_read_policy() {
         })
         .await
         .unwrap();
-    // Reads are idempotent: the replica fails three times, is ejected, the primary answers.
+    // Reads are idempotent and retried elsewhere: the replica fails once, the retry goes to
+    // the primary (which has not failed in this call) at once instead of waiting for the
+    // replica's ejection. (Until the one-engine change the retry went back to the replica
+    // until it was ejected after three failures.)
     assert_eq!(served, "p");
-    assert_eq!(t.state(&"r1"), Some(HealthState::Down));
+    let r1 = t.endpoint(&"r1").unwrap();
+    assert_eq!(r1.stats().failures_total, 1);
+    assert_eq!(t.state(&"r1"), Some(HealthState::Up));
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_hands_each_attempt_its_number_generation_and_failed_endpoints() {
+    let (_t, r) = setup(&["a", "b", "c"], Failback::default());
+    let policy = RetryPolicy::builder()
+        .max_attempts(4)
+        .backoff(ConstantBackoff::new(ms(1)))
+        .build()
+        .unwrap();
+    // (attempt number, endpoint, endpoints failed before it)
+    type Seen = Vec<(u32, &'static str, Vec<&'static str>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let got = r
+        .call(&policy, |a| {
+            let log = Arc::clone(&log);
+            let failed: Vec<&'static str> = a.failed().iter().map(|e| *e.id()).collect();
+            log.lock().unwrap().push((a.number(), *a.id(), failed));
+            let id = *a.id();
+            async move {
+                if id == "c" {
+                    Ok(id)
+                } else {
+                    Err(Fail(Classification::transient().not_executed()))
+                }
+            }
+        })
+        .target(Target::ActiveThenUntried)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(got, "c");
+    // The active one first, then each candidate that has not failed yet, by priority.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (1, "a", vec![]),
+            (2, "b", vec!["a"]),
+            (3, "c", vec!["a", "b"]),
+        ]
+    );
+    // The router itself has not failed over: one failure each is below the threshold.
+    assert_eq!(r.active().id(), &"a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn active_then_untried_goes_back_to_the_active_one_when_all_failed() {
+    let (_t, r) = setup(&["a", "b"], Failback::default());
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(ConstantBackoff::new(ms(1)))
+        .build()
+        .unwrap();
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let err = r
+        .call(&policy, |a| {
+            log.lock().unwrap().push(*a.id());
+            async { Err::<(), _>(Fail(Classification::transient().not_executed())) }
+        })
+        .target(Target::ActiveThenUntried)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(*seen.lock().unwrap(), ["a", "b", "a"]);
+    assert_eq!(err.reason(), StopReason::AttemptsExhausted);
+    assert_eq!(err.endpoint(), Some(&"a"));
+    assert!(!err.may_have_executed(), "every failure said not executed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_error_names_the_last_endpoint_and_whether_anything_may_have_run() {
+    let (_t, r) = setup(&["a", "b"], Failback::default());
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .attempt_timeout(ms(100))
+        .backoff(ConstantBackoff::new(ms(1)))
+        .build()
+        .unwrap();
+    // First attempt: refused (not executed); second: cut by the attempt timeout in flight.
+    let err = r
+        .call(&policy, |a| {
+            let first = a.is_first();
+            async move {
+                if first {
+                    Err(Fail(Classification::transient().not_executed()))
+                } else {
+                    std::future::pending::<Result<(), Fail>>().await
+                }
+            }
+        })
+        .target(Target::ActiveThenUntried)
+        .idempotent(true)
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), 2);
+    assert!(err.timed_out());
+    assert_eq!(err.endpoint(), Some(&"b"), "the cut attempt went to b");
+    assert!(err.may_have_executed(), "a cut attempt may have run");
+    assert!(
+        err.to_string()
+            .ends_with("after 2 attempts (last on \"b\")"),
+        "{err}"
+    );
 }
 
 /// Runs a router over a flapping preferred endpoint ("flappy": down 300 ms, up 300 ms, …) and a
@@ -592,7 +701,7 @@ async fn flap(
     let (mut failed, mut ok) = (0, 0);
     while start.elapsed() < Duration::from_secs(10) {
         let res = r
-            .run(&policy, false, |ep: Endpoint<&'static str>| async move {
+            .run(&policy, |ep| async move {
                 if *ep.id() == "flappy" && !flapper_up() {
                     Err(Fail(Classification::transient().not_executed()))
                 } else {

@@ -20,10 +20,14 @@
 //!   [`ReplicaOnly`], [`RoundRobin`], [`LowestLatency`] (moving average of recorded latency).
 //! - **Manual control**: [`Router::switch_to`] (after discovering a new primary, or a planned
 //!   switchover; pins the choice) and [`Router::evacuate`] (drain an endpoint, for drills).
-//! - **The operation runner** ([`Router::call`], [`Router::run`], [`Router::run_read`]) glues the
-//!   [retry executor](crate::retry) to the router: every attempt goes to the endpoint picked at
-//!   that moment, its outcome is recorded on that endpoint, and transient failures are retried
-//!   on whatever the router picks next.
+//! - **The operation runner** ([`Router::call`], [`Router::run`], [`Router::run_read`]) is the
+//!   crate's one attempt loop, which every adapter uses: it glues the [retry
+//!   executor](crate::retry) to the router. Every attempt goes to the endpoint its [`Target`]
+//!   picks at that moment (the active one, a read policy's choice, or endpoints not yet failed
+//!   in this call), the operation gets an [`Attempt`] (endpoint, number, generation, endpoints
+//!   already failed), the outcome is recorded on that endpoint with its latency (an attempt cut
+//!   by a timeout counts as a transient failure), and a failed call is a [`RouteError`] that
+//!   names the last endpoint and whether anything may have executed.
 //!
 //! Every switch is a [`RouteEvent`] to each [subscriber](Router::subscribe) and a `tracing`
 //! event with target `switchover::route`.
@@ -32,7 +36,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use switchover::health::{Endpoint, HealthTracker};
+//! use switchover::health::HealthTracker;
 //! use switchover::retry::{ConstantBackoff, RetryPolicy};
 //! use switchover::route::{PreferReplica, RouteEvent, Router, SwitchReason};
 //! use switchover::{Classification, Classify};
@@ -62,7 +66,7 @@
 //! // us-east-1 refuses every call: after 3 failures it is ejected, the router fails over, and
 //! // the same call succeeds on us-west-2.
 //! let served_by = router
-//!     .run(&policy, false, |ep: Endpoint<&str>| async move {
+//!     .run(&policy, |ep| async move {
 //!         if *ep.id() == "us-east-1" { Err(Refused) } else { Ok(*ep.id()) }
 //!     })
 //!     .await
@@ -83,15 +87,19 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod event;
 mod read;
+mod rediscovery;
 mod router;
 mod run;
 mod slots;
 
+pub use attempt::{Attempt, RouteError, Target};
 pub use event::{RouteEvent, SwitchReason};
 pub use read::{
     LowestLatency, PreferReplica, PrimaryOnly, ReadCandidates, ReadPolicy, ReplicaOnly, RoundRobin,
 };
+pub use rediscovery::{Discover, NoPrimary, Rediscovery, RediscoveryBuilder};
 pub use router::{Active, Failback, Router, RouterBuilder, SwitchError};
 pub use run::RoutedCall;

@@ -345,8 +345,30 @@ impl<K: EndpointId> Router<K> {
     /// finds none (for example [`ReplicaOnly`](super::ReplicaOnly) with no replica up).
     pub fn read_target<P: ReadPolicy<K> + ?Sized>(&self, policy: &P) -> Option<&Endpoint<K>> {
         let active = self.active();
-        let candidates = ReadCandidates::new(self, active.endpoint, active.all_down);
-        policy.choose(&candidates)
+        policy.choose(&self.read_candidates(&active))
+    }
+
+    /// What a read policy chooses from, given the active endpoint.
+    pub(crate) fn read_candidates<'r>(&'r self, active: &Active<'r, K>) -> ReadCandidates<'r, K> {
+        ReadCandidates::new(self, active.endpoint, active.all_down)
+    }
+
+    /// The most preferred available primary candidate that passes `keep` (lowest priority,
+    /// then order of addition).
+    pub(crate) fn best_candidate(
+        &self,
+        keep: impl Fn(&Endpoint<K>) -> bool,
+    ) -> Option<&Endpoint<K>> {
+        let mut best: Option<(u32, &Endpoint<K>)> = None;
+        for (_, s) in self.inner.slots.iter() {
+            if !is_candidate_up(&s.endpoint) || !keep(&s.endpoint) {
+                continue;
+            }
+            if best.is_none_or(|(p, _)| s.priority < p) {
+                best = Some((s.priority, &s.endpoint));
+            }
+        }
+        best.map(|(_, ep)| ep)
     }
 
     /// Makes `id` the active endpoint now (after discovering a new primary, or for a planned

@@ -1,23 +1,28 @@
+//! The operation runner: the one attempt loop of the crate. Every adapter runs its calls
+//! through it, so what it does (pick an endpoint, bound the attempt, record the outcome, retry
+//! elsewhere) exists once.
+
 use std::fmt;
 use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
-use super::read::ReadPolicy;
+use super::attempt::{Attempt, RouteError, Target};
 use super::router::Router;
-use crate::error::{ByClassify, Classification, Classifier, Classify};
+use crate::error::{ByClassify, Classification, Classifier, Classify, Execution};
 use crate::health::{Endpoint, EndpointId};
-use crate::retry::{Backoff, OnRetry, RetryBudget, RetryError, RetryPolicy};
+use crate::retry::{Backoff, OnRetry, RetryBudget, RetryPolicy};
 
 /// One call of an operation through the router and the retry executor: made by
 /// [`Router::call`], started by [`run`](Self::run).
 ///
-/// Each attempt goes to the endpoint the router picks at that moment (the active one, or the
-/// [`read`](Self::read) policy's choice), and its outcome is recorded on that endpoint: a
-/// success with its latency, a failure through the classifier, and an attempt cut by the
-/// policy's attempt timeout or deadline as a transient failure. A transient failure is retried
-/// per the [`RetryPolicy`], on whatever the router picks next, so a failover inside one call is
-/// invisible to the caller.
+/// Each attempt goes to the endpoint the [`Target`] picks at that moment (by default the
+/// active one), and its outcome is recorded on that endpoint: a success with its latency, a
+/// failure through the classifier, and an attempt cut by the policy's attempt timeout or
+/// deadline as a transient failure. A transient failure is retried per the [`RetryPolicy`], on
+/// whatever the target picks next, so a failover inside one call is invisible to the caller.
 #[must_use = "a routed call does nothing until `run` is awaited"]
 pub struct RoutedCall<'a, K, B, F, C = ByClassify, H = ()> {
     router: &'a Router<K>,
@@ -27,7 +32,7 @@ pub struct RoutedCall<'a, K, B, F, C = ByClassify, H = ()> {
     hook: H,
     budget: Option<&'a RetryBudget>,
     idempotent: bool,
-    read: Option<&'a dyn ReadPolicy<K>>,
+    target: Target<'a, K>,
 }
 
 impl<K: EndpointId, B: fmt::Debug, F, C, H> fmt::Debug for RoutedCall<'_, K, B, F, C, H> {
@@ -36,19 +41,27 @@ impl<K: EndpointId, B: fmt::Debug, F, C, H> fmt::Debug for RoutedCall<'_, K, B, 
             .field("router", self.router)
             .field("policy", self.policy)
             .field("idempotent", &self.idempotent)
-            .field("read", &self.read.is_some())
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
 
 impl<K: EndpointId> Router<K> {
-    /// Prepares a call of `op` through this router with `policy`: set idempotency, a read
-    /// policy, a budget, a classifier or a hook on the returned [`RoutedCall`], then
+    /// Prepares a call of `op` through this router with `policy`: set idempotency, a
+    /// [`Target`], a budget, a classifier or a hook on the returned [`RoutedCall`], then
     /// [`run`](RoutedCall::run) it.
     ///
-    /// `op` receives the endpoint of each attempt (a cheap clone of its handle) and returns the
-    /// attempt's future.
-    pub fn call<'a, B, F>(&'a self, policy: &'a RetryPolicy<B>, op: F) -> RoutedCall<'a, K, B, F> {
+    /// `op` receives each attempt's [`Attempt`] (the endpoint, the attempt number, the
+    /// endpoints that already failed in this call) and returns the attempt's future.
+    pub fn call<'a, B, F, Fut>(
+        &'a self,
+        policy: &'a RetryPolicy<B>,
+        op: F,
+    ) -> RoutedCall<'a, K, B, F>
+    where
+        F: FnMut(Attempt<'a, K>) -> Fut,
+        Fut: Future,
+    {
         RoutedCall {
             router: self,
             policy,
@@ -57,30 +70,49 @@ impl<K: EndpointId> Router<K> {
             hook: (),
             budget: None,
             idempotent: false,
-            read: None,
+            target: Target::Active,
         }
     }
 
-    /// Runs a write (or any call for the active endpoint) with `policy`; errors classified by
-    /// their [`Classify`] implementation. Shorthand for
-    /// `self.call(policy, op).idempotent(idempotent).run()`.
+    /// Runs a write (or any call for the active endpoint) with `policy`, not idempotent;
+    /// errors classified by their [`Classify`] implementation. Shorthand for
+    /// `self.call(policy, op).run()`.
     ///
     /// # Errors
     ///
-    /// The executor's [`RetryError`] with the last error.
-    pub async fn run<B, F, Fut, T, E>(
-        &self,
-        policy: &RetryPolicy<B>,
-        idempotent: bool,
+    /// A [`RouteError`] with the last error.
+    pub async fn run<'a, B, F, Fut, T, E>(
+        &'a self,
+        policy: &'a RetryPolicy<B>,
         op: F,
-    ) -> Result<T, RetryError<E>>
+    ) -> Result<T, RouteError<K, E>>
     where
         B: Backoff,
-        F: FnMut(Endpoint<K>) -> Fut,
+        F: FnMut(Attempt<'a, K>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Classify,
     {
-        self.call(policy, op).idempotent(idempotent).run().await
+        self.call(policy, op).run().await
+    }
+
+    /// [`run`](Self::run) for an operation that is harmless to run twice. Shorthand for
+    /// `self.call(policy, op).idempotent(true).run()`.
+    ///
+    /// # Errors
+    ///
+    /// A [`RouteError`] with the last error.
+    pub async fn run_idempotent<'a, B, F, Fut, T, E>(
+        &'a self,
+        policy: &'a RetryPolicy<B>,
+        op: F,
+    ) -> Result<T, RouteError<K, E>>
+    where
+        B: Backoff,
+        F: FnMut(Attempt<'a, K>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        self.call(policy, op).idempotent(true).run().await
     }
 
     /// Runs a read on the endpoint `read` picks for each attempt (idempotent). Shorthand for
@@ -88,17 +120,17 @@ impl<K: EndpointId> Router<K> {
     ///
     /// # Errors
     ///
-    /// The executor's [`RetryError`] with the last error.
-    pub async fn run_read<B, P, F, Fut, T, E>(
-        &self,
-        policy: &RetryPolicy<B>,
-        read: &P,
+    /// A [`RouteError`] with the last error.
+    pub async fn run_read<'a, B, P, F, Fut, T, E>(
+        &'a self,
+        policy: &'a RetryPolicy<B>,
+        read: &'a P,
         op: F,
-    ) -> Result<T, RetryError<E>>
+    ) -> Result<T, RouteError<K, E>>
     where
         B: Backoff,
-        P: ReadPolicy<K>,
-        F: FnMut(Endpoint<K>) -> Fut,
+        P: super::ReadPolicy<K>,
+        F: FnMut(Attempt<'a, K>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Classify,
     {
@@ -118,17 +150,26 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         self
     }
 
-    /// Sends each attempt to the endpoint `policy` chooses instead of the active one. When the
-    /// policy finds none (e.g. [`ReplicaOnly`](super::ReplicaOnly) with every replica down),
-    /// the attempt goes to the active endpoint: the runner never refuses.
-    pub fn read(mut self, policy: &'a dyn ReadPolicy<K>) -> Self {
-        self.read = Some(policy);
+    /// Where each attempt goes (default [`Target::Active`]).
+    pub fn target(mut self, target: Target<'a, K>) -> Self {
+        self.target = target;
         self
+    }
+
+    /// Shorthand for [`target`](Self::target)`(Target::Read(policy))`.
+    pub fn read(self, policy: &'a dyn super::ReadPolicy<K>) -> Self {
+        self.target(Target::Read(policy))
     }
 
     /// Draws retries from a shared [`RetryBudget`] (default: none).
     pub fn budget(mut self, budget: &'a RetryBudget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// [`budget`](Self::budget) when `budget` is `Some`.
+    pub fn maybe_budget(mut self, budget: Option<&'a RetryBudget>) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -143,7 +184,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             hook: self.hook,
             budget: self.budget,
             idempotent: self.idempotent,
-            read: self.read,
+            target: self.target,
         }
     }
 
@@ -157,7 +198,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             hook,
             budget: self.budget,
             idempotent: self.idempotent,
-            read: self.read,
+            target: self.target,
         }
     }
 
@@ -165,11 +206,13 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
     ///
     /// # Errors
     ///
-    /// The executor's [`RetryError`] with the last error, the attempt count and the reason.
-    pub async fn run<T, E, Fut>(self) -> Result<T, RetryError<E>>
+    /// A [`RouteError`]: the executor's [`RetryError`](crate::retry::RetryError) (last error,
+    /// attempt count, reason), the endpoint of the last attempt and whether any attempt may
+    /// have executed.
+    pub async fn run<T, E, Fut>(self) -> Result<T, RouteError<K, E>>
     where
         B: Backoff,
-        F: FnMut(Endpoint<K>) -> Fut,
+        F: FnMut(Attempt<'a, K>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         C: Classifier<E>,
         H: OnRetry<E>,
@@ -182,7 +225,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             hook,
             budget,
             idempotent,
-            read,
+            target,
         } = self;
         let attempt_timeout = policy.attempt_timeout();
         // Read before the executor reads its own clock, so this deadline is never later than
@@ -190,13 +233,17 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         let deadline_at = policy.deadline().map(|d| Instant::now() + d);
         let timed = attempt_timeout.is_some() || deadline_at.is_some();
         let classifier = &classifier;
+        let call = CallState::default();
+        let state = &call;
+        let mut number = 0u32;
         let attempt = || {
-            let endpoint = match read {
-                Some(p) => router
-                    .read_target(p)
-                    .unwrap_or_else(|| router.active().endpoint())
-                    .clone(),
-                None => router.active().endpoint().clone(),
+            number += 1;
+            let (endpoint, failed) = if number == 1 {
+                // The first attempt: no failure to avoid, no lock, no allocation.
+                (target.first(router), Vec::new())
+            } else {
+                let failed = state.failed_snapshot();
+                (target.next(router, &failed), failed)
             };
             // Read before the executor starts its timer, so `cut_at` is never later than it.
             let start = Instant::now();
@@ -208,18 +255,20 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             } else {
                 None
             };
-            let fut = op(endpoint.clone());
+            let generation = router.generation();
+            let fut = op(Attempt::new(endpoint, number, generation, failed));
             async move {
                 let mut guard = CutGuard {
-                    endpoint: &endpoint,
+                    endpoint,
                     cut_at,
+                    state,
                 };
                 let result = fut.await;
                 guard.cut_at = None;
                 drop(guard);
                 match &result {
                     Ok(_) => endpoint.record_success_with_latency(start.elapsed()),
-                    Err(e) => endpoint.record_failure(classifier.classify(e)),
+                    Err(e) => state.failed(endpoint, classifier.classify(e)),
                 }
                 result
             }
@@ -232,24 +281,84 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         if let Some(b) = budget {
             retry = retry.budget(b);
         }
-        retry.run().await
+        let result = retry.run().await;
+        result.map_err(|e| {
+            let (last, may_have_executed) = call.finish();
+            RouteError::new(e, last, may_have_executed)
+        })
+    }
+}
+
+/// What the attempts of one call share: the endpoints that failed, the last one, and whether
+/// anything may have run. Touched only on failures.
+struct CallState<'r, K> {
+    failures: Mutex<Failures<'r, K>>,
+    may_have_executed: AtomicBool,
+}
+
+struct Failures<'r, K> {
+    /// Endpoints where an attempt of this call failed in a way that counts against them
+    /// (transient, or cut by a timeout), each once, in order.
+    failed: Vec<&'r Endpoint<K>>,
+    /// The endpoint of the last attempt that failed or was cut.
+    last: Option<&'r Endpoint<K>>,
+}
+
+impl<K> Default for CallState<'_, K> {
+    fn default() -> Self {
+        CallState {
+            failures: Mutex::new(Failures {
+                failed: Vec::new(),
+                last: None,
+            }),
+            may_have_executed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<'r, K: EndpointId> CallState<'r, K> {
+    /// Records a failed attempt on `endpoint` (its health and this call's book-keeping).
+    fn failed(&self, endpoint: &'r Endpoint<K>, c: Classification) {
+        endpoint.record_failure(c);
+        if c.execution() == Execution::MayHaveExecuted {
+            self.may_have_executed.store(true, Ordering::Relaxed);
+        }
+        let mut f = crate::sync::lock(&self.failures);
+        if c.counts_against_endpoint() && !f.failed.iter().any(|e| e.ptr_eq(endpoint)) {
+            f.failed.push(endpoint);
+        }
+        f.last = Some(endpoint);
+    }
+
+    fn failed_snapshot(&self) -> Vec<&'r Endpoint<K>> {
+        crate::sync::lock(&self.failures).failed.clone()
+    }
+
+    fn finish(&self) -> (Option<K>, bool) {
+        let f = crate::sync::lock(&self.failures);
+        (
+            f.last.as_ref().map(|e| e.id().clone()),
+            self.may_have_executed.load(Ordering::Relaxed),
+        )
     }
 }
 
 /// Records a timeout on the endpoint when an attempt is dropped at or after the time the
-/// executor cuts it (attempt timeout or deadline). Dropped earlier, the caller gave up: nothing
-/// is recorded.
-struct CutGuard<'a, K: EndpointId> {
-    endpoint: &'a Endpoint<K>,
+/// executor cuts it (attempt timeout or deadline): a cut attempt was in flight, so it may have
+/// executed. Dropped earlier, the caller gave up: nothing is recorded.
+struct CutGuard<'s, 'r, K: EndpointId> {
+    endpoint: &'r Endpoint<K>,
     cut_at: Option<Instant>,
+    state: &'s CallState<'r, K>,
 }
 
-impl<K: EndpointId> Drop for CutGuard<'_, K> {
+impl<K: EndpointId> Drop for CutGuard<'_, '_, K> {
     fn drop(&mut self) {
         if let Some(at) = self.cut_at
             && Instant::now() >= at
         {
-            self.endpoint.record_failure(Classification::transient());
+            self.state
+                .failed(self.endpoint, Classification::transient());
         }
     }
 }
