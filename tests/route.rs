@@ -8,8 +8,8 @@ use std::time::Duration;
 use switchover::health::{Endpoint, HealthState, HealthTracker, ProbeResult, Role};
 use switchover::retry::{ConstantBackoff, RetryPolicy, StopReason};
 use switchover::route::{
-    Failback, LowestLatency, PreferReplica, PrimaryOnly, ReplicaOnly, RoundRobin, RouteEvent,
-    Router, SwitchError, SwitchReason, Target,
+    Failback, LowestLatency, PreferReplica, PrimaryOnly, ReadCandidates, ReadPolicy, ReplicaOnly,
+    RoundRobin, RouteEvent, Router, SwitchError, SwitchReason, Target,
 };
 use switchover::{Classification, Classify};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -872,4 +872,24 @@ async fn switch_to_succeeds_right_after_readmit_of_an_ejected_endpoint() {
         switches(&events(&mut rx)),
         [("a", "b", 1, SwitchReason::Manual)]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_policy_can_be_tested_without_a_router() {
+    let t = HealthTracker::new(["p", "r1", "r2"]);
+    let eps = t.endpoints();
+    eps[1].set_role(Role::Replica);
+    eps[2].set_role(Role::Replica);
+    let c = ReadCandidates::new(&eps, &eps[0], false);
+    let prefer = PreferReplica::new();
+    let picks: Vec<_> = (0..3).map(|_| *prefer.choose(&c).unwrap().id()).collect();
+    assert_eq!(picks, ["r1", "r2", "r1"]);
+    eps[1].force_down();
+    eps[2].force_down();
+    assert_eq!(prefer.choose(&c).map(|e| *e.id()), Some("p"));
+    assert_eq!(ReplicaOnly::new().choose(&c).map(|e| *e.id()), None);
+    // All down: the active one is only a best guess, not an available primary.
+    let c = ReadCandidates::new(&eps, &eps[0], true);
+    assert!(c.primary().is_none());
+    assert_eq!(PrimaryOnly.choose(&c).map(|e| *e.id()), Some("p"));
 }

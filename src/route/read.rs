@@ -6,10 +6,48 @@ use crate::health::{Endpoint, EndpointId, Role};
 
 /// What a [`ReadPolicy`] chooses from: the router's active endpoint and the available
 /// replicas.
+///
+/// The router builds one for each read; build your own with [`new`](Self::new) to test a
+/// policy without a router.
 pub struct ReadCandidates<'r, K> {
-    router: &'r Router<K>,
+    endpoints: Endpoints<'r, K>,
     active: &'r Endpoint<K>,
     all_down: bool,
+}
+
+/// The endpoints a [`ReadCandidates`] iterates: the router's slots, or a slice.
+enum Endpoints<'r, K> {
+    Router(&'r Router<K>),
+    Slice(&'r [Endpoint<K>]),
+}
+
+impl<K> Clone for Endpoints<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Endpoints<'_, K> {}
+
+impl<'r, K: EndpointId> Endpoints<'r, K> {
+    fn len(self) -> usize {
+        match self {
+            Endpoints::Router(r) => r.slot_count(),
+            Endpoints::Slice(s) => s.len(),
+        }
+    }
+
+    fn get(self, i: usize) -> Option<&'r Endpoint<K>> {
+        match self {
+            Endpoints::Router(r) => r.slot_endpoint(i),
+            Endpoints::Slice(s) => s.get(i),
+        }
+    }
+
+    /// Every endpoint, in order; no allocation.
+    fn iter(self) -> impl Iterator<Item = &'r Endpoint<K>> + 'r {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
 }
 
 impl<K: EndpointId> fmt::Debug for ReadCandidates<'_, K> {
@@ -22,13 +60,23 @@ impl<K: EndpointId> fmt::Debug for ReadCandidates<'_, K> {
 }
 
 impl<'r, K: EndpointId> ReadCandidates<'r, K> {
-    pub(super) fn from_parts(
+    /// Candidates over `endpoints` (in the order a policy should see them), with `active` the
+    /// router's active endpoint and `all_down` whether it is only a best guess.
+    pub fn new(endpoints: &'r [Endpoint<K>], active: &'r Endpoint<K>, all_down: bool) -> Self {
+        ReadCandidates {
+            endpoints: Endpoints::Slice(endpoints),
+            active,
+            all_down,
+        }
+    }
+
+    pub(super) fn of_router(
         router: &'r Router<K>,
         active: &'r Endpoint<K>,
         all_down: bool,
     ) -> Self {
         ReadCandidates {
-            router,
+            endpoints: Endpoints::Router(router),
             active,
             all_down,
         }
@@ -49,8 +97,8 @@ impl<'r, K: EndpointId> ReadCandidates<'r, K> {
     /// they were added to the router. Down, probing and draining endpoints are skipped.
     pub fn replicas(&self) -> impl Iterator<Item = &'r Endpoint<K>> + 'r {
         let active = self.active;
-        self.router
-            .slot_endpoints()
+        self.endpoints
+            .iter()
             .filter(move |ep| !ep.ptr_eq(active) && ep.is_available() && ep.role() != Role::Primary)
     }
 

@@ -350,7 +350,7 @@ impl<K: EndpointId> Router<K> {
 
     /// What a read policy chooses from, given the active endpoint.
     pub(crate) fn read_candidates<'r>(&'r self, active: &Active<'r, K>) -> ReadCandidates<'r, K> {
-        ReadCandidates::new(self, active.endpoint, active.all_down)
+        ReadCandidates::of_router(self, active.endpoint, active.all_down)
     }
 
     /// The most preferred available primary candidate that passes `keep` (lowest priority,
@@ -463,8 +463,16 @@ impl<K: EndpointId> Router<K> {
             .map(|(_, s)| (&s.endpoint, s.priority))
     }
 
-    pub(crate) fn slot_endpoints(&self) -> impl Iterator<Item = &Endpoint<K>> + '_ {
-        self.inner.slots.iter().map(|(_, s)| &s.endpoint)
+    /// How many endpoints are routed.
+    #[inline]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    /// The endpoint of slot `i` (in the order of addition).
+    #[inline]
+    pub(crate) fn slot_endpoint(&self, i: usize) -> Option<&Endpoint<K>> {
+        self.inner.slots.get(i).map(|s| &s.endpoint)
     }
 
     /// The tracker this router reads.
@@ -704,12 +712,6 @@ impl<K: EndpointId> RouterInner<K> {
             subs.retain(|tx| tx.send(ev.clone()).is_ok());
         }
         new
-    }
-}
-
-impl<'r, K: EndpointId> ReadCandidates<'r, K> {
-    fn new(router: &'r Router<K>, active: &'r Endpoint<K>, all_down: bool) -> Self {
-        ReadCandidates::from_parts(router, active, all_down)
     }
 }
 
