@@ -97,6 +97,7 @@ pub mod error;
 pub mod health;
 pub mod retry;
 pub mod route;
+mod sync;
 
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]

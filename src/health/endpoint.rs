@@ -1,15 +1,16 @@
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::event::{Core, HealthEvent, lock};
+use super::core::Core;
 use super::probe::ProbeResult;
-use super::state::{HealthState, Override, Role, TransitionReason};
+use super::role::Role;
+use super::state::{HealthState, Machine, Override, TransitionReason};
 use crate::error::{Classification, Classify, ErrorClass};
 
 /// What an endpoint id must be: any small value the caller chooses (a region name, a
@@ -23,7 +24,7 @@ impl<T: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static> EndpointId for T
 /// Keeps a value on its own cache line, so writers of one field do not slow readers of another.
 #[repr(align(64))]
 #[derive(Debug, Default)]
-struct Padded<T>(T);
+pub(super) struct Padded<T>(pub(super) T);
 
 /// A handle on one endpoint of a [`HealthTracker`](super::HealthTracker): cheap to clone (an
 /// `Arc`), and what adapters keep next to their connections.
@@ -37,23 +38,14 @@ pub struct Endpoint<K> {
     inner: Arc<Inner<K>>,
 }
 
+// The state, the role and every transition are the endpoint's state machine (`state.rs`); the
+// handle feeds it outcomes and keeps the latency average and the totals.
 struct Inner<K> {
     // Read on every call.
-    state: AtomicU8,
-    manual: AtomicU8,
-    role: AtomicU8,
-    consecutive_failures: AtomicU32,
-    consecutive_successes: AtomicU32,
-    ejections: AtomicU32,
-    since: AtomicU64,
-    down_until: AtomicU64,
-    id: K,
-    core: Arc<Core<K>>,
+    machine: Machine<K>,
     // Written on (some) calls: kept away from the fields above.
     latency_ns: Padded<AtomicU64>,
-    window: Padded<AtomicU64>,
     totals: Padded<Totals>,
-    transition: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -92,11 +84,6 @@ pub struct EndpointStats {
     pub down_until: Option<Instant>,
 }
 
-const UP: u8 = HealthState::Up.to_u8();
-const PROBING: u8 = HealthState::Probing.to_u8();
-const DOWN: u8 = HealthState::Down.to_u8();
-const WINDOW_ONE: u64 = 1 << 32;
-
 impl<K> Clone for Endpoint<K> {
     fn clone(&self) -> Self {
         Endpoint {
@@ -108,35 +95,20 @@ impl<K> Clone for Endpoint<K> {
 impl<K: fmt::Debug> fmt::Debug for Endpoint<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
-            .field("id", &self.inner.id)
-            .field(
-                "state",
-                &HealthState::from_u8(self.inner.state.load(Relaxed)),
-            )
-            .field("role", &Role::from_u8(self.inner.role.load(Relaxed)))
+            .field("id", self.inner.machine.id())
+            .field("state", &self.inner.machine.raw_state())
+            .field("role", &self.inner.machine.role())
             .finish_non_exhaustive()
     }
 }
 
 impl<K: EndpointId> Endpoint<K> {
     pub(crate) fn new(id: K, core: Arc<Core<K>>) -> Self {
-        let since = core.nanos(Instant::now());
         Endpoint {
             inner: Arc::new(Inner {
-                state: AtomicU8::new(UP),
-                manual: AtomicU8::new(0),
-                role: AtomicU8::new(Role::Unknown.to_u8()),
-                consecutive_failures: AtomicU32::new(0),
-                consecutive_successes: AtomicU32::new(0),
-                ejections: AtomicU32::new(0),
-                since: AtomicU64::new(since),
-                down_until: AtomicU64::new(0),
-                id,
-                core,
+                machine: Machine::new(id, core),
                 latency_ns: Padded::default(),
-                window: Padded::default(),
                 totals: Padded::default(),
-                transition: Mutex::new(()),
             }),
         }
     }
@@ -144,13 +116,13 @@ impl<K: EndpointId> Endpoint<K> {
     /// The id this endpoint was registered with.
     #[inline]
     pub fn id(&self) -> &K {
-        &self.inner.id
+        self.inner.machine.id()
     }
 
     /// `true` when the endpoint takes new work (it is [`Up`](HealthState::Up)). One atomic load.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.inner.state.load(Acquire) == UP
+        self.inner.machine.is_up()
     }
 
     /// The current state. When an ejection has just run out this moves the endpoint to
@@ -159,35 +131,30 @@ impl<K: EndpointId> Endpoint<K> {
     /// reads the clock.
     #[inline]
     pub fn state(&self) -> HealthState {
-        let s = self.inner.state.load(Acquire);
-        if s == DOWN {
-            self.end_ejection_if_due();
-            return HealthState::from_u8(self.inner.state.load(Acquire));
-        }
-        HealthState::from_u8(s)
+        self.inner.machine.state()
     }
 
     /// The state as stored, without ending an ejection that has run out.
     #[inline]
     pub(crate) fn raw_state(&self) -> HealthState {
-        HealthState::from_u8(self.inner.state.load(Acquire))
+        self.inner.machine.raw_state()
     }
 
     /// The replication role, as last set by a probe or [`set_role`](Self::set_role). One atomic
     /// load.
     #[inline]
     pub fn role(&self) -> Role {
-        Role::from_u8(self.inner.role.load(Acquire))
+        self.inner.machine.role()
     }
 
     /// Sets the replication role (adapters call this after discovering the topology, e.g. from
     /// Redis `ROLE` or `pg_is_in_recovery()`). A change is a `tracing` event.
     pub fn set_role(&self, role: Role) {
-        let old = Role::from_u8(self.inner.role.swap(role.to_u8(), AcqRel));
+        let old = self.inner.machine.swap_role(role);
         if old != role {
             tracing::info!(
                 target: "switchover::health",
-                endpoint = ?self.inner.id,
+                endpoint = ?self.id(),
                 from = %old,
                 to = %role,
                 "endpoint role changed"
@@ -197,16 +164,17 @@ impl<K: EndpointId> Endpoint<K> {
 
     /// The manual override in force, if any.
     pub fn manual_override(&self) -> Option<Override> {
-        Override::from_u8(self.inner.manual.load(Acquire))
+        self.inner.machine.manual_override()
     }
 
     /// When the endpoint entered its current state.
     pub fn since(&self) -> Instant {
-        self.inner.core.instant(self.inner.since.load(Acquire))
+        let m = &self.inner.machine;
+        m.core().instant(m.since_nanos())
     }
 
     pub(crate) fn since_nanos(&self) -> u64 {
-        self.inner.since.load(Acquire)
+        self.inner.machine.since_nanos()
     }
 
     /// The moving average (EWMA, weight 1/5 for each new sample) of the latencies recorded with
@@ -230,21 +198,21 @@ impl<K: EndpointId> Endpoint<K> {
     /// A snapshot of the state and counters.
     pub fn stats(&self) -> EndpointStats {
         let i = &self.inner;
+        let m = &i.machine;
         let state = self.state();
-        let down_until = i.down_until.load(Acquire);
+        let down_until = m.ejection_until();
         EndpointStats {
             state,
             role: self.role(),
             manual_override: self.manual_override(),
-            consecutive_failures: i.consecutive_failures.load(Relaxed),
-            consecutive_successes: i.consecutive_successes.load(Relaxed),
-            ejections: i.ejections.load(Relaxed),
+            consecutive_failures: m.consecutive_failures(),
+            consecutive_successes: m.consecutive_successes(),
+            ejections: m.ejections(),
             failures_total: i.totals.0.failures.load(Relaxed),
             throttled_total: i.totals.0.throttled.load(Relaxed),
             latency: self.latency(),
             since: self.since(),
-            down_until: (state == HealthState::Down && down_until != u64::MAX)
-                .then(|| i.core.instant(down_until)),
+            down_until: down_until.filter(|_| state == HealthState::Down),
         }
     }
 
@@ -257,17 +225,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// ejection cannot cut it short.
     #[inline]
     pub fn record_success(&self) {
-        let i = &self.inner;
-        if i.state.load(Acquire) == UP {
-            if i.consecutive_failures.load(Relaxed) != 0 {
-                i.consecutive_failures.store(0, Relaxed);
-            }
-            if i.core.config.failure_rate.is_some() {
-                self.window_add(false);
-            }
-            return;
-        }
-        self.success_slow();
+        self.inner.machine.on_success();
     }
 
     /// Records a successful call that took `latency`: updates the moving average used by
@@ -292,7 +250,7 @@ impl<K: EndpointId> Endpoint<K> {
             ErrorClass::Permanent => return,
             ErrorClass::Throttled => {
                 self.inner.totals.0.throttled.fetch_add(1, Relaxed);
-                if !self.inner.core.config.throttling_marks_down {
+                if !self.inner.machine.core().config.throttling_marks_down {
                     return;
                 }
             }
@@ -330,7 +288,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// Holds the endpoint [`Down`](HealthState::Down) until [`clear`](Self::clear)ed (drills,
     /// maintenance). Outcomes are still counted but change nothing.
     pub fn force_down(&self) {
-        self.manual(
+        self.inner.machine.hold(
             Override::ForcedDown,
             HealthState::Down,
             TransitionReason::ForcedDown,
@@ -340,7 +298,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// Holds the endpoint [`Up`](HealthState::Up) until [`clear`](Self::clear)ed, whatever its
     /// outcomes.
     pub fn force_up(&self) {
-        self.manual(
+        self.inner.machine.hold(
             Override::ForcedUp,
             HealthState::Up,
             TransitionReason::ForcedUp,
@@ -351,7 +309,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// [`Draining`](HealthState::Draining) until [`clear`](Self::clear)ed. The router moves
     /// the active role away from a draining endpoint (a planned switchover).
     pub fn drain(&self) {
-        self.manual(
+        self.inner.machine.hold(
             Override::Drain,
             HealthState::Draining,
             TransitionReason::Drained,
@@ -361,15 +319,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// Lifts any manual override and resumes automatic tracking from [`Up`](HealthState::Up)
     /// with fresh counters (the ejection streak is kept).
     pub fn clear(&self) {
-        let i = &self.inner;
-        let _g = lock(&i.transition);
-        i.manual.store(0, Release);
-        let from = HealthState::from_u8(i.state.load(Acquire));
-        let now = Instant::now();
-        self.set_state(HealthState::Up, i.core.nanos(now));
-        if from != HealthState::Up {
-            self.publish(from, HealthState::Up, TransitionReason::Cleared, now, None);
-        }
+        self.inner.machine.clear();
     }
 
     /// Tells the tracker that an authoritative check (an adapter's re-discovery: Postgres says
@@ -389,41 +339,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// so that calls started before the ejection cannot cut it short. Call it only on evidence
     /// that the endpoint is the one to use now.
     pub fn readmit(&self) -> bool {
-        let i = &self.inner;
-        let s = i.state.load(Acquire);
-        if (s != DOWN && s != PROBING) || i.manual.load(Acquire) != 0 {
-            return false;
-        }
-        let _g = lock(&i.transition);
-        let s = i.state.load(Acquire);
-        if (s != DOWN && s != PROBING) || i.manual.load(Acquire) != 0 {
-            return false;
-        }
-        let now = Instant::now();
-        self.set_state(HealthState::Up, i.core.nanos(now));
-        self.publish(
-            HealthState::from_u8(s),
-            HealthState::Up,
-            TransitionReason::Readmitted,
-            now,
-            None,
-        );
-        true
-    }
-
-    fn manual(&self, o: Override, to: HealthState, reason: TransitionReason) {
-        let i = &self.inner;
-        let _g = lock(&i.transition);
-        i.manual.store(Override::to_u8(Some(o)), Release);
-        let from = HealthState::from_u8(i.state.load(Acquire));
-        if to == HealthState::Down {
-            i.down_until.store(u64::MAX, Relaxed);
-        }
-        if from != to {
-            let now = Instant::now();
-            self.set_state(to, i.core.nanos(now));
-            self.publish(from, to, reason, now, None);
-        }
+        self.inner.machine.readmit()
     }
 
     fn observe_latency(&self, latency: Duration) {
@@ -442,216 +358,19 @@ impl<K: EndpointId> Endpoint<K> {
         cell.store(new.max(1), Relaxed);
     }
 
-    #[cold]
-    fn success_slow(&self) {
-        let i = &self.inner;
-        let mut s = i.state.load(Acquire);
-        if s == DOWN {
-            self.end_ejection_if_due();
-            s = i.state.load(Acquire);
-        }
-        if s != PROBING || i.manual.load(Acquire) != 0 {
-            return;
-        }
-        let n = i.consecutive_successes.fetch_add(1, Relaxed) + 1;
-        if n >= i.core.config.recovery_successes {
-            let _g = lock(&i.transition);
-            if i.state.load(Acquire) != PROBING || i.manual.load(Acquire) != 0 {
-                return;
-            }
-            let now = Instant::now();
-            self.set_state(HealthState::Up, i.core.nanos(now));
-            self.publish(
-                HealthState::Probing,
-                HealthState::Up,
-                TransitionReason::Recovered { successes: n },
-                now,
-                None,
-            );
-        }
-    }
-
+    /// A failure that counts toward ejection: totalled here, judged by the state machine.
     fn failure(&self) {
-        let i = &self.inner;
-        i.totals.0.failures.fetch_add(1, Relaxed);
-        let mut s = i.state.load(Acquire);
-        if s == DOWN {
-            self.end_ejection_if_due();
-            s = i.state.load(Acquire);
-        }
-        match s {
-            UP => {
-                let n = i.consecutive_failures.fetch_add(1, Relaxed) + 1;
-                let rate = if i.core.config.failure_rate.is_some() {
-                    self.window_add(true)
-                } else {
-                    None
-                };
-                if i.manual.load(Acquire) != 0 {
-                    return;
-                }
-                if n >= i.core.config.failure_threshold {
-                    self.eject(
-                        HealthState::Up,
-                        TransitionReason::ConsecutiveFailures { failures: n },
-                    );
-                } else if let Some(reason) = rate {
-                    self.eject(HealthState::Up, reason);
-                }
-            }
-            PROBING => {
-                i.consecutive_successes.store(0, Relaxed);
-                if i.manual.load(Acquire) == 0 {
-                    self.eject(HealthState::Probing, TransitionReason::ProbingFailed);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Adds one outcome to the failure-rate window; returns the reason to eject when the
-    /// window's failures reach the trip count.
-    fn window_add(&self, failed: bool) -> Option<TransitionReason> {
-        let cfg = &self.inner.core.config;
-        let rate = cfg.failure_rate?;
-        let cell = &self.inner.window.0;
-        let add = WINDOW_ONE | u64::from(failed);
-        let now = cell.fetch_add(add, Relaxed).wrapping_add(add);
-        let outcomes = (now >> 32) as u32;
-        let failures = now as u32;
-        if outcomes >= rate.window() {
-            // Window complete: start a new one. Losing this race only means another caller
-            // reset it first.
-            let _ = cell.compare_exchange(now, 0, Relaxed, Relaxed);
-        }
-        (failed && failures >= cfg.rate_trip)
-            .then_some(TransitionReason::FailureRate { failures, outcomes })
-    }
-
-    /// Ends an ejection whose time is over: `Down` → `Probing`.
-    fn end_ejection_if_due(&self) {
-        let i = &self.inner;
-        let until = i.down_until.load(Acquire);
-        if until == u64::MAX || i.manual.load(Acquire) != 0 {
-            return;
-        }
-        let now = Instant::now();
-        let now_n = i.core.nanos(now);
-        if now_n < until {
-            return;
-        }
-        let _g = lock(&i.transition);
-        if i.state.load(Acquire) != DOWN
-            || i.manual.load(Acquire) != 0
-            || now_n < i.down_until.load(Acquire)
-        {
-            return;
-        }
-        self.set_state(HealthState::Probing, now_n);
-        self.publish(
-            HealthState::Down,
-            HealthState::Probing,
-            TransitionReason::EjectionElapsed,
-            now,
-            None,
-        );
-    }
-
-    /// `from` → `Down`, with the ejection time of the next ejection in the streak.
-    fn eject(&self, from: HealthState, reason: TransitionReason) {
-        let i = &self.inner;
-        let _g = lock(&i.transition);
-        if i.state.load(Acquire) != from.to_u8() || i.manual.load(Acquire) != 0 {
-            return;
-        }
-        let cfg = &i.core.config;
-        let now = Instant::now();
-        let now_n = i.core.nanos(now);
-        let mut streak = i.ejections.load(Relaxed);
-        if from == HealthState::Up
-            && now_n.saturating_sub(i.since.load(Relaxed)) >= duration_nanos(cfg.stable_after)
-        {
-            streak = 0;
-        }
-        streak = streak.saturating_add(1);
-        let ejection = cfg.ejection_for(streak);
-        i.ejections.store(streak, Relaxed);
-        i.down_until
-            .store(now_n.saturating_add(duration_nanos(ejection)), Release);
-        self.set_state(HealthState::Down, now_n);
-        self.publish(from, HealthState::Down, reason, now, Some(ejection));
-        i.core.wake.notify_one();
-    }
-
-    /// Stores a new state with fresh counters. Call with the transition lock held.
-    fn set_state(&self, to: HealthState, now_n: u64) {
-        let i = &self.inner;
-        i.consecutive_failures.store(0, Relaxed);
-        i.consecutive_successes.store(0, Relaxed);
-        i.window.0.store(0, Relaxed);
-        i.since.store(now_n, Release);
-        i.state.store(to.to_u8(), Release);
-    }
-
-    /// Publishes a transition to subscribers and `tracing`. Call with the transition lock held.
-    fn publish(
-        &self,
-        from: HealthState,
-        to: HealthState,
-        reason: TransitionReason,
-        at: Instant,
-        ejection: Option<Duration>,
-    ) {
-        let id = &self.inner.id;
-        match (to, ejection) {
-            (HealthState::Down, Some(e)) => tracing::warn!(
-                target: "switchover::health",
-                endpoint = ?id,
-                from = %from,
-                to = %to,
-                reason = %reason,
-                ejection_ms = e.as_millis() as u64,
-                "endpoint state changed"
-            ),
-            (HealthState::Down, None) => tracing::warn!(
-                target: "switchover::health",
-                endpoint = ?id, from = %from, to = %to, reason = %reason,
-                "endpoint state changed"
-            ),
-            _ => tracing::info!(
-                target: "switchover::health",
-                endpoint = ?id, from = %from, to = %to, reason = %reason,
-                "endpoint state changed"
-            ),
-        }
-        self.inner.core.publish(HealthEvent {
-            endpoint: id.clone(),
-            from,
-            to,
-            reason,
-            at,
-            ejection,
-        });
+        self.inner.totals.0.failures.fetch_add(1, Relaxed);
+        self.inner.machine.on_failure();
     }
 
     /// When the current ejection ends, if the endpoint is ejected by the state machine.
     pub(crate) fn ejection_end(&self) -> Option<Instant> {
-        let i = &self.inner;
-        if i.state.load(Acquire) != DOWN {
-            return None;
-        }
-        match i.down_until.load(Acquire) {
-            u64::MAX => None,
-            n => Some(i.core.instant(n)),
-        }
+        self.inner.machine.ejection_end()
     }
 
     /// `true` when both handles refer to the same endpoint of the same tracker.
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
-}
-
-fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -75,9 +75,11 @@
 //! ```
 
 mod config;
+mod core;
 mod endpoint;
 mod event;
 mod probe;
+mod role;
 mod state;
 mod tracker;
 
@@ -85,5 +87,6 @@ pub use config::FailureRate;
 pub use endpoint::{Endpoint, EndpointId, EndpointStats};
 pub use event::HealthEvent;
 pub use probe::{Probe, ProbeResult};
-pub use state::{HealthState, Override, Role, TransitionReason};
+pub use role::Role;
+pub use state::{HealthState, Override, TransitionReason};
 pub use tracker::{HealthTracker, HealthTrackerBuilder};

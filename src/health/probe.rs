@@ -7,7 +7,8 @@ use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
 use super::endpoint::{Endpoint, EndpointId};
-use super::state::{HealthState, Role};
+use super::role::Role;
+use super::state::HealthState;
 use super::tracker::TrackerInner;
 
 /// An active health check of one endpoint: a DynamoDB canary read, a Redis `ROLE`, a Postgres

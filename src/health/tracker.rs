@@ -7,11 +7,13 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::config::{FailureRate, HealthConfig};
+use super::core::Core;
 use super::endpoint::{Endpoint, EndpointId};
-use super::event::{Core, HealthEvent};
+use super::event::HealthEvent;
 use super::probe::{Probe, run_prober};
 use super::state::HealthState;
 use crate::error::ConfigError;
+use crate::sync::{read, write};
 
 /// Tracks the health of a set of endpoints: one state machine per endpoint, fed by the outcomes
 /// of real calls and by an optional [`Probe`].
@@ -365,12 +367,4 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
         }
         Ok(tracker)
     }
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }
