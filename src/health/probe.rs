@@ -130,93 +130,122 @@ pub(crate) async fn run_prober<K: EndpointId, P: Probe<K>>(
     tracker: Weak<TrackerInner<K>>,
     probe: Arc<P>,
 ) {
-    let mut slots: HashMap<K, Slot> = HashMap::new();
-    let mut probes: JoinSet<()> = JoinSet::new();
-    // The endpoint of each running probe, by task id: a probe that panics still frees its slot.
-    let mut running: HashMap<task::Id, K> = HashMap::new();
+    let mut task = ProbeTask {
+        probe,
+        slots: HashMap::new(),
+        probes: JoinSet::new(),
+        running: HashMap::new(),
+    };
     loop {
         let now = Instant::now();
         let (wake_at, core) = {
             let Some(inner) = tracker.upgrade() else {
                 return;
             };
-            let core = Arc::clone(inner.core());
-            let cfg = core.config;
-            let mut wake_at = now + cfg.probe_interval;
-            for ep in inner.endpoints() {
-                if ep.manual_override().is_some() {
-                    continue;
-                }
-                if !slots.contains_key(ep.id()) {
-                    let slot = Slot {
-                        seen: now,
-                        last_start: None,
-                        busy: false,
-                    };
-                    slots.insert(ep.id().clone(), slot);
-                }
-                let Some(slot) = slots.get_mut(ep.id()) else {
-                    continue;
-                };
-                if slot.busy {
-                    // Considered again when its probe ends.
-                    continue;
-                }
-                // `state()` ends ejections that have run out.
-                let due = match ep.state() {
-                    HealthState::Down => {
-                        if let Some(end) = ep.ejection_end() {
-                            wake_at = wake_at.min(end);
-                        }
-                        slot.last_start.map_or(now, |t| t + cfg.probe_interval)
-                    }
-                    // An ejection that ended since the last probe started is probed at once.
-                    HealthState::Probing => match slot.last_start {
-                        Some(t) if t >= ep.since() => t + cfg.probe_interval,
-                        _ => now,
-                    },
-                    HealthState::Up => match cfg.heartbeat {
-                        Some(h) => slot.last_start.unwrap_or(slot.seen) + h,
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                if due > now {
-                    wake_at = wake_at.min(due);
-                    continue;
-                }
-                slot.busy = true;
-                slot.last_start = Some(now);
-                let id = ep.id().clone();
-                let handle = probes.spawn(probe_once(Arc::clone(&probe), ep, cfg.probe_timeout));
-                running.insert(handle.id(), id);
-            }
-            (wake_at, core)
+            (task.start_due(&inner, now), Arc::clone(inner.core()))
         };
         tokio::select! {
             biased;
-            Some(done) = probes.join_next_with_id(), if !probes.is_empty() => {
-                let mut done = Some(done);
-                while let Some(d) = done {
-                    let id = match d {
-                        Ok((id, ())) => id,
-                        Err(e) => {
-                            tracing::warn!(
-                                target: "switchover::health",
-                                error = %e,
-                                "probe task failed"
-                            );
-                            e.id()
-                        }
-                    };
-                    if let Some(slot) = running.remove(&id).and_then(|k| slots.get_mut(&k)) {
-                        slot.busy = false;
-                    }
-                    done = probes.try_join_next_with_id();
-                }
+            Some(done) = task.probes.join_next_with_id(), if !task.probes.is_empty() => {
+                task.finished(done);
             }
             _ = core.wake.notified() => {}
             _ = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+}
+
+/// The probe task's state between wake-ups.
+struct ProbeTask<K, P> {
+    probe: Arc<P>,
+    slots: HashMap<K, Slot>,
+    probes: JoinSet<()>,
+    /// The endpoint of each running probe, by task id: a probe that panics still frees its slot.
+    running: HashMap<task::Id, K>,
+}
+
+impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
+    /// Starts a probe of every endpoint that is due at `now`; returns when the task must wake
+    /// up next (at the latest one `probe_interval` from now).
+    fn start_due(&mut self, inner: &TrackerInner<K>, now: Instant) -> Instant {
+        let cfg = inner.core().config;
+        let mut wake_at = now + cfg.probe_interval;
+        for ep in inner.endpoints() {
+            if ep.manual_override().is_some() {
+                continue;
+            }
+            if !self.slots.contains_key(ep.id()) {
+                let slot = Slot {
+                    seen: now,
+                    last_start: None,
+                    busy: false,
+                };
+                self.slots.insert(ep.id().clone(), slot);
+            }
+            let Some(slot) = self.slots.get_mut(ep.id()) else {
+                continue;
+            };
+            if slot.busy {
+                // Considered again when its probe ends.
+                continue;
+            }
+            // `state()` ends ejections that have run out.
+            let due = match ep.state() {
+                HealthState::Down => {
+                    if let Some(end) = ep.ejection_end() {
+                        wake_at = wake_at.min(end);
+                    }
+                    slot.last_start.map_or(now, |t| t + cfg.probe_interval)
+                }
+                // An ejection that ended since the last probe started is probed at once.
+                HealthState::Probing => match slot.last_start {
+                    Some(t) if t >= ep.since() => t + cfg.probe_interval,
+                    _ => now,
+                },
+                HealthState::Up => match cfg.heartbeat {
+                    Some(h) => slot.last_start.unwrap_or(slot.seen) + h,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if due > now {
+                wake_at = wake_at.min(due);
+                continue;
+            }
+            slot.busy = true;
+            slot.last_start = Some(now);
+            let id = ep.id().clone();
+            let probe = Arc::clone(&self.probe);
+            let handle = self.probes.spawn(probe_once(probe, ep, cfg.probe_timeout));
+            self.running.insert(handle.id(), id);
+        }
+        wake_at
+    }
+
+    /// Frees the slot of the probe that ended (`done`) and of every other probe that has ended
+    /// since.
+    fn finished(&mut self, done: Result<(task::Id, ()), task::JoinError>) {
+        let mut done = Some(done);
+        while let Some(d) = done {
+            let id = match d {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    tracing::warn!(
+                        target: "switchover::health",
+                        error = %e,
+                        "probe task failed"
+                    );
+                    e.id()
+                }
+            };
+            if let Some(slot) = self
+                .running
+                .remove(&id)
+                .and_then(|k| self.slots.get_mut(&k))
+            {
+                slot.busy = false;
+            }
+            done = self.probes.try_join_next_with_id();
         }
     }
 }
