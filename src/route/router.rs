@@ -11,6 +11,7 @@ use super::read::{ReadCandidates, ReadPolicy};
 use super::slots::{MAX_SLOTS, Slots};
 use crate::error::ConfigError;
 use crate::health::{Endpoint, EndpointId, HealthState, HealthTracker, Override, Role};
+use crate::sync::lock;
 
 /// When the router moves back to a preferred endpoint after a failover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -713,10 +714,6 @@ impl<K: EndpointId> RouterInner<K> {
         }
         new
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
