@@ -394,7 +394,9 @@ async fn reads_avoid_a_replica_whose_link_is_down() {
         .replicate_from(nowhere)
         .await
         .expect("REPLICAOF");
-    pool.rediscover().await;
+    pool.rediscover()
+        .await
+        .expect("discovery confirms the primary");
     let broken = set.nodes()[2].addr().to_string();
     assert!(
         !pool.replica_addrs().contains(&broken),
@@ -427,7 +429,9 @@ async fn reads_avoid_a_replica_whose_link_is_down() {
         .wait_link_up(DEADLINE)
         .await
         .expect("link up");
-    pool.rediscover().await;
+    pool.rediscover()
+        .await
+        .expect("discovery confirms the primary");
     assert!(
         pool.replica_addrs().contains(&broken),
         "{:?}",
@@ -456,7 +460,9 @@ async fn an_old_primary_restarted_as_replica_is_never_written_to() {
         .wait_link_up(DEADLINE)
         .await
         .expect("link up");
-    pool.rediscover().await;
+    pool.rediscover()
+        .await
+        .expect("discovery confirms the primary");
 
     for i in 0..50 {
         let _: () = con.set(format!("y{i}"), i).await.expect("SET");

@@ -1,4 +1,4 @@
-//! Node addresses, credentials and the pool builder's settings.
+//! Node addresses, credentials, timeouts and the pool builder's settings.
 
 use std::fmt;
 use std::time::Duration;
@@ -214,6 +214,104 @@ pub enum ReadFrom {
     ReplicaOnly,
 }
 
+/// How long the pool waits for a node.
+///
+/// - `connect`: opening a connection (TCP connect and handshake);
+/// - `response`: every command on a shared connection, and each step of discovery (`ROLE`, a
+///   Sentinel query). A node that does not answer in time is treated as failing.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchover::redis::Timeouts;
+///
+/// let t = Timeouts::new().response(Duration::from_millis(300));
+/// assert_eq!(t.connect_timeout(), Duration::from_millis(250));
+/// assert_eq!(t.response_timeout(), Duration::from_millis(300));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    connect: Duration,
+    response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Timeouts {
+    /// The defaults: connect 250 ms, response 1 s.
+    pub const fn new() -> Self {
+        Timeouts {
+            connect: Duration::from_millis(250),
+            response: Duration::from_secs(1),
+        }
+    }
+
+    /// Sets the connect timeout (not longer than the response timeout).
+    #[must_use]
+    pub const fn connect(mut self, timeout: Duration) -> Self {
+        self.connect = timeout;
+        self
+    }
+
+    /// Sets the response timeout.
+    #[must_use]
+    pub const fn response(mut self, timeout: Duration) -> Self {
+        self.response = timeout;
+        self
+    }
+
+    /// The connect timeout.
+    pub const fn connect_timeout(&self) -> Duration {
+        self.connect
+    }
+
+    /// The response timeout.
+    pub const fn response_timeout(&self) -> Duration {
+        self.response
+    }
+
+    /// The longest one exchange with a node may take: connecting, then one reply.
+    pub(crate) fn exchange(&self) -> Duration {
+        self.connect.saturating_add(self.response)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (field, d) in [
+            ("response_timeout", self.response),
+            ("connect_timeout", self.connect),
+        ] {
+            check_duration(field, d)?;
+        }
+        if self.connect > self.response {
+            return Err(ConfigError::new(
+                "connect_timeout",
+                format!(
+                    "{:?} is longer than the response timeout {:?}",
+                    self.connect, self.response
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration setting: above zero and at most a day.
+pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::new(field, "must be above zero"));
+    }
+    if d > crate::retry::MAX_DEADLINE {
+        return Err(ConfigError::new(
+            field,
+            format!("{d:?} is longer than a day"),
+        ));
+    }
+    Ok(())
+}
+
 /// Every setting of a pool, validated.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -223,14 +321,11 @@ pub(crate) struct Settings {
     pub(crate) sentinel_username: Option<String>,
     pub(crate) sentinel_password: Option<Secret>,
     pub(crate) db: i64,
-    pub(crate) response_timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) read_from: ReadFrom,
+    pub(crate) timeouts: Timeouts,
     pub(crate) max_replica_lag: Option<u64>,
     pub(crate) discovery_interval: Duration,
     pub(crate) rediscovery_interval: Duration,
     pub(crate) dedicated_pool_size: usize,
-    pub(crate) budget: Option<crate::retry::RetryBudget>,
 }
 
 impl Default for Settings {
@@ -242,15 +337,24 @@ impl Default for Settings {
             sentinel_username: None,
             sentinel_password: None,
             db: 0,
-            response_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_millis(250),
-            read_from: ReadFrom::PreferReplica,
+            timeouts: Timeouts::new(),
             max_replica_lag: None,
             discovery_interval: Duration::from_secs(1),
             rediscovery_interval: Duration::from_millis(50),
             dedicated_pool_size: 8,
-            budget: None,
         }
+    }
+}
+
+impl Settings {
+    /// The longest one discovery run may take: a Sentinel query (in Sentinel mode), then
+    /// `ROLE` on every node, in parallel, each bounded by [`Timeouts::exchange`].
+    pub(crate) fn discovery_run_bound(&self) -> Duration {
+        let steps = match self.source {
+            Source::Static => 1,
+            Source::Sentinel { .. } => 2,
+        };
+        self.timeouts.exchange().saturating_mul(steps)
     }
 }
 

@@ -1,123 +1,373 @@
-//! The error type of the Redis pool.
+//! The error of the Redis pool: an opaque struct with a kind and predicates.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use redis::RedisError;
 
 use crate::error::{Classification, Classify, ConfigError};
+use crate::route::NoPrimary;
 
-/// An error of the Redis pool: a rejected configuration, a failed discovery, or a command that
-/// could not be run.
-///
-/// `Display` describes what the pool was doing; the redis-rs error, when there is one, is the
-/// [`source`](std::error::Error::source). Never contains a password.
+/// What went wrong, as [`Error::kind`] reports it. New kinds may be added.
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The configuration was rejected when the pool was built.
-    #[error("invalid redis pool configuration")]
-    Config(#[from] ConfigError),
-    /// No reachable node reported the `master` role (static discovery), or no sentinel named a
-    /// primary that answers.
-    #[error("no primary found: {0}")]
-    NoPrimary(String),
-    /// A node could not be reached or answered with an error.
-    #[error("redis node {node} failed")]
-    Node {
-        /// `host:port` of the node.
-        node: String,
-        /// What redis-rs reported.
-        #[source]
-        source: RedisError,
-    },
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The configuration was rejected when the pool was built
+    /// ([`Error::config_error`] says which field).
+    Config,
+    /// No node was confirmed as primary (static discovery: none reported the `master` role;
+    /// Sentinel: no sentinel named a primary that answers), within the wait limit.
+    NoPrimary,
+    /// The read policy found no replica to read from
+    /// ([`ReadFrom::ReplicaOnly`](super::ReadFrom::ReplicaOnly) with none usable).
+    NoReplica,
+    /// A node or sentinel could not be reached or answered with an error
+    /// ([`Error::redis_error`]).
+    Node,
     /// A node or sentinel answered something the pool could not understand.
-    #[error("unexpected reply from {node}: {what}")]
-    Protocol {
-        /// `host:port` of the node or sentinel.
-        node: String,
-        /// What was wrong with the reply.
-        what: String,
-    },
-    /// A per-node connection pool (deadpool) failed to hand out a connection.
-    #[error("no dedicated connection to {node}: {reason}")]
-    Dedicated {
-        /// `host:port` of the node.
-        node: String,
-        /// Why (pool closed, timed out, or connection failure).
-        reason: String,
-        /// The redis-rs error, when a connection attempt failed.
-        #[source]
-        source: Option<RedisError>,
-    },
+    Protocol,
+    /// A node's pool of dedicated connections could not hand one out.
+    Dedicated,
     /// The operation did not finish within its time limit.
-    #[error("timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    /// The connection was handed out before a failover and its node changed role since; get a
-    /// new one.
-    #[error("stale connection: the primary changed since this connection was handed out")]
+    Timeout,
+    /// A dedicated connection whose node changed role since it was handed out: get a new one.
     Stale,
-    /// The pool was closed.
-    #[error("the pool is closed")]
-    Closed,
+}
+
+/// An error of the Redis pool: a rejected configuration, no confirmed primary, no replica for
+/// a read, or a node that failed.
+///
+/// Opaque: ask [`kind`](Self::kind) or the `is_*` predicates. `Display` describes what the pool
+/// was doing; the redis-rs error, when there is one, is the [`source`](StdError::source). Never
+/// contains a password.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use switchover::redis::SplitPool;
+///
+/// match SplitPool::builder().nodes(["10.0.0.1:6379"]).build().await {
+///     Ok(_pool) => {}
+///     Err(e) if e.is_config() => eprintln!("fix the settings: {e}"),
+///     Err(e) if e.is_no_primary() => eprintln!("{e}"), // says what each node answered
+///     Err(e) => eprintln!("failed: {e}"),
+/// }
+/// # }
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    /// `host:port` of the node or sentinel concerned.
+    node: Option<String>,
+    /// What was wrong, in this layer's words.
+    what: Option<String>,
+    /// The time limit that ran out.
+    limit: Option<Duration>,
+    cause: Cause,
+}
+
+enum Cause {
+    None,
+    Config(ConfigError),
+    Redis(RedisError),
+    NoPrimary(NoPrimary),
 }
 
 impl Error {
-    pub(crate) fn node(node: &str, source: RedisError) -> Self {
-        Error::Node {
-            node: node.to_owned(),
-            source,
+    fn new(kind: ErrorKind) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                node: None,
+                what: None,
+                limit: None,
+                cause: Cause::None,
+            }),
         }
     }
 
+    fn at(mut self, node: &str) -> Self {
+        self.inner.node = Some(node.to_owned());
+        self
+    }
+
+    fn what(mut self, what: impl Into<String>) -> Self {
+        self.inner.what = Some(what.into());
+        self
+    }
+
+    fn cause(mut self, cause: Cause) -> Self {
+        self.inner.cause = cause;
+        self
+    }
+
+    pub(crate) fn node(node: &str, source: RedisError) -> Self {
+        Error::new(ErrorKind::Node)
+            .at(node)
+            .cause(Cause::Redis(source))
+    }
+
     pub(crate) fn protocol(node: &str, what: impl Into<String>) -> Self {
-        Error::Protocol {
-            node: node.to_owned(),
-            what: what.into(),
+        Error::new(ErrorKind::Protocol).at(node).what(what)
+    }
+
+    pub(crate) fn no_primary(e: NoPrimary) -> Self {
+        Error::new(ErrorKind::NoPrimary).cause(Cause::NoPrimary(e))
+    }
+
+    pub(crate) fn no_replica() -> Self {
+        Error::new(ErrorKind::NoReplica)
+    }
+
+    pub(crate) fn dedicated(
+        node: &str,
+        reason: impl Into<String>,
+        source: Option<RedisError>,
+    ) -> Self {
+        let e = Error::new(ErrorKind::Dedicated).at(node).what(reason);
+        match source {
+            Some(s) => e.cause(Cause::Redis(s)),
+            None => e,
+        }
+    }
+
+    pub(crate) fn timeout(limit: Duration) -> Self {
+        let mut e = Error::new(ErrorKind::Timeout);
+        e.inner.limit = Some(limit);
+        e
+    }
+
+    pub(crate) fn stale() -> Self {
+        Error::new(ErrorKind::Stale)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// `true` for a configuration rejected by [`build`](super::SplitPoolBuilder::build).
+    pub fn is_config(&self) -> bool {
+        self.inner.kind == ErrorKind::Config
+    }
+
+    /// `true` when no primary was confirmed.
+    pub fn is_no_primary(&self) -> bool {
+        self.inner.kind == ErrorKind::NoPrimary
+    }
+
+    /// `true` when the read policy found no replica.
+    pub fn is_no_replica(&self) -> bool {
+        self.inner.kind == ErrorKind::NoReplica
+    }
+
+    /// `true` when a time limit ran out (the pool's own, or redis-rs's response timeout).
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+            || matches!(&self.inner.cause, Cause::Redis(e) if e.is_timeout())
+    }
+
+    /// `true` for a dedicated connection whose node changed role.
+    pub fn is_stale(&self) -> bool {
+        self.inner.kind == ErrorKind::Stale
+    }
+
+    /// `host:port` of the node or sentinel concerned, when one is.
+    pub fn node_addr(&self) -> Option<&str> {
+        self.inner.node.as_deref()
+    }
+
+    /// The configuration error (its [`field`](ConfigError::field) names the setting).
+    pub fn config_error(&self) -> Option<&ConfigError> {
+        match &self.inner.cause {
+            Cause::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The redis-rs error of the node, when there is one.
+    pub fn redis_error(&self) -> Option<&RedisError> {
+        match &self.inner.cause {
+            Cause::Redis(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// How long the caller waited for a primary (for [`ErrorKind::NoPrimary`]).
+    pub fn waited(&self) -> Option<Duration> {
+        match &self.inner.cause {
+            Cause::NoPrimary(e) => e.waited(),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::new(ErrorKind::Config).cause(Cause::Config(e))
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(n) = &self.inner.node {
+            d.field("node", n);
+        }
+        if let Some(w) = &self.inner.what {
+            d.field("what", w);
+        }
+        match &self.inner.cause {
+            Cause::None => {}
+            Cause::Config(e) => {
+                d.field("cause", e);
+            }
+            Cause::Redis(e) => {
+                d.field("cause", e);
+            }
+            Cause::NoPrimary(e) => {
+                d.field("cause", e);
+            }
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        let node = i.node.as_deref().unwrap_or("?");
+        let what = i.what.as_deref().unwrap_or("");
+        match (&i.kind, &i.cause) {
+            (ErrorKind::Config, _) => f.write_str("invalid redis pool configuration"),
+            // The core's words say it all: what discovery found instead, and the time waited.
+            (ErrorKind::NoPrimary, Cause::NoPrimary(e)) => fmt::Display::fmt(e, f),
+            (ErrorKind::NoPrimary, _) => f.write_str("no primary confirmed"),
+            (ErrorKind::NoReplica, _) => {
+                f.write_str("no replica available for a read (the read policy refused)")
+            }
+            (ErrorKind::Node, _) => write!(f, "redis node {node} failed"),
+            (ErrorKind::Protocol, _) => write!(f, "unexpected reply from {node}: {what}"),
+            (ErrorKind::Dedicated, _) => write!(f, "no dedicated connection to {node}: {what}"),
+            (ErrorKind::Timeout, _) => match i.limit {
+                Some(d) => write!(f, "timed out after {d:?}"),
+                None => f.write_str("timed out"),
+            },
+            (ErrorKind::Stale, _) => f.write_str(
+                "stale connection: the node changed role since this connection was handed out",
+            ),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.inner.cause {
+            Cause::Config(e) => Some(e),
+            Cause::Redis(e) => Some(e),
+            Cause::None | Cause::NoPrimary(_) => None,
         }
     }
 }
 
 impl Classify for Error {
-    /// Configuration errors and a closed pool are permanent; a missing primary, a stale
-    /// connection and an unreadable reply are transient; a node error is classified by its
-    /// redis-rs error; a timeout may have executed.
+    /// A rejected configuration is permanent; no primary is as [`NoPrimary`] says (transient
+    /// and not executed, permanent for a rejected login); no replica and a stale connection are
+    /// transient and surely not executed; a node error is classified by its redis-rs error; a
+    /// dedicated connection that could not be made ran nothing; a timeout or an unreadable
+    /// reply may have executed.
     fn classify(&self) -> Classification {
-        match self {
-            Error::Config(_) | Error::Closed => Classification::permanent(),
-            Error::NoPrimary(_) | Error::Stale => Classification::transient().not_executed(),
-            Error::Node { source, .. } => source.classify(),
-            Error::Dedicated { source, .. } => {
-                source
-                    .as_ref()
-                    .map_or(Classification::transient().not_executed(), |s| {
-                        // A connection that could not be made ran nothing.
-                        s.classify().not_executed()
-                    })
+        match (&self.inner.kind, &self.inner.cause) {
+            (ErrorKind::Config, _) => Classification::permanent(),
+            (ErrorKind::NoPrimary, Cause::NoPrimary(e)) => e.classify(),
+            (ErrorKind::NoPrimary | ErrorKind::NoReplica | ErrorKind::Stale, _) => {
+                Classification::transient().not_executed()
             }
-            Error::Protocol { .. } | Error::Timeout(_) => Classification::transient(),
+            (ErrorKind::Dedicated, Cause::Redis(e)) => e.classify().not_executed(),
+            (ErrorKind::Dedicated, _) => Classification::transient().not_executed(),
+            (_, Cause::Redis(e)) => e.classify(),
+            _ => Classification::transient(),
         }
     }
 }
 
 /// The pool's own failures, handed to redis-rs callers ([`ConnectionLike`]) as I/O errors whose
 /// kind keeps the classification: `ConnectionRefused` for what surely did not run (no primary,
-/// stale connection), `TimedOut` for a timeout; the message is this error's.
+/// no replica, a stale connection), `TimedOut` for a timeout; the message is this error's. A
+/// node's redis-rs error is handed back as it is.
 ///
 /// [`ConnectionLike`]: redis::aio::ConnectionLike
 impl From<Error> for RedisError {
     fn from(err: Error) -> Self {
-        match err {
-            Error::Node { source, .. } => source,
-            Error::Dedicated {
-                source: Some(source),
-                ..
-            } => source,
-            Error::Timeout(_) => RedisError::from(io::Error::new(io::ErrorKind::TimedOut, err)),
-            Error::Protocol { .. } => RedisError::from(io::Error::other(err)),
-            Error::Config(_) | Error::Closed => {
-                RedisError::from(io::Error::new(io::ErrorKind::Unsupported, err))
+        let kind = match err.inner.kind {
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::Protocol => io::ErrorKind::Other,
+            ErrorKind::Config => io::ErrorKind::Unsupported,
+            _ => io::ErrorKind::ConnectionRefused,
+        };
+        let Inner {
+            kind: k,
+            node,
+            what,
+            limit,
+            cause,
+        } = *err.inner;
+        match cause {
+            Cause::Redis(source) => source,
+            cause => {
+                let err = Error {
+                    inner: Box::new(Inner {
+                        kind: k,
+                        node,
+                        what,
+                        limit,
+                        cause,
+                    }),
+                };
+                RedisError::from(io::Error::new(kind, err))
             }
-            other => RedisError::from(io::Error::new(io::ErrorKind::ConnectionRefused, other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorClass, Execution};
+
+    #[test]
+    fn no_primary_says_why_and_how_long_and_stays_not_executed_for_redis_callers() {
+        let e = Error::no_primary(NoPrimary::new("a: replica of b; b: unreachable"));
+        assert!(e.is_no_primary());
+        assert_eq!(e.kind(), ErrorKind::NoPrimary);
+        assert_eq!(
+            e.to_string(),
+            "no primary confirmed: a: replica of b; b: unreachable"
+        );
+        let c = e.classify();
+        assert_eq!(
+            (c.class(), c.execution()),
+            (ErrorClass::Transient, Execution::NotExecuted)
+        );
+        let r = RedisError::from(e);
+        assert!(r.is_connection_refusal(), "{r}");
+        assert!(r.to_string().contains("b: unreachable"), "{r}");
+        assert_eq!(r.classify().execution(), Execution::NotExecuted);
+    }
+
+    #[test]
+    fn a_node_error_keeps_the_redis_error_as_its_source() {
+        let io = RedisError::from(io::Error::from(io::ErrorKind::TimedOut));
+        let e = Error::node("10.0.0.1:6379", io);
+        assert!(e.is_timeout());
+        assert_eq!(e.node_addr(), Some("10.0.0.1:6379"));
+        assert_eq!(e.to_string(), "redis node 10.0.0.1:6379 failed");
+        assert!(e.source().is_some());
+        assert!(RedisError::from(e).is_timeout());
     }
 }

@@ -1,4 +1,5 @@
-//! Reading `ROLE` and Sentinel replies, and choosing a primary from what the nodes say.
+//! Parsers of the replies discovery reads: `ROLE`, `SENTINEL GET-MASTER-ADDR-BY-NAME`,
+//! `SENTINEL REPLICAS` and the `+switch-master` message.
 
 use redis::Value;
 
@@ -153,28 +154,6 @@ pub(crate) fn parse_switch_master(payload: &str, master: &str) -> Option<NodeAdd
     }
 }
 
-/// Chooses the primary among the nodes that claim the `master` role.
-///
-/// `claims` holds, for each node that answered `master`, its address, its offset and how many
-/// of the answering replicas follow it. `preferred` (the sentinels' choice) wins when it is
-/// among the claimants; otherwise the node most replicas follow, then the highest offset, then
-/// `current` (no switch without a reason).
-pub(crate) fn choose_primary(
-    claims: &[(NodeAddr, i64, usize)],
-    preferred: Option<&NodeAddr>,
-    current: Option<&NodeAddr>,
-) -> Option<NodeAddr> {
-    if let Some(p) = preferred
-        && claims.iter().any(|(a, _, _)| a == p)
-    {
-        return Some(p.clone());
-    }
-    claims
-        .iter()
-        .max_by_key(|(a, offset, followers)| (*followers, *offset, Some(a) == current))
-        .map(|(a, _, _)| a.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,21 +244,5 @@ mod tests {
             Some(NodeAddr::new("10.0.0.2", 6380).unwrap())
         );
         assert_eq!(parse_switch_master("other 1 2 3 4", "mymaster"), None);
-    }
-
-    #[test]
-    fn chooses_the_primary() {
-        let a = NodeAddr::new("a", 1).unwrap();
-        let b = NodeAddr::new("b", 1).unwrap();
-        // The node replicas follow wins over a lone restarted node with a higher offset.
-        let claims = [(a.clone(), 500, 0), (b.clone(), 100, 2)];
-        assert_eq!(choose_primary(&claims, None, Some(&a)), Some(b.clone()));
-        // The sentinels' choice wins when it claims the role.
-        assert_eq!(choose_primary(&claims, Some(&a), None), Some(a.clone()));
-        // Ties keep the current primary.
-        let tie = [(a.clone(), 1, 0), (b.clone(), 1, 0)];
-        assert_eq!(choose_primary(&tie, None, Some(&a)), Some(a.clone()));
-        assert_eq!(choose_primary(&tie, None, Some(&b)), Some(b));
-        assert_eq!(choose_primary(&[], None, Some(&a)), None);
     }
 }

@@ -1,0 +1,391 @@
+//! One command or pipeline through the core's runner ([`Router::call`]): where each attempt
+//! goes (writes to the confirmed primary, reads where the read policy says), what a reply means
+//! (a failover-class error reply, a pipeline that partly ran), and how each failure is
+//! classified for the retry decision and the node's health.
+//!
+//! [`Router::call`]: crate::route::Router::call
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use redis::{ErrorKind, Pipeline, RedisError, RedisResult, Value};
+use tokio::time::Instant;
+
+use super::backend::Backend;
+use super::classify::is_readonly;
+use super::command::{Route, route_cmd};
+use super::error::Error;
+use super::node::{Node, NodeId};
+use super::pool::Inner;
+use super::session::Session;
+use crate::error::{Classification, Classify, Execution};
+use crate::health::{Endpoint, Role};
+use crate::route::{Attempt, NoPrimary, ReadCandidates, ReadPolicy, RouteError};
+
+/// A reply that may carry a server error the pool should act on.
+pub(crate) trait Reply {
+    /// The first error reply that means "retry elsewhere or later" (`READONLY`, `LOADING`,
+    /// `MASTERDOWN`, `BUSY`, ...), as an error.
+    fn failover_error(&self) -> Option<RedisError>;
+
+    /// `true` when a command that is not a read ran (answered without an error): repeating
+    /// the request would run it again.
+    fn ran_a_non_read(&self) -> bool {
+        false
+    }
+}
+
+impl Reply for Value {
+    #[inline]
+    fn failover_error(&self) -> Option<RedisError> {
+        match self {
+            Value::ServerError(e) => {
+                let err = RedisError::from(e.clone());
+                let c = err.classify();
+                (c.class().is_retryable() && c.execution() == Execution::NotExecuted).then_some(err)
+            }
+            // Inside an array (a script's result, an `EXEC` reply) only `READONLY` counts.
+            Value::Array(items) => items.iter().find_map(readonly_value),
+            _ => None,
+        }
+    }
+}
+
+fn readonly_value(v: &Value) -> Option<RedisError> {
+    match v {
+        Value::ServerError(e) => {
+            let err = RedisError::from(e.clone());
+            is_readonly(&err).then_some(err)
+        }
+        _ => None,
+    }
+}
+
+/// The replies to a pipeline, with the pipeline they answer.
+pub(crate) struct PipelineReply<'a> {
+    pub(crate) values: Vec<Value>,
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) offset: usize,
+}
+
+impl Reply for PipelineReply<'_> {
+    fn failover_error(&self) -> Option<RedisError> {
+        // A pipeline sent to a demoted primary: its writes were refused (its reads ran, and
+        // are harmless to repeat).
+        self.values.iter().find_map(readonly_value)
+    }
+
+    fn ran_a_non_read(&self) -> bool {
+        // Reply `i` answers command `offset + i` (a transaction's single `EXEC` reply answers
+        // no command here: it ran all or nothing).
+        self.values
+            .iter()
+            .zip(self.pipeline.cmd_iter().skip(self.offset))
+            .any(|(v, cmd)| !matches!(v, Value::ServerError(_)) && route_cmd(cmd) != Route::Read)
+    }
+}
+
+/// A failed attempt: the error the caller gets if it is the last, and its classification,
+/// decided where the pool knows whether the request was sent, partly ran, or never left.
+pub(crate) struct AttemptError {
+    pub(crate) err: RedisError,
+    pub(crate) class: Classification,
+}
+
+impl AttemptError {
+    /// The request never reached the node (no connection).
+    fn not_sent(err: RedisError) -> Self {
+        let class = err.classify().not_executed();
+        AttemptError { err, class }
+    }
+
+    /// The request was sent; the error says whether it may have run.
+    fn sent(err: RedisError) -> Self {
+        let class = err.classify();
+        AttemptError { err, class }
+    }
+
+    /// Not sent: the primary moved to `to` since this attempt's endpoint was picked. Retried at
+    /// once, on the new active endpoint.
+    fn moved(to: &NodeId) -> Self {
+        AttemptError {
+            err: RedisError::from(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the primary moved to {to}"),
+            )),
+            class: Classification::transient()
+                .not_executed()
+                .with_retry_after(Duration::ZERO),
+        }
+    }
+
+    /// Not sent: no primary confirmed (the core's reason and the time waited).
+    fn no_primary(e: NoPrimary) -> Self {
+        let class = e.classify();
+        AttemptError {
+            err: Error::no_primary(e).into(),
+            class,
+        }
+    }
+
+    /// Not sent: the read policy refused (no replica). Not the endpoint's fault and nowhere
+    /// else to go: the runner stops at once and records nothing against the node.
+    fn no_replica() -> Self {
+        AttemptError {
+            err: Error::no_replica().into(),
+            class: Classification::permanent(),
+        }
+    }
+
+    fn classification(&self) -> Classification {
+        self.class
+    }
+}
+
+/// The pool's read policy for one call: notes whether it refused, so the attempt the runner
+/// then sends to the active endpoint fails instead of reading from the primary.
+struct Reads<'p> {
+    policy: &'p dyn ReadPolicy<NodeId>,
+    refused: AtomicBool,
+}
+
+impl ReadPolicy<NodeId> for Reads<'_> {
+    #[inline]
+    fn choose<'r>(&self, c: &ReadCandidates<'r, NodeId>) -> Option<&'r Endpoint<NodeId>> {
+        let chosen = self.policy.choose(c);
+        if chosen.is_none() {
+            self.refused.store(true, Relaxed);
+        }
+        chosen
+    }
+}
+
+impl<B: Backend> Inner<B> {
+    /// Runs one command or pipeline (`send` on a node's shared connection): a write (or a
+    /// read-your-writes session's read in its window) on the confirmed primary, a read where
+    /// the read policy says; retried by the runner per the pool's policy.
+    pub(crate) async fn run<T: Reply, F, Fut>(
+        &self,
+        route: Route,
+        idempotent: bool,
+        session: Option<&Session>,
+        send: F,
+    ) -> RedisResult<T>
+    where
+        F: Fn(B::Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        // What the command is decides retry safety and whether it opens a read-your-writes
+        // window; where it runs may differ (a session's read inside its window goes to the
+        // primary, and stays a read).
+        let is_read = route == Route::Read;
+        let idempotent = idempotent || is_read;
+        let result = if !is_read || session.is_some_and(Session::in_window) {
+            self.router
+                .call(&self.retry, |a| self.write_attempt(a, idempotent, &send))
+                .idempotent(idempotent)
+                .maybe_budget(self.budget.as_ref())
+                .classify_with(AttemptError::classification)
+                .run()
+                .await
+        } else {
+            let reads = Reads {
+                policy: &*self.read_policy,
+                refused: AtomicBool::new(false),
+            };
+            let reads = &reads;
+            self.router
+                .call(&self.retry, |a| {
+                    let refused = reads.refused.swap(false, Relaxed);
+                    self.read_attempt(a, refused, &send)
+                })
+                .read(reads)
+                .idempotent(true)
+                .maybe_budget(self.budget.as_ref())
+                .classify_with(AttemptError::classification)
+                .run()
+                .await
+        };
+        match result {
+            Ok(v) => {
+                if !is_read && let Some(s) = session {
+                    s.mark_write();
+                }
+                Ok(v)
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// A write attempt: only on the confirmed primary.
+    async fn write_attempt<T: Reply, F, Fut>(
+        &self,
+        a: Attempt<'_, NodeId>,
+        idempotent: bool,
+        send: &F,
+    ) -> Result<T, AttemptError>
+    where
+        F: Fn(B::Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let ep = a.endpoint();
+        if self.rediscovery.in_doubt() || ep.role() != Role::Primary {
+            self.confirm_primary(ep).await?;
+        }
+        let node = self.node_of(ep)?;
+        self.send_to(&node, idempotent, send).await
+    }
+
+    /// A read attempt, wherever the runner sends it (`refused`: the read policy chose none).
+    async fn read_attempt<T: Reply, F, Fut>(
+        &self,
+        a: Attempt<'_, NodeId>,
+        refused: bool,
+        send: &F,
+    ) -> Result<T, AttemptError>
+    where
+        F: Fn(B::Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let ep = a.endpoint();
+        if refused && ep.role() != Role::Replica {
+            return Err(AttemptError::no_replica());
+        }
+        let node = self.node_of(ep)?;
+        self.send_to(&node, true, send).await
+    }
+
+    fn node_of(&self, ep: &Endpoint<NodeId>) -> Result<super::node::NodeRef<B>, AttemptError> {
+        self.topology.node_of(ep).ok_or_else(|| {
+            AttemptError::no_primary(NoPrimary::new(format!("{:?} is not a known node", ep.id())))
+        })
+    }
+
+    /// Waits, within this attempt, for discovery to confirm a primary: `Ok` when it is `ep`;
+    /// else a not-executed failure (retried at once when the primary moved).
+    #[cold]
+    async fn confirm_primary(&self, ep: &Endpoint<NodeId>) -> Result<(), AttemptError> {
+        match self.within_attempt(self.rediscovery.primary()).await {
+            Ok(Ok(p)) if p.ptr_eq(ep) => Ok(()),
+            Ok(Ok(p)) => Err(AttemptError::moved(p.id())),
+            Ok(Err(e)) => Err(AttemptError::no_primary(e)),
+            Err(waited) => Err(AttemptError::no_primary(NoPrimary::new(format!(
+                "still in doubt when the attempt timeout came (waited {waited:?})"
+            )))),
+        }
+    }
+
+    /// Bounds a wait inside an attempt so that it ends before the policy's attempt timeout: an
+    /// attempt cut by the runner counts as "may have executed", which would stop a write that
+    /// surely did not run. `Err(waited)` when the bound ran out.
+    async fn within_attempt<T>(&self, f: impl Future<Output = T>) -> Result<T, Duration> {
+        match self.attempt_wait {
+            None => Ok(f.await),
+            Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| limit),
+        }
+    }
+
+    /// Sends the request on `node`'s shared connection and reads what the reply means.
+    #[inline]
+    async fn send_to<T: Reply, F, Fut>(
+        &self,
+        node: &Node<B>,
+        idempotent: bool,
+        send: &F,
+    ) -> Result<T, AttemptError>
+    where
+        F: Fn(B::Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (conn_id, conn) = match node.connection(&self.topology.backend).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.after_failure(node, None, &e);
+                return Err(AttemptError::not_sent(e));
+            }
+        };
+        // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
+        // "not here, not now" become errors so that they are retried.
+        match send(conn).await {
+            Ok(v) => match v.failover_error() {
+                None => Ok(v),
+                Some(e) => Err(self.refused(node, e, v.ran_a_non_read(), idempotent).await),
+            },
+            Err(e) => {
+                self.after_failure(node, Some(conn_id), &e);
+                Err(AttemptError::sent(e))
+            }
+        }
+    }
+
+    /// A failover-class error reply (`READONLY`, `LOADING`, `BUSY`, ...). After `READONLY` the
+    /// attempt waits for discovery to name the new primary, so the retry goes there at once.
+    #[cold]
+    async fn refused(
+        &self,
+        node: &Node<B>,
+        e: RedisError,
+        partly_ran: bool,
+        idempotent: bool,
+    ) -> AttemptError {
+        self.after_failure(node, None, &e);
+        // A pipeline whose writes were refused after other commands with effects ran: retried
+        // only when the caller declared it idempotent.
+        let mut class = if partly_ran {
+            Classification::transient()
+        } else {
+            e.classify()
+        };
+        if is_readonly(&e) && class.is_retry_safe(idempotent) {
+            let seen = Instant::now();
+            let found = self
+                .within_attempt(self.rediscovery.rediscover_after(seen))
+                .await;
+            let moved = !self.router.active().endpoint().ptr_eq(&node.endpoint);
+            if matches!(found, Ok(Ok(_))) && moved {
+                class = class.with_retry_after(Duration::ZERO);
+            }
+        }
+        AttemptError { err: e, class }
+    }
+
+    /// Drops a broken connection and puts the primary in doubt when the failure says it may
+    /// no longer be one (`READONLY`, or a failure of the primary that counts against it).
+    fn after_failure(&self, node: &Node<B>, conn_id: Option<u64>, e: &RedisError) {
+        if (e.kind() == ErrorKind::Io || e.is_timeout() || e.is_connection_dropped())
+            && let Some(id) = conn_id
+        {
+            node.drop_connection(id);
+        }
+        let readonly = is_readonly(e);
+        if readonly
+            || (node.endpoint.role() == Role::Primary && e.classify().counts_against_endpoint())
+        {
+            tracing::debug!(
+                target: "switchover::redis",
+                node = %node.name,
+                readonly,
+                error = %e,
+                "primary in doubt"
+            );
+            self.rediscovery.suspect();
+        }
+    }
+}
+
+/// The caller's error for a call the runner gave up on: the last attempt's, or a timeout when
+/// the last attempt was cut.
+fn failed(e: RouteError<NodeId, AttemptError>) -> RedisError {
+    tracing::debug!(target: "switchover::redis", reason = %e.reason(), attempts = e.attempts(), "command failed");
+    let timed_out = e.timed_out();
+    match e.into_last_error() {
+        Some(a) if !timed_out => a.err,
+        Some(a) => RedisError::from(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("timed out (the last error before: {})", a.err),
+        )),
+        None => RedisError::from(io::Error::from(io::ErrorKind::TimedOut)),
+    }
+}

@@ -1,0 +1,516 @@
+//! [`SplitPoolBuilder`]: every knob of a pool, its default, and the validation done before any
+//! connection is made.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::backend::RedisIo;
+use super::config::{NodeAddr, ReadFrom, Secret, Settings, Source, Timeouts, check_duration};
+use super::error::Error;
+use super::node::NodeId;
+use super::pool::{Parts, SplitPool};
+use crate::error::ConfigError;
+use crate::health::{HealthTracker, HealthTrackerBuilder};
+use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
+use crate::route::{PreferReplica, PrimaryOnly, ReadPolicy, ReplicaOnly};
+
+/// The default retry policy of a pool: 40 attempts within a 10 s deadline, exponential backoff
+/// from 10 ms to 250 ms with full jitter. Long enough to ride out a Sentinel failover
+/// (`down-after-milliseconds` plus election), short waits so that writes resume soon after the
+/// new primary is confirmed.
+pub fn default_retry_policy() -> RetryPolicy {
+    let backoff = ExponentialBackoff::builder()
+        .base(Duration::from_millis(10))
+        .cap(Duration::from_millis(250))
+        .jitter(Jitter::Full)
+        .build()
+        .unwrap_or_default();
+    RetryPolicy::builder()
+        .max_attempts(40)
+        .deadline(Duration::from_secs(10))
+        .backoff(backoff)
+        .build()
+        .unwrap_or_default()
+}
+
+/// Tunes a pool's health tracker (see [`SplitPoolBuilder::health`]).
+type HealthCustomizer =
+    Box<dyn FnOnce(HealthTrackerBuilder<NodeId>) -> HealthTrackerBuilder<NodeId> + Send>;
+
+/// Builder of [`SplitPool`], made by [`SplitPool::builder`]. Everything is validated by
+/// [`build`](Self::build) before any connection is made.
+///
+/// | knob | default | what it sets |
+/// |---|---|---|
+/// | [`nodes`](Self::nodes) / [`sentinels`](Self::sentinels) + [`master_name`](Self::master_name) | — (one of them is required) | where the nodes are |
+/// | [`username`](Self::username), [`password`](Self::password) | none | credentials of the data nodes |
+/// | [`sentinel_username`](Self::sentinel_username), [`sentinel_password`](Self::sentinel_password) | none | credentials of the sentinels |
+/// | [`db`](Self::db) | 0 | the database |
+/// | [`timeouts`](Self::timeouts) | connect 250 ms, response 1 s | see [`Timeouts`] |
+/// | [`read_from`](Self::read_from) / [`read_policy`](Self::read_policy) | [`ReadFrom::PreferReplica`] | where reads go |
+/// | [`max_replica_lag`](Self::max_replica_lag) | no bound | replicas further behind serve no reads |
+/// | [`discovery_interval`](Self::discovery_interval) | 1 s | discovery while the primary is confirmed (a backstop) |
+/// | [`rediscovery_interval`](Self::rediscovery_interval) | 50 ms | discovery while the primary is in doubt; the least gap between runs |
+/// | [`retry_policy`](Self::retry_policy) | [`default_retry_policy`] | retries of every command |
+/// | [`budget`](Self::budget) | none | a shared retry budget |
+/// | [`health`](Self::health) | [`HealthTracker::builder`]'s defaults | the nodes' health tracking |
+/// | [`dedicated_pool_size`](Self::dedicated_pool_size) | 8 | dedicated connections per node |
+///
+/// A write whose primary is in doubt waits for discovery up to the **wait limit**: one full
+/// discovery run (the connect plus the response timeout for `ROLE`; twice that with Sentinel,
+/// which is asked first) plus the rediscovery interval, so that it sees the outcome of a run
+/// that started after its doubt. Then it fails (surely not executed) and the retry policy
+/// decides whether to wait again.
+#[must_use]
+pub struct SplitPoolBuilder {
+    nodes: Vec<String>,
+    sentinels: Vec<String>,
+    master: Option<String>,
+    settings: Settings,
+    retry: Option<RetryPolicy>,
+    budget: Option<RetryBudget>,
+    read_policy: Option<Box<dyn ReadPolicy<NodeId>>>,
+    health: Option<HealthCustomizer>,
+}
+
+impl fmt::Debug for SplitPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |list: &[String]| list.iter().map(|n| redact(n)).collect::<Vec<_>>();
+        f.debug_struct("SplitPoolBuilder")
+            .field("nodes", &redacted(&self.nodes))
+            .field("sentinels", &redacted(&self.sentinels))
+            .field("master", &self.master)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact(s: &str) -> String {
+    match NodeAddr::parse(s) {
+        Ok(a) => a.to_string(),
+        Err(_) => "<unparsable>".to_owned(),
+    }
+}
+
+impl SplitPool {
+    /// A builder with the defaults listed on [`SplitPoolBuilder`].
+    pub fn builder() -> SplitPoolBuilder {
+        SplitPoolBuilder {
+            nodes: Vec::new(),
+            sentinels: Vec::new(),
+            master: None,
+            settings: Settings::default(),
+            retry: None,
+            budget: None,
+            read_policy: None,
+            health: None,
+        }
+    }
+}
+
+impl SplitPoolBuilder {
+    /// The nodes (`host:port` or `redis://[user:password@]host:port`) of a static topology.
+    /// Their roles are discovered with `ROLE`; the order does not matter.
+    pub fn nodes<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
+        self.nodes.extend(nodes.into_iter().map(Into::into));
+        self
+    }
+
+    /// The sentinels (`host:port`) to ask for the primary and replicas of
+    /// [`master_name`](Self::master_name).
+    pub fn sentinels<S: Into<String>>(mut self, sentinels: impl IntoIterator<Item = S>) -> Self {
+        self.sentinels.extend(sentinels.into_iter().map(Into::into));
+        self
+    }
+
+    /// The name the sentinels monitor (required with [`sentinels`](Self::sentinels)).
+    pub fn master_name(mut self, name: impl Into<String>) -> Self {
+        self.master = Some(name.into());
+        self
+    }
+
+    /// The ACL user of the data nodes.
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.settings.username = Some(username.into());
+        self
+    }
+
+    /// The password of the data nodes. Never shown in `Debug`, errors or logs.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.settings.password = Some(Secret(password.into()));
+        self
+    }
+
+    /// The ACL user of the sentinels.
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.settings.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// The password of the sentinels. Never shown.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.settings.sentinel_password = Some(Secret(password.into()));
+        self
+    }
+
+    /// The database (0 to 65 535).
+    pub fn db(mut self, db: i64) -> Self {
+        self.settings.db = db;
+        self
+    }
+
+    /// How long the pool waits for a node: to connect, and for each reply.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.settings.timeouts = timeouts;
+        self
+    }
+
+    /// Where reads go, from the built-in choices. With
+    /// [`ReplicaOnly`](ReadFrom::ReplicaOnly) and no replica usable, a read fails at once
+    /// ([`is_no_replica`](Error::is_no_replica); surely not executed).
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_policy = Some(match read_from {
+            ReadFrom::Primary => Box::new(PrimaryOnly),
+            ReadFrom::ReplicaOnly => Box::new(ReplicaOnly::new()),
+            _ => Box::new(PreferReplica::new()),
+        });
+        self
+    }
+
+    /// Where reads go, by any [`ReadPolicy`] of the router (for example
+    /// [`LowestLatency`](crate::route::LowestLatency), which sees every command's latency). A
+    /// policy that chooses no endpoint makes the read fail at once, as with
+    /// [`ReadFrom::ReplicaOnly`].
+    pub fn read_policy(mut self, policy: impl ReadPolicy<NodeId> + 'static) -> Self {
+        self.read_policy = Some(Box::new(policy));
+        self
+    }
+
+    /// Skips replicas more than `bytes` of replication stream behind the primary, as of the last
+    /// discovery.
+    pub fn max_replica_lag(mut self, bytes: u64) -> Self {
+        self.settings.max_replica_lag = Some(bytes);
+        self
+    }
+
+    /// How often discovery runs while the primary is confirmed: a backstop against a missed
+    /// failover signal.
+    pub fn discovery_interval(mut self, interval: Duration) -> Self {
+        self.settings.discovery_interval = interval;
+        self
+    }
+
+    /// How often discovery runs while the primary is in doubt, and the shortest time between
+    /// two runs (a burst of doubts costs one run). Not above the discovery interval.
+    pub fn rediscovery_interval(mut self, interval: Duration) -> Self {
+        self.settings.rediscovery_interval = interval;
+        self
+    }
+
+    /// The retry policy of every command: the core's runner makes at most `max_attempts`
+    /// attempts within the policy's deadline, each on the endpoint it picks at that moment. Its
+    /// backoff is also used between Sentinel reconnects. An attempt timeout, if you set one,
+    /// should exceed the response timeout (a write in doubt waits for discovery within its
+    /// attempt, up to the attempt timeout).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// A shared retry budget that every retry of the pool's commands draws from. Successes
+    /// refill it.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Tunes the health tracker of the nodes, e.g.
+    /// `.health(|h| h.failure_threshold(5).ejection_base(Duration::from_secs(2)))`. The pool
+    /// adds the endpoints itself.
+    pub fn health(
+        mut self,
+        customize: impl FnOnce(HealthTrackerBuilder<NodeId>) -> HealthTrackerBuilder<NodeId>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(customize));
+        self
+    }
+
+    /// The most dedicated connections per node (at least 1).
+    pub fn dedicated_pool_size(mut self, size: usize) -> Self {
+        self.settings.dedicated_pool_size = size;
+        self
+    }
+
+    /// Checks every setting; returns the pool's parts, with the nodes of a static topology.
+    fn validate(mut self) -> Result<Parts<RedisIo>, ConfigError> {
+        let initial = self.validate_source()?;
+        self.validate_settings()?;
+        let mut tracker = HealthTracker::builder();
+        if let Some(customize) = self.health {
+            tracker = customize(tracker);
+        }
+        Ok(Parts {
+            backend: RedisIo::new(&self.settings),
+            settings: self.settings,
+            retry: self.retry.unwrap_or_else(default_retry_policy),
+            budget: self.budget,
+            read_policy: self
+                .read_policy
+                .unwrap_or_else(|| Box::new(PreferReplica::new())),
+            tracker: tracker.build()?,
+            initial,
+        })
+    }
+
+    /// Nodes or sentinels (one of them), their addresses and the credentials they carry.
+    fn validate_source(&mut self) -> Result<Vec<NodeAddr>, ConfigError> {
+        let s = &mut self.settings;
+        match (self.nodes.is_empty(), self.sentinels.is_empty()) {
+            (false, false) => Err(ConfigError::new(
+                "nodes",
+                "give either nodes or sentinels, not both",
+            )),
+            (true, true) => Err(ConfigError::new("nodes", "no nodes and no sentinels given")),
+            (true, false) => {
+                let master = self
+                    .master
+                    .clone()
+                    .filter(|m| !m.trim().is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "master_name",
+                            "Sentinel needs the name of the monitored master",
+                        )
+                    })?;
+                let mut sentinels = Vec::new();
+                for raw in &self.sentinels {
+                    let (addr, creds) = NodeAddr::parse_with_credentials(raw, "sentinels")?;
+                    if creds.password.is_some() && s.sentinel_password.is_none() {
+                        s.sentinel_password = creds.password;
+                    }
+                    sentinels.push(addr);
+                }
+                s.source = Source::Sentinel { sentinels, master };
+                Ok(Vec::new())
+            }
+            (false, true) => {
+                if self.master.is_some() {
+                    return Err(ConfigError::new(
+                        "master_name",
+                        "a master name needs sentinels",
+                    ));
+                }
+                let mut initial = Vec::new();
+                for raw in &self.nodes {
+                    let (addr, creds) = NodeAddr::parse_with_credentials(raw, "nodes")?;
+                    if creds.password.is_some() && s.password.is_none() {
+                        s.password = creds.password;
+                    }
+                    if creds.username.is_some() && s.username.is_none() {
+                        s.username = creds.username;
+                    }
+                    if !initial.contains(&addr) {
+                        initial.push(addr);
+                    }
+                }
+                s.source = Source::Static;
+                Ok(initial)
+            }
+        }
+    }
+
+    /// Timeouts, intervals, database number, pool size.
+    fn validate_settings(&self) -> Result<(), ConfigError> {
+        let s = &self.settings;
+        s.timeouts.validate()?;
+        check_duration("discovery_interval", s.discovery_interval)?;
+        check_duration("rediscovery_interval", s.rediscovery_interval)?;
+        if s.rediscovery_interval > s.discovery_interval {
+            return Err(ConfigError::new(
+                "rediscovery_interval",
+                "must not exceed discovery_interval",
+            ));
+        }
+        if !(0..=65_535).contains(&s.db) {
+            return Err(ConfigError::new(
+                "db",
+                format!("{} is not a database number", s.db),
+            ));
+        }
+        if s.dedicated_pool_size == 0 {
+            return Err(ConfigError::new(
+                "dedicated_pool_size",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates the settings, finds the nodes (asking the sentinels in Sentinel mode), waits
+    /// for discovery to confirm a primary and starts the background tasks (which need a Tokio
+    /// runtime with the time driver).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](super::ErrorKind::Config) for bad input (no nodes and no
+    /// sentinels, both, an unparsable address, Sentinel without a master name, a zero or
+    /// inverted timeout, a bad database number, a bad health setting);
+    /// [`ErrorKind::NoPrimary`](super::ErrorKind::NoPrimary) when no node confirms the master
+    /// role within the wait limit (at once for a rejected login); a sentinel's error when none
+    /// answers.
+    pub async fn build(self) -> Result<SplitPool, Error> {
+        let mut parts = self.validate()?;
+        if let Source::Sentinel { sentinels, master } = &parts.settings.source {
+            // Seed the node list from the sentinels; discovery keeps it current.
+            parts.initial = super::sentinel::seed(&parts.backend, sentinels, master).await?;
+        }
+        SplitPool::start(parts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(b: SplitPoolBuilder) -> &'static str {
+        match b.validate() {
+            Err(e) => e.field(),
+            Ok(_) => "accepted",
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_at_build() {
+        assert_eq!(field(SplitPool::builder()), "nodes");
+        assert_eq!(field(SplitPool::builder().nodes(["nonsense"])), "nodes");
+        assert_eq!(
+            field(SplitPool::builder().sentinels(["127.0.0.1:26379"])),
+            "master_name"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .sentinels(["127.0.0.1:26379"])
+                    .master_name(" ")
+            ),
+            "master_name"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .sentinels(["127.0.0.1:2"])
+                    .master_name("m")
+            ),
+            "nodes"
+        );
+        assert_eq!(
+            field(SplitPool::builder().nodes(["127.0.0.1:1"]).master_name("m")),
+            "master_name"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .timeouts(Timeouts::new().response(Duration::ZERO))
+            ),
+            "response_timeout"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .timeouts(Timeouts::new().connect(Duration::from_secs(2)))
+            ),
+            "connect_timeout"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .rediscovery_interval(Duration::from_secs(2))
+            ),
+            "rediscovery_interval"
+        );
+        assert_eq!(
+            field(SplitPool::builder().nodes(["127.0.0.1:1"]).db(-1)),
+            "db"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .dedicated_pool_size(0)
+            ),
+            "dedicated_pool_size"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .nodes(["127.0.0.1:1"])
+                    .health(|h| h.failure_threshold(0))
+            ),
+            "failure_threshold"
+        );
+        assert_eq!(
+            field(SplitPool::builder().nodes(["127.0.0.1:1", "127.0.0.1:2"])),
+            "accepted"
+        );
+        assert_eq!(
+            field(
+                SplitPool::builder()
+                    .sentinels(["127.0.0.1:26379"])
+                    .master_name("m")
+            ),
+            "accepted"
+        );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_and_errors() {
+        let b = SplitPool::builder()
+            .nodes(["redis://app:hunter2@127.0.0.1:6379"])
+            .password("s3cret-pw")
+            .sentinel_password("other-pw");
+        let shown = format!("{b:?}");
+        assert!(
+            !shown.contains("hunter2")
+                && !shown.contains("s3cret-pw")
+                && !shown.contains("other-pw"),
+            "{shown}"
+        );
+        let err = SplitPool::builder()
+            .nodes(["redis://app:hunter2@nohost"])
+            .validate()
+            .err()
+            .unwrap();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn health_settings_are_validated_before_any_connection() {
+        // Port 1 never answers: the error must come from validation, not from a connect.
+        let err = SplitPool::builder()
+            .nodes(["127.0.0.1:1"])
+            .health(|h| h.failure_threshold(0))
+            .build()
+            .await
+            .err()
+            .unwrap();
+        assert!(err.is_config(), "expected a configuration error, got {err}");
+        assert_eq!(
+            err.config_error().map(ConfigError::field),
+            Some("failure_threshold")
+        );
+    }
+
+    #[test]
+    fn default_retry_policy_rides_out_a_failover() {
+        let p = default_retry_policy();
+        assert_eq!(p.deadline(), Some(Duration::from_secs(10)));
+        assert_eq!(p.max_attempts(), 40);
+        assert_eq!(p.backoff().cap(), Duration::from_millis(250));
+    }
+}

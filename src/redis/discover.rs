@@ -1,0 +1,319 @@
+//! The protocol part of finding the primary, behind the core's [`Discover`]: ask the sentinels
+//! (in Sentinel mode), then `ROLE` on every node; record each node's role, health, link and
+//! lag; choose the primary. The core's [`Rediscovery`](crate::route::Rediscovery) does the rest
+//! (single flight, waiting, readmit, switch).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::{ErrorKind, Value};
+use tokio::time::Instant;
+
+use super::backend::Backend;
+use super::config::{NodeAddr, Source};
+use super::error::Error;
+use super::node::{Node, NodeId, NodeRef};
+use super::reply::{RoleReply, parse_role};
+use super::topology::Topology;
+use crate::health::{HealthState, ProbeResult, Role};
+use crate::route::{Discover, NoPrimary};
+
+/// The pool's [`Discover`]: one run over the [`Topology`].
+pub(crate) struct Discovery<B: Backend>(pub(crate) Arc<Topology<B>>);
+
+impl<B: Backend> Discover<NodeId> for Discovery<B> {
+    fn discover(&self) -> impl Future<Output = Result<NodeId, NoPrimary>> + Send {
+        let topology = Arc::clone(&self.0);
+        async move { topology.discover().await }
+    }
+}
+
+/// What one node said to `ROLE`, and how long it took.
+type Answer = Result<(RoleReply, Duration), Error>;
+
+impl<B: Backend> Topology<B> {
+    /// One discovery run: returns the id of the primary, after recording what every node said.
+    pub(crate) async fn discover(&self) -> Result<NodeId, NoPrimary> {
+        let preferred = match &self.settings.source {
+            Source::Sentinel { sentinels, master } => {
+                self.learn_from_sentinels(sentinels, master).await
+            }
+            Source::Static => None,
+        };
+        let nodes = self.nodes();
+        let answers = join_all(nodes.iter().map(|n| self.role_of(n))).await;
+        let claims = claims(&nodes, &answers);
+        let current = self
+            .node_of(self.router.active().endpoint())
+            .map(|n| n.addr.clone());
+        let Some(primary) = choose_primary(&claims, preferred.as_ref(), current.as_ref()) else {
+            for (node, answer) in nodes.iter().zip(&answers) {
+                record_probe(node, answer, false);
+            }
+            return Err(no_primary(&nodes, &answers));
+        };
+        let offset = claims
+            .iter()
+            .find(|(a, _, _)| *a == primary)
+            .map_or(0, |(_, offset, _)| *offset);
+        for (node, answer) in nodes.iter().zip(&answers) {
+            self.apply(node, answer, &primary, offset);
+        }
+        let Some(node) = nodes.iter().find(|n| n.addr == primary) else {
+            return Err(NoPrimary::new(format!("{primary} is not a known node")));
+        };
+        // It answered `ROLE` as master just now: let it take writes. The core readmits an
+        // ejected endpoint; a manual override (a drain, a forced down) is lifted here, as
+        // discovery always did.
+        if !node.endpoint.is_available() && !node.endpoint.readmit() {
+            node.endpoint.clear();
+            node.drained_by_pool.store(false, Relaxed);
+        }
+        self.named_primary(node);
+        Ok(node.id().clone())
+    }
+
+    /// `ROLE` on `node`, through its shared connection, within one exchange.
+    async fn role_of(&self, node: &Node<B>) -> Answer {
+        let started = Instant::now();
+        let limit = self.settings.timeouts.exchange();
+        let ask = async {
+            let (id, mut c) = node
+                .connection(&self.backend)
+                .await
+                .map_err(|e| Error::node(&node.name, e))?;
+            match B::send(&mut c, &redis::cmd("ROLE")).await {
+                Ok(Value::ServerError(e)) => Err(Error::node(&node.name, e.into())),
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    node.drop_connection(id);
+                    Err(Error::node(&node.name, e))
+                }
+            }
+        };
+        let reply = tokio::time::timeout(limit, ask)
+            .await
+            .map_err(|_| Error::timeout(limit))??;
+        let role =
+            parse_role(&reply).ok_or_else(|| Error::protocol(&node.name, "not a ROLE reply"))?;
+        Ok((role, started.elapsed()))
+    }
+
+    /// Records what `node` said, given the chosen primary at `primary` (its replication offset
+    /// `primary_offset`): its health and role, whether it serves reads, and a new role epoch
+    /// (connections dropped) when its role changed.
+    fn apply(&self, node: &Node<B>, answer: &Answer, primary: &NodeAddr, primary_offset: i64) {
+        let is_primary = node.addr == *primary;
+        let old = node.endpoint.role();
+        record_probe(node, answer, is_primary);
+        let (usable, lag) = match answer {
+            Ok((
+                RoleReply::Replica {
+                    master,
+                    link_up,
+                    offset,
+                },
+                _,
+            )) => {
+                let follows = master.as_ref().is_some_and(|m| same_node(m, primary));
+                let lag = replica_lag(primary_offset, *offset);
+                let within = self.settings.max_replica_lag.is_none_or(|max| lag <= max);
+                (follows && *link_up && within, lag)
+            }
+            _ => (false, 0),
+        };
+        node.lag.store(lag, Relaxed);
+        let role = node.endpoint.role();
+        let was_usable = node.link_up.swap(usable, Relaxed);
+        if role == Role::Replica && was_usable && !usable {
+            tracing::info!(target: "switchover::redis", node = %node.name, lag, "replica not usable for reads (link down, lagging or following another primary)");
+        }
+        // A node unfit for reads (link down, lagging, following another node, another
+        // self-declared primary, unreachable) is drained in the tracker, so the read policy
+        // skips it; it is cleared when it is fit again. A drain the pool did not make is left
+        // alone.
+        let unfit = !is_primary && !usable;
+        let ep = &node.endpoint;
+        if unfit && ep.state() == HealthState::Up {
+            ep.drain();
+            node.drained_by_pool.store(true, Relaxed);
+        } else if !unfit
+            && node.drained_by_pool.swap(false, Relaxed)
+            && ep.state() == HealthState::Draining
+        {
+            ep.clear();
+        }
+        if role != old {
+            node.role_changed(&self.backend);
+        }
+    }
+}
+
+/// Records a node's answer as a probe: up with its role, or down. `chosen`: this node is the
+/// primary the run names. Another node claiming `master` (split brain, a restarted old primary)
+/// is recorded as a replica, so the router never takes it for a primary candidate; an
+/// unreachable node keeps its role.
+fn record_probe<B: Backend>(node: &Node<B>, answer: &Answer, chosen: bool) {
+    let ep = &node.endpoint;
+    match answer {
+        Ok((RoleReply::Primary { .. }, latency)) => {
+            let role = if chosen { Role::Primary } else { Role::Replica };
+            ep.record_probe(ProbeResult::up().with_role(role).with_latency(*latency));
+        }
+        Ok((RoleReply::Replica { .. }, latency)) => {
+            ep.record_probe(
+                ProbeResult::up()
+                    .with_role(Role::Replica)
+                    .with_latency(*latency),
+            );
+        }
+        Ok((RoleReply::Sentinel, _)) => ep.record_probe(ProbeResult::down()),
+        Err(e) => {
+            tracing::debug!(target: "switchover::redis", node = %node.name, error = %e, "ROLE failed");
+            ep.record_probe(ProbeResult::down());
+        }
+    }
+}
+
+/// For each node that answered `master`: its address, offset, and how many of the answering
+/// replicas follow it with their link up.
+fn claims<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> Vec<(NodeAddr, i64, usize)> {
+    let follows = |a: &Answer, primary: &NodeAddr| matches!(a, Ok((RoleReply::Replica { master: Some(m), link_up: true, .. }, _)) if same_node(m, primary));
+    nodes
+        .iter()
+        .zip(answers)
+        .filter_map(|(node, answer)| match answer {
+            Ok((RoleReply::Primary { offset, .. }, _)) => {
+                let followers = answers.iter().filter(|a| follows(a, &node.addr)).count();
+                Some((node.addr.clone(), *offset, followers))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Chooses the primary among the nodes that claim the `master` role.
+///
+/// `claims` holds, for each node that answered `master`, its address, its offset and how many
+/// of the answering replicas follow it. `preferred` (the sentinels' choice) wins when it is
+/// among the claimants; otherwise the node most replicas follow, then the highest offset, then
+/// `current` (no switch without a reason).
+pub(crate) fn choose_primary(
+    claims: &[(NodeAddr, i64, usize)],
+    preferred: Option<&NodeAddr>,
+    current: Option<&NodeAddr>,
+) -> Option<NodeAddr> {
+    if let Some(p) = preferred
+        && claims.iter().any(|(a, _, _)| a == p)
+    {
+        return Some(p.clone());
+    }
+    claims
+        .iter()
+        .max_by_key(|(a, offset, followers)| (*followers, *offset, Some(a) == current))
+        .map(|(a, _, _)| a.clone())
+}
+
+/// Why a run found no primary: what each node said. Permanent when every node rejected the
+/// login (a wrong password does not fix itself).
+fn no_primary<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> NoPrimary {
+    let mut reason = String::from("no node reported the master role (");
+    for (i, (node, answer)) in nodes.iter().zip(answers).enumerate() {
+        if i > 0 {
+            reason.push_str("; ");
+        }
+        let _ = match answer {
+            Ok((
+                RoleReply::Replica {
+                    master, link_up, ..
+                },
+                _,
+            )) => {
+                let of = master
+                    .as_ref()
+                    .map_or("nobody".to_owned(), |m| m.to_string());
+                let link = if *link_up { "up" } else { "down" };
+                write!(reason, "{}: replica of {of}, link {link}", node.name)
+            }
+            Ok((RoleReply::Sentinel, _)) => write!(reason, "{}: a sentinel", node.name),
+            Ok((RoleReply::Primary { .. }, _)) => write!(reason, "{}: master", node.name),
+            Err(e) => match e.redis_error() {
+                Some(r) => write!(reason, "{}: {r}", node.name),
+                None => write!(reason, "{}: {e}", node.name),
+            },
+        };
+    }
+    reason.push(')');
+    let rejected = |a: &Answer| {
+        a.as_ref()
+            .err()
+            .and_then(Error::redis_error)
+            .is_some_and(is_rejected_login)
+    };
+    if !answers.is_empty() && answers.iter().all(rejected) {
+        NoPrimary::permanent(reason)
+    } else {
+        NoPrimary::new(reason)
+    }
+}
+
+fn is_rejected_login(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+}
+
+/// Bytes a replica at `offset` is behind a primary at `primary_offset` (0 when ahead). The
+/// offsets come from the servers: any pair, however odd, gives a number, never an overflow.
+fn replica_lag(primary_offset: i64, offset: i64) -> u64 {
+    u64::try_from(primary_offset.saturating_sub(offset)).unwrap_or(0)
+}
+
+/// Two addresses of the same node (host names compared without case; `localhost` and the
+/// loopback address count as one).
+pub(crate) fn same_node(a: &NodeAddr, b: &NodeAddr) -> bool {
+    fn canon(h: &str) -> String {
+        let h = h.to_ascii_lowercase();
+        if h == "localhost" || h == "::1" {
+            "127.0.0.1".to_owned()
+        } else {
+            h
+        }
+    }
+    a.port() == b.port() && canon(a.host()) == canon(b.host())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chooses_the_primary() {
+        let a = NodeAddr::new("a", 1).unwrap();
+        let b = NodeAddr::new("b", 1).unwrap();
+        // The node replicas follow wins over a lone restarted node with a higher offset.
+        let claims = [(a.clone(), 500, 0), (b.clone(), 100, 2)];
+        assert_eq!(choose_primary(&claims, None, Some(&a)), Some(b.clone()));
+        // The sentinels' choice wins when it claims the role.
+        assert_eq!(choose_primary(&claims, Some(&a), None), Some(a.clone()));
+        // Ties keep the current primary.
+        let tie = [(a.clone(), 1, 0), (b.clone(), 1, 0)];
+        assert_eq!(choose_primary(&tie, None, Some(&a)), Some(a.clone()));
+        assert_eq!(choose_primary(&tie, None, Some(&b)), Some(b));
+        assert_eq!(choose_primary(&[], None, Some(&a)), None);
+    }
+
+    #[test]
+    fn replica_lag_never_overflows_on_server_offsets() {
+        assert_eq!(replica_lag(1000, 400), 600);
+        assert_eq!(replica_lag(400, 1000), 0);
+        // A replica that has not synced yet reports -1.
+        assert_eq!(replica_lag(10, -1), 11);
+        assert_eq!(replica_lag(i64::MAX, -1), i64::MAX as u64);
+        assert_eq!(replica_lag(i64::MAX, i64::MIN), i64::MAX as u64);
+        assert_eq!(replica_lag(i64::MIN, i64::MAX), 0);
+    }
+}

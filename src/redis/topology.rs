@@ -1,0 +1,121 @@
+//! The nodes the pool knows, how to reach them, and the router over their endpoints. Shared by
+//! the pool and by discovery (which holds it without a back-reference to the pool).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use super::backend::Backend;
+use super::config::{NodeAddr, Settings};
+use super::error::Error;
+use super::node::{Node, NodeId, NodeRef};
+use crate::health::{Endpoint, Role};
+use crate::route::{Failback, Router};
+use crate::sync::{read, write};
+
+pub(crate) struct Topology<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) settings: Settings,
+    pub(crate) router: Router<NodeId>,
+    /// Indexed by [`NodeId::index`], which is also the router's order of addition.
+    nodes: RwLock<Vec<NodeRef<B>>>,
+    /// The sentinels' latest word on the primary (`+switch-master`), for the next run.
+    pub(crate) sentinel_hint: RwLock<Option<NodeAddr>>,
+    /// Primary changes discovery made since the pool was built.
+    pub(crate) switches: AtomicU64,
+    /// The index of the node discovery last named primary (`u32::MAX`: none yet).
+    last_primary: AtomicU32,
+}
+
+impl<B: Backend> Topology<B> {
+    /// Registers `initial` in `tracker` through a new router: equal priorities and manual
+    /// failback, since between Redis nodes the role decides, never a preference order.
+    pub(crate) fn new(
+        backend: B,
+        settings: Settings,
+        tracker: &crate::health::HealthTracker<NodeId>,
+        initial: Vec<NodeAddr>,
+    ) -> Result<Self, Error> {
+        let ids: Vec<NodeId> = initial
+            .iter()
+            .enumerate()
+            .map(|(i, a)| node_id(i, a))
+            .collect();
+        let mut b = Router::builder(tracker).failback(Failback::Manual);
+        for id in &ids {
+            b = b.endpoint(id.clone(), 0);
+        }
+        let router = b.build()?;
+        let mut nodes = Vec::with_capacity(initial.len());
+        for ((addr, id), (endpoint, _)) in initial.into_iter().zip(&ids).zip(router.endpoints()) {
+            debug_assert_eq!(endpoint.id(), id);
+            let client = backend.client(&addr)?;
+            let bound = settings.timeouts.exchange();
+            nodes.push(Arc::new(Node::new(addr, client, endpoint.clone(), bound)));
+        }
+        Ok(Topology {
+            backend,
+            settings,
+            router,
+            nodes: RwLock::new(nodes),
+            sentinel_hint: RwLock::new(None),
+            switches: AtomicU64::new(0),
+            last_primary: AtomicU32::new(u32::MAX),
+        })
+    }
+
+    pub(crate) fn nodes(&self) -> Vec<NodeRef<B>> {
+        read(&self.nodes).clone()
+    }
+
+    /// The node of a routed endpoint.
+    #[inline]
+    pub(crate) fn node_of(&self, endpoint: &Endpoint<NodeId>) -> Option<NodeRef<B>> {
+        read(&self.nodes).get(endpoint.id().index as usize).cloned()
+    }
+
+    /// The node at `addr`, added (to the router and the tracker too) if it is new.
+    pub(crate) fn add_node(&self, addr: NodeAddr) -> Option<NodeRef<B>> {
+        let mut nodes = write(&self.nodes);
+        if let Some(n) = nodes.iter().find(|n| n.addr == addr) {
+            return Some(n.clone());
+        }
+        let id = node_id(nodes.len(), &addr);
+        let client = self.backend.client(&addr).ok()?;
+        let endpoint = self.router.add_endpoint(id, 0).ok()?;
+        let bound = self.settings.timeouts.exchange();
+        let node = Arc::new(Node::new(addr, client, endpoint, bound));
+        tracing::info!(target: "switchover::redis", node = %node.name, "node discovered");
+        nodes.push(node.clone());
+        Some(node)
+    }
+
+    /// The replicas serving reads now: up, link up, following the primary, within the lag
+    /// bound.
+    pub(crate) fn usable_replicas(&self) -> Vec<NodeRef<B>> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| {
+                n.endpoint.role() == Role::Replica
+                    && n.endpoint.is_available()
+                    && n.link_up.load(Relaxed)
+            })
+            .collect()
+    }
+
+    /// Counts a change of the primary discovery names.
+    pub(crate) fn named_primary(&self, node: &Node<B>) {
+        let index = node.id().index;
+        let previous = self.last_primary.swap(index, Relaxed);
+        if previous != index && previous != u32::MAX {
+            self.switches.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn node_id(index: usize, addr: &NodeAddr) -> NodeId {
+    NodeId {
+        // The router holds at most 65 536 endpoints.
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        name: addr.to_string().into(),
+    }
+}
