@@ -337,7 +337,7 @@ async fn throttling_and_server_errors_are_classified_and_only_errors_fail_over()
     assert_eq!(table.active_region(), "fake");
     assert_eq!(table.region_state("fake"), Some(HealthState::Up));
     let fake_ep = table
-        .health()
+        .tracker()
         .endpoints()
         .into_iter()
         .find(|e| e.id() == "fake")
@@ -402,7 +402,7 @@ async fn conditional_check_failure_returns_at_once_and_region_stays_healthy() {
     }
     assert_eq!(table.region_state("sae1"), Some(HealthState::Up));
     let ep = table
-        .health()
+        .tracker()
         .endpoints()
         .into_iter()
         .find(|e| e.id() == "sae1")
@@ -436,7 +436,7 @@ async fn preferred_region_fails_back_only_after_hysteresis() {
     .build()
     .expect("table builds");
     let mut route = table.subscribe();
-    let mut health = table.health().subscribe();
+    let mut health = table.tracker().subscribe();
 
     timeout(SCENARIO_BOUND, async {
         let mut n = 0;

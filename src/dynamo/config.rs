@@ -251,9 +251,7 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The time limits of every call (the AWS SDK sets none by default, so a black-holed region
-/// hangs a call forever).
-///
-/// Defaults: connect 250 ms, attempt 500 ms, operation 2 s.
+/// hangs a call forever). [`Timeouts::new`] holds the defaults.
 ///
 /// - `connect`: the TCP (and TLS) connect timeout of the clients the handle builds;
 /// - `attempt`: one attempt against one region (the SDK's attempt *and* operation timeout on

@@ -10,8 +10,9 @@ use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+use super::call::{Access, Call};
 use super::error::Error;
-use super::table::{Access, Table};
+use super::table::Table;
 
 /// An item or a key: attribute names to values.
 pub type Item = HashMap<String, AttributeValue>;
@@ -211,18 +212,19 @@ impl GetItem<'_> {
             projection,
             expr,
         } = self;
-        let out = table
-            .execute(access, true, |client, name| {
-                client
-                    .get_item()
-                    .table_name(name)
-                    .set_key(Some(key.clone()))
-                    .consistent_read(consistent)
-                    .set_projection_expression(projection.clone())
-                    .set_expression_attribute_names(expr.names())
-                    .send()
-            })
-            .await?;
+        let out = Call::new(table, access, |client, name| {
+            client
+                .get_item()
+                .table_name(name)
+                .set_key(Some(key.clone()))
+                .consistent_read(consistent)
+                .set_projection_expression(projection.clone())
+                .set_expression_attribute_names(expr.names())
+                .send()
+        })
+        .idempotent(true)
+        .send()
+        .await?;
         Ok(out.item)
     }
 }
@@ -259,18 +261,19 @@ impl PutItem<'_> {
         let PutItem {
             table, item, expr, ..
         } = self;
-        table
-            .execute(access, idempotent, |client, name| {
-                client
-                    .put_item()
-                    .table_name(name)
-                    .set_item(Some(item.clone()))
-                    .set_condition_expression(expr.condition.clone())
-                    .set_expression_attribute_names(expr.names())
-                    .set_expression_attribute_values(expr.values())
-                    .send()
-            })
-            .await
+        Call::new(table, access, |client, name| {
+            client
+                .put_item()
+                .table_name(name)
+                .set_item(Some(item.clone()))
+                .set_condition_expression(expr.condition.clone())
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .send()
+        })
+        .idempotent(idempotent)
+        .send()
+        .await
     }
 }
 
@@ -312,20 +315,21 @@ impl UpdateItem<'_> {
             expr,
             ..
         } = self;
-        table
-            .execute(access, idempotent, |client, name| {
-                client
-                    .update_item()
-                    .table_name(name)
-                    .set_key(Some(key.clone()))
-                    .update_expression(update.clone())
-                    .set_condition_expression(expr.condition.clone())
-                    .set_expression_attribute_names(expr.names())
-                    .set_expression_attribute_values(expr.values())
-                    .return_values(ReturnValue::AllNew)
-                    .send()
-            })
-            .await
+        Call::new(table, access, |client, name| {
+            client
+                .update_item()
+                .table_name(name)
+                .set_key(Some(key.clone()))
+                .update_expression(update.clone())
+                .set_condition_expression(expr.condition.clone())
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values(ReturnValue::AllNew)
+                .send()
+        })
+        .idempotent(idempotent)
+        .send()
+        .await
     }
 }
 
@@ -361,18 +365,19 @@ impl DeleteItem<'_> {
         let DeleteItem {
             table, key, expr, ..
         } = self;
-        table
-            .execute(access, idempotent, |client, name| {
-                client
-                    .delete_item()
-                    .table_name(name)
-                    .set_key(Some(key.clone()))
-                    .set_condition_expression(expr.condition.clone())
-                    .set_expression_attribute_names(expr.names())
-                    .set_expression_attribute_values(expr.values())
-                    .send()
-            })
-            .await
+        Call::new(table, access, |client, name| {
+            client
+                .delete_item()
+                .table_name(name)
+                .set_key(Some(key.clone()))
+                .set_condition_expression(expr.condition.clone())
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .send()
+        })
+        .idempotent(idempotent)
+        .send()
+        .await
     }
 }
 
@@ -444,21 +449,22 @@ impl Query<'_> {
             start_key,
             expr,
         } = self;
-        table
-            .execute(access, true, |client, name| {
-                client
-                    .query()
-                    .table_name(name)
-                    .key_condition_expression(key_condition.clone())
-                    .set_index_name(index.clone())
-                    .set_filter_expression(filter.clone())
-                    .set_limit(limit)
-                    .consistent_read(consistent)
-                    .set_exclusive_start_key(start_key.clone())
-                    .set_expression_attribute_names(expr.names())
-                    .set_expression_attribute_values(expr.values())
-                    .send()
-            })
-            .await
+        Call::new(table, access, |client, name| {
+            client
+                .query()
+                .table_name(name)
+                .key_condition_expression(key_condition.clone())
+                .set_index_name(index.clone())
+                .set_filter_expression(filter.clone())
+                .set_limit(limit)
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start_key.clone())
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .send()
+        })
+        .idempotent(true)
+        .send()
+        .await
     }
 }

@@ -1,0 +1,219 @@
+//! One call through a [`Table`]: where its attempts go, how each is bounded, and how a failed
+//! call becomes an [`Error`]. The attempts themselves are run by the core's runner
+//! ([`Router::call`](crate::route::Router::call)).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use super::classify::{FailureKind, failure_kind};
+use super::config::{RegionName, WriteMode};
+use super::error::Error;
+use super::table::{Inner, Table};
+use crate::error::{Classification, Execution};
+use crate::retry::StopReason;
+use crate::route::{RouteError, Target};
+
+/// Which regions an attempt may go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// An eventually consistent read: the read policy's region, or on retry a region that has
+    /// not failed in this call.
+    Read,
+    /// A write: per the [`WriteMode`].
+    Write,
+    /// Always the router's active region: strongly consistent reads, conditional writes,
+    /// transactions.
+    Active,
+}
+
+impl Access {
+    fn target<'a>(self, inner: &'a Inner) -> Target<'a, RegionName> {
+        match self {
+            Access::Read => Target::Read(&*inner.read_policy),
+            Access::Write if inner.write_mode == WriteMode::AnyHealthy => Target::ActiveThenUntried,
+            Access::Write | Access::Active => Target::Active,
+        }
+    }
+}
+
+/// The failure of one attempt, as the runner sees it.
+enum Failure<E> {
+    /// The SDK returned an error.
+    Sdk {
+        kind: FailureKind,
+        error: Box<SdkError<E, HttpResponse>>,
+    },
+    /// The handle's own attempt bound ran out (a client with no timeout of its own).
+    TimedOut,
+}
+
+impl<E> Failure<E> {
+    fn classification(&self) -> Classification {
+        match self {
+            Failure::Sdk { kind, .. } => kind.classification(),
+            Failure::TimedOut => Classification::transient(),
+        }
+    }
+}
+
+/// One call through a [`Table`]: made by [`Table::read`], [`Table::write`] or
+/// [`Table::active`], started by [`send`](Self::send).
+#[must_use = "a call does nothing until `send` is awaited"]
+pub struct Call<'t, F> {
+    table: &'t Table,
+    op: F,
+    access: Access,
+    idempotent: bool,
+}
+
+impl<F> fmt::Debug for Call<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("table", &self.table.inner.name)
+            .field("access", &self.access)
+            .field("idempotent", &self.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, F> Call<'t, F> {
+    /// A call of `op` with `access`, not idempotent.
+    pub(crate) fn new<Fut, T, E>(table: &'t Table, access: Access, op: F) -> Self
+    where
+        F: FnMut(&Client, &str) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        Call {
+            table,
+            op,
+            access,
+            idempotent: false,
+        }
+    }
+
+    /// Declares whether running the operation twice is harmless (reads: always `true`;
+    /// writes: default `false`). A plain `PutItem` of a whole item, a `DeleteItem`, an
+    /// `UpdateItem` that only `SET`s values, and a transaction with a client request token are
+    /// idempotent; an `ADD` or a counter increment is not. A failure that may have executed is
+    /// retried only for idempotent calls; one that surely did not (connection refused,
+    /// throttling) always is.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Sends every attempt to the router's active region only (for strongly consistent reads,
+    /// conditional writes and transactions, whatever the read policy or write mode).
+    pub fn active_region_only(mut self) -> Self {
+        self.access = Access::Active;
+        self
+    }
+
+    /// Runs the call.
+    ///
+    /// # Errors
+    ///
+    /// An [`Error`] with the last SDK error, the region, the attempt count and why the handle
+    /// stopped.
+    pub async fn send<T, E, Fut>(self) -> Result<T, Error<E>>
+    where
+        F: FnMut(&Client, &str) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata,
+    {
+        let Call {
+            table,
+            mut op,
+            access,
+            idempotent,
+        } = self;
+        let inner = &*table.inner;
+        let guard = inner.attempt_guard;
+        inner
+            .router
+            .call(&inner.policy, |attempt| {
+                inner.note_switch(attempt.generation());
+                let slot = inner.slot(attempt.endpoint());
+                let fut = op(&slot.client, &slot.table);
+                async move {
+                    let failure = match tokio::time::timeout(guard, fut).await {
+                        Ok(Ok(value)) => return Ok(value),
+                        Ok(Err(error)) => Failure::Sdk {
+                            kind: failure_kind(&error),
+                            error: Box::new(error),
+                        },
+                        Err(_) => Failure::TimedOut,
+                    };
+                    let c = failure.classification();
+                    tracing::debug!(
+                        target: "switchover::dynamo",
+                        table = %inner.name,
+                        region = %slot.id,
+                        class = %c.class(),
+                        execution = %c.execution(),
+                        "attempt failed"
+                    );
+                    Err(failure)
+                }
+            })
+            .target(access.target(inner))
+            .idempotent(idempotent)
+            .maybe_budget(inner.budget.as_ref())
+            .classify_with(Failure::classification)
+            .run()
+            .await
+            .map_err(|e| inner.error(e))
+    }
+}
+
+impl Inner {
+    /// The caller's error of a failed call.
+    ///
+    /// When the runner cut the last attempt (the deadline or the policy's attempt timeout), its
+    /// request was in flight in the region the runner names and may have executed; the last
+    /// error the operation returned, if any, is an earlier attempt's (maybe another region's,
+    /// maybe surely not executed), so the call is reported as a timeout in that region.
+    fn error<E>(&self, e: RouteError<RegionName, Failure<E>>) -> Error<E> {
+        let (reason, attempts, cut) = (e.reason(), e.attempts(), e.timed_out());
+        let execution = if e.may_have_executed() {
+            Execution::MayHaveExecuted
+        } else {
+            Execution::NotExecuted
+        };
+        let slot = e.endpoint().and_then(|id| self.find(id));
+        let last = if cut { None } else { e.into_last_error() };
+        let error = match last {
+            Some(Failure::Sdk { kind, error }) => Error::new(kind, reason, attempts, Some(*error)),
+            Some(Failure::TimedOut) | None => {
+                Error::new(FailureKind::Timeout, reason, attempts, None)
+            }
+        }
+        .with_execution(execution);
+        let Some(slot) = slot else {
+            return error;
+        };
+        if error.kind() == FailureKind::TableNotFound {
+            tracing::error!(
+                target: "switchover::dynamo",
+                table = %slot.table,
+                region = %slot.id,
+                "table does not exist in this region (configuration error)"
+            );
+        } else if reason != StopReason::Permanent {
+            tracing::debug!(
+                target: "switchover::dynamo",
+                table = %self.name,
+                region = %slot.id,
+                reason = %reason,
+                attempts,
+                "call failed"
+            );
+        }
+        error.at(slot.id.shared(), Arc::clone(&slot.table))
+    }
+}
