@@ -14,6 +14,7 @@ mod interleave;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use criterion::{Criterion, criterion_group, criterion_main};
 use switchover::dynamo::{RegionConfig, Table};
@@ -32,13 +33,9 @@ fn key(pk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), AttributeValue::S(pk.to_owned()))])
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (node, table) = rt.block_on(async {
+/// Starts one region with the table and a handle on it, warmed up.
+fn start(rt: &tokio::runtime::Runtime) -> (DynamoDbLocal, Table) {
+    rt.block_on(async {
         let node = DynamoDbLocal::start("bench-1")
             .await
             .expect("DynamoDB Local starts");
@@ -53,19 +50,19 @@ fn bench(c: &mut Criterion) {
             table.get_item(key("k")).send().await.expect("warm-up get");
         }
         (node, table)
-    });
-    let (client, name) = table.region_client("bench-1").expect("region");
-    let (client, name) = (client.clone(), name.to_owned());
+    })
+}
 
+fn get_item(c: &mut Criterion, rt: &tokio::runtime::Runtime, table: &Table, client: &Client) {
     let mut group = c.benchmark_group("dynamodb_get_item");
     group
         .sample_size(60)
         .measurement_time(Duration::from_secs(10));
     group.bench_function("raw", |b| {
-        b.to_async(&rt).iter(|| async {
+        b.to_async(rt).iter(|| async {
             client
                 .get_item()
-                .table_name(&name)
+                .table_name(TABLE)
                 .set_key(Some(key("k")))
                 .send()
                 .await
@@ -73,20 +70,22 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("switchover", |b| {
-        b.to_async(&rt)
+        b.to_async(rt)
             .iter(|| async { table.get_item(key("k")).send().await.expect("get") })
     });
     group.finish();
+}
 
+fn put_item(c: &mut Criterion, rt: &tokio::runtime::Runtime, table: &Table, client: &Client) {
     let mut group = c.benchmark_group("dynamodb_put_item");
     group
         .sample_size(60)
         .measurement_time(Duration::from_secs(10));
     group.bench_function("raw", |b| {
-        b.to_async(&rt).iter(|| async {
+        b.to_async(rt).iter(|| async {
             client
                 .put_item()
-                .table_name(&name)
+                .table_name(TABLE)
                 .set_item(Some(item("k")))
                 .send()
                 .await
@@ -94,10 +93,25 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("switchover", |b| {
-        b.to_async(&rt)
+        b.to_async(rt)
             .iter(|| async { table.put_item(item("k")).send().await.expect("put") })
     });
     group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (node, table) = start(&rt);
+    let (client, name) = table.region_client("bench-1").expect("region");
+    assert_eq!(name, TABLE);
+    let client = client.clone();
+
+    get_item(c, &rt, &table, &client);
+    put_item(c, &rt, &table, &client);
 
     // Drift-proof comparison: alternate blocks of raw and handle calls.
     rt.block_on(interleave::interleaved(
@@ -107,7 +121,7 @@ fn bench(c: &mut Criterion) {
         || async {
             client
                 .get_item()
-                .table_name(&name)
+                .table_name(TABLE)
                 .set_key(Some(key("k")))
                 .send()
                 .await

@@ -22,10 +22,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use switchover::dynamo::{RegionConfig, Table};
+use switchover::dynamo::{RegionConfig, RegionName, Table};
 use switchover::route::{Failback, RouteEvent};
 use switchover::testing::{DynamoDbRegions, FaultProxy, Mode};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const TABLE: &str = "drill";
@@ -44,10 +45,117 @@ fn item(pk: String, n: u64) -> HashMap<String, AttributeValue> {
     ])
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let blackhole = std::env::args().nth(1).as_deref() == Some("blackhole");
-    let mut regions = DynamoDbRegions::start(&[PREFERRED, SECONDARY]).await?;
+/// The counters the workload tasks share.
+#[derive(Clone)]
+struct Workload {
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+    /// (time of the last successful write, longest gap so far)
+    gaps: Arc<Mutex<(Instant, Duration)>>,
+}
+
+impl Workload {
+    fn new(start: Instant) -> Self {
+        Workload {
+            start,
+            stop: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(AtomicU64::new(0)),
+            writes: Arc::new(AtomicU64::new(0)),
+            reads: Arc::new(AtomicU64::new(0)),
+            gaps: Arc::new(Mutex::new((Instant::now(), Duration::ZERO))),
+        }
+    }
+
+    /// Whole-item puts of `order-N`, every 5 ms, until stopped.
+    fn spawn_writer(&self, table: Table) -> JoinHandle<()> {
+        let w = self.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !w.stop.load(Ordering::Relaxed) {
+                n += 1;
+                match table.put_item(item(format!("order-{n}"), n)).send().await {
+                    Ok(_) => {
+                        w.writes.fetch_add(1, Ordering::Relaxed);
+                        let now = Instant::now();
+                        let mut g = w.gaps.lock().await;
+                        g.1 = g.1.max(now - g.0);
+                        g.0 = now;
+                    }
+                    Err(e) => {
+                        w.failed.fetch_add(1, Ordering::Relaxed);
+                        println!("[{:>6} ms] write order-{n} FAILED: {e}", ms(w.start));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    }
+
+    /// Eventually consistent gets of recent keys, every 5 ms, until stopped.
+    fn spawn_reader(&self, table: Table) -> JoinHandle<()> {
+        let w = self.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !w.stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = HashMap::from([(
+                    "pk".to_owned(),
+                    AttributeValue::S(format!("order-{}", n / 2)),
+                )]);
+                match table.get_item(key).send().await {
+                    Ok(_) => {
+                        w.reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        w.failed.fetch_add(1, Ordering::Relaxed);
+                        println!("[{:>6} ms] read FAILED: {e}", ms(w.start));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    }
+
+    fn progress(&self, label: &str, table: &Table) {
+        println!(
+            "[{:>6} ms] {label}: writes={} reads={} active={}",
+            ms(self.start),
+            self.writes.load(Ordering::Relaxed),
+            self.reads.load(Ordering::Relaxed),
+            table.active_region()
+        );
+    }
+}
+
+/// Prints the switches received so far; returns how many.
+fn report(route: &mut mpsc::UnboundedReceiver<RouteEvent<RegionName>>, start: Instant) -> u32 {
+    let mut switches = 0;
+    while let Ok(ev) = route.try_recv() {
+        if let RouteEvent::Switched {
+            from,
+            to,
+            generation,
+            reason,
+            at,
+            ..
+        } = ev
+        {
+            switches += 1;
+            println!(
+                "[{:>6} ms] switch: {from} -> {to} ({reason}, generation {generation})",
+                at.duration_since(start).as_millis()
+            );
+        }
+    }
+    switches
+}
+
+/// Starts the two regions with the table in both, warmed up.
+async fn start_regions() -> Result<DynamoDbRegions, Box<dyn std::error::Error>> {
+    let regions = DynamoDbRegions::start(&[PREFERRED, SECONDARY]).await?;
     regions.create_table(TABLE, "pk").await?;
     // Warm the JVMs up: the first requests to a fresh DynamoDB Local are slow.
     for node in regions.regions() {
@@ -61,130 +169,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
         }
     }
-    let proxy = FaultProxy::start(regions.region(PREFERRED)?.addr()).await?;
-    let preferred_url = if blackhole {
-        format!("http://{}", proxy.addr())
-    } else {
-        regions.region(PREFERRED)?.endpoint_url()
-    };
+    Ok(regions)
+}
 
-    let table = Table::builder(TABLE)
-        .region(RegionConfig::endpoint(PREFERRED, preferred_url))
-        .region(RegionConfig::endpoint(
-            SECONDARY,
-            regions.region(SECONDARY)?.endpoint_url(),
-        ))
-        .failback(Failback::After(FAILBACK))
-        .build()?;
-
-    let start = Instant::now();
-    let mut route = table.subscribe();
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicU64::new(0));
-    let writes = Arc::new(AtomicU64::new(0));
-    let reads = Arc::new(AtomicU64::new(0));
-    // (time of the last successful write, longest gap so far)
-    let gaps = Arc::new(Mutex::new((Instant::now(), Duration::ZERO)));
-    println!(
-        "[{:>6} ms] start: table `{TABLE}` in {PREFERRED} (preferred) and {SECONDARY}; fault = {}",
-        ms(start),
-        if blackhole {
-            "black hole (proxy)"
-        } else {
-            "kill (SIGKILL)"
-        }
-    );
-
-    let writer = {
-        let (table, stop, failed, writes, gaps) = (
-            table.clone(),
-            Arc::clone(&stop),
-            Arc::clone(&failed),
-            Arc::clone(&writes),
-            Arc::clone(&gaps),
-        );
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                match table.put_item(item(format!("order-{n}"), n)).send().await {
-                    Ok(_) => {
-                        writes.fetch_add(1, Ordering::Relaxed);
-                        let now = Instant::now();
-                        let mut g = gaps.lock().await;
-                        g.1 = g.1.max(now - g.0);
-                        g.0 = now;
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        println!("[{:>6} ms] write order-{n} FAILED: {e}", ms(start));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    let reader = {
-        let (table, stop, failed, reads) = (
-            table.clone(),
-            Arc::clone(&stop),
-            Arc::clone(&failed),
-            Arc::clone(&reads),
-        );
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let key = HashMap::from([(
-                    "pk".to_owned(),
-                    AttributeValue::S(format!("order-{}", n / 2)),
-                )]);
-                match table.get_item(key).send().await {
-                    Ok(_) => {
-                        reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        println!("[{:>6} ms] read FAILED: {e}", ms(start));
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-
-    let mut switches = 0u32;
-    let mut report = |route: &mut tokio::sync::mpsc::UnboundedReceiver<_>| {
-        while let Ok(ev) = route.try_recv() {
-            if let RouteEvent::Switched {
-                from,
-                to,
-                generation,
-                reason,
-                at,
-                ..
-            } = ev
-            {
-                switches += 1;
-                println!(
-                    "[{:>6} ms] switch: {from} -> {to} ({reason}, generation {generation})",
-                    at.duration_since(start).as_millis()
-                );
-            }
-        }
-    };
-    let progress = |label: &str| {
-        println!(
-            "[{:>6} ms] {label}: writes={} reads={} active={}",
-            ms(start),
-            writes.load(Ordering::Relaxed),
-            reads.load(Ordering::Relaxed),
-            table.active_region()
-        );
-    };
-
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    progress("steady");
+/// Takes the preferred region out: a black hole through the proxy, or a kill.
+async fn inject(
+    blackhole: bool,
+    regions: &mut DynamoDbRegions,
+    proxy: &FaultProxy,
+    start: Instant,
+) -> Result<(), Box<dyn std::error::Error>> {
     if blackhole {
         proxy.set_mode(Mode::BlackHole).await?;
         println!("[{:>6} ms] fault: {PREFERRED} black-holed", ms(start));
@@ -192,12 +186,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         regions.region_mut(PREFERRED)?.kill().await?;
         println!("[{:>6} ms] fault: {PREFERRED} killed", ms(start));
     }
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        report(&mut route);
-        progress("degraded");
-    }
+    Ok(())
+}
 
+/// Brings the preferred region back and refills it from the secondary.
+async fn restore(
+    blackhole: bool,
+    regions: &mut DynamoDbRegions,
+    proxy: &FaultProxy,
+    start: Instant,
+) -> Result<(), Box<dyn std::error::Error>> {
     if blackhole {
         proxy.set_mode(Mode::Pass).await?;
         proxy.reset_connections();
@@ -215,28 +213,75 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "[{:>6} ms] restore: {copied} items replicated {SECONDARY} -> {PREFERRED}",
         ms(start)
     );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let blackhole = std::env::args().nth(1).as_deref() == Some("blackhole");
+    let mut regions = start_regions().await?;
+    let proxy = FaultProxy::start(regions.region(PREFERRED)?.addr()).await?;
+    let preferred_url = if blackhole {
+        format!("http://{}", proxy.addr())
+    } else {
+        regions.region(PREFERRED)?.endpoint_url()
+    };
+    let table = Table::builder(TABLE)
+        .region(RegionConfig::endpoint(PREFERRED, preferred_url))
+        .region(RegionConfig::endpoint(
+            SECONDARY,
+            regions.region(SECONDARY)?.endpoint_url(),
+        ))
+        .failback(Failback::After(FAILBACK))
+        .build()?;
+
+    let start = Instant::now();
+    let mut route = table.subscribe();
+    let work = Workload::new(start);
+    let fault = if blackhole {
+        "black hole (proxy)"
+    } else {
+        "kill (SIGKILL)"
+    };
+    println!(
+        "[{:>6} ms] start: table `{TABLE}` in {PREFERRED} (preferred) and {SECONDARY}; fault = {fault}",
+        ms(start)
+    );
+    let writer = work.spawn_writer(table.clone());
+    let reader = work.spawn_reader(table.clone());
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    work.progress("steady", &table);
+    inject(blackhole, &mut regions, &proxy, start).await?;
+    let mut switches = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        switches += report(&mut route, start);
+        work.progress("degraded", &table);
+    }
+    restore(blackhole, &mut regions, &proxy, start).await?;
 
     let deadline = Instant::now() + FAILBACK + Duration::from_secs(20);
     while table.active_region() != PREFERRED && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        report(&mut route);
+        switches += report(&mut route, start);
     }
-    report(&mut route);
-    progress("recovered");
+    switches += report(&mut route, start);
+    work.progress("recovered", &table);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopped_at = Instant::now();
-    stop.store(true, Ordering::Relaxed);
+    work.stop.store(true, Ordering::Relaxed);
     writer.await?;
     reader.await?;
-    report(&mut route);
-    progress("done");
+    switches += report(&mut route, start);
+    work.progress("done", &table);
 
     // The gap still open when the workload stopped counts too.
-    let (last_ok, longest) = *gaps.lock().await;
+    let (last_ok, longest) = *work.gaps.lock().await;
     let max_gap = longest.max(stopped_at.saturating_duration_since(last_ok));
     println!(
         "summary: backend=dynamodb switches={switches} failed_ops={} max_gap_ms={}",
-        failed.load(Ordering::Relaxed),
+        work.failed.load(Ordering::Relaxed),
         max_gap.as_millis()
     );
     Ok(())
