@@ -1,0 +1,3 @@
+//! The `/health` + `/metrics` service (being written).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Observability end to end (being written).
