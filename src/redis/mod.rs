@@ -90,6 +90,9 @@ mod sentinel;
 mod session;
 mod topology;
 
+#[cfg(test)]
+mod tests;
+
 pub use builder::{SplitPoolBuilder, default_retry_policy};
 pub use classify::is_readonly;
 pub use command::{READ_ONLY_COMMANDS, is_read_only};
