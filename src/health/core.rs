@@ -1,4 +1,4 @@
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -6,7 +6,23 @@ use tokio::time::Instant;
 
 use super::config::HealthConfig;
 use super::event::HealthEvent;
+use super::probe::ProbeResult;
+use super::role::Role;
 use crate::sync::lock;
+
+/// Something that sees every transition, role change and probe result of a tracker's
+/// endpoints synchronously, as it happens (a router's timeline and metrics). Called with the
+/// endpoint's transition lock held for transitions: it must not call back into the tracker
+/// beyond atomic reads.
+pub(crate) trait HealthSink<K>: Send + Sync {
+    /// A state change; `recent` holds the endpoint's last classified failures (see
+    /// [`RecentFailures`](crate::observe::RecentFailures)).
+    fn transition(&self, event: &HealthEvent<K>, recent: u64);
+    /// A role change.
+    fn role_changed(&self, id: &K, from: Role, to: Role);
+    /// A probe result (before it is applied).
+    fn probe(&self, id: &K, result: &ProbeResult);
+}
 
 /// State shared by a tracker and every endpoint handle: the policy, the time origin of the
 /// atomically stored instants, the subscribers and the probe task's wake-up.
@@ -14,6 +30,7 @@ pub(crate) struct Core<K> {
     pub(crate) config: HealthConfig,
     pub(crate) epoch: Instant,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<HealthEvent<K>>>>,
+    sinks: Mutex<Vec<Weak<dyn HealthSink<K>>>>,
     pub(crate) wake: Notify,
 }
 
@@ -23,6 +40,7 @@ impl<K> Core<K> {
             config,
             epoch: Instant::now(),
             subscribers: Mutex::new(Vec::new()),
+            sinks: Mutex::new(Vec::new()),
             wake: Notify::new(),
         }
     }
@@ -44,12 +62,34 @@ impl<K> Core<K> {
         rx
     }
 
-    /// Sends `event` to every live subscriber and forgets the closed ones. Called with the
-    /// endpoint's transition lock held, so one endpoint's events arrive in order.
-    pub(crate) fn publish(&self, event: HealthEvent<K>)
+    /// Adds a synchronous observer; it is forgotten once dropped.
+    pub(crate) fn add_sink(&self, sink: Weak<dyn HealthSink<K>>) {
+        lock(&self.sinks).push(sink);
+    }
+
+    /// Calls `f` on every live sink and forgets the dropped ones.
+    pub(crate) fn each_sink(&self, f: impl Fn(&dyn HealthSink<K>)) {
+        let mut sinks = lock(&self.sinks);
+        if sinks.is_empty() {
+            return;
+        }
+        sinks.retain(|w| match w.upgrade() {
+            Some(s) => {
+                f(&*s);
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Sends `event` to every sink and every live subscriber, and forgets the closed ones.
+    /// Called with the endpoint's transition lock held, so one endpoint's events arrive in
+    /// order.
+    pub(crate) fn publish(&self, event: HealthEvent<K>, recent: u64)
     where
         K: Clone,
     {
+        self.each_sink(|s| s.transition(&event, recent));
         let mut subs = lock(&self.subscribers);
         match subs.len() {
             0 => {}

@@ -152,6 +152,11 @@ impl<K: EndpointId> Endpoint<K> {
     pub fn set_role(&self, role: Role) {
         let old = self.inner.machine.swap_role(role);
         if old != role {
+            let id = self.id();
+            self.inner
+                .machine
+                .core()
+                .each_sink(|s| s.role_changed(id, old, role));
             tracing::info!(
                 target: "switchover::health",
                 endpoint = ?self.id(),
@@ -246,6 +251,25 @@ impl<K: EndpointId> Endpoint<K> {
     /// - [`Transient`](ErrorClass::Transient): counts toward ejection (threshold in a row, or
     ///   the failure rate); while probing, ejects again at once with a longer ejection time.
     pub fn record_failure(&self, classification: Classification) {
+        self.record_failure_at(classification, None, false);
+    }
+
+    /// [`record_failure`](Self::record_failure) of a call that started at `started` (the start
+    /// of a failure streak, for the timeline), `timed_out` when the call was cut by a timeout.
+    pub(crate) fn record_failure_at(
+        &self,
+        classification: Classification,
+        started: Option<Instant>,
+        timed_out: bool,
+    ) {
+        if classification.class() != ErrorClass::Permanent {
+            self.inner
+                .machine
+                .push_recent(crate::observe::RecentFailures::code(
+                    classification,
+                    timed_out,
+                ));
+        }
         match classification.class() {
             ErrorClass::Permanent => return,
             ErrorClass::Throttled => {
@@ -256,7 +280,7 @@ impl<K: EndpointId> Endpoint<K> {
             }
             _ => {}
         }
-        self.failure();
+        self.failure(started);
     }
 
     /// Records the outcome of a call: `Ok` as a success, `Err` through its [`Classify`]
@@ -272,6 +296,11 @@ impl<K: EndpointId> Endpoint<K> {
     /// a success or a transient failure. The tracker's probe task calls this; adapters that
     /// probe on their own may call it too.
     pub fn record_probe(&self, result: ProbeResult) {
+        let id = self.id();
+        self.inner
+            .machine
+            .core()
+            .each_sink(|s| s.probe(id, &result));
         if let Some(role) = result.role() {
             self.set_role(role);
         }
@@ -281,7 +310,7 @@ impl<K: EndpointId> Endpoint<K> {
         if result.is_up() {
             self.record_success();
         } else {
-            self.failure();
+            self.failure(None);
         }
     }
 
@@ -359,9 +388,21 @@ impl<K: EndpointId> Endpoint<K> {
     }
 
     /// A failure that counts toward ejection: totalled here, judged by the state machine.
-    fn failure(&self) {
+    fn failure(&self, started: Option<Instant>) {
         self.inner.totals.0.failures.fetch_add(1, Relaxed);
-        self.inner.machine.on_failure();
+        self.inner.machine.on_failure(started);
+    }
+
+    /// While the endpoint is failing (failures in a row, or ejected by them): when the first
+    /// failed call of that streak started.
+    pub(crate) fn failing_since(&self) -> Option<Instant> {
+        self.inner.machine.failing_since()
+    }
+
+    /// The last classified failures recorded on the endpoint (see
+    /// [`RecentFailures`](crate::observe::RecentFailures)).
+    pub(crate) fn recent_failures(&self) -> u64 {
+        self.inner.machine.recent()
     }
 
     /// When the current ejection ends, if the endpoint is ejected by the state machine.

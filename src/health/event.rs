@@ -22,4 +22,8 @@ pub struct HealthEvent<K> {
     /// For transitions to [`Down`](HealthState::Down) by the state machine: how long the endpoint
     /// is ejected. `None` otherwise (a forced-down endpoint stays down until cleared).
     pub ejection: Option<Duration>,
+    /// For an ejection of an `Up` endpoint by its failures: when the first failed call of the
+    /// streak that ejected it started (its attempt's start, when the runner recorded it). The
+    /// start of the incident as callers saw it. `None` otherwise.
+    pub failing_since: Option<Instant>,
 }

@@ -84,6 +84,7 @@ mod state;
 mod tracker;
 
 pub use config::FailureRate;
+pub(crate) use core::HealthSink;
 pub use endpoint::{Endpoint, EndpointId, EndpointStats};
 pub use event::HealthEvent;
 pub use probe::{Probe, ProbeResult};

@@ -192,6 +192,12 @@ pub(super) struct Machine<K> {
     ejections: AtomicU32,
     since: AtomicU64,
     down_until: AtomicU64,
+    /// When the first failure of the current (or last) failure streak of an `Up` endpoint
+    /// started, in nanoseconds from the epoch. Written only by failures.
+    streak_start: AtomicU64,
+    /// The last classified failures, one byte each, newest in the low byte (see
+    /// [`RecentFailures`](crate::observe::RecentFailures)). Written only by failures.
+    recent: AtomicU64,
     id: K,
     core: Arc<Core<K>>,
     // Written on (some) calls: kept away from the fields above.
@@ -217,6 +223,8 @@ impl<K> Machine<K> {
             ejections: AtomicU32::new(0),
             since: AtomicU64::new(since),
             down_until: AtomicU64::new(0),
+            streak_start: AtomicU64::new(0),
+            recent: AtomicU64::new(0),
             id,
             core,
             window: Padded::default(),
@@ -289,6 +297,31 @@ impl<K> Machine<K> {
     pub(super) fn ejection_until(&self) -> Option<Instant> {
         match self.down_until.load(Acquire) {
             u64::MAX => None,
+            n => Some(self.core.instant(n)),
+        }
+    }
+
+    /// Adds one classified failure (its one-byte code) to the recent failures. A racy
+    /// read-modify-write on purpose, as for the latency average: a failure lost under
+    /// contention does not matter for "the last few".
+    pub(super) fn push_recent(&self, code: u8) {
+        let old = self.recent.load(Relaxed);
+        self.recent.store((old << 8) | u64::from(code), Relaxed);
+    }
+
+    /// The last classified failures (one byte each, newest lowest).
+    pub(super) fn recent(&self) -> u64 {
+        self.recent.load(Relaxed)
+    }
+
+    /// While a failure streak is running (an `Up` endpoint with failures in a row) or after it
+    /// ejected the endpoint (not `Up`): when its first failure started.
+    pub(super) fn failing_since(&self) -> Option<Instant> {
+        if self.state.load(Acquire) == UP && self.consecutive_failures.load(Relaxed) == 0 {
+            return None;
+        }
+        match self.streak_start.load(Relaxed) {
+            0 => None,
             n => Some(self.core.instant(n)),
         }
     }
@@ -366,8 +399,9 @@ impl<K: EndpointId> Machine<K> {
 
     /// A failure that counts toward ejection (a transient one, or throttling when the tracker
     /// counts it): trips an `Up` endpoint at the threshold or the failure rate, and ejects a
-    /// probing one again at once.
-    pub(super) fn on_failure(&self) {
+    /// probing one again at once. `started` is when the failed call started, if known (the
+    /// start of a failure streak).
+    pub(super) fn on_failure(&self, started: Option<Instant>) {
         let mut s = self.state.load(Acquire);
         if s == DOWN {
             self.end_ejection_if_due();
@@ -376,6 +410,10 @@ impl<K: EndpointId> Machine<K> {
         match s {
             UP => {
                 let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+                if n == 1 {
+                    let at = started.unwrap_or_else(Instant::now);
+                    self.streak_start.store(self.core.nanos(at).max(1), Relaxed);
+                }
                 let rate = if self.core.config.failure_rate.is_some() {
                     self.window_add(true)
                 } else {
@@ -567,14 +605,29 @@ impl<K: EndpointId> Machine<K> {
                 "endpoint state changed"
             ),
         }
-        self.core.publish(HealthEvent {
-            endpoint: id.clone(),
-            from,
-            to,
-            reason,
-            at,
-            ejection,
-        });
+        let failing_since = match (from, to, reason) {
+            (
+                HealthState::Up,
+                HealthState::Down,
+                TransitionReason::ConsecutiveFailures { .. } | TransitionReason::FailureRate { .. },
+            ) => match self.streak_start.load(Relaxed) {
+                0 => None,
+                n => Some(self.core.instant(n).min(at)),
+            },
+            _ => None,
+        };
+        self.core.publish(
+            HealthEvent {
+                endpoint: id.clone(),
+                from,
+                to,
+                reason,
+                at,
+                ejection,
+                failing_since,
+            },
+            self.recent.load(Relaxed),
+        );
     }
 }
 

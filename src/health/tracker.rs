@@ -200,6 +200,11 @@ impl<K: EndpointId> HealthTracker<K> {
         self.inner.core.subscribe()
     }
 
+    /// The state shared with the endpoints (for a router's sink).
+    pub(crate) fn core(&self) -> &Arc<Core<K>> {
+        self.inner.core()
+    }
+
     /// `true` when a probe task runs for this tracker.
     pub fn is_probing(&self) -> bool {
         self.inner.prober.get().is_some()

@@ -38,6 +38,10 @@ struct Inner {
     retry_cost: u32,
     timeout_retry_cost: u32,
     success_refill: u32,
+    name: &'static str,
+    /// `switchover.retry.budget.tokens{budget=name}`, set whenever the tokens change.
+    #[cfg(feature = "metrics")]
+    gauge: metrics::Gauge,
 }
 
 impl Default for RetryBudget {
@@ -60,6 +64,7 @@ impl RetryBudget {
             retry_cost: 5,
             timeout_retry_cost: 10,
             success_refill: 1,
+            name: "default",
         }
     }
 
@@ -71,8 +76,20 @@ impl RetryBudget {
                 retry_cost: b.retry_cost,
                 timeout_retry_cost: b.timeout_retry_cost,
                 success_refill: b.success_refill,
+                name: b.name,
+                #[cfg(feature = "metrics")]
+                gauge: {
+                    let g = crate::observe::budget::gauge(b.name);
+                    g.set(f64::from(b.capacity));
+                    g
+                },
             }),
         }
+    }
+
+    /// The budget's name (the `budget` label of its token gauge with the `metrics` feature).
+    pub fn name(&self) -> &'static str {
+        self.inner.name
     }
 
     /// Tokens in the bucket now.
@@ -87,10 +104,15 @@ impl RetryBudget {
 
     /// Takes `cost` tokens if the bucket holds that many; `false` (and takes nothing) otherwise.
     pub fn try_withdraw(&self, cost: u32) -> bool {
-        self.inner
+        let taken = self
+            .inner
             .tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(cost))
-            .is_ok()
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| t.checked_sub(cost));
+        #[cfg(feature = "metrics")]
+        if let Ok(before) = taken {
+            self.inner.gauge.set(f64::from(before - cost));
+        }
+        taken.is_ok()
     }
 
     /// Pays for one retry: the timeout cost when the failure was a timeout, the plain retry
@@ -112,12 +134,20 @@ impl RetryBudget {
         if inner.success_refill == 0 || inner.tokens.load(Ordering::Relaxed) >= inner.capacity {
             return;
         }
-        let _ = inner
+        let refilled = inner
             .tokens
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |t| {
                 (t < inner.capacity)
                     .then(|| t.saturating_add(inner.success_refill).min(inner.capacity))
             });
+        #[cfg(feature = "metrics")]
+        if let Ok(before) = refilled {
+            let after = before
+                .saturating_add(inner.success_refill)
+                .min(inner.capacity);
+            inner.gauge.set(f64::from(after));
+        }
+        let _ = refilled;
     }
 }
 
@@ -129,6 +159,7 @@ pub struct RetryBudgetBuilder {
     retry_cost: u32,
     timeout_retry_cost: u32,
     success_refill: u32,
+    name: &'static str,
 }
 
 impl RetryBudgetBuilder {
@@ -153,6 +184,13 @@ impl RetryBudgetBuilder {
     /// Tokens one success puts back (default 1). Zero makes the budget a fixed allowance.
     pub const fn success_refill(mut self, tokens: u32) -> Self {
         self.success_refill = tokens;
+        self
+    }
+
+    /// The budget's name: the `budget` label of its token gauge with the `metrics` feature
+    /// (default `default`).
+    pub const fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
         self
     }
 

@@ -330,6 +330,8 @@ impl<K: EndpointId> Rediscovery<K> {
     pub fn suspect(&self) {
         if !self.shared.in_doubt.swap(true, Ordering::AcqRel) {
             tracing::info!(target: "switchover::route", "primary in doubt; rediscovering");
+            let router = &self.shared.router;
+            router.observer().suspect(router.active().endpoint());
         }
         self.shared.signals.trigger.notify_one();
     }
@@ -445,14 +447,25 @@ impl<K: EndpointId> Shared<K> {
     /// One run: discover, then readmit and switch to the primary found.
     async fn run_once(&self) {
         let started_at = Instant::now();
-        let outcome = match self.discover.discover_boxed().await {
-            Ok(id) => self.confirm(&id),
-            Err(e) => Err(e),
+        let observer = self.router.observer();
+        observer.rediscovery_started();
+        let found = self.discover.discover_boxed().await;
+        let found_at = Instant::now();
+        let outcome = match &found {
+            Ok(id) => self.confirm(id),
+            Err(e) => Err(e.clone()),
         };
+        let seen = match (&found, &outcome) {
+            (Ok(id), Ok(generation)) => Ok((id.clone(), *generation)),
+            (_, Err(e)) => Err(Arc::from(e.reason())),
+            (Err(e), Ok(_)) => Err(Arc::from(e.reason())),
+        };
+        observer.rediscovery_finished(seen, found_at, found_at - started_at);
         match &outcome {
             Ok(_) => self.in_doubt.store(false, Ordering::Release),
             Err(e) => {
                 if !self.in_doubt.swap(true, Ordering::AcqRel) {
+                    observer.suspect(self.router.active().endpoint());
                     tracing::warn!(target: "switchover::route", reason = %e.reason(), "discovery found no primary");
                 } else {
                     tracing::debug!(target: "switchover::route", reason = %e.reason(), "discovery found no primary");

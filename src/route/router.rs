@@ -11,6 +11,7 @@ use super::read::{ReadCandidates, ReadPolicy};
 use super::slots::{MAX_SLOTS, Slots};
 use crate::error::ConfigError;
 use crate::health::{Endpoint, EndpointId, HealthState, HealthTracker, Override, Role};
+use crate::observe::{Observe, Observer, Timeline};
 use crate::sync::lock;
 
 /// When the router moves back to a preferred endpoint after a failover.
@@ -116,6 +117,8 @@ struct RouterInner<K> {
     tracker: HealthTracker<K>,
     /// Serializes changes (switches, pushes) and holds the subscribers.
     control: Mutex<Vec<mpsc::UnboundedSender<RouteEvent<K>>>>,
+    /// The timeline and metrics (see [`crate::observe`]).
+    observer: Arc<Observer<K>>,
 }
 
 struct Slot<K> {
@@ -123,11 +126,14 @@ struct Slot<K> {
     priority: u32,
 }
 
-// The packed word: index (16 bits) | all-down (1) | pinned (1) | generation (46).
+// The packed word: index (16 bits) | all-down (1) | pinned (1) | open (1) | generation (45).
+// `open`: a switch happened and no call has succeeded on the new active endpoint yet (the
+// runner tells the timeline about that first success; the bit costs it no extra load).
 const INDEX_MASK: u64 = 0xFFFF;
 const ALL_DOWN: u64 = 1 << 16;
 const PINNED: u64 = 1 << 17;
-const GEN_SHIFT: u32 = 18;
+const OPEN: u64 = 1 << 18;
+const GEN_SHIFT: u32 = 19;
 
 #[inline]
 fn index(w: u64) -> usize {
@@ -208,6 +214,7 @@ pub struct RouterBuilder<K> {
     tracker: HealthTracker<K>,
     endpoints: Vec<(K, u32)>,
     failback: Failback,
+    observe: Observe,
 }
 
 impl<K: EndpointId> fmt::Debug for RouterBuilder<K> {
@@ -215,6 +222,7 @@ impl<K: EndpointId> fmt::Debug for RouterBuilder<K> {
         f.debug_struct("RouterBuilder")
             .field("endpoints", &self.endpoints)
             .field("failback", &self.failback)
+            .field("observe", &self.observe)
             .finish_non_exhaustive()
     }
 }
@@ -244,6 +252,13 @@ impl<K: EndpointId> RouterBuilder<K> {
     /// Shorthand for [`failback`](Self::failback)`(Failback::After(delay))`.
     pub fn failback_after(self, delay: Duration) -> Self {
         self.failback(Failback::After(delay))
+    }
+
+    /// How the router is observed: its name in metrics and timelines, and the timeline's size
+    /// (default [`Observe::default`]: `router`, 256 events).
+    pub fn observe(mut self, observe: Observe) -> Self {
+        self.observe = observe;
+        self
     }
 
     /// Builds the router; the first active endpoint is the best available candidate (or the
@@ -279,6 +294,11 @@ impl<K: EndpointId> RouterBuilder<K> {
             let endpoint = self.tracker.add_endpoint(id);
             slots.push(Slot { endpoint, priority });
         }
+        let first = match slots.get(0) {
+            Some(s) => s.endpoint.clone(),
+            None => unreachable!("at least one endpoint was pushed"),
+        };
+        let observer = Arc::new(Observer::new(&self.observe, first));
         let inner = RouterInner {
             word: AtomicU64::new(0),
             min_priority: AtomicU32::new(min_priority),
@@ -286,6 +306,7 @@ impl<K: EndpointId> RouterBuilder<K> {
             failback: self.failback,
             tracker: self.tracker,
             control: Mutex::new(Vec::new()),
+            observer,
         };
         // Start on the best available candidate, without events (nobody has subscribed yet).
         let w = match inner.best_up(usize::MAX, None) {
@@ -293,6 +314,18 @@ impl<K: EndpointId> RouterBuilder<K> {
             None => pack(inner.best_down(), true, false, 0),
         };
         inner.word.store(w, Ordering::Release);
+        inner
+            .observer
+            .set_active(inner.slot(index(w)).endpoint.clone());
+        for (_, s) in inner.slots.iter() {
+            inner.observer.metrics.initial_state(
+                &crate::observe::label(s.endpoint.id()),
+                s.endpoint.raw_state(),
+            );
+        }
+        let sink: std::sync::Weak<dyn crate::health::HealthSink<K>> =
+            Arc::downgrade(&inner.observer) as _;
+        inner.tracker.core().add_sink(sink);
         Ok(Router {
             inner: Arc::new(inner),
         })
@@ -306,6 +339,7 @@ impl<K: EndpointId> Router<K> {
             tracker: tracker.clone(),
             endpoints: Vec::new(),
             failback: Failback::default(),
+            observe: Observe::default(),
         }
     }
 
@@ -334,6 +368,54 @@ impl<K: EndpointId> Router<K> {
     #[inline]
     pub fn generation(&self) -> u64 {
         generation(self.inner.word.load(Ordering::Acquire))
+    }
+
+    /// The generation, and whether a switch still waits for its first success (one atomic
+    /// load, like [`generation`](Self::generation)).
+    #[inline]
+    pub(crate) fn generation_and_open(&self) -> (u64, bool) {
+        let w = self.inner.word.load(Ordering::Acquire);
+        (generation(w), w & OPEN != 0)
+    }
+
+    /// A call succeeded on `endpoint` at `generation` while a switch waited for its first
+    /// success: if `endpoint` is the active one of that generation, the switch's failover
+    /// ends (the first caller to clear the bit tells the timeline).
+    #[cold]
+    pub(crate) fn first_success(&self, endpoint: &Endpoint<K>, generation_seen: u64, at: Instant) {
+        let inner = &*self.inner;
+        let mut w = inner.word.load(Ordering::Acquire);
+        loop {
+            if w & OPEN == 0
+                || generation(w) != generation_seen
+                || !inner.slot(index(w)).endpoint.ptr_eq(endpoint)
+            {
+                return;
+            }
+            match inner.word.compare_exchange_weak(
+                w,
+                w & !OPEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        inner.observer.first_success(endpoint, generation_seen, at);
+    }
+
+    /// The router's observer (timeline, metrics).
+    #[inline]
+    pub(crate) fn observer(&self) -> &Observer<K> {
+        &self.inner.observer
+    }
+
+    /// The incident timeline: the last events around this router (health transitions of its
+    /// tracker's endpoints, probes, switches, rediscovery, exhausted budgets) and the phases of
+    /// each failover. See [`crate::observe`].
+    pub fn timeline(&self) -> Timeline<K> {
+        Timeline::new(Arc::clone(&self.inner.observer))
     }
 
     /// `true` when no primary candidate is available (re-evaluates, like
@@ -659,7 +741,8 @@ impl<K: EndpointId> RouterInner<K> {
         let from = index(w);
         let switched = d.to != from;
         let next_gen = generation(w) + u64::from(switched);
-        let new = pack(d.to, d.all_down, d.pinned, next_gen);
+        let open = if switched { OPEN } else { w & OPEN };
+        let new = pack(d.to, d.all_down, d.pinned, next_gen) | open;
         self.word.store(new, Ordering::Release);
         let at = Instant::now();
         let to_id = self.slot(d.to).endpoint.id();
@@ -674,6 +757,14 @@ impl<K: EndpointId> RouterInner<K> {
                 reason = %d.reason,
                 all_down = d.all_down,
                 "active endpoint switched"
+            );
+            self.observer.switched(
+                &self.slot(from).endpoint,
+                &self.slot(d.to).endpoint,
+                next_gen,
+                d.reason,
+                d.all_down,
+                at,
             );
             events.push(RouteEvent::Switched {
                 from: from_id.clone(),
@@ -691,6 +782,7 @@ impl<K: EndpointId> RouterInner<K> {
                 generation = next_gen,
                 "no primary candidate is available; routing to the best guess"
             );
+            self.observer.all_down(true, to_id, at);
             events.push(RouteEvent::AllDownEntered {
                 active: to_id.clone(),
                 generation: next_gen,
@@ -703,6 +795,7 @@ impl<K: EndpointId> RouterInner<K> {
                 generation = next_gen,
                 "a primary candidate is available again"
             );
+            self.observer.all_down(false, to_id, at);
             events.push(RouteEvent::AllDownLeft {
                 active: to_id.clone(),
                 generation: next_gen,
@@ -727,8 +820,9 @@ mod tests {
         assert_eq!(generation(w), 77);
         assert!(w & ALL_DOWN != 0);
         assert!(w & PINNED == 0);
-        let w = pack(0, false, true, (1 << 46) - 1);
-        assert_eq!(generation(w), (1 << 46) - 1);
+        let w = pack(0, false, true, (1 << 45) - 1);
+        assert_eq!(generation(w), (1 << 45) - 1);
+        assert!(w & OPEN == 0);
         assert_eq!(index(w), 0);
         assert!(w & PINNED != 0);
     }

@@ -13,6 +13,7 @@ use super::attempt::{Attempt, RouteError, Target};
 use super::router::Router;
 use crate::error::{ByClassify, Classification, Classifier, Classify, Execution};
 use crate::health::{Endpoint, EndpointId};
+use crate::observe::{Observer, RecentFailures};
 use crate::retry::{Backoff, OnRetry, RetryBudget, RetryPolicy};
 
 /// One call of an operation through the router and the retry executor: made by
@@ -233,7 +234,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         let deadline_at = policy.deadline().map(|d| Instant::now() + d);
         let timed = attempt_timeout.is_some() || deadline_at.is_some();
         let classifier = &classifier;
-        let call = CallState::default();
+        let call = CallState::new(router.observer());
         let state = &call;
         let mut number = 0u32;
         let attempt = || {
@@ -255,11 +256,13 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             } else {
                 None
             };
-            let generation = router.generation();
+            // `open`: a switch waits for its first success (same load as the generation).
+            let (generation, open) = router.generation_and_open();
             let fut = op(Attempt::new(endpoint, number, generation, failed));
             async move {
                 let mut guard = CutGuard {
                     endpoint,
+                    start,
                     cut_at,
                     state,
                 };
@@ -267,8 +270,15 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
                 guard.cut_at = None;
                 drop(guard);
                 match &result {
-                    Ok(_) => endpoint.record_success_with_latency(start.elapsed()),
-                    Err(e) => state.failed(endpoint, classifier.classify(e)),
+                    Ok(_) => {
+                        let latency = start.elapsed();
+                        endpoint.record_success_with_latency(latency);
+                        router.observer().metrics.attempt_ok();
+                        if open {
+                            router.first_success(endpoint, generation, start + latency);
+                        }
+                    }
+                    Err(e) => state.failed(endpoint, classifier.classify(e), start, false),
                 }
                 result
             }
@@ -284,6 +294,16 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         let result = retry.run().await;
         result.map_err(|e| {
             let (last, may_have_executed) = call.finish();
+            if e.reason() == crate::retry::StopReason::BudgetExhausted {
+                let errors = e
+                    .classification()
+                    .map_or_else(RecentFailures::default, |c| {
+                        RecentFailures::one(c, e.timed_out())
+                    });
+                router
+                    .observer()
+                    .budget_exhausted(last.clone(), e.attempts(), errors);
+            }
             RouteError::new(e, last, may_have_executed)
         })
     }
@@ -294,6 +314,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
 struct CallState<'r, K> {
     failures: Mutex<Failures<'r, K>>,
     may_have_executed: AtomicBool,
+    observer: &'r Observer<K>,
 }
 
 struct Failures<'r, K> {
@@ -304,22 +325,26 @@ struct Failures<'r, K> {
     last: Option<&'r Endpoint<K>>,
 }
 
-impl<K> Default for CallState<'_, K> {
-    fn default() -> Self {
+impl<'r, K> CallState<'r, K> {
+    fn new(observer: &'r Observer<K>) -> Self {
         CallState {
             failures: Mutex::new(Failures {
                 failed: Vec::new(),
                 last: None,
             }),
             may_have_executed: AtomicBool::new(false),
+            observer,
         }
     }
 }
 
 impl<'r, K: EndpointId> CallState<'r, K> {
     /// Records a failed attempt on `endpoint` (its health and this call's book-keeping).
-    fn failed(&self, endpoint: &'r Endpoint<K>, c: Classification) {
-        endpoint.record_failure(c);
+    fn failed(&self, endpoint: &'r Endpoint<K>, c: Classification, start: Instant, cut: bool) {
+        endpoint.record_failure_at(c, Some(start), cut);
+        self.observer
+            .metrics
+            .attempt_failed(RecentFailures::one(c, cut).outcome());
         if c.execution() == Execution::MayHaveExecuted {
             self.may_have_executed.store(true, Ordering::Relaxed);
         }
@@ -348,6 +373,7 @@ impl<'r, K: EndpointId> CallState<'r, K> {
 /// executed. Dropped earlier, the caller gave up: nothing is recorded.
 struct CutGuard<'s, 'r, K: EndpointId> {
     endpoint: &'r Endpoint<K>,
+    start: Instant,
     cut_at: Option<Instant>,
     state: &'s CallState<'r, K>,
 }
@@ -358,7 +384,7 @@ impl<K: EndpointId> Drop for CutGuard<'_, '_, K> {
             && Instant::now() >= at
         {
             self.state
-                .failed(self.endpoint, Classification::transient());
+                .failed(self.endpoint, Classification::transient(), self.start, true);
         }
     }
 }

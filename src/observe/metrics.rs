@@ -1,0 +1,474 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`): the
+//! runner's attempts, switches, failovers, endpoint states, rediscovery and probes under
+//! `switchover.*`, and the OpenTelemetry `db.client.connection.*` instruments of a pool
+//! ([`PoolMetrics`]). Without the feature every type here is empty and every call a no-op.
+//!
+//! Handles are registered when the router (or pool) is built, so install the recorder first.
+
+use std::time::Duration;
+
+use crate::route::SwitchReason;
+
+/// Every metric this crate emits: (name, kind, unit, labels, what).
+pub const METRICS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        names::ATTEMPTS,
+        "counter",
+        "{attempt}",
+        "router, outcome",
+        "attempts of routed calls by outcome: success, transient, throttled, permanent, timeout",
+    ),
+    (
+        names::BUDGET_EXHAUSTED,
+        "counter",
+        "{call}",
+        "router",
+        "calls stopped because the retry budget could not pay for a retry",
+    ),
+    (
+        names::SWITCHES,
+        "counter",
+        "{switch}",
+        "router, from, to, reason",
+        "switches of the active endpoint",
+    ),
+    (
+        names::GENERATION,
+        "gauge",
+        "1",
+        "router",
+        "the router's generation (switches so far)",
+    ),
+    (
+        names::FAILOVER_DURATION,
+        "histogram",
+        "s",
+        "router, reason",
+        "failover duration: first failed call to first success on the new endpoint (the timeline's phases)",
+    ),
+    (
+        names::ENDPOINT_STATE,
+        "gauge",
+        "1",
+        "router, endpoint, state",
+        "1 for the endpoint's current state (up, probing, down, draining), 0 for the others",
+    ),
+    (
+        names::PROBE_LATENCY,
+        "histogram",
+        "s",
+        "router, endpoint",
+        "latency reported by probes and heartbeats",
+    ),
+    (
+        names::REDISCOVERY_RUNS,
+        "counter",
+        "{run}",
+        "router, outcome",
+        "rediscovery runs by outcome: primary, no_primary",
+    ),
+    (
+        names::REDISCOVERY_DURATION,
+        "histogram",
+        "s",
+        "router",
+        "duration of rediscovery runs",
+    ),
+    (
+        names::BUDGET_TOKENS,
+        "gauge",
+        "{token}",
+        "budget",
+        "tokens in a retry budget",
+    ),
+    (
+        names::POOL_COUNT,
+        "gauge",
+        "{connection}",
+        "db.client.connection.pool.name, db.client.connection.state",
+        "connections by state: idle, used",
+    ),
+    (
+        names::POOL_MAX,
+        "gauge",
+        "{connection}",
+        "db.client.connection.pool.name",
+        "the pool's maximum size",
+    ),
+    (
+        names::POOL_PENDING,
+        "gauge",
+        "{request}",
+        "db.client.connection.pool.name",
+        "requests waiting for a connection",
+    ),
+    (
+        names::POOL_TIMEOUTS,
+        "counter",
+        "{timeout}",
+        "db.client.connection.pool.name",
+        "waits for a connection that timed out",
+    ),
+    (
+        names::POOL_CREATE_TIME,
+        "histogram",
+        "s",
+        "db.client.connection.pool.name",
+        "time to create a connection",
+    ),
+    (
+        names::POOL_WAIT_TIME,
+        "histogram",
+        "s",
+        "db.client.connection.pool.name",
+        "time to obtain a connection from the pool",
+    ),
+    (
+        names::POOL_USE_TIME,
+        "histogram",
+        "s",
+        "db.client.connection.pool.name",
+        "time between borrowing a connection and returning it",
+    ),
+];
+
+/// The metric names.
+pub mod names {
+    /// Counter: attempts by `outcome`.
+    pub const ATTEMPTS: &str = "switchover.attempts";
+    /// Counter: calls stopped by the retry budget.
+    pub const BUDGET_EXHAUSTED: &str = "switchover.budget.exhausted";
+    /// Counter: switches of the active endpoint.
+    pub const SWITCHES: &str = "switchover.switches";
+    /// Gauge: the router's generation.
+    pub const GENERATION: &str = "switchover.generation";
+    /// Histogram (seconds): failover duration.
+    pub const FAILOVER_DURATION: &str = "switchover.failover.duration";
+    /// Gauge: the endpoint's state (1 for the current one).
+    pub const ENDPOINT_STATE: &str = "switchover.endpoint.state";
+    /// Histogram (seconds): probe and heartbeat latency.
+    pub const PROBE_LATENCY: &str = "switchover.heartbeat.latency";
+    /// Counter: rediscovery runs by outcome.
+    pub const REDISCOVERY_RUNS: &str = "switchover.rediscovery.runs";
+    /// Histogram (seconds): rediscovery run duration.
+    pub const REDISCOVERY_DURATION: &str = "switchover.rediscovery.duration";
+    /// Gauge: tokens in a retry budget.
+    pub const BUDGET_TOKENS: &str = "switchover.retry.budget.tokens";
+    /// Gauge: connections by state (OpenTelemetry).
+    pub const POOL_COUNT: &str = "db.client.connection.count";
+    /// Gauge: the pool's maximum size (OpenTelemetry).
+    pub const POOL_MAX: &str = "db.client.connection.max";
+    /// Gauge: requests waiting for a connection (OpenTelemetry).
+    pub const POOL_PENDING: &str = "db.client.connection.pending_requests";
+    /// Counter: connection waits that timed out (OpenTelemetry).
+    pub const POOL_TIMEOUTS: &str = "db.client.connection.timeouts";
+    /// Histogram (seconds): connection creation time (OpenTelemetry).
+    pub const POOL_CREATE_TIME: &str = "db.client.connection.create_time";
+    /// Histogram (seconds): time to obtain a connection (OpenTelemetry).
+    pub const POOL_WAIT_TIME: &str = "db.client.connection.wait_time";
+    /// Histogram (seconds): time a connection is borrowed (OpenTelemetry).
+    pub const POOL_USE_TIME: &str = "db.client.connection.use_time";
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn reason_label(r: SwitchReason) -> &'static str {
+    match r {
+        SwitchReason::Failover => "failover",
+        SwitchReason::Evacuated => "evacuated",
+        SwitchReason::Demoted => "demoted",
+        SwitchReason::Failback => "failback",
+        _ => "manual",
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod on {
+    use std::sync::{Arc, Once};
+    use std::time::Duration;
+
+    use metrics::{Counter, Unit};
+
+    use super::{names, reason_label};
+    use crate::health::HealthState;
+    use crate::observe::snapshot::state_str;
+    use crate::route::SwitchReason;
+
+    static DESCRIBE: Once = Once::new();
+
+    /// Describes every metric to the recorder once (units and help texts).
+    pub(crate) fn describe() {
+        DESCRIBE.call_once(|| {
+            for (name, kind, unit, _, help) in super::METRICS {
+                let unit = match *unit {
+                    "s" => Unit::Seconds,
+                    _ => Unit::Count,
+                };
+                match *kind {
+                    "counter" => metrics::describe_counter!(*name, unit, *help),
+                    "gauge" => metrics::describe_gauge!(*name, unit, *help),
+                    _ => metrics::describe_histogram!(*name, unit, *help),
+                }
+            }
+        });
+    }
+
+    /// A router's instruments: the hot-path counters are registered once, at build.
+    pub(crate) struct Instruments {
+        router: Arc<str>,
+        success: Counter,
+        transient: Counter,
+        throttled: Counter,
+        permanent: Counter,
+        timeout: Counter,
+    }
+
+    impl Instruments {
+        pub(crate) fn new(router: &Arc<str>) -> Self {
+            describe();
+            let attempt = |outcome: &'static str| metrics::counter!(names::ATTEMPTS, "router" => router.to_string(), "outcome" => outcome);
+            Instruments {
+                router: Arc::clone(router),
+                success: attempt("success"),
+                transient: attempt("transient"),
+                throttled: attempt("throttled"),
+                permanent: attempt("permanent"),
+                timeout: attempt("timeout"),
+            }
+        }
+
+        #[inline]
+        pub(crate) fn attempt_ok(&self) {
+            self.success.increment(1);
+        }
+
+        pub(crate) fn attempt_failed(&self, outcome: &'static str) {
+            match outcome {
+                "timeout" => &self.timeout,
+                "throttled" => &self.throttled,
+                "permanent" => &self.permanent,
+                _ => &self.transient,
+            }
+            .increment(1);
+        }
+
+        fn router(&self) -> String {
+            self.router.to_string()
+        }
+
+        pub(crate) fn budget_exhausted(&self) {
+            metrics::counter!(names::BUDGET_EXHAUSTED, "router" => self.router()).increment(1);
+        }
+
+        pub(crate) fn switched(&self, from: &str, to: &str, reason: SwitchReason, generation: u64) {
+            metrics::counter!(names::SWITCHES, "router" => self.router(), "from" => from.to_owned(),
+                "to" => to.to_owned(), "reason" => reason_label(reason))
+            .increment(1);
+            metrics::gauge!(names::GENERATION, "router" => self.router()).set(generation as f64);
+        }
+
+        pub(crate) fn failover(&self, reason: SwitchReason, took: Duration) {
+            metrics::histogram!(names::FAILOVER_DURATION, "router" => self.router(),
+                "reason" => reason_label(reason))
+            .record(took.as_secs_f64());
+        }
+
+        pub(crate) fn state(&self, endpoint: &str, from: HealthState, to: HealthState) {
+            for (s, v) in [(from, 0.0), (to, 1.0)] {
+                metrics::gauge!(names::ENDPOINT_STATE, "router" => self.router(),
+                    "endpoint" => endpoint.to_owned(), "state" => state_str(s))
+                .set(v);
+            }
+        }
+
+        /// Every endpoint starts up: the state gauges start at up = 1.
+        pub(crate) fn initial_state(&self, endpoint: &str, state: HealthState) {
+            metrics::gauge!(names::ENDPOINT_STATE, "router" => self.router(),
+                "endpoint" => endpoint.to_owned(), "state" => state_str(state))
+            .set(1.0);
+        }
+
+        pub(crate) fn probe_latency(&self, endpoint: &str, latency: Duration) {
+            metrics::histogram!(names::PROBE_LATENCY, "router" => self.router(),
+                "endpoint" => endpoint.to_owned())
+            .record(latency.as_secs_f64());
+        }
+
+        pub(crate) fn rediscovery(&self, found: bool, took: Duration) {
+            let outcome = if found { "primary" } else { "no_primary" };
+            metrics::counter!(names::REDISCOVERY_RUNS, "router" => self.router(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!(names::REDISCOVERY_DURATION, "router" => self.router())
+                .record(took.as_secs_f64());
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod off {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::health::HealthState;
+    use crate::route::SwitchReason;
+
+    /// Without the `metrics` feature: nothing, and every call compiles to nothing.
+    pub(crate) struct Instruments;
+
+    #[allow(clippy::unused_self)]
+    impl Instruments {
+        pub(crate) fn new(_: &Arc<str>) -> Self {
+            Instruments
+        }
+        #[inline(always)]
+        pub(crate) fn attempt_ok(&self) {}
+        #[inline(always)]
+        pub(crate) fn attempt_failed(&self, _: &'static str) {}
+        #[inline(always)]
+        pub(crate) fn budget_exhausted(&self) {}
+        #[inline(always)]
+        pub(crate) fn switched(&self, _: &str, _: &str, _: SwitchReason, _: u64) {}
+        #[inline(always)]
+        pub(crate) fn failover(&self, _: SwitchReason, _: Duration) {}
+        #[inline(always)]
+        pub(crate) fn state(&self, _: &str, _: HealthState, _: HealthState) {}
+        #[inline(always)]
+        pub(crate) fn initial_state(&self, _: &str, _: HealthState) {}
+        #[inline(always)]
+        pub(crate) fn probe_latency(&self, _: &str, _: Duration) {}
+        #[inline(always)]
+        pub(crate) fn rediscovery(&self, _: bool, _: Duration) {}
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use off::Instruments;
+#[cfg(feature = "metrics")]
+pub(crate) use on::Instruments;
+
+/// A pool's OpenTelemetry connection instruments (`db.client.connection.*`, label
+/// `db.client.connection.pool.name`), for adapters and users' own pools. Register once (a
+/// pool keeps it), then report from the pool's hooks. Without the `metrics` feature it is
+/// empty and every method a no-op.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchover::observe::PoolMetrics;
+///
+/// let m = PoolMetrics::new("redis 127.0.0.1:6379");
+/// m.max(16);
+/// m.connections(3, 1); // idle, used
+/// m.pending(0);
+/// m.wait_time(Duration::from_micros(40));
+/// m.use_time(Duration::from_micros(300));
+/// ```
+pub struct PoolMetrics {
+    #[cfg(feature = "metrics")]
+    inner: pool_on::Handles,
+}
+
+impl std::fmt::Debug for PoolMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolMetrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod pool_on {
+    use metrics::{Counter, Gauge, Histogram};
+
+    use super::names;
+
+    pub(super) struct Handles {
+        pub(super) idle: Gauge,
+        pub(super) used: Gauge,
+        pub(super) max: Gauge,
+        pub(super) pending: Gauge,
+        pub(super) timeouts: Counter,
+        pub(super) create: Histogram,
+        pub(super) wait: Histogram,
+        pub(super) used_for: Histogram,
+    }
+
+    impl Handles {
+        pub(super) fn new(pool: &str) -> Self {
+            super::on::describe();
+            const POOL: &str = "db.client.connection.pool.name";
+            const STATE: &str = "db.client.connection.state";
+            let p = || pool.to_owned();
+            Handles {
+                idle: metrics::gauge!(names::POOL_COUNT, POOL => p(), STATE => "idle"),
+                used: metrics::gauge!(names::POOL_COUNT, POOL => p(), STATE => "used"),
+                max: metrics::gauge!(names::POOL_MAX, POOL => p()),
+                pending: metrics::gauge!(names::POOL_PENDING, POOL => p()),
+                timeouts: metrics::counter!(names::POOL_TIMEOUTS, POOL => p()),
+                create: metrics::histogram!(names::POOL_CREATE_TIME, POOL => p()),
+                wait: metrics::histogram!(names::POOL_WAIT_TIME, POOL => p()),
+                used_for: metrics::histogram!(names::POOL_USE_TIME, POOL => p()),
+            }
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+impl PoolMetrics {
+    /// The instruments of the pool named `pool` (a `host:port`, a region, a pool name: bounded,
+    /// never a credential).
+    pub fn new(pool: &str) -> Self {
+        PoolMetrics {
+            #[cfg(feature = "metrics")]
+            inner: pool_on::Handles::new(pool),
+        }
+    }
+
+    /// Connections now idle and in use.
+    #[inline]
+    pub fn connections(&self, idle: usize, used: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            self.inner.idle.set(idle as f64);
+            self.inner.used.set(used as f64);
+        }
+    }
+
+    /// The pool's maximum size.
+    #[inline]
+    pub fn max(&self, max: usize) {
+        #[cfg(feature = "metrics")]
+        self.inner.max.set(max as f64);
+    }
+
+    /// Requests waiting for a connection now.
+    #[inline]
+    pub fn pending(&self, waiting: usize) {
+        #[cfg(feature = "metrics")]
+        self.inner.pending.set(waiting as f64);
+    }
+
+    /// A wait for a connection timed out.
+    #[inline]
+    pub fn timeout(&self) {
+        #[cfg(feature = "metrics")]
+        self.inner.timeouts.increment(1);
+    }
+
+    /// A connection took `d` to create.
+    #[inline]
+    pub fn create_time(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        self.inner.create.record(d.as_secs_f64());
+    }
+
+    /// Obtaining a connection took `d`.
+    #[inline]
+    pub fn wait_time(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        self.inner.wait.record(d.as_secs_f64());
+    }
+
+    /// A connection was borrowed for `d`.
+    #[inline]
+    pub fn use_time(&self, d: Duration) {
+        #[cfg(feature = "metrics")]
+        self.inner.used_for.record(d.as_secs_f64());
+    }
+}
