@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .probe_timeout(Duration::from_secs(1))
         .query_timeout(Duration::from_secs(2))
         .acquire_timeout(Duration::from_secs(3))
-        .runner_policy(
+        .retry_policy(
             RetryPolicy::builder()
                 .max_attempts(1000)
                 .deadline(Duration::from_secs(30))
@@ -109,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let result = pool
-                    .transaction(false, move |tx| {
+                    .transaction(move |tx| {
                         Box::pin(async move {
                             let id: i64 = tx
                                 .query_one("INSERT INTO ledger (n) VALUES ($1) RETURNING id", &[&n])

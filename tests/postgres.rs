@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use switchover::Classification;
 use switchover::health::HealthState;
-use switchover::postgres::{Error, FailoverPool, FailoverPoolBuilder, ServerRole, TargetRole};
+use switchover::postgres::{
+    Error, ErrorKind, FailoverPool, FailoverPoolBuilder, ServerRole, TargetRole,
+};
 use switchover::retry::RetryPolicy;
 use switchover::testing::{FaultProxy, Mode, PgCluster, PgNode};
 use tokio::time::timeout;
@@ -33,7 +35,7 @@ fn builder(hosts: &[(String, u16)]) -> FailoverPoolBuilder {
         .probe_timeout(Duration::from_secs(1))
         .query_timeout(Duration::from_secs(2))
         .acquire_timeout(Duration::from_secs(3))
-        .runner_policy(
+        .retry_policy(
             RetryPolicy::builder()
                 .max_attempts(200)
                 .deadline(Duration::from_secs(20))
@@ -70,7 +72,7 @@ async fn count(node: &PgNode, v: &str) -> usize {
 
 async fn insert(pool: &FailoverPool, v: &str) -> Result<String, Error> {
     let v = v.to_owned();
-    pool.transaction(false, move |tx| {
+    pool.transaction(move |tx| {
         let v = v.clone();
         Box::pin(async move {
             tx.execute("INSERT INTO items (v) VALUES ($1)", &[&v])
@@ -250,7 +252,7 @@ async fn read_only_fence_evicts_after_the_first_25006_and_finds_the_promoted_pri
         let codes = codes.clone();
         timeout(
             BOUND,
-            pool.transaction(false, move |tx| {
+            pool.transaction(move |tx| {
                 let calls = calls.clone();
                 let codes = codes.clone();
                 Box::pin(async move {
@@ -298,7 +300,7 @@ async fn black_holed_primary_is_detected_within_the_deadlines_and_no_call_hangs(
         ("127.0.0.1".to_owned(), proxy.port()),
         node_host(&cluster.nodes()[1]),
     ])
-    .runner_policy(
+    .retry_policy(
         RetryPolicy::builder()
             .max_attempts(100)
             .deadline(Duration::from_secs(5))
@@ -418,7 +420,7 @@ async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() 
         let (proxy, calls) = (proxy.clone(), calls.clone());
         timeout(
             BOUND,
-            pool.transaction(false, move |tx| {
+            pool.transaction(move |tx| {
                 let (proxy, calls) = (proxy.clone(), calls.clone());
                 Box::pin(async move {
                     calls.fetch_add(1, Ordering::SeqCst);
@@ -433,7 +435,7 @@ async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() 
         .unwrap()
     };
     let err = result.unwrap_err();
-    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    assert!(matches!(err.kind(), ErrorKind::OutcomeUnknown), "{err:?}");
     assert!(err.is_outcome_unknown());
     assert!(err.to_string().contains("after COMMIT was sent"), "{err}");
     // Not idempotent: never run twice.
@@ -449,7 +451,7 @@ async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() 
         let (proxy, calls) = (proxy.clone(), calls.clone());
         timeout(
             BOUND,
-            pool.transaction(false, move |tx| {
+            pool.transaction(move |tx| {
                 let (proxy, calls) = (proxy.clone(), calls.clone());
                 Box::pin(async move {
                     if calls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -474,7 +476,7 @@ async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() 
         let (proxy, calls) = (proxy.clone(), calls.clone());
         timeout(
             BOUND,
-            pool.transaction(true, move |tx| {
+            pool.idempotent().transaction(move |tx| {
                 let (proxy, calls) = (proxy.clone(), calls.clone());
                 Box::pin(async move {
                     let n = calls.fetch_add(1, Ordering::SeqCst);
@@ -533,7 +535,7 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
         let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
         let took = started.elapsed();
         println!("get failed after {took:?}: {err}");
-        assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+        assert!(matches!(err.kind(), ErrorKind::AcquireTimeout), "{err:?}");
         assert!(
             took <= limit,
             "get waited {took:?}, past the acquire timeout"
@@ -541,7 +543,7 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
         let started = tokio::time::Instant::now();
         let err = timeout(BOUND, pool.get_read()).await.unwrap().unwrap_err();
         let took = started.elapsed();
-        assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+        assert!(matches!(err.kind(), ErrorKind::AcquireTimeout), "{err:?}");
         assert!(
             took <= limit,
             "get_read waited {took:?}, past the acquire timeout"
@@ -559,7 +561,7 @@ async fn get_never_waits_past_the_acquire_timeout_even_when_every_host_is_down()
     let started = tokio::time::Instant::now();
     let err = timeout(BOUND, pool.get()).await.unwrap().unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, Error::AcquireTimeout { .. }), "{err:?}");
+    assert!(matches!(err.kind(), ErrorKind::AcquireTimeout), "{err:?}");
     assert!(
         took <= Duration::from_millis(1500),
         "get waited {took:?}, past the acquire timeout"

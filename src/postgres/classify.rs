@@ -76,8 +76,8 @@ pub(crate) fn classify_sqlstate(code: &SqlState) -> Classification {
 
 /// Classification of tokio-postgres errors for the retry executor and the health tracker.
 ///
-/// - errors from the server are classified by SQLSTATE (see the table in the
-///   [module documentation](super)): `25006` and `57P03` are
+/// - errors from the server are classified by SQLSTATE (see the table on
+///   [`is_failover_error`]): `25006` and `57P03` are
 ///   transient and surely not executed; `57P01`/`57P02` and class `08` are transient and may
 ///   have executed; `40001`/`40P01` (serialization failure, deadlock) are transient and not
 ///   executed (the transaction was rolled back); `53300` is throttled; everything else the
@@ -113,6 +113,20 @@ impl Classify for tokio_postgres::Error {
 /// re-discover the roles of its hosts: a read-only transaction (`25006`), a shutdown or a
 /// server not accepting connections (`57P01`, `57P02`, `57P03`), a connection exception (class
 /// `08`), a lost, closed or timed-out connection, or a failed connect.
+///
+/// How the pool classifies client errors ([`Classify`]) and which are failover signals:
+///
+/// | error | class | executed | failover signal |
+/// |---|---|---|---|
+/// | `25006` read-only transaction | transient | no | yes |
+/// | `57P01` admin shutdown, `57P02` crash shutdown | transient | maybe | yes |
+/// | `57P03` cannot connect now | transient | no | yes |
+/// | class `08` connection exception (`08001`/`08004`: not executed) | transient | maybe | yes |
+/// | connection closed or lost, I/O error, client timeout | transient | maybe | yes |
+/// | connect refused or unreachable | transient | no | yes |
+/// | `40001` serialization failure, `40P01` deadlock | transient | no | no |
+/// | `53300` too many connections | throttled | no | no |
+/// | other SQL errors, authentication, conversions | permanent | — | no |
 ///
 /// ```
 /// // Errors from the caller's own code are not failover signals.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::config::HostConfig;
 use super::error::Error;
+use super::hosts::HostConfig;
 use super::role::{ServerRole, setting_is_on};
 
 /// What the background task driving a connection learned from the server since login.
@@ -121,6 +121,12 @@ impl PgConnection {
         self.host
     }
 
+    /// Moves a connection made while the generation changed to the current one, once it was
+    /// found to fit it.
+    pub(crate) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
     pub(crate) fn host_arc(&self) -> &Arc<str> {
         &self.host_name
     }
@@ -183,16 +189,10 @@ pub(crate) async fn connect(
     let connecting = host.config.connect(NoTls);
     let (client, mut connection) = match tokio::time::timeout(login, connecting).await {
         Err(_) => {
-            return Err(Error::ConnectTimeout {
-                host: host.name.clone(),
-                timeout: login,
-            });
+            return Err(Error::connect_timeout(host.name.clone(), login));
         }
         Ok(Err(source)) => {
-            return Err(Error::Connect {
-                host: host.name.clone(),
-                source,
-            });
+            return Err(Error::connect(host.name.clone(), source));
         }
         Ok(Ok(pair)) => pair,
     };
@@ -242,16 +242,10 @@ pub(crate) async fn connect(
         match tokio::time::timeout(login, conn.query_role()).await {
             Ok(Ok(_)) => {}
             Ok(Err(source)) => {
-                return Err(Error::Connect {
-                    host: host.name.clone(),
-                    source,
-                });
+                return Err(Error::connect(host.name.clone(), source));
             }
             Err(_) => {
-                return Err(Error::ConnectTimeout {
-                    host: host.name.clone(),
-                    timeout: login,
-                });
+                return Err(Error::connect_timeout(host.name.clone(), login));
             }
         }
     }

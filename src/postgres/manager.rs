@@ -1,3 +1,5 @@
+//! The [`deadpool`] manager behind each role of a [`FailoverPool`](super::FailoverPool).
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -8,17 +10,37 @@ use super::core::Core;
 use super::error::Error;
 use super::role::TargetRole;
 
-/// The [`deadpool`] manager behind [`FailoverPool`](super::FailoverPool): connects to a host
-/// of its target role (the router's primary, or a standby) and tags each connection with its
-/// host and the router generation.
+/// The host and generation of the runner's attempt that is taking a connection: deadpool's
+/// `create` takes no argument, so the attempt hands them to the manager through the task it
+/// runs in (see [`choose`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chosen {
+    pub(crate) host: usize,
+    pub(crate) generation: u64,
+}
+
+tokio::task_local! {
+    static CHOSEN: Chosen;
+}
+
+/// Runs `fut` (a `timeout_get` of the pool) so that a connection it has to create goes to
+/// `chosen.host`.
+pub(crate) async fn choose<F: Future>(chosen: Chosen, fut: F) -> F::Output {
+    CHOSEN.scope(chosen, fut).await
+}
+
+/// The [`deadpool`] manager behind [`FailoverPool`](super::FailoverPool): connects to the host
+/// the runner's attempt chose and tags each connection with its host and the router
+/// generation.
 ///
 /// Recycling an idle connection (before it is handed out again) checks, without a round trip:
 /// that it is open, that its generation is current (a failover bumps it), that its host is
-/// available in the health tracker, and that the role the server last reported still fits the
-/// target (the server reports `in_hot_standby` and `default_transaction_read_only` whenever they
-/// change). A connection to a fallback role (a primary serving reads for `PreferStandby`) is
-/// dropped once a preferred host is available again. Connections idle longer than
-/// `verify_idle_after` are also pinged with an empty query, within the recycle timeout.
+/// available in the health tracker, that the role the server last reported still fits the
+/// target (the server reports `in_hot_standby` and `default_transaction_read_only` whenever
+/// they change) and, for the primary, that its host is still the active one. A connection to a
+/// fallback role (a primary serving reads for `PreferStandby`) is dropped once a preferred
+/// host is available again. Connections idle longer than `verify_idle_after` are also pinged
+/// with an empty query, within the recycle timeout.
 pub struct ConnectionManager {
     core: Arc<Core>,
     target: TargetRole,
@@ -48,20 +70,18 @@ impl Manager for ConnectionManager {
     type Error = Error;
 
     async fn create(&self) -> Result<PgConnection, Error> {
-        self.core.create(self.target).await
+        // Only the pool's own acquire takes connections, always inside `choose`.
+        let Ok(chosen) = CHOSEN.try_with(|c| *c) else {
+            return Err(Error::no_host(self.target, None));
+        };
+        self.core
+            .connect(chosen.host, chosen.generation, self.target)
+            .await
     }
 
     async fn recycle(&self, conn: &mut PgConnection, metrics: &Metrics) -> RecycleResult<Error> {
-        let core = &self.core;
-        let generation = core.router.generation();
         if conn.is_closed() {
             return Err(discard(conn, "connection closed"));
-        }
-        if conn.generation() != generation {
-            return Err(discard(conn, "older generation"));
-        }
-        if !core.endpoints[conn.host_index()].is_available() {
-            return Err(discard(conn, "host unavailable"));
         }
         let role = if conn.conn_state().reports_role() {
             conn.role()
@@ -69,24 +89,17 @@ impl Manager for ConnectionManager {
             // Servers before PostgreSQL 14 do not report their role: ask.
             conn.query_role().await.ok()
         };
-        let Some(role) = role else {
-            return Err(discard(conn, "role unknown"));
-        };
-        if !self.target.accepts(role) {
-            return Err(discard(conn, "server role changed"));
-        }
-        if !self.target.prefers(role) && core.preferred_available(self.target) {
-            return Err(discard(conn, "a preferred host is available again"));
-        }
-        if let Some(after) = core.settings.verify_idle_after
+        let topology = &self.core.topology;
+        let host = conn.host_index();
+        topology
+            .fits(host, conn.generation(), role, self.target)
+            .map_err(|why| discard(conn, why))?;
+        if let Some(after) = self.core.settings.verify_idle_after
             && metrics.last_used() > after
         {
             conn.simple_query("").await.map_err(|source| {
                 discard(conn, "idle check failed");
-                RecycleError::Backend(Error::Postgres {
-                    host: conn.host_arc().clone(),
-                    source,
-                })
+                RecycleError::Backend(Error::postgres(conn.host_arc().clone(), source))
             })?;
         }
         Ok(())

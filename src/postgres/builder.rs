@@ -1,0 +1,490 @@
+//! [`FailoverPoolBuilder`]: every knob of a pool, with its default, validated by `build`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hosts;
+use super::pool::FailoverPool;
+use super::role::TargetRole;
+use super::settings::{Settings, default_backoff, default_retry_policy};
+use super::timeouts::Timeouts;
+use crate::error::ConfigError;
+use crate::health::{HealthTracker, HealthTrackerBuilder};
+use crate::retry::{ExponentialBackoff, RetryBudget, RetryPolicy};
+
+/// Tunes the pool's health tracker (see [`FailoverPoolBuilder::health`]).
+pub(crate) type HealthCustomizer =
+    Box<dyn FnOnce(HealthTrackerBuilder<Arc<str>>) -> HealthTrackerBuilder<Arc<str>> + Send>;
+
+/// Builder of [`FailoverPool`]. Nothing is validated until [`build`](Self::build).
+///
+/// Hosts come from a libpq-style connection string (several hosts allowed, comma-separated,
+/// `host=a,b port=5432,5433` or `postgresql://u@a:5432,b:5433/db`), from
+/// [`hosts`](Self::hosts)/[`host`](Self::host), or both (the explicit list is appended).
+/// `target_session_attrs` in the string is ignored: the pool does role selection itself.
+///
+/// # Defaults
+///
+/// | knob | default |
+/// |---|---|
+/// | [`target_role`](Self::target_role) (what [`get`](FailoverPool::get), [`run`](FailoverPool::run) and [`transaction`](FailoverPool::transaction) use) | [`TargetRole::Primary`] |
+/// | [`read_role`](Self::read_role) (what [`get_read`](FailoverPool::get_read) uses) | [`TargetRole::PreferStandby`] |
+/// | [`max_size`](Self::max_size) | 16 connections per role |
+/// | [`max_concurrent_connects`](Self::max_concurrent_connects) | 4, across roles |
+/// | [`connect_timeout`](Self::connect_timeout) ([`Timeouts::connect`]) | 2 s |
+/// | [`login_timeout`](Self::login_timeout) ([`Timeouts::login`]) | 3 s |
+/// | [`acquire_timeout`](Self::acquire_timeout) ([`Timeouts::acquire`]) | 5 s |
+/// | [`recycle_timeout`](Self::recycle_timeout) ([`Timeouts::recycle`]) | 1 s |
+/// | [`probe_timeout`](Self::probe_timeout) ([`Timeouts::probe`]) | 2 s |
+/// | [`query_timeout`](Self::query_timeout) ([`Timeouts::query`]) | 10 s |
+/// | [`Timeouts::tcp_user_timeout`] | 5 s |
+/// | [`Timeouts::keepalive_idle`], [`keepalive_interval`](Timeouts::keepalive_interval), [`keepalive_retries`](Timeouts::keepalive_retries) | 5 s, 1 s, 3 |
+/// | [`verify_idle_after`](Self::verify_idle_after) | 10 s |
+/// | [`reconnect_backoff`](Self::reconnect_backoff) | 20 ms doubling to 250 ms, full jitter |
+/// | [`retry_policy`](Self::retry_policy) | 10 attempts within 15 s, backoff 20 ms doubling to 250 ms, full jitter |
+/// | [`budget`](Self::budget) | none |
+/// | [`rediscovery_interval`](Self::rediscovery_interval) | 50 ms |
+/// | [`health`](Self::health) | a host is down after 2 transient failures in a row (calls, connects or probes), ejected 500 ms (× 2 per consecutive ejection, ≤ 10 s), back up after 2 probe successes; down hosts probed every 250 ms within the probe timeout; throttling never marks a host down |
+#[must_use]
+pub struct FailoverPoolBuilder {
+    conn_str: Option<String>,
+    config: Option<tokio_postgres::Config>,
+    extra_hosts: Vec<(String, u16)>,
+    target_role: TargetRole,
+    read_role: TargetRole,
+    max_size: usize,
+    max_concurrent_connects: usize,
+    timeouts: Timeouts,
+    verify_idle_after: Option<Duration>,
+    reconnect_backoff: Option<ExponentialBackoff>,
+    retry_policy: Option<RetryPolicy>,
+    budget: Option<RetryBudget>,
+    rediscovery_interval: Duration,
+    health: Option<HealthCustomizer>,
+}
+
+impl fmt::Debug for FailoverPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection string may hold a password: never print it.
+        f.debug_struct("FailoverPoolBuilder")
+            .field("conn_str", &self.conn_str.as_ref().map(|_| "<redacted>"))
+            .field("config", &self.config.as_ref().map(|_| "<redacted>"))
+            .field("extra_hosts", &self.extra_hosts)
+            .field("target_role", &self.target_role)
+            .field("read_role", &self.read_role)
+            .field("max_size", &self.max_size)
+            .field("max_concurrent_connects", &self.max_concurrent_connects)
+            .field("timeouts", &self.timeouts)
+            .field("verify_idle_after", &self.verify_idle_after)
+            .field("retry_policy", &self.retry_policy)
+            .field("budget", &self.budget.is_some())
+            .field("rediscovery_interval", &self.rediscovery_interval)
+            .field("health", &self.health.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FailoverPoolBuilder {
+    fn default() -> Self {
+        FailoverPoolBuilder {
+            conn_str: None,
+            config: None,
+            extra_hosts: Vec::new(),
+            target_role: TargetRole::Primary,
+            read_role: TargetRole::PreferStandby,
+            max_size: 16,
+            max_concurrent_connects: 4,
+            timeouts: Timeouts::default(),
+            verify_idle_after: Some(Duration::from_secs(10)),
+            reconnect_backoff: None,
+            retry_policy: None,
+            budget: None,
+            rediscovery_interval: Duration::from_millis(50),
+            health: None,
+        }
+    }
+}
+
+impl FailoverPoolBuilder {
+    /// A libpq-style connection string: `key=value` pairs or a `postgresql://` URL, with one or
+    /// several hosts. Parsed by [`build`](Self::build).
+    pub fn connection_string(mut self, s: impl Into<String>) -> Self {
+        self.conn_str = Some(s.into());
+        self
+    }
+
+    /// A ready client configuration (user, password, database, hosts...). Replaces a connection
+    /// string set earlier.
+    pub fn config(mut self, config: tokio_postgres::Config) -> Self {
+        self.config = Some(config);
+        self.conn_str = None;
+        self
+    }
+
+    /// Adds one host, after those of the connection string or configuration.
+    pub fn host(mut self, host: impl Into<String>, port: u16) -> Self {
+        self.extra_hosts.push((host.into(), port));
+        self
+    }
+
+    /// Adds several hosts, in priority order.
+    pub fn hosts<H: Into<String>>(mut self, hosts: impl IntoIterator<Item = (H, u16)>) -> Self {
+        self.extra_hosts
+            .extend(hosts.into_iter().map(|(h, p)| (h.into(), p)));
+        self
+    }
+
+    /// The role [`get`](FailoverPool::get), [`run`](FailoverPool::run) and
+    /// [`transaction`](FailoverPool::transaction) hand out.
+    pub fn target_role(mut self, role: TargetRole) -> Self {
+        self.target_role = role;
+        self
+    }
+
+    /// The role [`get_read`](FailoverPool::get_read) hands out.
+    pub fn read_role(mut self, role: TargetRole) -> Self {
+        self.read_role = role;
+        self
+    }
+
+    /// The most connections per role (at least 1).
+    pub fn max_size(mut self, n: usize) -> Self {
+        self.max_size = n;
+        self
+    }
+
+    /// The most connects in flight at once, across roles (at least 1). Bounds the reconnect
+    /// storm after a failover.
+    pub fn max_concurrent_connects(mut self, n: usize) -> Self {
+        self.max_concurrent_connects = n;
+        self
+    }
+
+    /// All phase deadlines at once.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The TCP connect deadline per host ([`Timeouts::connect`]).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.connect = t;
+        self
+    }
+
+    /// The deadline for TCP connect, TLS and login to one host ([`Timeouts::login`]).
+    pub fn login_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.login = t;
+        self
+    }
+
+    /// The deadline of one [`get`](FailoverPool::get) ([`Timeouts::acquire`]): `get` never
+    /// waits longer, even when every host is down.
+    pub fn acquire_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.acquire = t;
+        self
+    }
+
+    /// The deadline of the check of an idle connection ([`Timeouts::recycle`]).
+    pub fn recycle_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.recycle = t;
+        self
+    }
+
+    /// The deadline of one role probe ([`Timeouts::probe`]).
+    pub fn probe_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.probe = t;
+        self
+    }
+
+    /// The deadline of each step of the runner ([`Timeouts::query`]).
+    pub fn query_timeout(mut self, t: Duration) -> Self {
+        self.timeouts.query = t;
+        self
+    }
+
+    /// Verify idle connections with a round trip (an empty query) when they have been idle
+    /// longer than this; `None` never does. Connections used more recently are checked
+    /// without a round trip: closed socket, generation, role reported by the server, host
+    /// health.
+    pub fn verify_idle_after(mut self, after: Option<Duration>) -> Self {
+        self.verify_idle_after = after;
+        self
+    }
+
+    /// The backoff between the attempts of one [`get`](FailoverPool::get).
+    pub fn reconnect_backoff(mut self, backoff: ExponentialBackoff) -> Self {
+        self.reconnect_backoff = Some(backoff);
+        self
+    }
+
+    /// The retry policy of [`run`](FailoverPool::run) and
+    /// [`transaction`](FailoverPool::transaction): attempts, deadline and backoff.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = Some(policy);
+        self
+    }
+
+    /// A shared retry budget that every retry of [`run`](FailoverPool::run) and
+    /// [`transaction`](FailoverPool::transaction) draws from. Successes refill it.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// While the primary is in doubt, how often re-discovery probes every host; also the
+    /// least time between two runs, so a burst of failover errors costs one run.
+    pub fn rediscovery_interval(mut self, interval: Duration) -> Self {
+        self.rediscovery_interval = interval;
+        self
+    }
+
+    /// Tunes the health tracker of the hosts, e.g.
+    /// `.health(|h| h.failure_threshold(3).ejection_cap(Duration::from_secs(30)))`; the pool's
+    /// defaults are in the table above. The endpoints (one per host, id `host:port`) and the
+    /// role probe are set by the pool: endpoints added here are not hosts of the pool.
+    /// Settings you do not touch keep the pool's defaults (so a base ejection above 10 s needs
+    /// a larger cap too). Invalid values are refused by [`build`](Self::build) with the
+    /// tracker's [`ConfigError`].
+    pub fn health(
+        mut self,
+        customize: impl FnOnce(HealthTrackerBuilder<Arc<str>>) -> HealthTrackerBuilder<Arc<str>>
+        + Send
+        + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(customize));
+        self
+    }
+
+    /// Validates the settings and builds the pool. Must be called inside a Tokio runtime: it
+    /// starts the health tracker's probe and the re-discovery, whose first run (probing every
+    /// host for its role, in the background) starts at once.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field when: the connection string does not parse
+    /// (`connection_string`); there is no host (`hosts`); a Unix-socket host is given (`hosts`:
+    /// only TCP hosts are supported); `sslmode=require` is asked for (`sslmode`: TLS is not
+    /// supported yet); the number of ports matches neither one nor the number of hosts
+    /// (`port`); `max_size` or `max_concurrent_connects` is zero; a timeout or the
+    /// re-discovery interval is zero or longer than a day; the login timeout is shorter than
+    /// the connect timeout; a host is listed twice (`hosts`); a [`health`](Self::health)
+    /// setting is invalid (the tracker's field name); no Tokio runtime is running (`probe`: the
+    /// tracker's probe task is the first thing started).
+    pub fn build(self) -> Result<FailoverPool, ConfigError> {
+        let base = hosts::base_config(self.conn_str, self.config)?;
+        let addrs = hosts::addresses(&base, self.extra_hosts)?;
+        if self.max_size == 0 {
+            return Err(ConfigError::new("max_size", "must be at least 1"));
+        }
+        if self.max_concurrent_connects == 0 {
+            return Err(ConfigError::new(
+                "max_concurrent_connects",
+                "must be at least 1",
+            ));
+        }
+        self.timeouts.validate()?;
+        if self.verify_idle_after.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "verify_idle_after",
+                "must be above zero (use `None` to never verify)",
+            ));
+        }
+        if self.rediscovery_interval.is_zero()
+            || self.rediscovery_interval > crate::retry::MAX_DEADLINE
+        {
+            return Err(ConfigError::new(
+                "rediscovery_interval",
+                "must be above zero and at most a day",
+            ));
+        }
+        let hosts = hosts::host_configs(&base, addrs, &self.timeouts)?;
+        let settings = Settings {
+            target_role: self.target_role,
+            read_role: self.read_role,
+            max_size: self.max_size,
+            max_concurrent_connects: self.max_concurrent_connects,
+            timeouts: self.timeouts,
+            verify_idle_after: self.verify_idle_after,
+            reconnect_backoff: self.reconnect_backoff.unwrap_or_else(default_backoff),
+            retry_policy: match self.retry_policy {
+                Some(p) => p,
+                None => default_retry_policy()?,
+            },
+            budget: self.budget,
+            rediscovery_interval: self.rediscovery_interval,
+        };
+        let mut health = health_defaults(settings.timeouts.probe);
+        if let Some(customize) = self.health {
+            health = customize(health);
+        }
+        FailoverPool::start(hosts, settings, health)
+    }
+}
+
+/// The tracker defaults documented above.
+fn health_defaults(probe_timeout: Duration) -> HealthTrackerBuilder<Arc<str>> {
+    HealthTracker::builder()
+        .failure_threshold(2)
+        .ejection_base(Duration::from_millis(500))
+        .ejection_cap(Duration::from_secs(10))
+        .probe_interval(Duration::from_millis(250))
+        .probe_timeout(probe_timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(b: FailoverPoolBuilder) -> &'static str {
+        b.build().unwrap_err().field()
+    }
+
+    /// A host on loopback whose port is closed: the background discovery that `build` starts
+    /// is refused at once and sends nothing anywhere else.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_at_build() {
+        let local = || FailoverPool::builder().host("127.0.0.1", closed_port());
+        assert_eq!(field(FailoverPool::builder()), "hosts");
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("user=postgres")),
+            "hosts"
+        );
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("host=a port=notaport")),
+            "connection_string"
+        );
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("host=a bogus=1")),
+            "connection_string"
+        );
+        assert_eq!(field(local().max_size(0)), "max_size");
+        assert_eq!(
+            field(local().max_concurrent_connects(0)),
+            "max_concurrent_connects"
+        );
+        assert_eq!(
+            field(local().acquire_timeout(Duration::ZERO)),
+            "acquire_timeout"
+        );
+        assert_eq!(
+            field(
+                local()
+                    .connect_timeout(Duration::from_secs(5))
+                    .login_timeout(Duration::from_secs(1))
+            ),
+            "login_timeout"
+        );
+        assert_eq!(
+            field(local().rediscovery_interval(Duration::ZERO)),
+            "rediscovery_interval"
+        );
+        assert_eq!(
+            field(local().verify_idle_after(Some(Duration::ZERO))),
+            "verify_idle_after"
+        );
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("host=a,b port=1,2,3")),
+            "port"
+        );
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("host=a sslmode=require")),
+            "sslmode"
+        );
+    }
+
+    #[test]
+    fn build_outside_a_runtime_names_the_field() {
+        let err = FailoverPool::builder()
+            .host("127.0.0.1", closed_port())
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "probe");
+    }
+
+    #[tokio::test]
+    async fn health_settings_default_and_can_be_tuned() {
+        use crate::Classification;
+        use crate::health::HealthState;
+
+        let port = closed_port();
+        let id: Arc<str> = format!("127.0.0.1:{port}").into();
+        // Stops the background discovery, so only the failures below count.
+        let quiet = |pool: FailoverPool| {
+            pool.close();
+            pool
+        };
+        let fail = |pool: &FailoverPool, n: usize| {
+            let ep = pool.tracker().endpoint(&id).unwrap();
+            for _ in 0..n {
+                ep.record_failure(Classification::transient().not_executed());
+            }
+            ep.state()
+        };
+        // The default: a host is down after 2 failures in a row.
+        let pool = quiet(
+            FailoverPool::builder()
+                .host("127.0.0.1", port)
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(fail(&pool, 1), HealthState::Up);
+        assert_eq!(fail(&pool, 1), HealthState::Down);
+        let ev = pool.tracker().endpoint(&id).unwrap().stats();
+        assert_eq!(
+            ev.down_until.map(|u| u - ev.since),
+            Some(Duration::from_millis(500))
+        );
+
+        // Tuned: 5 failures, a 2 s first ejection.
+        let pool = quiet(
+            FailoverPool::builder()
+                .host("127.0.0.1", port)
+                .health(|h| h.failure_threshold(5).ejection_base(Duration::from_secs(2)))
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(fail(&pool, 4), HealthState::Up);
+        assert_eq!(fail(&pool, 1), HealthState::Down);
+        let ev = pool.tracker().endpoint(&id).unwrap().stats();
+        assert_eq!(
+            ev.down_until.map(|u| u - ev.since),
+            Some(Duration::from_secs(2))
+        );
+
+        // Invalid values are refused at build, naming the tracker's field.
+        assert_eq!(
+            field(
+                FailoverPool::builder()
+                    .host("127.0.0.1", port)
+                    .health(|h| h.failure_threshold(0))
+            ),
+            "failure_threshold"
+        );
+        let dbg = format!("{:?}", FailoverPool::builder().health(|h| h));
+        assert!(dbg.contains("health: true"), "{dbg}");
+    }
+
+    #[tokio::test]
+    async fn debug_output_never_shows_the_password() {
+        let port = closed_port();
+        let builder = FailoverPool::builder()
+            .connection_string(format!(
+                "host=127.0.0.1 port={port} user=app password=hunter2"
+            ))
+            .host("127.0.0.1", closed_port());
+        let dbg = format!("{builder:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        let pool = builder.build().unwrap();
+        assert_eq!(pool.hosts().len(), 2);
+        let dbg = format!("{pool:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        pool.close();
+    }
+}
