@@ -20,7 +20,8 @@ pub(crate) trait HealthSink<K>: Send + Sync {
     fn transition(&self, event: &HealthEvent<K>, recent: u64);
     /// A role change.
     fn role_changed(&self, id: &K, from: Role, to: Role);
-    /// A probe result (before it is applied).
+    /// A probe result (after its role and latency are stored, before it counts as a success
+    /// or a failure).
     fn probe(&self, id: &K, result: &ProbeResult);
 }
 

@@ -296,17 +296,17 @@ impl<K: EndpointId> Endpoint<K> {
     /// a success or a transient failure. The tracker's probe task calls this; adapters that
     /// probe on their own may call it too.
     pub fn record_probe(&self, result: ProbeResult) {
-        let id = self.id();
-        self.inner
-            .machine
-            .core()
-            .each_sink(|s| s.probe(id, &result));
         if let Some(role) = result.role() {
             self.set_role(role);
         }
         if let Some(latency) = result.latency() {
             self.observe_latency(latency);
         }
+        let id = self.id();
+        self.inner
+            .machine
+            .core()
+            .each_sink(|s| s.probe(id, &result));
         if result.is_up() {
             self.record_success();
         } else {

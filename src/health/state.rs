@@ -322,7 +322,7 @@ impl<K> Machine<K> {
         }
         match self.streak_start.load(Relaxed) {
             0 => None,
-            n => Some(self.core.instant(n)),
+            n => Some(self.core.instant(n - 1)),
         }
     }
 
@@ -412,7 +412,9 @@ impl<K: EndpointId> Machine<K> {
                 let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
                 if n == 1 {
                     let at = started.unwrap_or_else(Instant::now);
-                    self.streak_start.store(self.core.nanos(at).max(1), Relaxed);
+                    // Stored + 1: 0 means none.
+                    let n = self.core.nanos(at).saturating_add(1);
+                    self.streak_start.store(n, Relaxed);
                 }
                 let rate = if self.core.config.failure_rate.is_some() {
                     self.window_add(true)
@@ -612,7 +614,7 @@ impl<K: EndpointId> Machine<K> {
                 TransitionReason::ConsecutiveFailures { .. } | TransitionReason::FailureRate { .. },
             ) => match self.streak_start.load(Relaxed) {
                 0 => None,
-                n => Some(self.core.instant(n).min(at)),
+                n => Some(self.core.instant(n - 1).min(at)),
             },
             _ => None,
         };

@@ -377,10 +377,13 @@ impl<K: EndpointId> Ring<K> {
         }
     }
 
-    /// Merges a probe result into an identical recent one of the same endpoint; `false` when
-    /// there is none to merge with.
+    /// Merges a probe result into the last event of the same endpoint if that is an identical
+    /// probe result (within the last few events); `false` when there is none to merge with.
     fn merge_probe(&mut self, id: &K, r: &ProbeResult, now: Instant) -> bool {
         for e in self.events.iter_mut().rev().take(PROBE_MERGE_WINDOW) {
+            if e.endpoint.as_ref() != Some(id) {
+                continue;
+            }
             let EventKind::Probe {
                 up,
                 role,
@@ -391,7 +394,7 @@ impl<K: EndpointId> Ring<K> {
             else {
                 return false;
             };
-            if e.endpoint.as_ref() == Some(id) {
+            {
                 if *up != r.is_up() || *role != r.role() {
                     return false;
                 }
