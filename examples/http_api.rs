@@ -128,7 +128,7 @@ fn answer(
     let status = match mode.load(Ordering::Relaxed) {
         m if m == Mode::Throttling as u8 && !probe => {
             asked.throttled_calls += 1;
-            if early || asked.throttled_calls % 5 == 0 {
+            if early || asked.throttled_calls.is_multiple_of(5) {
                 if !early {
                     asked.pending = Some((now, Duration::from_secs(1)));
                 }

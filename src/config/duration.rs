@@ -16,7 +16,7 @@
 //!
 //! A duration is one or more `<number><unit>` parts (spaces between parts allowed), the number
 //! a decimal with an optional fraction, the unit one of `ns`, `us` (or `µs`), `ms`, `s`, `m`,
-//! `h`, `d`. [`format`] writes the shortest exact form, so a value read and written back is the
+//! `h`, `d`. [`format()`] writes the shortest exact form, so a value read and written back is the
 //! same duration to the nanosecond.
 
 use std::fmt::{self, Write as _};
@@ -132,7 +132,7 @@ pub fn format(d: Duration) -> String {
     out
 }
 
-/// Serializes a [`Duration`] as its [`format`] string.
+/// Serializes a [`Duration`] as its [`format()`] string.
 ///
 /// # Errors
 ///
@@ -172,7 +172,7 @@ pub mod option {
 
     use serde::{Deserializer, Serializer};
 
-    /// Serializes `Some(d)` as its [`format`](super::format) string and `None` as a none.
+    /// Serializes `Some(d)` as its [`format()`](super::format) string and `None` as a none.
     ///
     /// # Errors
     ///

@@ -23,11 +23,14 @@ use crate::tower::Policy;
 /// use switchover::http::HttpPolicy;
 /// use switchover::tower::Policy;
 ///
+/// type Req = http::Request<()>;
+/// type Res = http::Response<()>;
 /// let policy = HttpPolicy::new();
-/// let post = http::Request::post("/v1/charges").body(()).unwrap();
-/// let res = http::Response::builder().status(503).body(()).unwrap();
-/// assert!(!Policy::<_, _, std::io::Error>::is_idempotent(&policy, &post));
-/// assert!(Policy::<http::Request<()>, _, std::io::Error>::classify_response(&policy, &res).is_some());
+/// let post = Req::post("/v1/charges").body(()).unwrap();
+/// let unavailable = Res::builder().status(503).body(()).unwrap();
+/// assert!(!Policy::<Req, Res, std::io::Error>::is_idempotent(&policy, &post));
+/// let c = Policy::<Req, Res, std::io::Error>::classify_response(&policy, &unavailable);
+/// assert!(c.is_some_and(|c| c.class().is_retryable()));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpPolicy<C = TransportErrors> {

@@ -28,6 +28,8 @@ use crate::retry::{RetryBudget, RetryPolicy};
 /// | [`replay`](Self::replay) | [`ByClone`] |
 ///
 /// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
 /// use switchover::retry::{RetryBudget, RetryPolicy};
 /// use switchover::tower::{ErrorPolicy, RetryLayer};
@@ -38,10 +40,10 @@ use crate::retry::{RetryBudget, RetryPolicy};
 ///     .max_attempts(3)
 ///     .deadline(Duration::from_secs(2))
 ///     .build()?;
-/// let mut calls = 0;
+/// // Clones of a service share its state: the retries go through clones.
+/// let calls = Arc::new(AtomicU32::new(0));
 /// let flaky = tower::service_fn(move |name: &'static str| {
-///     calls += 1;
-///     let refused = calls < 3;
+///     let refused = calls.fetch_add(1, Ordering::Relaxed) < 2;
 ///     async move {
 ///         if refused {
 ///             Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
