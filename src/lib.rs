@@ -22,8 +22,11 @@
 //! | Redis read/write-splitting pool that follows the primary | `redis` | `redis` |
 //! | Postgres pool that always hands out the right role | `postgres` | `postgres` |
 //! | fault-injecting TCP proxy and real-server fixtures | `testing` | `testing` |
+//! | `tower` layer: any `Service` through the executor, or over several upstreams with failover | `tower` | `tower` |
+//! | HTTP classification: statuses, `Retry-After`, idempotent methods, transport errors | `http` | `http` |
+//! | config from files: serde structs for the executor, budget, health tracker and router | `config` | `serde` |
 //!
-//! `full` turns on all four features. With no feature the crate depends only on tokio, rand,
+//! `full` turns on every feature. With no feature the crate depends only on tokio, rand,
 //! thiserror and tracing (and pin-project-lite, which tokio already builds).
 //!
 //! # Example: the retry executor
