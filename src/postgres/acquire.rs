@@ -20,6 +20,7 @@ use crate::retry::{MAX_DEADLINE, RetryPolicy, StopReason};
 use crate::route::{Attempt, NoPrimary, RouteError};
 
 /// What one attempt of the runner failed with, and how it counts.
+#[derive(Debug)]
 pub(crate) struct AttemptError {
     pub(crate) error: Error,
     pub(crate) classification: Classification,

@@ -11,7 +11,7 @@ use super::error::Error;
 use super::read::RolePolicy;
 use super::role::{ServerRole, TargetRole};
 use super::settings::Settings;
-use super::topology::Topology;
+use super::topology::{HostRoles, Topology};
 use crate::retry::RetryPolicy;
 use crate::route::Target;
 
@@ -24,6 +24,13 @@ pub(crate) struct Side {
 }
 
 impl Side {
+    pub(crate) fn new(role: TargetRole, roles: Arc<HostRoles>) -> Self {
+        Side {
+            role,
+            policy: RolePolicy::new(role, roles),
+        }
+    }
+
     /// The runner's target for this role: the router's active endpoint for the primary, the
     /// role preference for the others.
     pub(crate) fn target(&self) -> Target<'_, Arc<str>> {
@@ -59,10 +66,7 @@ impl Core {
         backend: Arc<PgBackend>,
         topology: Topology,
     ) -> Result<Core, crate::ConfigError> {
-        let side = |role| Side {
-            role,
-            policy: RolePolicy::new(role, topology.roles.clone()),
-        };
+        let side = |role| Side::new(role, topology.roles.clone());
         Ok(Core {
             connects: Semaphore::new(settings.max_concurrent_connects),
             acquire_policy: settings.acquire_policy()?,

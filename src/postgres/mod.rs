@@ -92,6 +92,9 @@ mod settings;
 mod timeouts;
 mod topology;
 
+#[cfg(test)]
+mod tests;
+
 pub use builder::FailoverPoolBuilder;
 pub use classify::is_failover_error;
 pub use conn::PgConnection;

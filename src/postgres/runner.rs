@@ -22,7 +22,7 @@ use crate::sync::lock;
 pub(crate) struct CommitWatch(Mutex<Option<Arc<str>>>);
 
 impl CommitWatch {
-    fn set(&self, host: Option<Arc<str>>) {
+    pub(crate) fn set(&self, host: Option<Arc<str>>) {
         *lock(&self.0) = host;
     }
 
