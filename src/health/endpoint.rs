@@ -296,6 +296,12 @@ impl<K: EndpointId> Endpoint<K> {
     /// a success or a transient failure. The tracker's probe task calls this; adapters that
     /// probe on their own may call it too.
     pub fn record_probe(&self, result: ProbeResult) {
+        self.record_probe_at(result, None);
+    }
+
+    /// [`record_probe`](Self::record_probe) of a probe that started at `started` (the start of
+    /// a failure streak, for the timeline).
+    pub(crate) fn record_probe_at(&self, result: ProbeResult, started: Option<Instant>) {
         if let Some(role) = result.role() {
             self.set_role(role);
         }
@@ -310,7 +316,7 @@ impl<K: EndpointId> Endpoint<K> {
         if result.is_up() {
             self.record_success();
         } else {
-            self.failure(None);
+            self.failure(started);
         }
     }
 

@@ -252,6 +252,7 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
 
 /// One probe of `ep`, bounded by `timeout`, recorded on the endpoint.
 async fn probe_once<K: EndpointId, P: Probe<K>>(probe: Arc<P>, ep: Endpoint<K>, timeout: Duration) {
+    let started = Instant::now();
     let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
         .await
         .unwrap_or_else(|_| {
@@ -263,7 +264,7 @@ async fn probe_once<K: EndpointId, P: Probe<K>>(probe: Arc<P>, ep: Endpoint<K>, 
             );
             ProbeResult::down()
         });
-    ep.record_probe(result);
+    ep.record_probe_at(result, Some(started));
 }
 
 #[allow(dead_code)]
