@@ -6,12 +6,19 @@
 //! cargo run --example failover_tour
 //! ```
 //!
-//! It prints a timeline (health transitions, switches with their generation, calls per second)
-//! and a summary; the last line is measured from the run:
+//! It prints a timeline (health transitions, switches with their generation, calls per second),
+//! the router's own timeline of each failover (its phases), and a summary; the last two lines
+//! are measured from the run:
 //!
 //! ```text
+//! timeline: failovers=N phases_sum_ms=N gap_ms=N
 //! summary: backend=simulated switches=N failed_calls=N max_gap_ms=N
 //! ```
+//!
+//! `gap_ms` is the workload's own measure of the first failover (from the start of the first
+//! request to the primary that failed, a call or a probe, to the first call that succeeded on
+//! the new active endpoint); `phases_sum_ms` is the sum of that failover's phases in the
+//! router's timeline; `failovers` counts the timeline's failovers (failbacks aside).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -124,6 +131,26 @@ impl Stats {
     }
 }
 
+/// The workload's own measure of the first failover: the start of the first request that
+/// failed, and the first success on the new active endpoint after it.
+#[derive(Default)]
+struct FirstGap {
+    failure: Option<Instant>,
+    success: Option<Instant>,
+}
+
+impl FirstGap {
+    fn failed(&mut self, started: Instant) {
+        if self.success.is_none() {
+            self.failure = Some(self.failure.map_or(started, |t| t.min(started)));
+        }
+    }
+
+    fn gap(&self) -> Option<Duration> {
+        Some(self.success? - self.failure?)
+    }
+}
+
 fn stamp(start: Instant) -> String {
     format!("[{:>6.2}s]", start.elapsed().as_secs_f64())
 }
@@ -134,7 +161,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
 
     // Health: probes ask the simulated node; a black hole times out after 150 ms.
+    let first_gap = Arc::new(Mutex::new(FirstGap::default()));
     let probe_sim = sim.clone();
+    let probe_gap = Arc::clone(&first_gap);
     let tracker = HealthTracker::builder()
         .endpoints(NODES)
         .failure_threshold(3)
@@ -145,12 +174,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stable_after(Duration::from_secs(3))
         .probe(move |id: &&'static str| {
             let sim = probe_sim.clone();
+            let gap = Arc::clone(&probe_gap);
             let id = *id;
             async move {
                 let t = Instant::now();
                 match sim.call(id).await {
                     Ok(()) => ProbeResult::up().with_latency(t.elapsed()),
-                    Err(_) => ProbeResult::down(),
+                    Err(_) => {
+                        gap.lock().unwrap().failed(t);
+                        ProbeResult::down()
+                    }
                 }
             }
         })
@@ -216,14 +249,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Arc::clone(&stats),
             Arc::clone(&running),
         );
+        let first_gap = Arc::clone(&first_gap);
         workers.push(tokio::spawn(async move {
             let fastest = LowestLatency;
             while running.load(Ordering::Relaxed) {
                 let mut retried = false;
                 let call = router
                     .call(&policy, |ep| {
-                        let sim = sim.clone();
-                        async move { sim.call(ep.id()).await }
+                        let (sim, gap, router) = (sim.clone(), Arc::clone(&first_gap), &router);
+                        let started = Instant::now();
+                        async move {
+                            let result = sim.call(ep.id()).await;
+                            let mut gap = gap.lock().unwrap();
+                            match result {
+                                Err(_) => gap.failed(started),
+                                Ok(())
+                                    if ep.generation() >= 1
+                                        && gap.failure.is_some()
+                                        && gap.success.is_none()
+                                        && router.active().endpoint().ptr_eq(ep.endpoint()) =>
+                                {
+                                    gap.success = Some(Instant::now());
+                                }
+                                Ok(()) => {}
+                            }
+                            result
+                        }
                     })
                     .idempotent(true)
                     .on_retry(|_: &switchover::retry::RetryEvent<'_, SimError>| retried = true);
@@ -354,6 +405,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.retried.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed)
     );
+    // The router's own timeline of its failovers.
+    println!();
+    let failovers: Vec<_> = router
+        .timeline()
+        .failovers()
+        .into_iter()
+        .filter(|f| f.reason != switchover::route::SwitchReason::Failback)
+        .collect();
+    for f in &failovers {
+        let p = f.phases;
+        println!(
+            "{} failover {} -> {} (gen {}): detection {:.1} ms, rediscovery {:.1} ms, switch {:.1} ms, first success {:.1} ms",
+            stamp_at(start, f.started_at),
+            f.from,
+            f.to,
+            f.generation,
+            p.detection.as_secs_f64() * 1e3,
+            p.rediscovery.as_secs_f64() * 1e3,
+            p.switch.as_secs_f64() * 1e3,
+            p.first_success.as_secs_f64() * 1e3,
+        );
+    }
+    let gap = first_gap.lock().unwrap().gap().unwrap_or_default();
+    let phases_sum = failovers
+        .first()
+        .map(|f| f.phases.total())
+        .unwrap_or_default();
+    println!(
+        "timeline: failovers={} phases_sum_ms={} gap_ms={}",
+        failovers.len(),
+        phases_sum.as_millis(),
+        gap.as_millis()
+    );
     println!(
         "summary: backend=simulated switches={} failed_calls={} max_gap_ms={}",
         switches,
@@ -361,6 +445,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_gap.as_millis()
     );
     Ok(())
+}
+
+fn stamp_at(start: Instant, at: Instant) -> String {
+    format!(
+        "[{:>6.2}s]",
+        at.saturating_duration_since(start).as_secs_f64()
+    )
 }
 
 async fn sleep_until_offset(start: Instant, secs: f64) {
