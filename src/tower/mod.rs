@@ -51,6 +51,9 @@ mod replay;
 mod service;
 mod upstreams;
 
+#[cfg(test)]
+mod tests;
+
 pub use builder::UpstreamsBuilder;
 pub use error::{Error, ErrorKind};
 pub use future::ResponseFuture;
