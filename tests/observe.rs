@@ -343,11 +343,10 @@ mod metrics_on {
 
     use super::*;
 
-    fn value(
-        snap: &[(String, Vec<(String, String)>, DebugValue)],
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Option<f64> {
+    /// (name, labels, value) of every metric recorded.
+    type Sample = (String, Vec<(String, String)>, DebugValue);
+
+    fn value(snap: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         snap.iter()
             .find(|(n, l, _)| {
                 n == name
