@@ -18,6 +18,7 @@
 //! | retry executor: backoff with jitter, deadlines, attempt timeouts, idempotency, budget | [`retry`] | — |
 //! | health tracker: per-endpoint state from live traffic and probes | [`health`] | — |
 //! | router: active primary, read choice, generation, failover and failback | [`route`] | — |
+//! | observability: health snapshot (JSON with `serde`), incident timeline, metrics | [`observe`] | `metrics` for metrics |
 //! | region-aware DynamoDB table handles | `dynamo` | `dynamodb` |
 //! | Redis read/write-splitting pool that follows the primary | `redis` | `redis` |
 //! | Postgres pool that always hands out the right role | `postgres` | `postgres` |
