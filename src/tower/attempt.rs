@@ -3,7 +3,10 @@
 //! executor's verdict into the caller's result.
 
 use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
 use tower_service::Service;
 
@@ -35,21 +38,71 @@ impl<Res, E> Failure<Res, E> {
     }
 }
 
-/// What one attempt sends through.
-pub(super) enum Sender<S, F> {
-    /// The future of a call already made on the service `poll_ready` readied.
-    Called(F),
-    /// The service `poll_ready` readied, to call now.
-    Ready(S),
-    /// A clone of the service, to get ready first.
-    Fresh(S),
+pin_project_lite::pin_project! {
+    /// An attempt whose call is made: awaits the service's future and turns a retryable
+    /// response into a [`Failure`]. Marks the call as possibly executed when dropped before
+    /// its answer (cut by a timeout, or the caller gave up).
+    pub(super) struct Called<'a, F, P, Req> {
+        #[pin]
+        fut: F,
+        policy: &'a P,
+        executed: &'a AtomicBool,
+        done: bool,
+        _req: PhantomData<fn(Req)>,
+    }
+
+    impl<'a, F, P, Req> PinnedDrop for Called<'a, F, P, Req> {
+        fn drop(this: Pin<&mut Self>) {
+            if !this.done {
+                this.executed.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
-/// Runs one attempt: gets the service ready if needed, calls it, and turns a retryable
-/// response into a [`Failure`]. Sets `executed` when the attempt may have run (it was in
-/// flight when cut, or a response says so).
-pub(super) async fn attempt<S, Req, P>(
-    sender: Sender<S, S::Future>,
+impl<'a, F, P, Req> Called<'a, F, P, Req> {
+    pub(super) fn new(fut: F, policy: &'a P, executed: &'a AtomicBool) -> Self {
+        Called {
+            fut,
+            policy,
+            executed,
+            done: false,
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<F, P, Req, Res, E> Future for Called<'_, F, P, Req>
+where
+    F: Future<Output = Result<Res, E>>,
+    P: Policy<Req, Res, E>,
+{
+    type Output = Result<Res, Failure<Res, E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.fut.poll(cx));
+        *this.done = true;
+        Poll::Ready(match result {
+            Ok(res) => match this.policy.classify_response(&res) {
+                Some(c) if c.class().is_retryable() => {
+                    if c.execution() == Execution::MayHaveExecuted {
+                        this.executed.store(true, Ordering::Relaxed);
+                    }
+                    Err(Failure::Response(res, c))
+                }
+                _ => Ok(res),
+            },
+            Err(e) => Err(Failure::Service(e)),
+        })
+    }
+}
+
+/// An attempt through a fresh clone of the service: waits for it to be ready, then calls.
+/// `None` for either means the request could not be copied for this retry.
+pub(super) async fn fresh<S, Req, P>(
+    service: Option<S>,
     request: Option<Req>,
     policy: &P,
     executed: &AtomicBool,
@@ -58,48 +111,32 @@ where
     S: Service<Req>,
     P: Policy<Req, S::Response, S::Error>,
 {
-    let fut = match (sender, request) {
-        (Sender::Called(fut), _) => fut,
-        (Sender::Ready(mut svc), Some(req)) => svc.call(req),
-        (Sender::Fresh(mut svc), Some(req)) => {
-            poll_fn(|cx| svc.poll_ready(cx))
-                .await
-                .map_err(Failure::NotReady)?;
-            svc.call(req)
-        }
-        (_, None) => return Err(Failure::Unreplayable),
+    let (Some(mut svc), Some(req)) = (service, request) else {
+        return Err(Failure::Unreplayable);
     };
-    let in_flight = InFlight(Some(executed));
-    let result = fut.await;
-    in_flight.disarm();
-    match result {
-        Ok(res) => match policy.classify_response(&res) {
-            Some(c) if c.class().is_retryable() => {
-                if c.execution() == Execution::MayHaveExecuted {
-                    executed.store(true, Ordering::Relaxed);
-                }
-                Err(Failure::Response(res, c))
-            }
-            _ => Ok(res),
-        },
-        Err(e) => Err(Failure::Service(e)),
+    poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .map_err(Failure::NotReady)?;
+    Called::new(svc.call(req), policy, executed).await
+}
+
+pin_project_lite::pin_project! {
+    /// The first attempt ([`Called`]) or a retry ([`fresh`]): one type for the executor.
+    #[project = EitherProj]
+    pub(super) enum Either<A, B> {
+        First { #[pin] fut: A },
+        Retry { #[pin] fut: B },
     }
 }
 
-/// Marks the call as possibly executed when an attempt is dropped while in flight (cut by a
-/// timeout, or the caller gave up).
-struct InFlight<'a>(Option<&'a AtomicBool>);
+impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+    type Output = A::Output;
 
-impl InFlight<'_> {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(flag) = self.0 {
-            flag.store(true, Ordering::Relaxed);
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        match self.project() {
+            EitherProj::First { fut } => fut.poll(cx),
+            EitherProj::Retry { fut } => fut.poll(cx),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! executor.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attempt::{Failure, Sender, attempt, finish};
+use super::attempt::{Called, Either, Failure, finish, fresh};
 use super::error::{Error, ErrorKind};
 use super::future::ResponseFuture;
 use super::policy::{ErrorPolicy, Policy};
@@ -146,7 +147,7 @@ impl<S, P: Clone, R: Clone> Layer<S> for RetryLayer<P, R> {
     fn layer(&self, inner: S) -> Retry<S, P, R> {
         Retry {
             inner,
-            config: self.config.clone(),
+            config: Arc::new(self.config.clone()),
         }
     }
 }
@@ -161,7 +162,7 @@ impl<S, P: Clone, R: Clone> Layer<S> for RetryLayer<P, R> {
 #[derive(Clone)]
 pub struct Retry<S, P = ErrorPolicy, R = ByClone> {
     inner: S,
-    config: Config<P, R>,
+    config: Arc<Config<P, R>>,
 }
 
 impl<S: fmt::Debug, P: fmt::Debug, R: fmt::Debug> fmt::Debug for Retry<S, P, R> {
@@ -196,8 +197,8 @@ where
     S::Future: Send,
     S::Response: Send + 'static,
     S::Error: Send + 'static,
-    P: Policy<Req, S::Response, S::Error> + Clone + Send + Sync + 'static,
-    R: Replay<Req> + Clone + Send + 'static,
+    P: Policy<Req, S::Response, S::Error> + Send + Sync + 'static,
+    R: Replay<Req> + Send + Sync + 'static,
     Req: Send + 'static,
 {
     type Response = S::Response;
@@ -212,7 +213,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let config = self.config.clone();
+        let config = Arc::clone(&self.config);
         let idempotent = config.policy.is_idempotent(&request);
         let retries = config.retry.max_attempts() > 1;
         let template = if retries {
@@ -229,7 +230,7 @@ where
 /// One call: the first attempt is the future `call` made, each retry sends a replay of
 /// `template` through a fresh clone of `source`.
 async fn run<S, P, R, Req>(
-    config: Config<P, R>,
+    config: Arc<Config<P, R>>,
     first: S::Future,
     source: Option<S>,
     template: Option<Req>,
@@ -241,40 +242,36 @@ where
     P: Policy<Req, S::Response, S::Error>,
     R: Replay<Req>,
 {
-    let Config {
-        retry,
-        budget,
-        policy,
-        replay,
-    } = config;
     // A request that cannot be copied is sent once, within the same deadline and timeout.
     let sent_once = retries && template.is_none();
+    let once;
     let retry = if sent_once {
-        retry
+        once = config
+            .retry
             .to_builder()
             .max_attempts(1)
             .build()
-            .unwrap_or_else(|_| RetryPolicy::no_retry())
+            .unwrap_or_else(|_| RetryPolicy::no_retry());
+        &once
     } else {
-        retry
+        &config.retry
     };
+    let (policy, replay, budget) = (&config.policy, &config.replay, &config.budget);
     let executed = AtomicBool::new(false);
-    let (policy, executed) = (&policy, &executed);
+    let executed = &executed;
     let mut first = Some(first);
-    let op = move || {
-        let (sender, request) = match first.take() {
-            Some(fut) => (Some(Sender::Called(fut)), None),
-            None => (
-                source.clone().map(Sender::Fresh),
+    let op = move || match first.take() {
+        Some(fut) => Either::First {
+            fut: Called::new(fut, policy, executed),
+        },
+        None => Either::Retry {
+            fut: fresh(
+                source.clone(),
                 template.as_ref().and_then(|t| replay.replay(t)),
+                policy,
+                executed,
             ),
-        };
-        async move {
-            match sender {
-                Some(sender) => attempt(sender, request, policy, executed).await,
-                None => Err(Failure::Unreplayable),
-            }
-        }
+        },
     };
     let classify = |f: &Failure<S::Response, S::Error>| {
         let c = f.classify::<Req, P>(policy);
@@ -287,7 +284,7 @@ where
         .retry(op)
         .idempotent(idempotent)
         .classify_with(classify);
-    if let Some(budget) = &budget {
+    if let Some(budget) = budget {
         call = call.budget(budget);
     }
     match call.run().await {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::attempt::{Failure, Sender, attempt, finish};
+use super::attempt::{Called, Either, Failure, finish, fresh};
 use super::builder::UpstreamsBuilder;
 use super::error::{Error, ErrorKind};
 use super::future::ResponseFuture;
@@ -210,16 +210,21 @@ where
         .router
         .call(retry, move |at| {
             let i = shared.index_of(at.endpoint());
-            let fresh = || Sender::Fresh(shared.upstreams[i].1.clone());
-            let (sender, request) = match first.take() {
-                Some((Some((j, svc)), req)) if j == i => (Sender::Ready(svc), Some(req)),
-                Some((_, req)) => (fresh(), Some(req)),
-                None => (
-                    fresh(),
-                    template.as_ref().and_then(|t| shared.replay.replay(t)),
-                ),
-            };
-            attempt(sender, request, policy, executed)
+            match first.take() {
+                Some((Some((j, mut svc)), req)) if j == i => Either::First {
+                    fut: Called::new(svc.call(req), policy, executed),
+                },
+                first_or_retry => {
+                    let req = match first_or_retry {
+                        Some((_, req)) => Some(req),
+                        None => template.as_ref().and_then(|t| shared.replay.replay(t)),
+                    };
+                    let svc = Some(shared.upstreams[i].1.clone());
+                    Either::Retry {
+                        fut: fresh(svc, req, policy, executed),
+                    }
+                }
+            }
         })
         .idempotent(idempotent)
         .target(Target::ActiveThenUntried)
