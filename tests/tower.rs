@@ -3,9 +3,7 @@
 //! and failback with hysteresis, readiness under back-pressure and an exhausted budget.
 //! Real time throughout (never a paused clock against a real server).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -14,111 +12,22 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use switchover::http::{BaseUrl, HttpPolicy, Idempotent};
 use switchover::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy, StopReason};
 use switchover::route::{Failback, RouteEvent, SwitchReason};
 use switchover::tower::{RetryLayer, SendOnce, Upstreams};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type Body = Full<Bytes>;
 type HttpClient = Client<HttpConnector, Body>;
 
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    n: usize,
-    method: Method,
-    path: String,
-    at: Instant,
-}
+#[path = "tower/server.rs"]
+mod server;
 
-type Reply = dyn Fn(&Seen) -> (Duration, Response<Body>) + Send + Sync;
-
-/// A hyper server on 127.0.0.1 that answers by `reply` and logs every request; `kill` stops
-/// it (the port then refuses connections).
-struct Server {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(
-        reply: impl Fn(&Seen) -> (Duration, Response<Body>) + Send + Sync + 'static,
-    ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let reply: Arc<Reply> = Arc::new(reply);
-        let task = tokio::spawn(accept(listener, Arc::clone(&log), reply));
-        Server { addr, log, task }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn count(&self, method: Method) -> usize {
-        self.seen().iter().filter(|s| s.method == method).count()
-    }
-
-    /// Stops accepting and closes every connection; returns once the port refuses.
-    async fn kill(&mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Accepts connections until aborted; aborting drops the `JoinSet`, which ends every
-/// connection.
-async fn accept(listener: TcpListener, log: Arc<Mutex<Vec<Seen>>>, reply: Arc<Reply>) {
-    let mut conns = JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        while conns.try_join_next().is_some() {}
-        let (log, reply) = (Arc::clone(&log), Arc::clone(&reply));
-        conns.spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let seen = {
-                    let mut log = log.lock().unwrap();
-                    let seen = Seen {
-                        n: log.len(),
-                        method: req.method().clone(),
-                        path: req.uri().path().to_owned(),
-                        at: Instant::now(),
-                    };
-                    log.push(seen.clone());
-                    seen
-                };
-                let (delay, res) = reply(&seen);
-                async move {
-                    tokio::time::sleep(delay).await;
-                    Ok::<_, Infallible>(res)
-                }
-            });
-            let io = TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await;
-        });
-    }
-}
+use server::{Seen, Server};
 
 fn status(code: u16) -> Response<Body> {
     Response::builder()
