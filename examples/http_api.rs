@@ -23,12 +23,14 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchover::http::{BaseUrl, HttpPolicy};
 use switchover::retry::RetryPolicy;
 use switchover::route::{Failback, RouteEvent};
 use switchover::tower::Upstreams;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
@@ -210,30 +212,27 @@ where
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut primary = Server::start("primary").await;
-    let fallback = Server::start("fallback").await;
-    println!("primary on {}, fallback on {}", primary.addr, fallback.addr);
+/// The API: the primary, then the fallback, over one hyper client.
+type Api = Upstreams<&'static str, BaseUrl<Client<HttpConnector, Body>>, HttpPolicy>;
 
+fn api(primary: SocketAddr, fallback: SocketAddr) -> Result<Api, Box<dyn std::error::Error>> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
-    let mut api = Upstreams::builder()
+    let policy = RetryPolicy::builder()
+        .max_attempts(4)
+        .deadline(Duration::from_secs(3))
+        .attempt_timeout(Duration::from_millis(500))
+        .max_delay(Duration::from_secs(2))
+        .build()?;
+    let api = Upstreams::builder()
         .upstream(
             "primary",
-            BaseUrl::new(client.clone(), &format!("http://{}", primary.addr))?,
+            BaseUrl::new(client.clone(), &format!("http://{primary}"))?,
         )
         .upstream(
             "fallback",
-            BaseUrl::new(client, &format!("http://{}", fallback.addr))?,
+            BaseUrl::new(client, &format!("http://{fallback}"))?,
         )
-        .retry_policy(
-            RetryPolicy::builder()
-                .max_attempts(4)
-                .deadline(Duration::from_secs(3))
-                .attempt_timeout(Duration::from_millis(500))
-                .max_delay(Duration::from_secs(2))
-                .build()?,
-        )
+        .retry_policy(policy)
         .policy(HttpPolicy::new())
         .health(|h| {
             h.failure_threshold(3)
@@ -247,55 +246,68 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .failback(Failback::After(Duration::from_secs(1)))
         .build()?;
+    Ok(api)
+}
 
+/// What the primary does in each phase, and for how long (`None`: it dies).
+const PHASES: [(&str, u64, Option<Mode>); 5] = [
+    ("serving", 1000, Some(Mode::Serving)),
+    (
+        "throttling (429, Retry-After: 1)",
+        2500,
+        Some(Mode::Throttling),
+    ),
+    ("failing (503)", 1500, Some(Mode::Failing)),
+    (
+        "recovered (failback after 1 s up)",
+        2500,
+        Some(Mode::Serving),
+    ),
+    ("dead (process gone, port refused)", 1500, None),
+];
+
+/// Prints the switches since the last call; returns how many there were.
+fn report_switches(
+    events: &mut UnboundedReceiver<RouteEvent<&'static str>>,
+    start: Instant,
+) -> u32 {
+    let mut n = 0;
+    while let Ok(ev) = events.try_recv() {
+        if let RouteEvent::Switched {
+            from,
+            to,
+            reason,
+            at,
+            ..
+        } = ev
+        {
+            n += 1;
+            let ms = (at - start).as_millis();
+            println!("{ms:>6} ms  switched {from} -> {to} ({reason})");
+        }
+    }
+    n
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut primary = Server::start("primary").await;
+    let fallback = Server::start("fallback").await;
+    println!("primary on {}, fallback on {}", primary.addr, fallback.addr);
+    let mut api = api(primary.addr, fallback.addr)?;
     let mut events = api.router().subscribe();
     let start = Instant::now();
-    let mut tally = Tally::default();
-    let phases: [(&str, u64, Option<Mode>); 5] = [
-        ("serving", 1000, Some(Mode::Serving)),
-        (
-            "throttling (429, Retry-After: 1)",
-            2500,
-            Some(Mode::Throttling),
-        ),
-        ("failing (503)", 1500, Some(Mode::Failing)),
-        (
-            "recovered (failback after 1 s up)",
-            2500,
-            Some(Mode::Serving),
-        ),
-        ("dead (process gone, port refused)", 1500, None),
-    ];
-    let mut switches = 0u32;
-    for (name, ms, mode) in phases {
+    let (mut tally, mut switches) = (Tally::default(), 0);
+    for (name, ms, mode) in PHASES {
         match mode {
             Some(mode) => primary.set(mode),
             None => primary.kill().await,
         }
         println!("{:>6} ms  primary {name}", start.elapsed().as_millis());
         let before = (tally.by_primary, tally.by_fallback);
-        workload(
-            &mut api,
-            &mut tally,
-            Instant::now() + Duration::from_millis(ms),
-        )
-        .await;
-        while let Ok(ev) = events.try_recv() {
-            if let RouteEvent::Switched {
-                from,
-                to,
-                reason,
-                at,
-                ..
-            } = ev
-            {
-                switches += 1;
-                println!(
-                    "{:>6} ms  switched {from} -> {to} ({reason})",
-                    (at - start).as_millis()
-                );
-            }
-        }
+        let until = Instant::now() + Duration::from_millis(ms);
+        workload(&mut api, &mut tally, until).await;
+        switches += report_switches(&mut events, start);
         println!(
             "          served: {} by primary, {} by fallback",
             tally.by_primary - before.0,
