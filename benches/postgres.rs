@@ -3,7 +3,9 @@
 //! the same run.
 //!
 //! Each iteration takes a connection from the pool, runs `SELECT 1` (simple protocol, one round
-//! trip) and returns the connection. IDs: `postgres/raw` and `postgres/switchover`.
+//! trip) and returns the connection. IDs: `postgres/raw` and `postgres/switchover`. Two
+//! interleaved comparisons follow: the same call, and a checkout alone (take a connection and
+//! return it, no round trip), which isolates the pool's own cost.
 //!
 //! Run with `cargo bench --bench postgres --features postgres,testing`.
 
@@ -100,6 +102,18 @@ fn bench(c: &mut Criterion) {
         || async {
             let client = pool.get().await.unwrap();
             client.simple_query("SELECT 1").await.unwrap();
+        },
+    ));
+    // The pool's own cost, without the round trip: take a connection and return it.
+    rt.block_on(interleave::interleaved(
+        "checkout",
+        30,
+        2000,
+        || async {
+            drop(raw.get().await.unwrap());
+        },
+        || async {
+            drop(pool.get().await.unwrap());
         },
     ));
     drop(pool);

@@ -115,6 +115,12 @@ impl FailoverPool {
         if ready {
             return Settled::Ready(Cow::Borrowed(policy));
         }
+        Box::pin(self.wait_to_place(side, policy)).await
+    }
+
+    /// The slow path of [`settle`](Self::settle) (boxed there: its futures are large).
+    async fn wait_to_place<'p>(&self, side: &Side, policy: &'p RetryPolicy) -> Settled<'p> {
+        let t = &self.core.topology;
         let started = Instant::now();
         let limit = policy.deadline();
         let until = started + limit.unwrap_or(MAX_DEADLINE);
@@ -181,9 +187,11 @@ impl FailoverPool {
                     ErrorKind::WrongRole | ErrorKind::NoHost => DECLINED,
                     _ => error.classify(),
                 };
-                Err(self
-                    .after_attempt(side, error, classification, attempt, observed_at)
-                    .await)
+                // Boxed, like every failure path: the runner moves the attempt's future.
+                Err(
+                    Box::pin(self.after_attempt(side, error, classification, attempt, observed_at))
+                        .await,
+                )
             }
         }
     }
@@ -198,12 +206,18 @@ impl FailoverPool {
         chosen: Chosen,
         wait: Duration,
     ) -> Result<PooledConnection, Error> {
-        let timeouts = deadpool::managed::Timeouts {
+        // First without a timer: an idle connection or a free slot is taken at once. Only a
+        // full pool waits, up to `wait`. The recycle check bounds its own round trips.
+        let timeouts = |wait| deadpool::managed::Timeouts {
             wait: Some(wait),
             create: None,
-            recycle: Some(self.core.settings.timeouts.recycle),
+            recycle: None,
         };
-        let mut conn = match choose(chosen, pool.timeout_get(&timeouts)).await {
+        let mut got = choose(chosen, pool.timeout_get(&timeouts(Duration::ZERO))).await;
+        if matches!(got, Err(PoolError::Timeout(_))) && !wait.is_zero() {
+            got = Box::pin(choose(chosen, pool.timeout_get(&timeouts(wait)))).await;
+        }
+        let mut conn = match got {
             Ok(conn) => conn,
             Err(PoolError::Backend(e)) => return Err(e),
             Err(PoolError::Timeout(_)) => {

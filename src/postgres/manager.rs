@@ -74,20 +74,28 @@ impl Manager for ConnectionManager {
         let Ok(chosen) = CHOSEN.try_with(|c| *c) else {
             return Err(Error::no_host(self.target, None));
         };
-        self.core
-            .connect(chosen.host, chosen.generation, self.target)
-            .await
+        // Boxed: deadpool keeps this future inside every `timeout_get`, whose state the
+        // runner moves on each attempt; creating a connection is rare, taking one is not.
+        Box::pin(
+            self.core
+                .connect(chosen.host, chosen.generation, self.target),
+        )
+        .await
     }
 
     async fn recycle(&self, conn: &mut PgConnection, metrics: &Metrics) -> RecycleResult<Error> {
         if conn.is_closed() {
             return Err(discard(conn, "connection closed"));
         }
+        // The round trips below are bounded here, not by deadpool, so that the usual check
+        // (no round trip) builds no timer.
+        let limit = self.core.settings.timeouts.recycle;
         let role = if conn.conn_state().reports_role() {
             conn.role()
         } else {
             // Servers before PostgreSQL 14 do not report their role: ask.
-            conn.query_role().await.ok()
+            let asked = tokio::time::timeout(limit, Box::pin(conn.query_role())).await;
+            asked.ok().and_then(Result::ok)
         };
         let topology = &self.core.topology;
         let host = conn.host_index();
@@ -97,10 +105,15 @@ impl Manager for ConnectionManager {
         if let Some(after) = self.core.settings.verify_idle_after
             && metrics.last_used() > after
         {
-            conn.simple_query("").await.map_err(|source| {
-                discard(conn, "idle check failed");
-                RecycleError::Backend(Error::postgres(conn.host_arc().clone(), source))
-            })?;
+            match tokio::time::timeout(limit, Box::pin(conn.simple_query(""))).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(source)) => {
+                    discard(conn, "idle check failed");
+                    let host = conn.host_arc().clone();
+                    return Err(RecycleError::Backend(Error::postgres(host, source)));
+                }
+                Err(_) => return Err(discard(conn, "idle check timed out")),
+            }
         }
         Ok(())
     }

@@ -313,7 +313,7 @@ impl FailoverPool {
         } else {
             drop(conn);
         }
-        self.after_attempt(&self.core.main, error, classification, attempt, observed_at)
+        Box::pin(self.after_attempt(&self.core.main, error, classification, attempt, observed_at))
             .await
     }
 }
