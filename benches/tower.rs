@@ -15,7 +15,16 @@
 //!
 //! Criterion runs the cases one after the other; `cargo bench --bench tower -- --interleaved`
 //! instead alternates blocks of every case and prints the median per-call time of each, so
-//! drift on a loaded machine favours none.
+//! drift on a loaded machine favours none. `-- --loop N [NAME…]` runs `N` calls of each case,
+//! for instruction counts under callgrind:
+//!
+//! ```text
+//! bin=$(ls -t target/release/deps/tower-* | grep -v '\.d$' | head -1)
+//! for n in 100000 200000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null $bin --loop $n switchover 2>&1 |
+//!     grep 'refs:'
+//! done
+//! ```
 
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
@@ -209,9 +218,42 @@ fn interleaved(rounds: usize, block: u64) {
 
 criterion_group!(benches, first_try_success);
 
+/// `--loop N [NAME…]`: `N` calls of each named case (all when none is named), for
+/// instruction counts under callgrind (run with `N` and `2N`, divide the difference by `N`).
+fn plain_loop(args: &[String]) {
+    let n: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cases = Cases::new();
+    for (name, f) in CASES {
+        if args.len() > 1 && !args[1..].iter().any(|a| a == name) {
+            continue;
+        }
+        let start = Instant::now();
+        for x in 0..n {
+            black_box(f(&mut cases, black_box(x)));
+        }
+        println!(
+            "loop {name:<22} {:>7.2} ns/call",
+            start.elapsed().as_nanos() as f64 / n as f64
+        );
+    }
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--interleaved") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--interleaved") {
         interleaved(31, 200_000);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--loop") {
+        plain_loop(&args[i + 1..]);
         return;
     }
     benches();

@@ -256,6 +256,7 @@ impl<K: EndpointId, S, P, R> UpstreamsBuilder<K, S, P, R> {
         Ok(Upstreams::from_shared(Shared {
             router,
             upstreams,
+            once: super::service::single_attempt(&retry),
             retry,
             budget: self.budget,
             policy: self.policy,

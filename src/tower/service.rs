@@ -69,6 +69,8 @@ pub struct RetryLayer<P = ErrorPolicy, R = ByClone> {
 #[derive(Clone)]
 pub(super) struct Config<P, R> {
     pub(super) retry: RetryPolicy,
+    /// `retry` with one attempt: for requests the replay cannot copy.
+    pub(super) once: RetryPolicy,
     pub(super) budget: Option<RetryBudget>,
     pub(super) policy: P,
     pub(super) replay: R,
@@ -96,6 +98,7 @@ impl RetryLayer {
     pub fn new(policy: RetryPolicy) -> Self {
         RetryLayer {
             config: Config {
+                once: single_attempt(&policy),
                 retry: policy,
                 budget: None,
                 policy: ErrorPolicy::new(),
@@ -119,6 +122,7 @@ impl<P, R> RetryLayer<P, R> {
         RetryLayer {
             config: Config {
                 retry: c.retry,
+                once: c.once,
                 budget: c.budget,
                 policy,
                 replay: c.replay,
@@ -133,6 +137,7 @@ impl<P, R> RetryLayer<P, R> {
         RetryLayer {
             config: Config {
                 retry: c.retry,
+                once: c.once,
                 budget: c.budget,
                 policy: c.policy,
                 replay,
@@ -244,15 +249,8 @@ where
 {
     // A request that cannot be copied is sent once, within the same deadline and timeout.
     let sent_once = retries && template.is_none();
-    let once;
     let retry = if sent_once {
-        once = config
-            .retry
-            .to_builder()
-            .max_attempts(1)
-            .build()
-            .unwrap_or_else(|_| RetryPolicy::no_retry());
-        &once
+        &config.once
     } else {
         &config.retry
     };
@@ -291,4 +289,13 @@ where
         Ok(res) => Ok(res),
         Err(e) => finish(e, None, executed.load(Ordering::Relaxed), sent_once),
     }
+}
+
+/// `policy` with a single attempt (same deadline and attempt timeout).
+pub(super) fn single_attempt(policy: &RetryPolicy) -> RetryPolicy {
+    policy
+        .to_builder()
+        .max_attempts(1)
+        .build()
+        .unwrap_or_else(|_| RetryPolicy::no_retry())
 }

@@ -40,6 +40,8 @@ pub(super) struct Shared<K, S, P, R> {
     /// In the router's order of endpoints.
     pub(super) upstreams: Vec<(Endpoint<K>, S)>,
     pub(super) retry: RetryPolicy,
+    /// `retry` with one attempt: for requests the replay cannot copy.
+    pub(super) once: RetryPolicy,
     pub(super) budget: Option<RetryBudget>,
     pub(super) policy: P,
     pub(super) replay: R,
@@ -189,15 +191,8 @@ where
 {
     let shared = &*shared;
     let sent_once = retries && template.is_none();
-    let once;
     let retry = if sent_once {
-        once = shared
-            .retry
-            .to_builder()
-            .max_attempts(1)
-            .build()
-            .unwrap_or_else(|_| RetryPolicy::no_retry());
-        &once
+        &shared.once
     } else {
         &shared.retry
     };
