@@ -120,6 +120,10 @@ impl FailoverPool {
 
     /// The slow path of [`settle`](Self::settle) (boxed there: its futures are large).
     async fn wait_to_place<'p>(&self, side: &Side, policy: &'p RetryPolicy) -> Settled<'p> {
+        if self.main.is_closed() {
+            // Re-discovery is stopped too: the first attempt reports the closed pool.
+            return Settled::Ready(Cow::Borrowed(policy));
+        }
         let t = &self.core.topology;
         let started = Instant::now();
         let limit = policy.deadline();

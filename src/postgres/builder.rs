@@ -472,6 +472,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_closed_pool_says_so_at_once_even_with_the_primary_in_doubt() {
+        let pool = FailoverPool::builder()
+            .host("127.0.0.1", closed_port())
+            .build()
+            .unwrap();
+        pool.close();
+        let started = tokio::time::Instant::now();
+        for err in [
+            pool.get().await.unwrap_err(),
+            pool.get_read().await.unwrap_err(),
+            pool.run(|c| Box::pin(async move { c.simple_query("").await.map(drop) }))
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(err.is_closed(), "{err:?}");
+        }
+        // Far below the acquire timeout (5 s) and re-discovery's wait limit (4.05 s).
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
     async fn debug_output_never_shows_the_password() {
         let port = closed_port();
         let builder = FailoverPool::builder()
