@@ -11,7 +11,9 @@ use crate::error::ConfigError;
 
 /// Sends every request to one base URL: the request's scheme and authority are replaced by
 /// the base's, and the base's path (if any) is put before the request's path. Requests can
-/// then be written with a path only (`/v1/charges`).
+/// then be written with a path only (`/v1/charges`). Headers are left as they are: a `Host`
+/// header the request already carries is not rewritten (hyper sets one from the URI when
+/// there is none).
 ///
 /// ```
 /// use switchover::http::BaseUrl;
