@@ -43,8 +43,13 @@ impl HostRoles {
         &self.names
     }
 
-    pub(crate) fn index_of(&self, id: &str) -> Option<usize> {
-        self.names.iter().position(|n| &**n == id)
+    /// The index of the host `id` (endpoint ids are these very `Arc`s: a pointer compare on
+    /// the hot path, the text as a fallback).
+    pub(crate) fn index_of(&self, id: &Arc<str>) -> Option<usize> {
+        self.names
+            .iter()
+            .position(|n| Arc::ptr_eq(n, id))
+            .or_else(|| self.names.iter().position(|n| n == id))
     }
 
     /// The role host `i` last reported, from its endpoint and the read-only flag.
