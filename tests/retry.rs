@@ -1,6 +1,8 @@
 //! The retry executor under Tokio's paused clock: exact virtual delays, deadlines, attempt
 //! timeouts, `Retry-After` clamping, idempotency rules and the retry budget.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -307,6 +309,138 @@ async fn throttled_errors_wait_longer() {
     assert_eq!(res.unwrap(), 3);
     // 100 × 3 after the throttle, then the plain 200.
     assert_eq!(starts, [0, 300, 500]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_throttle_factor_saturates_at_the_ceiling() {
+    // 100 ms × 1e300 overflows a `Duration`: the wait is the 2 s ceiling, not a panic.
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .throttle_factor(1e300)
+        .max_delay(ms(2_000))
+        .backoff(exact_backoff())
+        .build()
+        .unwrap();
+    let script = vec![Some(Fail::SlowDown(None)), Some(Fail::SlowDown(None))];
+    let (res, starts) = scripted(&policy, script, false).await;
+    assert_eq!(res.unwrap(), 3);
+    assert_eq!(starts, [0, 2_000, 4_000]);
+}
+
+/// The waits of one always-failing call through `policy`, as the hook sees them.
+async fn waits(policy: &RetryPolicy) -> Vec<Duration> {
+    let mut waits = Vec::new();
+    let _ = policy
+        .retry(|| async { Err::<(), _>(Fail::Refused) })
+        .on_retry(|ev| waits.push(ev.delay()))
+        .run()
+        .await;
+    waits
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_seeded_policy_gives_each_call_its_own_jitter_reproducibly() {
+    let seeded = |seed| {
+        RetryPolicy::builder()
+            .max_attempts(6)
+            .backoff(
+                ExponentialBackoff::builder()
+                    .base(ms(100))
+                    .cap(ms(10_000))
+                    .jitter(Jitter::Full)
+                    .seed(seed)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (seeded(7), seeded(7));
+    let first = waits(&a).await;
+    assert_eq!(first.len(), 5);
+    // Same seed, same first schedule.
+    assert_eq!(waits(&b).await, first);
+    // Two calls sharing one seeded policy do not wait alike.
+    let second = waits(&a).await;
+    assert_ne!(second, first);
+    // ... and the sequence of schedules is reproducible.
+    assert_eq!(waits(&b).await, second);
+    // A clone of the policy continues the sequence rather than replaying it.
+    assert_ne!(waits(&a.clone()).await, second);
+}
+
+/// Pushes `dropped n` to the log when dropped.
+struct DropLog(Rc<RefCell<Vec<String>>>, u32);
+
+impl Drop for DropLog {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push(format!("dropped {}", self.1));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_is_dropped_as_soon_as_it_ends() {
+    // Attempt 1 hangs past its timeout, attempt 2 fails, attempt 3 succeeds: each attempt's
+    // future (and what it holds) is gone before the next step of the call.
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .attempt_timeout(ms(100))
+        .backoff(ConstantBackoff::new(ms(10)))
+        .build()
+        .unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut n = 0;
+    let got = policy
+        .retry(|| {
+            n += 1;
+            let guard = DropLog(log.clone(), n);
+            async move {
+                let _guard = guard;
+                match n {
+                    1 => std::future::pending().await,
+                    2 => Err(Fail::Refused),
+                    _ => Ok(n),
+                }
+            }
+        })
+        .idempotent(true)
+        .on_retry(|ev| {
+            log.borrow_mut()
+                .push(format!("retry after {}", ev.attempt()))
+        })
+        .run()
+        .await
+        .unwrap();
+    log.borrow_mut().push("returned".into());
+    assert_eq!(got, 3);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "dropped 1",
+            "retry after 1",
+            "dropped 2",
+            "retry after 2",
+            "dropped 3",
+            "returned"
+        ]
+    );
+
+    // A first-try success drops its attempt before the call returns.
+    log.borrow_mut().clear();
+    let got = policy
+        .retry(|| {
+            let guard = DropLog(log.clone(), 1);
+            async move {
+                let _guard = guard;
+                Ok::<_, Fail>(1)
+            }
+        })
+        .run()
+        .await
+        .unwrap();
+    log.borrow_mut().push("returned".into());
+    assert_eq!(got, 1);
+    assert_eq!(*log.borrow(), ["dropped 1", "returned"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,12 +11,31 @@ use crate::error::ConfigError;
 /// A schedule is just an [`Iterator`] of [`Duration`]s: the delay before the 2nd attempt, before
 /// the 3rd, and so on. When it ends, the executor stops retrying. The executor asks for a
 /// schedule only after the first failure, so a first-try success never pays for one.
+///
+/// The executor takes its schedules through [`RetryPolicy::schedule`](super::RetryPolicy::schedule),
+/// which numbers them per policy when [`numbered`](Self::numbered) says the number matters (a
+/// seeded [`ExponentialBackoff`]), so that calls sharing one seeded policy do not all wait
+/// alike.
 pub trait Backoff {
     /// The iterator of delays for one call.
     type Schedule: Iterator<Item = Duration>;
 
     /// A new schedule, starting from the first retry.
     fn schedule(&self) -> Self::Schedule;
+
+    /// The `n`-th schedule of a sequence (`n` from 0). The default ignores `n` and returns
+    /// [`schedule`](Self::schedule); a seeded [`ExponentialBackoff`] draws each from its own
+    /// stream.
+    fn schedule_nth(&self, n: u64) -> Self::Schedule {
+        let _ = n;
+        self.schedule()
+    }
+
+    /// Whether [`schedule_nth`](Self::schedule_nth) depends on `n`; only then does a
+    /// [`RetryPolicy`](super::RetryPolicy) count its schedules. Default `false`.
+    fn numbered(&self) -> bool {
+        false
+    }
 }
 
 /// How random jitter spreads the delays of an [`ExponentialBackoff`].
@@ -28,9 +47,18 @@ pub trait Backoff {
 /// | [`None`](Jitter::None) | `d` |
 /// | [`Full`](Jitter::Full) (default) | uniform in `[0, d]` |
 /// | [`Equal`](Jitter::Equal) | `d/2` + uniform in `[0, d/2]` |
-/// | [`Decorrelated`](Jitter::Decorrelated) | `min(cap, uniform in [base, 3 × previous])` |
+/// | [`Decorrelated`](Jitter::Decorrelated) | uniform in `[base, min(cap, 3 × previous)]` |
 ///
 /// Whatever the jitter, no delay exceeds the cap.
+///
+/// Decorrelated jitter clamps the range *before* drawing, which differs from the formula AWS
+/// published, `min(cap, uniform in [base, 3 × previous])`, which clamps the draw *after*. Once
+/// `3 × previous` passes the cap, the published form waits exactly `cap` with probability
+/// `(3 × previous − cap) / (3 × previous − base)`: about two thirds of every client's later
+/// retries land on the same instant, the synchronisation jitter is there to break. The clamped
+/// form keeps drawing uniformly over `[base, cap]` (mean about `cap / 2`). An independent
+/// reproduction of the AWS contention simulation found both equally good on total work and the
+/// clamped form about 7 % faster to complete at 100 clients.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Jitter {
@@ -41,7 +69,8 @@ pub enum Jitter {
     Full,
     /// Half the exponential delay plus a uniform share of the other half.
     Equal,
-    /// Each delay uniform between `base` and three times the previous one, capped.
+    /// Each delay uniform between `base` and three times the previous one, the upper end
+    /// clamped to the cap before drawing (see the table above for why).
     Decorrelated,
 }
 
@@ -50,6 +79,12 @@ pub enum Jitter {
 /// Defaults: `base` 50 ms, `factor` 2, `cap` 5 s, [`Jitter::Full`], entropy-seeded RNG.
 /// Build it with [`ExponentialBackoff::builder`]; values are validated by
 /// [`build`](ExponentialBackoffBuilder::build).
+///
+/// With a [`seed`](ExponentialBackoffBuilder::seed), [`schedule`](Backoff::schedule) always
+/// gives the same schedule, and [`schedule_nth`](Backoff::schedule_nth) the `n`-th of a
+/// reproducible sequence: each draws from its own stream, the seed mixed with `n`. A
+/// [`RetryPolicy`](super::RetryPolicy) numbers the schedules of its calls, so the calls that
+/// share one seeded policy do not all wait alike.
 ///
 /// ```
 /// use std::time::Duration;
@@ -167,8 +202,11 @@ impl ExponentialBackoffBuilder {
         self
     }
 
-    /// Seeds the jitter RNG: every schedule of the built backoff is then the same sequence.
-    /// Without a seed (the default) each schedule is seeded from entropy.
+    /// Seeds the jitter RNG: [`schedule`](Backoff::schedule) is then always the same sequence
+    /// of delays, and [`schedule_nth`](Backoff::schedule_nth) the `n`-th of a reproducible
+    /// sequence of schedules (the seed mixed with `n`; the 0th is `schedule`). A
+    /// [`RetryPolicy`](super::RetryPolicy) gives each of its calls the next one. Without a
+    /// seed (the default) each schedule is seeded from entropy.
     pub const fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -210,23 +248,48 @@ impl Backoff for ExponentialBackoff {
     type Schedule = ExponentialSchedule;
 
     fn schedule(&self) -> ExponentialSchedule {
+        self.schedule_nth(0)
+    }
+
+    fn schedule_nth(&self, n: u64) -> ExponentialSchedule {
         let rng = match self.seed {
-            Some(seed) => SmallRng::seed_from_u64(seed),
+            Some(seed) => SmallRng::seed_from_u64(stream_seed(seed, n)),
             None => rand::make_rng(),
         };
         ExponentialSchedule {
-            backoff: *self,
+            base: self.base,
+            factor: self.factor,
+            cap: self.cap,
+            jitter: self.jitter,
             attempt: 0,
             previous: self.base,
             rng,
         }
     }
+
+    fn numbered(&self) -> bool {
+        self.seed.is_some()
+    }
+}
+
+/// The seed of the `n`-th schedule of a backoff seeded with `seed`: the seed itself for the
+/// first, then the seed mixed with a bijective hash of `n` (the SplitMix64 finaliser, which
+/// maps 0 to 0). The hash matters: `seed + n × γ` would give neighbouring schedules
+/// overlapping SplitMix64 sequences, hence shifted copies of one RNG state.
+fn stream_seed(seed: u64, n: u64) -> u64 {
+    let mut z = n;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    seed ^ z ^ (z >> 31)
 }
 
 /// The delays of one call under an [`ExponentialBackoff`]. Endless; the executor's attempt
 /// limit and deadline end it.
 pub struct ExponentialSchedule {
-    backoff: ExponentialBackoff,
+    base: Duration,
+    factor: f64,
+    cap: Duration,
+    jitter: Jitter,
     attempt: u32,
     previous: Duration,
     rng: SmallRng,
@@ -235,7 +298,10 @@ pub struct ExponentialSchedule {
 impl fmt::Debug for ExponentialSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExponentialSchedule")
-            .field("backoff", &self.backoff)
+            .field("base", &self.base)
+            .field("factor", &self.factor)
+            .field("cap", &self.cap)
+            .field("jitter", &self.jitter)
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -263,20 +329,20 @@ fn uniform(rng: &mut SmallRng, lo: Duration, hi: Duration) -> Duration {
     Duration::from_nanos(rng.random_range(lo..=hi))
 }
 
+/// One decorrelated delay: uniform in `[base, min(cap, 3 × previous)]`. Clamping the range
+/// before the draw (not the draw after it) keeps delays spread below the cap; see [`Jitter`].
+fn decorrelated(rng: &mut SmallRng, base: Duration, cap: Duration, previous: Duration) -> Duration {
+    uniform(rng, base, previous.saturating_mul(3).min(cap))
+}
+
 impl Iterator for ExponentialSchedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let ExponentialBackoff {
-            base,
-            factor,
-            cap,
-            jitter,
-            ..
-        } = self.backoff;
-        let d = exponential(base, factor, cap, self.attempt);
+        let (base, cap) = (self.base, self.cap);
+        let d = exponential(base, self.factor, cap, self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        let delay = match jitter {
+        let delay = match self.jitter {
             Jitter::None => d,
             Jitter::Full => uniform(&mut self.rng, Duration::ZERO, d),
             Jitter::Equal => {
@@ -284,8 +350,7 @@ impl Iterator for ExponentialSchedule {
                 half + uniform(&mut self.rng, Duration::ZERO, d - half)
             }
             Jitter::Decorrelated => {
-                let hi = self.previous.saturating_mul(3).min(cap);
-                let next = uniform(&mut self.rng, base, hi).min(cap);
+                let next = decorrelated(&mut self.rng, base, cap, self.previous);
                 self.previous = next;
                 next
             }
@@ -485,6 +550,106 @@ mod tests {
             let a: Vec<_> = b.schedule().take(20).collect();
             let c: Vec<_> = b.schedule().take(20).collect();
             assert_eq!(a, c, "{jitter:?}");
+        }
+    }
+
+    fn seeded(jitter: Jitter, seed: u64) -> ExponentialBackoff {
+        ExponentialBackoff::builder()
+            .jitter(jitter)
+            .seed(seed)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn numbered_schedules_differ_and_replay_with_the_seed() {
+        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+            let (a, b) = (seeded(jitter, 7), seeded(jitter, 7));
+            assert!(a.numbered());
+            // The 0th is `schedule`, drawn from the seed itself as a single stream always was.
+            assert_eq!(
+                a.schedule_nth(0).take(20).collect::<Vec<_>>(),
+                a.schedule().take(20).collect::<Vec<_>>()
+            );
+            let schedules: Vec<Vec<_>> = (0..50)
+                .map(|n| a.schedule_nth(n).take(8).collect())
+                .collect();
+            for (i, x) in schedules.iter().enumerate() {
+                assert_eq!(*x, b.schedule_nth(i as u64).take(8).collect::<Vec<_>>());
+                for y in &schedules[i + 1..] {
+                    assert_ne!(x, y, "{jitter:?}: two numbered schedules are equal");
+                }
+            }
+        }
+        let unseeded = ExponentialBackoff::default();
+        assert!(!unseeded.numbered());
+        assert!(!ConstantBackoff::new(ms(1)).numbered());
+    }
+
+    #[test]
+    fn the_first_schedule_is_the_seeds_own_stream() {
+        let b = seeded(Jitter::Full, 7);
+        let mut rng = SmallRng::seed_from_u64(7);
+        let expected: Vec<_> = (0..10)
+            .map(|n| {
+                uniform(
+                    &mut rng,
+                    Duration::ZERO,
+                    exponential(ms(50), 2.0, ms(5_000), n),
+                )
+            })
+            .collect();
+        assert_eq!(b.schedule().take(10).collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn stream_seeds_are_distinct() {
+        assert_eq!(stream_seed(42, 0), 42);
+        let seeds: std::collections::HashSet<_> = (0..10_000).map(|n| stream_seed(42, n)).collect();
+        assert_eq!(seeds.len(), 10_000);
+    }
+
+    /// Pins the decorrelated formula, `uniform in [base, min(cap, 3 × previous)]`, against the
+    /// published `min(cap, uniform in [base, 3 × previous])`, by exact bounds over seeded draws.
+    #[test]
+    fn decorrelated_clamps_the_range_before_drawing() {
+        let (base, cap) = (ms(10), ms(100));
+        let mut rng = SmallRng::seed_from_u64(1);
+
+        // Below the cap: the range is [base, 3 × previous], covered end to end.
+        let draws: Vec<_> = (0..10_000)
+            .map(|_| decorrelated(&mut rng, base, cap, ms(20)))
+            .collect();
+        assert!(draws.iter().all(|d| (ms(10)..=ms(60)).contains(d)));
+        assert!(draws.iter().any(|d| *d < ms(11)) && draws.iter().any(|d| *d > ms(59)));
+
+        // At the cap (3 × 100 ms > cap): uniform over [base, cap]. The published form would
+        // wait exactly `cap` in (300 − 100) / (300 − 10) ≈ 69 % of these draws; here none do,
+        // and the mean is the middle of the range.
+        let draws: Vec<_> = (0..10_000)
+            .map(|_| decorrelated(&mut rng, base, cap, cap))
+            .collect();
+        assert!(draws.iter().all(|d| (base..=cap).contains(d)));
+        assert_eq!(draws.iter().filter(|d| **d == cap).count(), 0);
+        let mean = draws.iter().sum::<Duration>() / 10_000;
+        assert!((ms(53)..=ms(57)).contains(&mean), "mean {mean:?}");
+        assert!(draws.iter().any(|d| *d > ms(99)));
+
+        // A schedule applies it step by step from `previous = base`.
+        let b = ExponentialBackoff::builder()
+            .base(base)
+            .cap(cap)
+            .jitter(Jitter::Decorrelated)
+            .seed(3)
+            .build()
+            .unwrap();
+        let mut previous = base;
+        for d in b.schedule().take(1_000) {
+            assert!(
+                d >= base && d <= (previous * 3).min(cap),
+                "{d:?} after {previous:?}"
+            );
+            previous = d;
         }
     }
 

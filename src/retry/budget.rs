@@ -127,11 +127,12 @@ impl RetryBudget {
     }
 
     /// Puts the per-success refill back, never above capacity. When the bucket is already
-    /// full this is a single relaxed load.
+    /// full (the usual case) this is one relaxed load and one comparison: no read-modify-write.
     #[inline]
     pub fn deposit_success(&self) {
         let inner = &*self.inner;
-        if inner.success_refill == 0 || inner.tokens.load(Ordering::Relaxed) >= inner.capacity {
+        // Fullness first: it is the common case, and it makes the refill check moot.
+        if inner.tokens.load(Ordering::Relaxed) >= inner.capacity || inner.success_refill == 0 {
             return;
         }
         let refilled = inner

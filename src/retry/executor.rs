@@ -1,14 +1,14 @@
 use std::error::Error as StdError;
 use std::fmt;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
-use super::policy::RetryPolicy;
+use super::policy::{MAX_DEADLINE, RetryPolicy};
 use crate::error::{ByClassify, Classification, Classifier, ErrorClass};
 
 /// Why the executor stopped without a success.
@@ -295,10 +295,12 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
 
     /// Runs the call: attempts the operation until it succeeds or the policy says stop.
     ///
-    /// A first-try success allocates nothing, takes no lock, and reads the clock only when
-    /// the policy has a deadline or an attempt timeout. The retry path (schedule, waits) lives
-    /// in one heap allocation made at the first failure, which keeps the returned [`Run`]
-    /// future small and its success path short. Nothing runs until the future is polled.
+    /// A first-try success allocates nothing and takes no lock; it reads the clock only when
+    /// the policy has a deadline or an attempt timeout, and builds a timer only when such an
+    /// attempt is not ready at once. The retry path (schedule, waits) lives in one heap
+    /// allocation made at the first failure, which keeps the returned [`Run`] future small and
+    /// its success path short. Nothing runs until the future is polled: the operation is first
+    /// called by the first poll. Each attempt's future is dropped as soon as it ends.
     ///
     /// # Errors
     ///
@@ -307,8 +309,8 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
     pub fn run<T, E, Fut>(
         self,
     ) -> Run<
-        impl Future<Output = Result<T, Handover<'a, B, F, C, H, T, E>>> + use<'a, B, F, C, H, Fut, T, E>,
-        impl Future<Output = Result<T, Handover<'a, B, F, C, H, T, E>>> + use<'a, B, F, C, H, Fut, T, E>,
+        Self,
+        Fut,
         impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>,
         Handover<'a, B, F, C, H, T, E>,
     >
@@ -319,57 +321,12 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
-        let first = if self.policy.deadline.is_none() && self.policy.attempt_timeout.is_none() {
-            First::Plain {
-                fut: self.first_plain(),
-            }
-        } else {
-            First::Timed {
-                fut: self.first_timed(),
-            }
-        };
         Run {
-            first,
-            retrying: None,
+            retry: Some(self),
+            attempt: None,
+            limit: None,
+            aux: Aux::Empty,
             start_retries: Self::start_retries,
-        }
-    }
-
-    /// The first attempt of a policy without deadline or attempt timeout.
-    async fn first_plain<T, E, Fut>(mut self) -> Result<T, Handover<'a, B, F, C, H, T, E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        match (self.op)().await {
-            Ok(value) => Ok(succeeded(self.budget, value)),
-            Err(e) => Err(Handover {
-                retry: self,
-                deadline_at: None,
-                limit: None,
-                outcome: Some(Err(e)),
-            }),
-        }
-    }
-
-    /// The first attempt under a deadline or an attempt timeout.
-    async fn first_timed<T, E, Fut>(mut self) -> Result<T, Handover<'a, B, F, C, H, T, E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let deadline_at = self.policy.deadline.map(|d| Instant::now() + d);
-        let limit = attempt_limit(self.policy.attempt_timeout, deadline_at);
-        // With neither set this path is not taken; an unbounded limit keeps it correct anyway.
-        let bound = limit.map_or(Duration::MAX, |(t, _)| t);
-        match tokio::time::timeout(bound, (self.op)()).await.ok() {
-            Some(Ok(value)) => Ok(succeeded(self.budget, value)),
-            outcome => Err(Handover {
-                retry: self,
-                deadline_at,
-                limit,
-                outcome,
-            }),
         }
     }
 
@@ -450,9 +407,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             };
             let scheduled = match stop {
                 Some(_) => None,
-                None => schedule
-                    .get_or_insert_with(|| policy.backoff.schedule())
-                    .next(),
+                None => schedule.get_or_insert_with(|| policy.schedule()).next(),
             };
             let delay = match (stop, scheduled) {
                 (Some(reason), _) => {
@@ -479,7 +434,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             let delay = match classification.retry_after() {
                 Some(suggested) => suggested,
                 None if classification.class() == ErrorClass::Throttled => {
-                    delay.mul_f64(policy.throttle_factor)
+                    stretch(delay, policy.throttle_factor)
                 }
                 None => delay,
             }
@@ -553,70 +508,187 @@ impl<B, F, C, H, T, E> fmt::Debug for Handover<'_, B, F, C, H, T, E> {
 pin_project_lite::pin_project! {
     /// The future of a retried call, returned by [`Retry::run`].
     ///
-    /// The first attempt is polled in place; only a failure moves the call into one heap
-    /// allocation for the retries.
+    /// The first attempt is polled in place by a hand-written state machine: a policy without
+    /// deadline or attempt timeout reads no clock and builds no timer, and one with them builds
+    /// its timer only when the attempt is not ready at once. Only a failure moves the call into
+    /// one heap allocation for the retries.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Run<P, Q, S, A> {
+    pub struct Run<R, Fut, S, A> {
+        // The call; taken by a success or, at the first failure, by the retries.
+        retry: Option<R>,
+        // The first attempt, once started: `None` until the first poll.
         #[pin]
-        first: First<P, Q>,
-        retrying: Option<Pin<Box<S>>>,
+        attempt: Option<Fut>,
+        // The first attempt's deadline and time limit, when the policy has them.
+        limit: Option<FirstLimit>,
+        // The first attempt's timer, then the retries.
+        #[pin]
+        aux: Aux<S>,
         start_retries: fn(A) -> S,
     }
 }
 
 pin_project_lite::pin_project! {
-    #[project = FirstProj]
-    enum First<P, Q> {
-        Plain { #[pin] fut: P },
-        Timed { #[pin] fut: Q },
+    #[project = AuxProj]
+    // A plain tag rather than a niche in `Sleep`: checking it is one byte compare.
+    #[repr(u8)]
+    enum Aux<S> {
+        Empty,
+        // Built when a limited first attempt is not ready at once.
+        Timer { #[pin] sleep: Sleep },
+        // The rest of the call, after a failed first attempt.
+        Retrying { fut: Pin<Box<S>> },
     }
 }
 
-impl<P, Q, S, A> fmt::Debug for Run<P, Q, S, A> {
+/// The deadline and time limit of a first attempt.
+#[derive(Clone, Copy, Debug)]
+struct FirstLimit {
+    deadline_at: Option<Instant>,
+    /// The time the attempt may take and whether the deadline is the tighter bound.
+    limit: (Duration, bool),
+    /// When the attempt times out.
+    at: Instant,
+}
+
+impl<R, Fut, S, A> fmt::Debug for Run<R, Fut, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match (&self.retry, &self.attempt, &self.aux) {
+            (_, _, Aux::Retrying { .. }) => "retrying",
+            (None, _, _) => "done",
+            (Some(_), None, _) => "idle",
+            (Some(_), Some(_), _) => "first attempt",
+        };
         f.debug_struct("Run")
-            .field("retrying", &self.retrying.is_some())
+            .field("state", &state)
             .finish_non_exhaustive()
     }
 }
 
-impl<P, Q, S, A, T, E> Future for Run<P, Q, S, A>
+impl<'a, B, F, C, H, Fut, S, T, E> Future
+    for Run<Retry<'a, B, F, C, H>, Fut, S, Handover<'a, B, F, C, H, T, E>>
 where
-    P: Future<Output = Result<T, A>>,
-    Q: Future<Output = Result<T, A>>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
     S: Future<Output = Result<T, RetryError<E>>>,
 {
     type Output = Result<T, RetryError<E>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(retrying) = this.retrying {
-            return retrying.as_mut().poll(cx);
-        }
-        let first = match this.first.project() {
-            FirstProj::Plain { fut } => ready!(fut.poll(cx)),
-            FirstProj::Timed { fut } => ready!(fut.poll(cx)),
+        let mut this = self.project();
+        let Some(retry) = this.retry.as_mut() else {
+            // Taken by the retries (or by a success: then this panics).
+            return poll_retrying(this.aux, cx);
         };
-        match first {
-            Ok(value) => Poll::Ready(Ok(value)),
-            Err(handover) => {
-                let retrying = this
-                    .retrying
-                    .insert(Box::pin((this.start_retries)(handover)));
-                retrying.as_mut().poll(cx)
+        if this.attempt.is_none() {
+            // The first poll. The clock is read before the operation is called: the deadline
+            // counts the call.
+            if retry.policy.limited {
+                *this.limit = Some(first_limit(retry.policy));
             }
+            this.attempt.set(Some((retry.op)()));
         }
+        let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
+            unreachable!("the first attempt has started")
+        };
+        let outcome = match *this.limit {
+            None => Some(ready!(attempt.poll(cx))),
+            Some(limit) => ready!(poll_limited(attempt, this.aux.as_mut(), limit.at, cx)),
+        };
+        // An attempt that ended is dropped at once, as an awaited future is: whatever it holds
+        // (a connection, a guard that records the outcome) is released before anything else.
+        this.attempt.set(None);
+        if let Some(Ok(value)) = outcome {
+            if let Some(budget) = retry.budget {
+                budget.deposit_success();
+            }
+            *this.retry = None;
+            return Poll::Ready(Ok(value));
+        }
+        let Some(retry) = this.retry.take() else {
+            unreachable!("the first attempt keeps its operation until it fails")
+        };
+        let limit = *this.limit;
+        let fut = Box::pin((this.start_retries)(Handover {
+            retry,
+            deadline_at: limit.and_then(|l| l.deadline_at),
+            limit: limit.map(|l| l.limit),
+            outcome,
+        }));
+        this.aux.set(Aux::Retrying { fut });
+        poll_retrying(this.aux, cx)
     }
 }
 
-/// Book-keeping of a success on the first attempt.
 #[inline]
-fn succeeded<T>(budget: Option<&RetryBudget>, value: T) -> T {
-    if let Some(budget) = budget {
-        budget.deposit_success();
+fn poll_retrying<S: Future>(aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
+    match aux.project() {
+        AuxProj::Retrying { fut } => fut.as_mut().poll(cx),
+        _ => panic!("`Run` polled after it completed"),
     }
-    value
+}
+
+/// The first attempt's deadline and limit, for a policy with a deadline or an attempt
+/// timeout. Out of line, so that the unlimited first attempt stays short.
+#[inline(never)]
+fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
+    let now = Instant::now();
+    let deadline_at = policy.deadline.map(|d| now + d);
+    let limit = match (policy.attempt_timeout, policy.deadline) {
+        (Some(t), Some(d)) => (t.min(d), d <= t),
+        (Some(t), None) => (t, false),
+        (None, Some(d)) => (d, true),
+        // Not called without a limit; the longest one keeps it correct anyway.
+        (None, None) => (MAX_DEADLINE, false),
+    };
+    FirstLimit {
+        deadline_at,
+        limit,
+        at: now + limit.0,
+    }
+}
+
+/// Polls an attempt under its time limit as `tokio::time::Timeout` does, but builds the timer
+/// only when the attempt is not ready at once. `Ready(None)` when the limit passed.
+fn poll_limited<Fut: Future, S>(
+    attempt: Pin<&mut Fut>,
+    mut aux: Pin<&mut Aux<S>>,
+    at: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Fut::Output>> {
+    let had_budget_before = tokio::task::coop::has_budget_remaining();
+    if let Poll::Ready(out) = attempt.poll(cx) {
+        // The attempt ended: its timer goes (deregistered), as with a finished `Timeout`.
+        if let Aux::Timer { .. } = *aux {
+            aux.set(Aux::Empty);
+        }
+        return Poll::Ready(Some(out));
+    }
+    if let Aux::Empty = *aux {
+        aux.set(Aux::Timer {
+            sleep: tokio::time::sleep_until(at),
+        });
+    }
+    let AuxProj::Timer { sleep } = aux.as_mut().project() else {
+        unreachable!("the timer of a limited first attempt")
+    };
+    // When the attempt itself used up the task's budget, the timer is polled unconstrained, so
+    // that an attempt which always exhausts the budget still times out (as `Timeout` does).
+    if had_budget_before && !tokio::task::coop::has_budget_remaining() {
+        ready!(pin!(tokio::task::coop::unconstrained(sleep)).poll(cx));
+    } else {
+        ready!(sleep.poll(cx));
+    }
+    aux.set(Aux::Empty);
+    Poll::Ready(None)
+}
+
+/// `delay × factor`, saturating at [`Duration::MAX`] where `Duration::mul_f64` would panic (a
+/// huge throttle factor); the caller then cuts it to the ceiling.
+#[inline]
+fn stretch(delay: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(delay.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 /// The time the next attempt may take — the tighter of the attempt timeout and what is left of

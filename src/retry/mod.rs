@@ -16,7 +16,9 @@
 //!
 //! Schedules are plain iterators of [`Duration`](std::time::Duration)s: [`ExponentialBackoff`]
 //! (the default, with [`Jitter`]), [`ConstantBackoff`], [`LinearBackoff`], or any iterator
-//! through [`CustomBackoff`].
+//! through [`CustomBackoff`]. A policy hands each call the next of its schedules
+//! ([`RetryPolicy::schedule`]): with a seeded backoff, the calls sharing one policy draw
+//! different, reproducible jitter.
 //!
 //! Every retry is a `tracing` event (target `switchover::retry`, level `DEBUG`) with the
 //! attempt, the wait and the class; so is giving up.

@@ -1,3 +1,6 @@
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::backoff::{Backoff, ExponentialBackoff};
@@ -18,7 +21,9 @@ pub const MAX_ATTEMPTS: u32 = 10_000;
 /// delay, and no single wait (including a server's `Retry-After`) longer than 20 s.
 ///
 /// A policy is immutable and cheap to share; run calls with [`retry`](Self::retry) or
-/// [`run`](Self::run).
+/// [`run`](Self::run). With a seeded backoff, the policy numbers the schedules of its calls
+/// (see [`schedule`](Self::schedule)); its clones and the policies derived from it with
+/// [`to_builder`](Self::to_builder) continue the same count.
 ///
 /// ```
 /// use std::time::Duration;
@@ -36,7 +41,7 @@ pub const MAX_ATTEMPTS: u32 = 10_000;
 /// assert_eq!(err.field(), "max_attempts");
 /// # Ok::<(), switchover::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RetryPolicy<B = ExponentialBackoff> {
     pub(super) max_attempts: u32,
     pub(super) deadline: Option<Duration>,
@@ -44,6 +49,25 @@ pub struct RetryPolicy<B = ExponentialBackoff> {
     pub(super) max_delay: Duration,
     pub(super) throttle_factor: f64,
     pub(super) backoff: B,
+    /// `deadline` or `attempt_timeout` is set: the first attempt needs the clock. Derived by
+    /// [`RetryPolicyBuilder::build`], so the executor checks one flag instead of two options.
+    pub(super) limited: bool,
+    /// Schedules handed out, when the backoff numbers them ([`Backoff::numbered`]); shared by
+    /// clones and derived policies.
+    pub(super) schedules: Option<Arc<AtomicU64>>,
+}
+
+impl<B: fmt::Debug> fmt::Debug for RetryPolicy<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("deadline", &self.deadline)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("max_delay", &self.max_delay)
+            .field("throttle_factor", &self.throttle_factor)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 impl Default for RetryPolicy {
@@ -55,6 +79,8 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(20),
             throttle_factor: 2.0,
             backoff: ExponentialBackoff::default(),
+            limited: false,
+            schedules: None,
         }
     }
 }
@@ -92,6 +118,18 @@ impl<B: Backoff> RetryPolicy<B> {
         E: crate::Classify,
     {
         self.retry(op).run().await
+    }
+
+    /// The schedule of waits for the next call, as the executor takes it at a call's first
+    /// failure. A backoff that numbers its schedules (a seeded [`ExponentialBackoff`]) gives the
+    /// n-th call of this policy its n-th schedule, so that calls sharing a seeded policy do not
+    /// all wait alike and two policies built with one seed replay the same sequence; any other
+    /// backoff gives [`Backoff::schedule`].
+    pub fn schedule(&self) -> B::Schedule {
+        match &self.schedules {
+            Some(n) => self.backoff.schedule_nth(n.fetch_add(1, Ordering::Relaxed)),
+            None => self.backoff.schedule(),
+        }
     }
 }
 
@@ -202,10 +240,15 @@ impl<B> RetryPolicyBuilder<B> {
                 max_delay: p.max_delay,
                 throttle_factor: p.throttle_factor,
                 backoff,
+                limited: p.limited,
+                // A new backoff starts a new sequence of schedules.
+                schedules: None,
             },
         }
     }
+}
 
+impl<B: Backoff> RetryPolicyBuilder<B> {
     /// Validates and builds.
     ///
     /// # Errors
@@ -254,7 +297,15 @@ impl<B> RetryPolicyBuilder<B> {
                 ),
             ));
         }
-        Ok(self.policy)
+        let mut policy = self.policy;
+        policy.limited = policy.deadline.is_some() || policy.attempt_timeout.is_some();
+        policy.schedules = match policy.schedules.take() {
+            // Derived from a numbering policy with the same backoff: continue its count.
+            Some(n) => Some(n),
+            None if policy.backoff.numbered() => Some(Arc::new(AtomicU64::new(0))),
+            None => None,
+        };
+        Ok(policy)
     }
 }
 
