@@ -592,3 +592,60 @@ async fn retry_storm_stays_within_the_budget() {
     assert_eq!(budget.available(), 0);
     assert!(budget_stops >= 1_000 - 100);
 }
+
+/// An operation bounded by itself (it times out after 100 ms on its own) needs no timer of the
+/// executor while its limit is at least that, and is timed again once the deadline is tighter.
+#[tokio::test(start_paused = true)]
+async fn a_self_bounded_attempt_is_timed_only_when_the_deadline_is_tighter() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(5)
+        .deadline(ms(250))
+        .attempt_timeout(ms(200))
+        .backoff(ConstantBackoff::new(ms(10)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut starts = Vec::new();
+    let err = policy
+        .retry(|| {
+            starts.push(start.elapsed());
+            async {
+                // The client's own response timeout.
+                tokio::time::sleep(ms(100)).await;
+                Err::<(), _>(Fail::Timeout)
+            }
+        })
+        .idempotent(true)
+        .bounded_by(ms(100))
+        .run()
+        .await
+        .unwrap_err();
+    // 0–100 ms (its own timeout), 110–210 ms, then 220 ms with 30 ms left: the executor times
+    // that one and the deadline cuts it at 250 ms.
+    assert_eq!(starts, [ms(0), ms(110), ms(220)]);
+    assert_eq!(start.elapsed(), ms(250));
+    assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+    assert!(err.timed_out());
+}
+
+/// The executor trusts the bound: an attempt that breaks it is not cut by the attempt timeout
+/// (which is why only an operation that enforces its own timeout may declare one).
+#[tokio::test(start_paused = true)]
+async fn the_executor_trusts_a_declared_bound() {
+    let policy = RetryPolicy::builder()
+        .attempt_timeout(ms(200))
+        .build()
+        .unwrap();
+    let call = policy
+        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .bounded_by(ms(100))
+        .run();
+    assert!(tokio::time::timeout(ms(1000), call).await.is_err());
+    // Without the declaration the attempt timeout cuts it.
+    let err = policy
+        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), StopReason::AttemptTimedOut);
+}

@@ -215,6 +215,8 @@ pub struct Retry<'a, B, F, C = ByClassify, H = ()> {
     hook: H,
     budget: Option<&'a RetryBudget>,
     idempotent: bool,
+    /// Each attempt ends by itself within this long (see [`Retry::bounded_by`]).
+    bound: Option<Duration>,
 }
 
 impl<B: fmt::Debug, F, C, H> fmt::Debug for Retry<'_, B, F, C, H> {
@@ -236,6 +238,7 @@ impl<'a, B, F> Retry<'a, B, F> {
             hook: (),
             budget: None,
             idempotent: false,
+            bound: None,
         }
     }
 }
@@ -255,6 +258,23 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         self
     }
 
+    /// Declares that every attempt ends by itself within `bound` (the operation enforces a
+    /// timeout of its own, such as a client's response timeout), so the executor builds no
+    /// timer for an attempt whose limit (attempt timeout, or what is left of the deadline) is
+    /// at least `bound`: the attempt cannot outlive it anyway. An attempt with a tighter limit
+    /// is timed as usual, so the deadline still holds. The executor trusts the promise: an
+    /// attempt that does not end within `bound` is not cut (test with the paused clock).
+    pub fn bounded_by(mut self, bound: Duration) -> Self {
+        self.bound = Some(bound);
+        self
+    }
+
+    /// `true` when an attempt limited to `limit` needs no timer of ours.
+    #[inline]
+    fn ends_within(&self, limit: Duration) -> bool {
+        self.bound.is_some_and(|b| b <= limit)
+    }
+
     /// Classifies errors with `classifier` instead of their [`Classify`](crate::Classify)
     /// implementation. Any `Fn(&E) -> Classification` will do.
     pub fn classify_with<C2>(self, classifier: C2) -> Retry<'a, B, F, C2, H> {
@@ -265,6 +285,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             hook: self.hook,
             budget: self.budget,
             idempotent: self.idempotent,
+            bound: self.bound,
         }
     }
 
@@ -290,6 +311,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             hook,
             budget: self.budget,
             idempotent: self.idempotent,
+            bound: self.bound,
         }
     }
 
@@ -482,6 +504,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             limit = attempt_limit(policy.attempt_timeout, deadline_at);
             outcome = match limit {
                 None => Some((self.op)().await),
+                Some((t, _)) if self.ends_within(t) => Some((self.op)().await),
                 Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
             };
         }
@@ -549,6 +572,9 @@ struct FirstLimit {
     limit: (Duration, bool),
     /// When the attempt times out.
     at: Instant,
+    /// Whether the executor times it (not when the operation ends by itself within the
+    /// limit, see [`Retry::bounded_by`]).
+    timed: bool,
 }
 
 impl<R, Fut, S, A> fmt::Debug for Run<R, Fut, S, A> {
@@ -585,7 +611,11 @@ where
             // The first poll. The clock is read before the operation is called: the deadline
             // counts the call.
             if retry.policy.limited {
-                *this.limit = Some(first_limit(retry.policy));
+                let limit = first_limit(retry.policy);
+                *this.limit = Some(FirstLimit {
+                    timed: !retry.ends_within(limit.limit.0),
+                    ..limit
+                });
             }
             this.attempt.set(Some((retry.op)()));
         }
@@ -593,8 +623,10 @@ where
             unreachable!("the first attempt has started")
         };
         let outcome = match *this.limit {
-            None => Some(ready!(attempt.poll(cx))),
-            Some(limit) => ready!(poll_limited(attempt, this.aux.as_mut(), limit.at, cx)),
+            Some(limit) if limit.timed => {
+                ready!(poll_limited(attempt, this.aux.as_mut(), limit.at, cx))
+            }
+            _ => Some(ready!(attempt.poll(cx))),
         };
         // An attempt that ended is dropped at once, as an awaited future is: whatever it holds
         // (a connection, a guard that records the outcome) is released before anything else.
@@ -646,6 +678,7 @@ fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
         deadline_at,
         limit,
         at: now + limit.0,
+        timed: true,
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -34,6 +35,7 @@ pub struct RoutedCall<'a, K, B, F, C = ByClassify, H = ()> {
     budget: Option<&'a RetryBudget>,
     idempotent: bool,
     target: Target<'a, K>,
+    bound: Option<Duration>,
 }
 
 impl<K: EndpointId, B: fmt::Debug, F, C, H> fmt::Debug for RoutedCall<'_, K, B, F, C, H> {
@@ -72,6 +74,7 @@ impl<K: EndpointId> Router<K> {
             budget: None,
             idempotent: false,
             target: Target::Active,
+            bound: None,
         }
     }
 
@@ -168,6 +171,15 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         self
     }
 
+    /// Declares that every attempt ends by itself within `bound` (the adapter's own response
+    /// timeout), so the executor builds no timer for attempts whose limit is at least that;
+    /// see [`Retry::bounded_by`](crate::retry::Retry::bounded_by). The runner still records an
+    /// attempt cut by the policy's limit.
+    pub fn bounded_by(mut self, bound: Duration) -> Self {
+        self.bound = Some(bound);
+        self
+    }
+
     /// [`budget`](Self::budget) when `budget` is `Some`.
     pub fn maybe_budget(mut self, budget: Option<&'a RetryBudget>) -> Self {
         self.budget = budget;
@@ -186,6 +198,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             budget: self.budget,
             idempotent: self.idempotent,
             target: self.target,
+            bound: self.bound,
         }
     }
 
@@ -200,6 +213,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             budget: self.budget,
             idempotent: self.idempotent,
             target: self.target,
+            bound: self.bound,
         }
     }
 
@@ -227,6 +241,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             budget,
             idempotent,
             target,
+            bound,
         } = self;
         let attempt_timeout = policy.attempt_timeout();
         // Read before the executor reads its own clock, so this deadline is never later than
@@ -288,6 +303,9 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             .idempotent(idempotent)
             .classify_with(ByRef(classifier))
             .with_hook(hook);
+        if let Some(b) = bound {
+            retry = retry.bounded_by(b);
+        }
         if let Some(b) = budget {
             retry = retry.budget(b);
         }
