@@ -637,13 +637,13 @@ async fn the_executor_trusts_a_declared_bound() {
         .build()
         .unwrap();
     let call = policy
-        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .retry(std::future::pending::<Result<(), Fail>>)
         .bounded_by(ms(100))
         .run();
     assert!(tokio::time::timeout(ms(1000), call).await.is_err());
     // Without the declaration the attempt timeout cuts it.
     let err = policy
-        .retry(|| std::future::pending::<Result<(), Fail>>())
+        .retry(std::future::pending::<Result<(), Fail>>)
         .run()
         .await
         .unwrap_err();
