@@ -22,7 +22,7 @@ use super::pool::Inner;
 use super::session::Session;
 use crate::error::{Classification, Classify, Execution};
 use crate::health::{Endpoint, Role};
-use crate::route::{Attempt, NoPrimary, ReadCandidates, ReadPolicy, RouteError};
+use crate::route::{NoPrimary, ReadCandidates, ReadPolicy, RouteError, Target};
 
 /// A reply that may carry a server error the pool should act on.
 pub(crate) trait Reply {
@@ -162,6 +162,15 @@ impl ReadPolicy<NodeId> for Reads<'_> {
     }
 }
 
+/// Where the attempts of one call go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A write (or a read-your-writes session's read in its window): the confirmed primary.
+    Write,
+    /// A read: where the read policy says.
+    Read,
+}
+
 impl<B: Backend> Inner<B> {
     /// Runs one command or pipeline (`send` on a node's shared connection): a write (or a
     /// read-your-writes session's read in its window) on the confirmed primary, a read where
@@ -182,32 +191,36 @@ impl<B: Backend> Inner<B> {
         // primary, and stays a read).
         let is_read = route == Route::Read;
         let idempotent = idempotent || is_read;
-        let result = if !is_read || session.is_some_and(Session::in_window) {
-            self.router
-                .call(&self.retry, |a| self.write_attempt(a, idempotent, &send))
-                .idempotent(idempotent)
-                .maybe_budget(self.budget.as_ref())
-                .classify_with(AttemptError::classification)
-                .run()
-                .await
+        let kind = if !is_read || session.is_some_and(Session::in_window) {
+            Kind::Write
         } else {
-            let reads = Reads {
-                policy: &*self.read_policy,
-                refused: AtomicBool::new(false),
-            };
-            let reads = &reads;
-            self.router
-                .call(&self.retry, |a| {
-                    let refused = reads.refused.swap(false, Relaxed);
-                    self.read_attempt(a, refused, &send)
-                })
-                .read(reads)
-                .idempotent(true)
-                .maybe_budget(self.budget.as_ref())
-                .classify_with(AttemptError::classification)
-                .run()
-                .await
+            Kind::Read
         };
+        let reads = Reads {
+            policy: &*self.read_policy,
+            refused: AtomicBool::new(false),
+        };
+        let target = match kind {
+            Kind::Write => Target::Active,
+            Kind::Read => Target::Read(&reads),
+        };
+        let send = &send;
+        let result = self
+            .router
+            .call(&self.retry, |a| {
+                let refused = kind == Kind::Read && reads.refused.swap(false, Relaxed);
+                self.attempt(a.endpoint(), kind, refused, idempotent, send)
+            })
+            .target(target)
+            .bounded_by(match kind {
+                Kind::Write => self.bounds.write,
+                Kind::Read => self.bounds.read,
+            })
+            .idempotent(idempotent)
+            .maybe_budget(self.budget.as_ref())
+            .classify_with(AttemptError::classification)
+            .run()
+            .await;
         match result {
             Ok(v) => {
                 if !is_read && let Some(s) = session {
@@ -219,10 +232,18 @@ impl<B: Backend> Inner<B> {
         }
     }
 
-    /// A write attempt: only on the confirmed primary.
-    async fn write_attempt<T: Reply, F, Fut>(
+    /// One attempt on `ep`: a write only once `ep` is the confirmed primary; a read anywhere
+    /// but on the primary when the read policy refused (`refused`).
+    ///
+    /// Takes the endpoint rather than the runner's [`Attempt`](crate::route::Attempt), and
+    /// keeps as little as it can across its awaits: the runner moves this future several times
+    /// (and holds it twice), so every byte of it is copied a few times per command.
+    #[inline]
+    async fn attempt<T: Reply, F, Fut>(
         &self,
-        a: Attempt<'_, NodeId>,
+        ep: &Endpoint<NodeId>,
+        kind: Kind,
+        refused: bool,
         idempotent: bool,
         send: &F,
     ) -> Result<T, AttemptError>
@@ -230,31 +251,45 @@ impl<B: Backend> Inner<B> {
         F: Fn(B::Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let ep = a.endpoint();
-        if self.rediscovery.in_doubt() || ep.role() != Role::Primary {
-            self.confirm_primary(ep).await?;
+        match kind {
+            Kind::Write if self.rediscovery.in_doubt() || ep.role() != Role::Primary => {
+                // Boxed: the wait's state stays out of every command's future.
+                Box::pin(self.confirm_primary(ep)).await?;
+            }
+            Kind::Read if refused && ep.role() != Role::Replica => {
+                return Err(AttemptError::no_replica());
+            }
+            _ => {}
         }
         let node = self.node_of(ep)?;
-        self.send_to(&node, idempotent, send).await
-    }
-
-    /// A read attempt, wherever the runner sends it (`refused`: the read policy chose none).
-    async fn read_attempt<T: Reply, F, Fut>(
-        &self,
-        a: Attempt<'_, NodeId>,
-        refused: bool,
-        send: &F,
-    ) -> Result<T, AttemptError>
-    where
-        F: Fn(B::Conn) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let ep = a.endpoint();
-        if refused && ep.role() != Role::Replica {
-            return Err(AttemptError::no_replica());
+        let (conn_id, conn) = match node.cached_connection() {
+            Some(c) => c,
+            // Boxed: the connect's state stays out of every command's future.
+            None => match Box::pin(node.connect(&self.topology.backend)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.after_failure(&node, None, &e);
+                    return Err(AttemptError::not_sent(e));
+                }
+            },
+        };
+        // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
+        // "not here, not now" become errors so that they are retried.
+        match send(conn).await {
+            Ok(v) => match v.failover_error() {
+                None => Ok(v),
+                Some(e) => {
+                    let partly_ran = v.ran_a_non_read();
+                    drop(v);
+                    // Boxed: the wait's state stays out of every command's future.
+                    Err(Box::pin(self.refused(&node, e, partly_ran, idempotent)).await)
+                }
+            },
+            Err(e) => {
+                self.after_failure(&node, Some(conn_id), &e);
+                Err(AttemptError::sent(e))
+            }
         }
-        let node = self.node_of(ep)?;
-        self.send_to(&node, true, send).await
     }
 
     fn node_of(&self, ep: &Endpoint<NodeId>) -> Result<super::node::NodeRef<B>, AttemptError> {
@@ -284,39 +319,6 @@ impl<B: Backend> Inner<B> {
         match self.attempt_wait {
             None => Ok(f.await),
             Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| limit),
-        }
-    }
-
-    /// Sends the request on `node`'s shared connection and reads what the reply means.
-    #[inline]
-    async fn send_to<T: Reply, F, Fut>(
-        &self,
-        node: &Node<B>,
-        idempotent: bool,
-        send: &F,
-    ) -> Result<T, AttemptError>
-    where
-        F: Fn(B::Conn) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let (conn_id, conn) = match node.connection(&self.topology.backend).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.after_failure(node, None, &e);
-                return Err(AttemptError::not_sent(e));
-            }
-        };
-        // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
-        // "not here, not now" become errors so that they are retried.
-        match send(conn).await {
-            Ok(v) => match v.failover_error() {
-                None => Ok(v),
-                Some(e) => Err(self.refused(node, e, v.ran_a_non_read(), idempotent).await),
-            },
-            Err(e) => {
-                self.after_failure(node, Some(conn_id), &e);
-                Err(AttemptError::sent(e))
-            }
         }
     }
 

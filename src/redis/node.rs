@@ -101,17 +101,23 @@ impl<B: Backend> Node<B> {
         self.endpoint.id()
     }
 
-    /// The shared connection (with its id), made on first use.
+    /// The shared connection (with its id), if there is one.
     #[inline]
-    pub(crate) async fn connection(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
-        if let Some((id, c)) = read(&self.conn).as_ref() {
-            return Ok((*id, c.clone()));
-        }
-        self.connect(backend).await
+    pub(crate) fn cached_connection(&self) -> Option<(u64, B::Conn)> {
+        read(&self.conn).as_ref().map(|(id, c)| (*id, c.clone()))
     }
 
+    /// The shared connection (with its id), made on first use.
+    pub(crate) async fn connection(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
+        match self.cached_connection() {
+            Some(c) => Ok(c),
+            None => self.connect(backend).await,
+        }
+    }
+
+    /// Makes the shared connection (or waits for the caller making it).
     #[cold]
-    async fn connect(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
+    pub(crate) async fn connect(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
         // The bound covers the TCP connect, the handshake (HELLO/AUTH/SELECT, CLIENT SETINFO)
         // and the wait for the lock: a caller queued behind others' failed attempts must not
         // wait for each of them in turn, and a black-holed node cannot hold it.

@@ -2,6 +2,7 @@
 //! [`ConnectionLike`] on top of the runner.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -59,8 +60,35 @@ pub(crate) struct Inner<B: Backend> {
     /// How long an attempt may wait for discovery, so that it ends before the policy's attempt
     /// timeout (`None`: the policy has none).
     pub(crate) attempt_wait: Option<Duration>,
+    /// The longest one attempt of a write or a read can take (see [`Bounds`]).
+    pub(crate) bounds: Bounds,
     /// The Sentinel listeners stop (discovery is closed through `rediscovery`).
     pub(crate) closed: AtomicBool,
+}
+
+/// The longest one attempt can take, from the pool's own time limits: what the runner is told
+/// ([`RoutedCall::bounded_by`](crate::route::RoutedCall::bounded_by)), so the executor needs no
+/// timer of its own for an attempt whose limit is longer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// A read: a connect (the connect plus the response timeout, as [`Node::connect`] bounds
+    /// it), then the reply (redis-rs's response timeout).
+    ///
+    /// [`Node::connect`]: super::node::Node::connect
+    pub(crate) read: Duration,
+    /// A write: a read's, plus two waits for discovery (for a confirmed primary before sending,
+    /// and for the new primary after a `READONLY`).
+    pub(crate) write: Duration,
+}
+
+impl Bounds {
+    fn new(s: &super::config::Settings, wait: Duration) -> Self {
+        let read = s.timeouts.exchange() + s.timeouts.response_timeout();
+        Bounds {
+            read,
+            write: read + wait + wait,
+        }
+    }
 }
 
 /// Everything a pool starts from, validated by the builder.
@@ -97,6 +125,7 @@ impl<B: Backend> Inner<B> {
             .retry
             .attempt_timeout()
             .map(|t| t.saturating_sub(Duration::from_millis(1)));
+        let bounds = Bounds::new(&topology.settings, attempt_wait.unwrap_or(wait_limit));
         let inner = Arc::new(Inner {
             topology,
             router,
@@ -106,6 +135,7 @@ impl<B: Backend> Inner<B> {
             read_policy: p.read_policy,
             tracker: p.tracker,
             attempt_wait,
+            bounds,
             closed: AtomicBool::new(false),
         });
         inner
@@ -166,16 +196,16 @@ impl<B: Backend> Pool<B> {
         }
     }
 
-    /// One command through the runner.
-    pub(crate) async fn command(&self, route: Route, cmd: &Cmd) -> RedisResult<Value> {
-        self.inner
-            .run(
-                route,
-                self.idempotent,
-                self.session.as_deref(),
-                |mut c| async move { B::send(&mut c, cmd).await },
-            )
-            .await
+    /// One command through the runner. (A plain function returning the runner's future, not an
+    /// `async fn` around it: one layer less to move.)
+    pub(crate) fn command<'a>(
+        &'a self,
+        route: Route,
+        cmd: &'a Cmd,
+    ) -> impl Future<Output = RedisResult<Value>> + Send + 'a {
+        let send = move |mut c: B::Conn| async move { B::send(&mut c, cmd).await };
+        let session = self.session.as_deref();
+        self.inner.run(route, self.idempotent, session, send)
     }
 
     /// One pipeline (or transaction) through the runner.
@@ -402,13 +432,13 @@ fn select_refused() -> RedisError {
 
 impl ConnectionLike for SplitPool {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            match route_cmd(cmd) {
-                Route::Select => Err(select_refused()),
-                Route::Blocking { read, block } => self.blocking(cmd, read, block).await,
-                route => self.pool.command(route, cmd).await,
-            }
-        })
+        // Routed before boxing, and each kind boxed on its own: a command's box holds only the
+        // runner's future, not a dedicated connection's state (kilobytes) too.
+        match route_cmd(cmd) {
+            Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
+            Route::Blocking { read, block } => Box::pin(self.blocking(cmd, read, block)),
+            route => Box::pin(self.pool.command(route, cmd)),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -417,12 +447,10 @@ impl ConnectionLike for SplitPool {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            match route_pipeline(pipeline) {
-                Route::Select => Err(select_refused()),
-                route => self.pool.pipeline(route, pipeline, offset, count).await,
-            }
-        })
+        match route_pipeline(pipeline) {
+            Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
+            route => Box::pin(self.pool.pipeline(route, pipeline, offset, count)),
+        }
     }
 
     fn get_db(&self) -> i64 {
