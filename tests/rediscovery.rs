@@ -289,3 +289,26 @@ fn start_outside_a_runtime_is_an_error_not_a_panic() {
         .unwrap_err();
     assert_eq!(e.field(), "runtime");
 }
+
+/// Callers that find the primary in doubt while a run is under way wait for that run; they do
+/// not queue another one behind it.
+#[tokio::test(start_paused = true)]
+async fn waiting_callers_do_not_ask_for_another_run() {
+    let (_t, r) = setup(&["a", "b"]);
+    let backend = Scripted::new([(40, Ok("a"))]);
+    let d = Rediscovery::builder(&r)
+        .interval(ms(50))
+        .start(backend.clone())
+        .unwrap();
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let d = d.clone();
+            tokio::spawn(async move { d.primary().await.map(|e| *e.id()) })
+        })
+        .collect();
+    for c in callers {
+        assert_eq!(c.await.unwrap(), Ok("a"));
+    }
+    sleep(ms(1000)).await;
+    assert_eq!(backend.runs(), 1, "one run answered every waiting caller");
+}

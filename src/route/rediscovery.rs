@@ -358,7 +358,12 @@ impl<K: EndpointId> Rediscovery<K> {
     async fn wait_for_primary(&self) -> Result<&Endpoint<K>, NoPrimary> {
         let started = Instant::now();
         let mut rx = self.shared.state.subscribe();
-        self.suspect();
+        // Already in doubt, the task runs every interval until a run confirms a primary: asking
+        // again would only add a run. Not in doubt (the active endpoint is not a confirmed
+        // primary, e.g. its role changed), ask for one.
+        if !self.in_doubt() {
+            self.suspect();
+        }
         let limit = self.shared.config.wait;
         let in_doubt = &self.shared.in_doubt;
         let waited = tokio::time::timeout(
