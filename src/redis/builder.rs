@@ -383,89 +383,42 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_at_build() {
-        assert_eq!(field(SplitPool::builder()), "nodes");
-        assert_eq!(field(SplitPool::builder().nodes(["nonsense"])), "nodes");
-        assert_eq!(
-            field(SplitPool::builder().sentinels(["127.0.0.1:26379"])),
-            "master_name"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .sentinels(["127.0.0.1:26379"])
-                    .master_name(" ")
+        let node = || SplitPool::builder().nodes(["127.0.0.1:1"]);
+        let sentinel = || SplitPool::builder().sentinels(["127.0.0.1:26379"]);
+        let cases = [
+            (SplitPool::builder(), "nodes"),
+            (SplitPool::builder().nodes(["nonsense"]), "nodes"),
+            (sentinel(), "master_name"),
+            (sentinel().master_name(" "), "master_name"),
+            (node().sentinels(["127.0.0.1:2"]).master_name("m"), "nodes"),
+            (node().master_name("m"), "master_name"),
+            (
+                node().timeouts(Timeouts::new().response(Duration::ZERO)),
+                "response_timeout",
             ),
-            "master_name"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .sentinels(["127.0.0.1:2"])
-                    .master_name("m")
+            (
+                node().timeouts(Timeouts::new().connect(Duration::from_secs(2))),
+                "connect_timeout",
             ),
-            "nodes"
-        );
-        assert_eq!(
-            field(SplitPool::builder().nodes(["127.0.0.1:1"]).master_name("m")),
-            "master_name"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .timeouts(Timeouts::new().response(Duration::ZERO))
+            (
+                node().rediscovery_interval(Duration::from_secs(2)),
+                "rediscovery_interval",
             ),
-            "response_timeout"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .timeouts(Timeouts::new().connect(Duration::from_secs(2)))
+            (node().db(-1), "db"),
+            (node().dedicated_pool_size(0), "dedicated_pool_size"),
+            (
+                node().health(|h| h.failure_threshold(0)),
+                "failure_threshold",
             ),
-            "connect_timeout"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .rediscovery_interval(Duration::from_secs(2))
+            (
+                SplitPool::builder().nodes(["127.0.0.1:1", "127.0.0.1:2"]),
+                "accepted",
             ),
-            "rediscovery_interval"
-        );
-        assert_eq!(
-            field(SplitPool::builder().nodes(["127.0.0.1:1"]).db(-1)),
-            "db"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .dedicated_pool_size(0)
-            ),
-            "dedicated_pool_size"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .nodes(["127.0.0.1:1"])
-                    .health(|h| h.failure_threshold(0))
-            ),
-            "failure_threshold"
-        );
-        assert_eq!(
-            field(SplitPool::builder().nodes(["127.0.0.1:1", "127.0.0.1:2"])),
-            "accepted"
-        );
-        assert_eq!(
-            field(
-                SplitPool::builder()
-                    .sentinels(["127.0.0.1:26379"])
-                    .master_name("m")
-            ),
-            "accepted"
-        );
+            (sentinel().master_name("m"), "accepted"),
+        ];
+        for (i, (builder, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(field(builder), expected, "case {i}");
+        }
     }
 
     #[test]
