@@ -171,6 +171,15 @@ enum Kind {
     Read,
 }
 
+/// How one attempt goes: its kind, whether the read policy refused, and whether the call is
+/// idempotent.
+#[derive(Clone, Copy)]
+struct How {
+    kind: Kind,
+    refused: bool,
+    idempotent: bool,
+}
+
 impl<B: Backend> Inner<B> {
     /// Runs one command or pipeline (`send` on a node's shared connection): a write (or a
     /// read-your-writes session's read in its window) on the confirmed primary, a read where
@@ -209,7 +218,12 @@ impl<B: Backend> Inner<B> {
             .router
             .call(&self.retry, |a| {
                 let refused = kind == Kind::Read && reads.refused.swap(false, Relaxed);
-                self.attempt(a.endpoint(), kind, refused, idempotent, send)
+                let how = How {
+                    kind,
+                    refused,
+                    idempotent,
+                };
+                self.attempt(a.endpoint(), how, send)
             })
             .target(target)
             .bounded_by(match kind {
@@ -233,7 +247,7 @@ impl<B: Backend> Inner<B> {
     }
 
     /// One attempt on `ep`: a write only once `ep` is the confirmed primary; a read anywhere
-    /// but on the primary when the read policy refused (`refused`).
+    /// but on the primary when the read policy refused.
     ///
     /// Takes the endpoint rather than the runner's [`Attempt`](crate::route::Attempt), and
     /// keeps as little as it can across its awaits: the runner moves this future several times
@@ -242,33 +256,31 @@ impl<B: Backend> Inner<B> {
     async fn attempt<T: Reply, F, Fut>(
         &self,
         ep: &Endpoint<NodeId>,
-        kind: Kind,
-        refused: bool,
-        idempotent: bool,
+        how: How,
         send: &F,
     ) -> Result<T, AttemptError>
     where
         F: Fn(B::Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        match kind {
+        match how.kind {
             Kind::Write if self.rediscovery.in_doubt() || ep.role() != Role::Primary => {
                 // Boxed: the wait's state stays out of every command's future.
                 Box::pin(self.confirm_primary(ep)).await?;
             }
-            Kind::Read if refused && ep.role() != Role::Replica => {
+            Kind::Read if how.refused && ep.role() != Role::Replica => {
                 return Err(AttemptError::no_replica());
             }
             _ => {}
         }
         let node = self.node_of(ep)?;
-        let (conn_id, conn) = match node.cached_connection() {
+        let (id, conn) = match node.cached_connection() {
             Some(c) => c,
             // Boxed: the connect's state stays out of every command's future.
             None => match Box::pin(node.connect(&self.topology.backend)).await {
                 Ok(c) => c,
                 Err(e) => {
-                    self.after_failure(&node, None, &e);
+                    self.after_failure(node, None, &e);
                     return Err(AttemptError::not_sent(e));
                 }
             },
@@ -282,20 +294,24 @@ impl<B: Backend> Inner<B> {
                     let partly_ran = v.ran_a_non_read();
                     drop(v);
                     // Boxed: the wait's state stays out of every command's future.
-                    Err(Box::pin(self.refused(&node, e, partly_ran, idempotent)).await)
+                    Err(Box::pin(self.refused(node, e, partly_ran, how)).await)
                 }
             },
             Err(e) => {
-                self.after_failure(&node, Some(conn_id), &e);
+                self.after_failure(node, Some(id), &e);
                 Err(AttemptError::sent(e))
             }
         }
     }
 
-    fn node_of(&self, ep: &Endpoint<NodeId>) -> Result<super::node::NodeRef<B>, AttemptError> {
-        self.topology.node_of(ep).ok_or_else(|| {
-            AttemptError::no_primary(NoPrimary::new(format!("{:?} is not a known node", ep.id())))
-        })
+    fn node_of(&self, ep: &Endpoint<NodeId>) -> Result<&Node<B>, AttemptError> {
+        match self.topology.node_of(ep) {
+            Some(node) => Ok(node),
+            None => Err(AttemptError::no_primary(NoPrimary::new(format!(
+                "{:?} is not a known node",
+                ep.id()
+            )))),
+        }
     }
 
     /// Waits, within this attempt, for discovery to confirm a primary: `Ok` when it is `ep`;
@@ -330,7 +346,7 @@ impl<B: Backend> Inner<B> {
         node: &Node<B>,
         e: RedisError,
         partly_ran: bool,
-        idempotent: bool,
+        how: How,
     ) -> AttemptError {
         self.after_failure(node, None, &e);
         // A pipeline whose writes were refused after other commands with effects ran: retried
@@ -340,7 +356,8 @@ impl<B: Backend> Inner<B> {
         } else {
             e.classify()
         };
-        if is_readonly(&e) && class.is_retry_safe(idempotent) {
+        // Only a write waits (a read's bound has no room for it, and a read never meets `READONLY`).
+        if how.kind == Kind::Write && is_readonly(&e) && class.is_retry_safe(how.idempotent) {
             let seen = Instant::now();
             let found = self
                 .within_attempt(self.rediscovery.rediscover_after(seen))

@@ -88,6 +88,7 @@ mod pool;
 mod reply;
 mod sentinel;
 mod session;
+mod table;
 mod topology;
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ impl<B: Backend> Inner<B> {
             .primary()
             .await
             .map_err(Error::no_primary)?;
-        self.topology.node_of(ep).ok_or_else(Error::no_replica)
+        self.known(ep)
     }
 
     /// The node the read policy chooses (the confirmed primary when it chooses the primary).
@@ -165,7 +165,15 @@ impl<B: Backend> Inner<B> {
         if ep.role() == Role::Primary {
             return self.primary_node().await;
         }
-        self.topology.node_of(ep).ok_or_else(Error::no_replica)
+        self.known(ep)
+    }
+
+    fn known(&self, ep: &crate::health::Endpoint<NodeId>) -> Result<NodeRef<B>, Error> {
+        let node = self.topology.node_of(ep).cloned();
+        node.ok_or_else(|| {
+            let why = format!("{:?} is not a known node", ep.id());
+            Error::no_primary(crate::route::NoPrimary::new(why))
+        })
     }
 }
 

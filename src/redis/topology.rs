@@ -2,22 +2,26 @@
 //! the pool and by discovery (which holds it without a back-reference to the pool).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::backend::Backend;
 use super::config::{NodeAddr, Settings};
 use super::error::Error;
 use super::node::{Node, NodeId, NodeRef};
+use super::table::Table;
 use crate::health::{Endpoint, Role};
 use crate::route::{Failback, Router};
-use crate::sync::{read, write};
+use crate::sync::lock;
 
 pub(crate) struct Topology<B: Backend> {
     pub(crate) backend: B,
     pub(crate) settings: Settings,
     pub(crate) router: Router<NodeId>,
-    /// Indexed by [`NodeId::index`], which is also the router's order of addition.
-    nodes: RwLock<Vec<NodeRef<B>>>,
+    /// Indexed by [`NodeId::index`], which is also the router's order of addition; read
+    /// without a lock by every command.
+    nodes: Table<NodeRef<B>>,
+    /// Serializes additions (to the router and to `nodes`, in the same order).
+    adding: Mutex<()>,
     /// The sentinels' latest word on the primary (`+switch-master`), for the next run.
     pub(crate) sentinel_hint: RwLock<Option<NodeAddr>>,
     /// Primary changes discovery made since the pool was built.
@@ -45,18 +49,22 @@ impl<B: Backend> Topology<B> {
             b = b.endpoint(id.clone(), 0);
         }
         let router = b.build()?;
-        let mut nodes = Vec::with_capacity(initial.len());
+        let nodes = Table::new();
         for ((addr, id), (endpoint, _)) in initial.into_iter().zip(&ids).zip(router.endpoints()) {
             debug_assert_eq!(endpoint.id(), id);
             let client = backend.client(&addr)?;
             let bound = settings.timeouts.exchange();
-            nodes.push(Arc::new(Node::new(addr, client, endpoint.clone(), bound)));
+            let node = Arc::new(Node::new(addr, client, endpoint.clone(), bound));
+            nodes
+                .push(node)
+                .ok_or_else(|| Error::from(crate::error::ConfigError::new("nodes", "too many")))?;
         }
         Ok(Topology {
             backend,
             settings,
             router,
-            nodes: RwLock::new(nodes),
+            nodes,
+            adding: Mutex::new(()),
             sentinel_hint: RwLock::new(None),
             switches: AtomicU64::new(0),
             last_primary: AtomicU32::new(u32::MAX),
@@ -64,28 +72,29 @@ impl<B: Backend> Topology<B> {
     }
 
     pub(crate) fn nodes(&self) -> Vec<NodeRef<B>> {
-        read(&self.nodes).clone()
+        self.nodes.iter().cloned().collect()
     }
 
-    /// The node of a routed endpoint.
+    /// The node of a routed endpoint: two plain loads, no lock, no reference count.
     #[inline]
-    pub(crate) fn node_of(&self, endpoint: &Endpoint<NodeId>) -> Option<NodeRef<B>> {
-        read(&self.nodes).get(endpoint.id().index as usize).cloned()
+    pub(crate) fn node_of(&self, endpoint: &Endpoint<NodeId>) -> Option<&NodeRef<B>> {
+        self.nodes.get(endpoint.id().index as usize)
     }
 
     /// The node at `addr`, added (to the router and the tracker too) if it is new.
     pub(crate) fn add_node(&self, addr: NodeAddr) -> Option<NodeRef<B>> {
-        let mut nodes = write(&self.nodes);
-        if let Some(n) = nodes.iter().find(|n| n.addr == addr) {
+        let _one_at_a_time = lock(&self.adding);
+        if let Some(n) = self.nodes.iter().find(|n| n.addr == addr) {
             return Some(n.clone());
         }
-        let id = node_id(nodes.len(), &addr);
+        let id = node_id(self.nodes.iter().count(), &addr);
         let client = self.backend.client(&addr).ok()?;
         let endpoint = self.router.add_endpoint(id, 0).ok()?;
         let bound = self.settings.timeouts.exchange();
         let node = Arc::new(Node::new(addr, client, endpoint, bound));
+        // The router holds fewer endpoints than the table slots: this push cannot fail.
+        self.nodes.push(node.clone())?;
         tracing::info!(target: "switchover::redis", node = %node.name, "node discovered");
-        nodes.push(node.clone());
         Some(node)
     }
 
