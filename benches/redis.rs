@@ -4,7 +4,8 @@
 //! The bench starts its own `redis-server` with the testing kit. Each iteration runs 32 SET+GET
 //! pairs concurrently (pipelined on the multiplexed connection), on a current-thread Tokio
 //! runtime: `raw` through `redis::aio::MultiplexedConnection`, `switchover` through
-//! `SplitPool` (routing, health recording, retry executor, response timeout).
+//! `SplitPool` (routing by command, the core's runner with the default retry policy: endpoint
+//! pick, latency and health recording, retry executor; redis-rs arms its response timer in both).
 //!
 //! Run with `cargo bench --bench redis --features redis,testing`.
 
