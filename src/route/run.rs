@@ -4,8 +4,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -244,14 +246,15 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             bound,
         } = self;
         let attempt_timeout = policy.attempt_timeout();
-        // Read before the executor reads its own clock, so this deadline is never later than
-        // the executor's.
-        let deadline_at = policy.deadline().map(|d| Instant::now() + d);
-        let timed = attempt_timeout.is_some() || deadline_at.is_some();
+        let deadline = policy.deadline();
+        let timed = attempt_timeout.is_some() || deadline.is_some();
         let classifier = &classifier;
         let call = CallState::new(router.observer());
         let state = &call;
         let mut number = 0u32;
+        // Set from the first attempt's start, which is read before the executor reads its own
+        // clock: this deadline is never later than the executor's.
+        let mut deadline_at: Option<Instant> = None;
         let attempt = || {
             number += 1;
             let (endpoint, failed) = if number == 1 {
@@ -264,6 +267,9 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             // Read before the executor starts its timer, so `cut_at` is never later than it.
             let start = Instant::now();
             let cut_at = if timed {
+                if number == 1 {
+                    deadline_at = deadline.map(|d| start + d);
+                }
                 match (attempt_timeout.map(|t| start + t), deadline_at) {
                     (Some(a), Some(d)) => Some(a.min(d)),
                     (a, d) => a.or(d),
@@ -273,29 +279,18 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
             };
             // `open`: a switch waits for its first success (same load as the generation).
             let (generation, open) = router.generation_and_open();
-            let fut = op(Attempt::new(endpoint, number, generation, failed));
-            async move {
-                let mut guard = CutGuard {
+            Recorded {
+                fut: op(Attempt::new(endpoint, number, generation, failed)),
+                guard: CutGuard {
                     endpoint,
                     start,
                     cut_at,
                     state,
-                };
-                let result = fut.await;
-                guard.cut_at = None;
-                drop(guard);
-                match &result {
-                    Ok(_) => {
-                        let latency = start.elapsed();
-                        endpoint.record_success_with_latency(latency);
-                        router.observer().metrics.attempt_ok();
-                        if open {
-                            router.first_success(endpoint, generation, start + latency);
-                        }
-                    }
-                    Err(e) => state.failed(endpoint, classifier.classify(e), start, false),
-                }
-                result
+                },
+                router,
+                classifier,
+                generation,
+                open,
             }
         };
         let mut retry = policy
@@ -404,6 +399,56 @@ impl<K: EndpointId> Drop for CutGuard<'_, '_, K> {
             self.state
                 .failed(self.endpoint, Classification::transient(), self.start, true);
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt's future with its book-keeping, written by hand so that the operation's
+    /// future is stored once (an `async` block would hold it both as a capture and as the
+    /// awaited value): on completion the outcome is recorded on the endpoint (a success with
+    /// its latency, a failure through the classifier); dropped unfinished at or after its cut
+    /// time, the guard records the cut.
+    struct Recorded<'s, 'r, K: EndpointId, Fut, C> {
+        #[pin]
+        fut: Fut,
+        guard: CutGuard<'s, 'r, K>,
+        router: &'r Router<K>,
+        classifier: &'s C,
+        generation: u64,
+        open: bool,
+    }
+}
+
+impl<K: EndpointId, Fut, C, T, E> Future for Recorded<'_, '_, K, Fut, C>
+where
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<E>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.fut.poll(cx));
+        let guard = this.guard;
+        // It ended: not a cut, whenever it is dropped.
+        guard.cut_at = None;
+        let (endpoint, start) = (guard.endpoint, guard.start);
+        match &result {
+            Ok(_) => {
+                let latency = start.elapsed();
+                endpoint.record_success_with_latency(latency);
+                this.router.observer().metrics.attempt_ok();
+                if *this.open {
+                    this.router
+                        .first_success(endpoint, *this.generation, start + latency);
+                }
+            }
+            Err(e) => guard
+                .state
+                .failed(endpoint, this.classifier.classify(e), start, false),
+        }
+        Poll::Ready(result)
     }
 }
 
