@@ -115,6 +115,7 @@ pub struct Classification {
     class: ErrorClass,
     execution: Execution,
     retry_after: Option<Duration>,
+    redirected: bool,
 }
 
 impl Classification {
@@ -125,6 +126,7 @@ impl Classification {
             class,
             execution: Execution::MayHaveExecuted,
             retry_after: None,
+            redirected: false,
         }
     }
 
@@ -180,6 +182,26 @@ impl Classification {
         self
     }
 
+    /// A transient refusal by an endpoint that is healthy but not the one to use now (a
+    /// demoted primary's `READONLY`, "the primary moved since this attempt picked its
+    /// endpoint"): surely not executed, retried at once (a zero `Retry-After`), and never
+    /// counted against the endpoint's health — the endpoint did its job by saying so.
+    #[inline]
+    pub const fn redirected() -> Self {
+        Classification {
+            class: ErrorClass::Transient,
+            execution: Execution::NotExecuted,
+            retry_after: Some(Duration::ZERO),
+            redirected: true,
+        }
+    }
+
+    /// `true` for a [`redirected`](Self::redirected) refusal.
+    #[inline]
+    pub const fn is_redirected(&self) -> bool {
+        self.redirected
+    }
+
     /// The class.
     #[inline]
     pub const fn class(&self) -> ErrorClass {
@@ -207,16 +229,19 @@ impl Classification {
     }
 
     /// `true` when this outcome says the endpoint failed (transient), as opposed to the caller
-    /// (permanent) or load (throttled).
+    /// (permanent), load (throttled) or a [redirect](Self::redirected) to another endpoint.
     #[inline]
     pub const fn counts_against_endpoint(&self) -> bool {
-        matches!(self.class, ErrorClass::Transient)
+        matches!(self.class, ErrorClass::Transient) && !self.redirected
     }
 }
 
 impl fmt::Display for Classification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}, {}", self.class, self.execution)?;
+        if self.redirected {
+            f.write_str(", redirected")?;
+        }
         if let Some(d) = self.retry_after {
             write!(f, ", retry after {d:?}")?;
         }

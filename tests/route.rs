@@ -893,3 +893,49 @@ async fn a_read_policy_can_be_tested_without_a_router() {
     assert!(c.primary().is_none());
     assert_eq!(PrimaryOnly.choose(&c).map(|e| *e.id()), Some("p"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_redirected_refusal_is_retried_at_once_and_never_held_against_the_endpoint() {
+    let (t, r) = setup(&["a", "b"], Failback::default());
+    let policy = RetryPolicy::builder()
+        .max_attempts(4)
+        .backoff(ConstantBackoff::new(ms(100)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let got = r
+        .run(&policy, |a| {
+            let n = a.number();
+            async move {
+                if n < 4 {
+                    // "Not me, ask the new primary": a demoted primary's READONLY.
+                    Err(Fail(Classification::redirected()))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        got, 4,
+        "retried although not idempotent: it surely did not run"
+    );
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no backoff: retried at once"
+    );
+    let a = t.endpoint(&"a").unwrap();
+    assert_eq!(
+        a.stats().failures_total,
+        0,
+        "not counted against the endpoint"
+    );
+    assert_eq!(a.state(), HealthState::Up);
+    assert!(!Classification::redirected().counts_against_endpoint());
+    assert_eq!(
+        Classification::redirected().to_string(),
+        "transient, not executed, redirected, retry after 0ns"
+    );
+}

@@ -249,7 +249,9 @@ impl<K: EndpointId> Endpoint<K> {
     ///   [`throttled_total`](Self::throttled_total) only, unless the tracker counts throttling
     ///   as failure;
     /// - [`Transient`](ErrorClass::Transient): counts toward ejection (threshold in a row, or
-    ///   the failure rate); while probing, ejects again at once with a longer ejection time.
+    ///   the failure rate); while probing, ejects again at once with a longer ejection time;
+    /// - [`redirected`](Classification::redirected): ignored (the endpoint is healthy, only
+    ///   not the one to use).
     pub fn record_failure(&self, classification: Classification) {
         self.record_failure_at(classification, None, false);
     }
@@ -269,6 +271,9 @@ impl<K: EndpointId> Endpoint<K> {
                     classification,
                     timed_out,
                 ));
+        }
+        if classification.is_redirected() {
+            return;
         }
         match classification.class() {
             ErrorClass::Permanent => return,

@@ -115,9 +115,8 @@ impl AttemptError {
                 io::ErrorKind::ConnectionRefused,
                 format!("the primary moved to {to}"),
             )),
-            class: Classification::transient()
-                .not_executed()
-                .with_retry_after(Duration::ZERO),
+            // The node did its job by being what it is: not counted against its health.
+            class: Classification::redirected(),
         }
     }
 
@@ -351,21 +350,24 @@ impl<B: Backend> Inner<B> {
         self.after_failure(node, None, &e);
         // A pipeline whose writes were refused after other commands with effects ran: retried
         // only when the caller declared it idempotent.
-        let mut class = if partly_ran {
+        let readonly = is_readonly(&e);
+        let class = if partly_ran {
             Classification::transient()
+        } else if readonly {
+            // A demoted primary, healthy as a replica: retried at once (on the new primary once
+            // discovery names it), never counted against the node.
+            Classification::redirected()
         } else {
             e.classify()
         };
         // Only a write waits (a read's bound has no room for it, and a read never meets `READONLY`).
-        if how.kind == Kind::Write && is_readonly(&e) && class.is_retry_safe(how.idempotent) {
+        if how.kind == Kind::Write && readonly && class.is_retry_safe(how.idempotent) {
             let seen = Instant::now();
-            let found = self
+            // The retry then goes to the new primary (or, if none is named in time, waits for
+            // one within its own attempt).
+            let _ = self
                 .within_attempt(self.rediscovery.rediscover_after(seen))
                 .await;
-            let moved = !self.router.active().endpoint().ptr_eq(&node.endpoint);
-            if matches!(found, Ok(Ok(_))) && moved {
-                class = class.with_retry_after(Duration::ZERO);
-            }
         }
         AttemptError { err: e, class }
     }
