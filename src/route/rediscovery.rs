@@ -193,7 +193,7 @@ impl<K> Drop for Shared<K> {
 }
 
 /// Single-flight re-discovery of the primary over a [`Router`], for an adapter's
-/// [`Discover`]. See the [module documentation](self).
+/// [`Discover`]: single flight, a bounded wait for a confirmed primary, readmit and switch.
 ///
 /// Cheap to clone (an `Arc`); the background task stops when the last clone is dropped.
 pub struct Rediscovery<K> {
