@@ -61,13 +61,19 @@
 
 mod backoff;
 mod budget;
+mod error;
 mod executor;
+mod hook;
 mod policy;
+mod run;
 
 pub use backoff::{
     Backoff, ConstantBackoff, CustomBackoff, ExponentialBackoff, ExponentialBackoffBuilder,
     ExponentialSchedule, Jitter, LinearBackoff, LinearSchedule,
 };
 pub use budget::{RetryBudget, RetryBudgetBuilder};
-pub use executor::{Handover, OnRetry, Retry, RetryError, RetryEvent, Run, StopReason};
+pub use error::{RetryError, StopReason};
+pub use executor::Retry;
+pub use hook::{OnRetry, RetryEvent};
 pub use policy::{MAX_ATTEMPTS, MAX_DEADLINE, RetryPolicy, RetryPolicyBuilder};
+pub use run::{Handover, Run};
