@@ -88,6 +88,8 @@
 //! ```
 
 mod attempt;
+mod builder;
+mod decide;
 mod event;
 mod read;
 mod rediscovery;
@@ -96,10 +98,11 @@ mod run;
 mod slots;
 
 pub use attempt::{Attempt, RouteError, Target};
+pub use builder::RouterBuilder;
 pub use event::{RouteEvent, SwitchReason};
 pub use read::{
     LowestLatency, PreferReplica, PrimaryOnly, ReadCandidates, ReadPolicy, ReplicaOnly, RoundRobin,
 };
 pub use rediscovery::{Discover, NoPrimary, Rediscovery, RediscoveryBuilder};
-pub use router::{Active, Failback, Router, RouterBuilder, SwitchError};
+pub use router::{Active, Failback, Router, SwitchError};
 pub use run::RoutedCall;

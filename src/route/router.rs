@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::builder::RouterBuilder;
 use super::event::{RouteEvent, SwitchReason};
 use super::read::{ReadCandidates, ReadPolicy};
 use super::slots::{MAX_SLOTS, Slots};
@@ -49,9 +50,9 @@ pub enum SwitchError {
 /// it.
 #[derive(Debug, Clone, Copy)]
 pub struct Active<'r, K> {
-    endpoint: &'r Endpoint<K>,
-    generation: u64,
-    all_down: bool,
+    pub(super) endpoint: &'r Endpoint<K>,
+    pub(super) generation: u64,
+    pub(super) all_down: bool,
 }
 
 impl<'r, K: EndpointId> Active<'r, K> {
@@ -104,48 +105,48 @@ impl<'r, K: EndpointId> Active<'r, K> {
 /// Every change is a [`RouteEvent`] to each [subscriber](Self::subscribe) and a `tracing` event
 /// with target `switchover::route`. Cheap to clone (an `Arc`).
 pub struct Router<K> {
-    inner: Arc<RouterInner<K>>,
+    pub(super) inner: Arc<RouterInner<K>>,
 }
 
-struct RouterInner<K> {
-    word: AtomicU64,
+pub(super) struct RouterInner<K> {
+    pub(super) word: AtomicU64,
     /// The lowest priority of any slot: an active endpoint at this priority has nothing to
     /// fail back to, so the steady path skips the scan.
-    min_priority: AtomicU32,
-    slots: Slots<Slot<K>>,
-    failback: Failback,
-    tracker: HealthTracker<K>,
+    pub(super) min_priority: AtomicU32,
+    pub(super) slots: Slots<Slot<K>>,
+    pub(super) failback: Failback,
+    pub(super) tracker: HealthTracker<K>,
     /// Serializes changes (switches, pushes) and holds the subscribers.
-    control: Mutex<Vec<mpsc::UnboundedSender<RouteEvent<K>>>>,
+    pub(super) control: Mutex<Vec<mpsc::UnboundedSender<RouteEvent<K>>>>,
     /// The timeline and metrics (see [`crate::observe`]).
-    observer: Arc<Observer<K>>,
+    pub(super) observer: Arc<Observer<K>>,
 }
 
-struct Slot<K> {
-    endpoint: Endpoint<K>,
-    priority: u32,
+pub(super) struct Slot<K> {
+    pub(super) endpoint: Endpoint<K>,
+    pub(super) priority: u32,
 }
 
 // The packed word: index (16 bits) | all-down (1) | pinned (1) | open (1) | generation (45).
 // `open`: a switch happened and no call has succeeded on the new active endpoint yet (the
 // runner tells the timeline about that first success; the bit costs it no extra load).
-const INDEX_MASK: u64 = 0xFFFF;
-const ALL_DOWN: u64 = 1 << 16;
-const PINNED: u64 = 1 << 17;
-const OPEN: u64 = 1 << 18;
-const GEN_SHIFT: u32 = 19;
+pub(super) const INDEX_MASK: u64 = 0xFFFF;
+pub(super) const ALL_DOWN: u64 = 1 << 16;
+pub(super) const PINNED: u64 = 1 << 17;
+pub(super) const OPEN: u64 = 1 << 18;
+pub(super) const GEN_SHIFT: u32 = 19;
 
 #[inline]
-fn index(w: u64) -> usize {
+pub(super) fn index(w: u64) -> usize {
     (w & INDEX_MASK) as usize
 }
 
 #[inline]
-fn generation(w: u64) -> u64 {
+pub(super) fn generation(w: u64) -> u64 {
     w >> GEN_SHIFT
 }
 
-fn pack(index: usize, all_down: bool, pinned: bool, generation: u64) -> u64 {
+pub(super) fn pack(index: usize, all_down: bool, pinned: bool, generation: u64) -> u64 {
     (index as u64 & INDEX_MASK)
         | if all_down { ALL_DOWN } else { 0 }
         | if pinned { PINNED } else { 0 }
@@ -153,13 +154,13 @@ fn pack(index: usize, all_down: bool, pinned: bool, generation: u64) -> u64 {
 }
 
 #[inline]
-fn is_candidate_up<K: EndpointId>(ep: &Endpoint<K>) -> bool {
+pub(super) fn is_candidate_up<K: EndpointId>(ep: &Endpoint<K>) -> bool {
     ep.is_available() && ep.role() != Role::Replica
 }
 
 /// How likely an unavailable endpoint is to serve soon; lower is better. Forced down is the
 /// very last resort: someone said not to use it.
-fn tier<K: EndpointId>(ep: &Endpoint<K>) -> u8 {
+pub(super) fn tier<K: EndpointId>(ep: &Endpoint<K>) -> u8 {
     if ep.manual_override() == Some(Override::ForcedDown) {
         return 5;
     }
@@ -174,11 +175,11 @@ fn tier<K: EndpointId>(ep: &Endpoint<K>) -> u8 {
     }
 }
 
-struct Decision {
-    to: usize,
-    all_down: bool,
-    pinned: bool,
-    reason: SwitchReason,
+pub(super) struct Decision {
+    pub(super) to: usize,
+    pub(super) all_down: bool,
+    pub(super) pinned: bool,
+    pub(super) reason: SwitchReason,
 }
 
 impl<K> Clone for Router<K> {
@@ -205,130 +206,6 @@ impl<K: EndpointId> fmt::Debug for Router<K> {
             .field("all_down", &(w & ALL_DOWN != 0))
             .field("failback", &self.inner.failback)
             .finish()
-    }
-}
-
-/// Builder of [`Router`].
-#[must_use]
-pub struct RouterBuilder<K> {
-    tracker: HealthTracker<K>,
-    endpoints: Vec<(K, u32)>,
-    failback: Failback,
-    observe: Observe,
-}
-
-impl<K: EndpointId> fmt::Debug for RouterBuilder<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouterBuilder")
-            .field("endpoints", &self.endpoints)
-            .field("failback", &self.failback)
-            .field("observe", &self.observe)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K: EndpointId> RouterBuilder<K> {
-    /// Routes to `id` with `priority` (lower is preferred). Endpoints not yet registered in the
-    /// tracker are registered.
-    pub fn endpoint(mut self, id: K, priority: u32) -> Self {
-        self.endpoints.push((id, priority));
-        self
-    }
-
-    /// Routes to `ids` in order of preference: priorities 0, 1, 2, … after any endpoint already
-    /// added.
-    pub fn endpoints(mut self, ids: impl IntoIterator<Item = K>) -> Self {
-        let start = self.endpoints.len() as u32;
-        self.endpoints.extend(ids.into_iter().zip(start..));
-        self
-    }
-
-    /// When to move back to a preferred endpoint (default [`Failback::After`] 30 s).
-    pub fn failback(mut self, failback: Failback) -> Self {
-        self.failback = failback;
-        self
-    }
-
-    /// Shorthand for [`failback`](Self::failback)`(Failback::After(delay))`.
-    pub fn failback_after(self, delay: Duration) -> Self {
-        self.failback(Failback::After(delay))
-    }
-
-    /// How the router is observed: its name in metrics and timelines, and the timeline's size
-    /// (default [`Observe::default`]: `router`, 256 events).
-    pub fn observe(mut self, observe: Observe) -> Self {
-        self.observe = observe;
-        self
-    }
-
-    /// Builds the router; the first active endpoint is the best available candidate (or the
-    /// best guess, flagged all-down, if none is available). Generation 0.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when no endpoint was given, an endpoint was given twice, or there are
-    /// more than 65 536.
-    pub fn build(self) -> Result<Router<K>, ConfigError> {
-        if self.endpoints.is_empty() {
-            return Err(ConfigError::new(
-                "endpoints",
-                "at least one endpoint is needed",
-            ));
-        }
-        if self.endpoints.len() > MAX_SLOTS {
-            return Err(ConfigError::new(
-                "endpoints",
-                format!("at most {MAX_SLOTS} endpoints"),
-            ));
-        }
-        let slots = Slots::new();
-        let min_priority = self.endpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
-        let mut seen = std::collections::HashSet::new();
-        for (id, priority) in self.endpoints {
-            if !seen.insert(id.clone()) {
-                return Err(ConfigError::new(
-                    "endpoints",
-                    format!("{id:?} is listed twice"),
-                ));
-            }
-            let endpoint = self.tracker.add_endpoint(id);
-            slots.push(Slot { endpoint, priority });
-        }
-        let first = match slots.get(0) {
-            Some(s) => s.endpoint.clone(),
-            None => unreachable!("at least one endpoint was pushed"),
-        };
-        let observer = Arc::new(Observer::new(&self.observe, first));
-        let inner = RouterInner {
-            word: AtomicU64::new(0),
-            min_priority: AtomicU32::new(min_priority),
-            slots,
-            failback: self.failback,
-            tracker: self.tracker,
-            control: Mutex::new(Vec::new()),
-            observer,
-        };
-        // Start on the best available candidate, without events (nobody has subscribed yet).
-        let w = match inner.best_up(usize::MAX, None) {
-            Some(i) => pack(i, false, false, 0),
-            None => pack(inner.best_down(), true, false, 0),
-        };
-        inner.word.store(w, Ordering::Release);
-        inner
-            .observer
-            .set_active(inner.slot(index(w)).endpoint.clone());
-        for (_, s) in inner.slots.iter() {
-            inner.observer.metrics.initial_state(
-                &crate::observe::label(s.endpoint.id()),
-                s.endpoint.raw_state(),
-            );
-        }
-        let sink: std::sync::Weak<dyn crate::health::HealthSink<K>> =
-            Arc::downgrade(&inner.observer) as _;
-        inner.tracker.core().add_sink(sink);
-        Ok(Router {
-            inner: Arc::new(inner),
-        })
     }
 }
 
@@ -571,241 +448,6 @@ impl<K: EndpointId> Router<K> {
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.inner.control).push(tx);
         rx
-    }
-}
-
-impl<K: EndpointId> RouterInner<K> {
-    #[inline]
-    fn slot(&self, i: usize) -> &Slot<K> {
-        // Indices in the word always come from a completed push.
-        match self.slots.get_pushed(i) {
-            Some(s) => s,
-            None => unreachable!("router index {i} out of range"),
-        }
-    }
-
-    fn find(&self, id: &K) -> Option<usize> {
-        self.slots
-            .iter()
-            .find(|(_, s)| s.endpoint.id() == id)
-            .map(|(i, _)| i)
-    }
-
-    #[inline]
-    fn view(&self, w: u64) -> Active<'_, K> {
-        Active {
-            endpoint: &self.slot(index(w)).endpoint,
-            generation: generation(w),
-            all_down: w & ALL_DOWN != 0,
-        }
-    }
-
-    /// The fast check: the active endpoint is available and no more preferred candidate is up
-    /// (or failback is off). Atomic loads only.
-    #[inline]
-    fn settled(&self, w: u64, cur: &Slot<K>) -> bool {
-        if w & ALL_DOWN != 0 {
-            return false;
-        }
-        if !is_candidate_up(&cur.endpoint) {
-            return false;
-        }
-        if w & PINNED != 0
-            || self.failback == Failback::Manual
-            || cur.priority <= self.min_priority.load(Ordering::Acquire)
-        {
-            return true;
-        }
-        !self
-            .slots
-            .iter()
-            .any(|(_, s)| s.priority < cur.priority && is_candidate_up(&s.endpoint))
-    }
-
-    /// Re-evaluates and applies a change if there is one; returns the current word.
-    #[cold]
-    fn refresh(&self, w: u64) -> u64 {
-        if self.decide(w).is_none() {
-            return w;
-        }
-        let mut subs = lock(&self.control);
-        let w = self.word.load(Ordering::Acquire);
-        match self.decide(w) {
-            Some(d) => self.apply(&mut subs, w, d),
-            None => w,
-        }
-    }
-
-    /// The best available candidate by (priority, index), skipping `except`; with
-    /// `up_for`, only endpoints up for at least that long.
-    fn best_up(&self, except: usize, up_for: Option<(Duration, Instant)>) -> Option<usize> {
-        self.best_up_below(except, u32::MAX, up_for)
-    }
-
-    fn best_up_below(
-        &self,
-        except: usize,
-        below: u32,
-        up_for: Option<(Duration, Instant)>,
-    ) -> Option<usize> {
-        let mut best: Option<(u32, usize)> = None;
-        for (i, s) in self.slots.iter() {
-            if i == except || s.priority >= below || !is_candidate_up(&s.endpoint) {
-                continue;
-            }
-            if let Some((d, now)) = up_for
-                && now.saturating_duration_since(s.endpoint.since()) < d
-            {
-                continue;
-            }
-            if best.is_none_or(|(p, _)| s.priority < p) {
-                best = Some((s.priority, i));
-            }
-        }
-        best.map(|(_, i)| i)
-    }
-
-    /// The best guess when nothing is available: by tier, then priority, then down longest.
-    fn best_down(&self) -> usize {
-        let mut best: Option<((u8, u32, u64), usize)> = None;
-        for (i, s) in self.slots.iter() {
-            let key = (tier(&s.endpoint), s.priority, s.endpoint.since_nanos());
-            if best.is_none_or(|(k, _)| key < k) {
-                best = Some((key, i));
-            }
-        }
-        best.map_or(0, |(_, i)| i)
-    }
-
-    fn decide(&self, w: u64) -> Option<Decision> {
-        let cur_i = index(w);
-        let cur = self.slot(cur_i);
-        let all_down = w & ALL_DOWN != 0;
-        if is_candidate_up(&cur.endpoint) {
-            if w & PINNED == 0
-                && let Failback::After(delay) = self.failback
-                && let Some(to) =
-                    self.best_up_below(cur_i, cur.priority, Some((delay, Instant::now())))
-            {
-                return Some(Decision {
-                    to,
-                    all_down: false,
-                    pinned: false,
-                    reason: SwitchReason::Failback,
-                });
-            }
-            return all_down.then_some(Decision {
-                to: cur_i,
-                all_down: false,
-                pinned: w & PINNED != 0,
-                reason: SwitchReason::Failover,
-            });
-        }
-        let reason = if cur.endpoint.role() == Role::Replica {
-            SwitchReason::Demoted
-        } else if cur.endpoint.raw_state() == HealthState::Draining {
-            SwitchReason::Evacuated
-        } else {
-            SwitchReason::Failover
-        };
-        if let Some(to) = self.best_up(cur_i, None) {
-            return Some(Decision {
-                to,
-                all_down: false,
-                pinned: false,
-                reason,
-            });
-        }
-        // Nothing is available.
-        let best = self.best_down();
-        let to = if !all_down || tier(&self.slot(best).endpoint) < tier(&cur.endpoint) {
-            best
-        } else {
-            cur_i
-        };
-        (to != cur_i || !all_down).then_some(Decision {
-            to,
-            all_down: true,
-            pinned: false,
-            reason,
-        })
-    }
-
-    /// Stores the decision and publishes its events. Call with the control lock held.
-    fn apply(
-        &self,
-        subs: &mut Vec<mpsc::UnboundedSender<RouteEvent<K>>>,
-        w: u64,
-        d: Decision,
-    ) -> u64 {
-        let from = index(w);
-        let switched = d.to != from;
-        let next_gen = generation(w) + u64::from(switched);
-        let open = if switched { OPEN } else { w & OPEN };
-        let new = pack(d.to, d.all_down, d.pinned, next_gen) | open;
-        self.word.store(new, Ordering::Release);
-        let at = Instant::now();
-        let to_id = self.slot(d.to).endpoint.id();
-        let mut events = Vec::new();
-        if switched {
-            let from_id = self.slot(from).endpoint.id();
-            tracing::warn!(
-                target: "switchover::route",
-                from = ?from_id,
-                to = ?to_id,
-                generation = next_gen,
-                reason = %d.reason,
-                all_down = d.all_down,
-                "active endpoint switched"
-            );
-            self.observer.switched(
-                &self.slot(from).endpoint,
-                &self.slot(d.to).endpoint,
-                next_gen,
-                d.reason,
-                d.all_down,
-                at,
-            );
-            events.push(RouteEvent::Switched {
-                from: from_id.clone(),
-                to: to_id.clone(),
-                generation: next_gen,
-                reason: d.reason,
-                at,
-            });
-        }
-        let was_all_down = w & ALL_DOWN != 0;
-        if d.all_down && !was_all_down {
-            tracing::error!(
-                target: "switchover::route",
-                active = ?to_id,
-                generation = next_gen,
-                "no primary candidate is available; routing to the best guess"
-            );
-            self.observer.all_down(true, to_id, at);
-            events.push(RouteEvent::AllDownEntered {
-                active: to_id.clone(),
-                generation: next_gen,
-                at,
-            });
-        } else if !d.all_down && was_all_down {
-            tracing::info!(
-                target: "switchover::route",
-                active = ?to_id,
-                generation = next_gen,
-                "a primary candidate is available again"
-            );
-            self.observer.all_down(false, to_id, at);
-            events.push(RouteEvent::AllDownLeft {
-                active: to_id.clone(),
-                generation: next_gen,
-                at,
-            });
-        }
-        for ev in events {
-            subs.retain(|tx| tx.send(ev.clone()).is_ok());
-        }
-        new
     }
 }
 
