@@ -632,3 +632,104 @@ async fn debug_output_never_shows_the_password() {
     let _: () = con.set("a", 1).await.expect("SET with auth");
     assert!(!format!("{pool:?}").contains("pw-not-in-logs"), "{pool:?}");
 }
+
+/// Connection-state commands sent on their own are refused on the shared pool (they would pull
+/// other callers' commands into a transaction); atomic pipelines work. `WAIT` alone is refused
+/// (on a connection of its own it reported acknowledgements that never happened: with both
+/// replicas stopped it answered 2 at once); in a pipeline after the writes it counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_and_wait_mean_what_they_say_or_are_refused() {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    set.wait_for_sync(Duration::from_secs(10)).await.unwrap();
+    let mut pool = static_pool(&set).await;
+    for cmd in ["MULTI", "EXEC", "DISCARD", "UNWATCH"] {
+        let err = redis::cmd(cmd)
+            .query_async::<redis::Value>(&mut pool)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("redis::pipe().atomic()"),
+            "{cmd}: {err}"
+        );
+    }
+    let err = redis::cmd("WATCH")
+        .arg("k")
+        .query_async::<redis::Value>(&mut pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SplitPool::dedicated"), "{err}");
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("tx", 1)
+        .incr("tx", 1)
+        .query_async(&mut pool)
+        .await
+        .unwrap();
+    assert_eq!((a, b), (1, 2));
+
+    let err = redis::cmd("WAIT")
+        .arg(1)
+        .arg(100)
+        .query_async::<i64>(&mut pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in one pipeline"), "{err}");
+    // Both replicas up: the pipeline's own write is acknowledged by both.
+    let (_, acked): ((), i64) = redis::pipe()
+        .set("durable", "1")
+        .cmd("WAIT")
+        .arg(2)
+        .arg(2000)
+        .query_async(&mut pool)
+        .await
+        .unwrap();
+    assert_eq!(acked, 2);
+    // Both replicas stopped: nobody acknowledges, and WAIT says so after its timeout.
+    for i in 0..set.nodes().len() {
+        if i != set.primary_index() {
+            set.node_mut(i).unwrap().pause().unwrap();
+        }
+    }
+    let (_, acked): ((), i64) = redis::pipe()
+        .set("durable", "2")
+        .cmd("WAIT")
+        .arg(1)
+        .arg(300)
+        .query_async(&mut pool)
+        .await
+        .unwrap();
+    assert_eq!(acked, 0);
+    for i in 0..set.nodes().len() {
+        if i != set.primary_index() {
+            set.node_mut(i).unwrap().resume().unwrap();
+        }
+    }
+}
+
+/// A pipeline with a blocking command runs on a dedicated connection: it does not stall the
+/// shared connection the other callers' writes use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_command_in_a_pipeline_does_not_stall_other_callers() {
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut blocked = pool.clone();
+    let blpop = tokio::spawn(async move {
+        redis::pipe()
+            .cmd("BLPOP")
+            .arg("empty-queue")
+            .arg(1)
+            .query_async::<(Option<(String, String)>,)>(&mut blocked)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut writer = pool.clone();
+    let started = Instant::now();
+    let _: () = writer.set("during", "blpop").await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "a SET waited {took:?} behind a pipeline's BLPOP"
+    );
+    let (popped,) = blpop.await.unwrap().unwrap();
+    assert_eq!(popped, None, "BLPOP timed out on its own after 1 s");
+}

@@ -165,6 +165,13 @@ pub(crate) enum Route {
     Blocking { read: bool, block: Option<Duration> },
     /// `SELECT`: refused, it would change the database of one shared connection only.
     Select,
+    /// `MULTI` / `EXEC` / `DISCARD` / `WATCH` / `UNWATCH` sent as separate commands: refused, on
+    /// a shared connection they would queue other callers' commands into the transaction.
+    Transaction,
+    /// `WAIT` / `WAITAOF` sent alone: refused, Redis counts the acknowledgements of the
+    /// connection's own writes, so on a connection of its own it would report durability that
+    /// did not happen.
+    Wait,
 }
 
 fn name_of(cmd: &Cmd) -> Option<&[u8]> {
@@ -211,6 +218,11 @@ pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
     const WAITAOF: Key = key(b"WAITAOF");
     const XREADGROUP: Key = key(b"XREADGROUP");
     const SELECT: Key = key(b"SELECT");
+    const MULTI: Key = key(b"MULTI");
+    const EXEC: Key = key(b"EXEC");
+    const DISCARD: Key = key(b"DISCARD");
+    const WATCH: Key = key(b"WATCH");
+    const UNWATCH: Key = key(b"UNWATCH");
     let Some(k) = name_of(cmd).and_then(key_of) else {
         return Route::Write;
     };
@@ -242,8 +254,22 @@ pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
             None => Route::Write,
         },
         SELECT => Route::Select,
+        MULTI | EXEC | DISCARD | WATCH | UNWATCH => Route::Transaction,
         _ => Route::Write,
     }
+}
+
+/// Routes a command sent on its own: as [`route_cmd`], except that `WAIT` / `WAITAOF` alone
+/// are refused (they only mean something after the caller's writes on the same connection).
+pub(crate) fn route_single(cmd: &Cmd) -> Route {
+    match route_cmd(cmd) {
+        Route::Blocking { .. } if is_wait(cmd) => Route::Wait,
+        route => route,
+    }
+}
+
+fn is_wait(cmd: &Cmd) -> bool {
+    name_of(cmd).is_some_and(|n| eq_upper(n, "WAIT") || eq_upper(n, "WAITAOF"))
 }
 
 /// `Some(block)` when an `XREAD`/`XREADGROUP` has a `BLOCK ms` option.
@@ -260,18 +286,37 @@ fn xread_block(cmd: &Cmd) -> Option<Option<Duration>> {
     None
 }
 
-/// Routes a pipeline or transaction: to a replica only when every command is a read.
+/// Routes a pipeline or transaction: to a replica only when every command is a read; to a
+/// dedicated connection of the primary when a command blocks (`BLPOP`, `WAIT` after the
+/// pipeline's writes, ...), so it never stalls the shared connection, with the longest block
+/// time added to the response timeout. A pipeline is sent as one write, so `MULTI` ... `EXEC`
+/// and `WAIT` inside it stay on one connection.
 pub(crate) fn route_pipeline(pipeline: &Pipeline) -> Route {
     let mut any = false;
+    let mut reads_only = true;
+    let mut blocking: Option<Option<Duration>> = None;
     for cmd in pipeline.cmd_iter() {
         any = true;
         match route_cmd(cmd) {
             Route::Read => {}
             Route::Select => return Route::Select,
-            _ => return Route::Write,
+            Route::Blocking { block, .. } => {
+                reads_only = false;
+                blocking = Some(match (blocking, block) {
+                    // Unlimited wins; otherwise the longest block time.
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                    (None, Some(b)) => Some(b),
+                });
+            }
+            _ => reads_only = false,
         }
     }
-    if any { Route::Read } else { Route::Write }
+    match blocking {
+        Some(block) => Route::Blocking { read: false, block },
+        None if any && reads_only => Route::Read,
+        None => Route::Write,
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +374,43 @@ mod tests {
         );
         assert_eq!(route_cmd(&redis::Cmd::new()), Route::Write);
         assert_eq!(route_cmd(redis::cmd("SELECT").arg(1)), Route::Select);
+        for name in ["MULTI", "exec", "DISCARD", "WATCH", "UNWATCH"] {
+            assert_eq!(route_cmd(&redis::cmd(name)), Route::Transaction, "{name}");
+        }
+        assert_eq!(
+            route_single(redis::cmd("WAIT").arg(1).arg(100)),
+            Route::Wait
+        );
+        assert_eq!(
+            route_single(redis::cmd("waitaof").arg(1).arg(0).arg(100)),
+            Route::Wait
+        );
+        assert_eq!(
+            route_single(redis::cmd("BLPOP").arg("k").arg(1)),
+            Route::Blocking {
+                read: false,
+                block: Some(Duration::from_secs(1))
+            }
+        );
+        // In a pipeline, WAIT follows the pipeline's own writes on one dedicated connection.
+        let mut p = redis::pipe();
+        p.cmd("SET").arg("k").arg("v").cmd("WAIT").arg(1).arg(250);
+        assert_eq!(
+            route_pipeline(&p),
+            Route::Blocking {
+                read: false,
+                block: Some(Duration::from_millis(250))
+            }
+        );
+        let mut p = redis::pipe();
+        p.cmd("GET").arg("k").cmd("BLPOP").arg("q").arg(0);
+        assert_eq!(
+            route_pipeline(&p),
+            Route::Blocking {
+                read: false,
+                block: None
+            }
+        );
     }
 
     #[test]

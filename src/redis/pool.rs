@@ -12,7 +12,7 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Valu
 
 use super::attempt::PipelineReply;
 use super::backend::{Backend, RedisIo};
-use super::command::{Route, route_cmd, route_pipeline};
+use super::command::{Route, route_pipeline, route_single};
 use super::dedicated::DedicatedConnection;
 use super::discover::Discovery;
 use super::error::Error;
@@ -428,6 +428,26 @@ impl SplitPool {
         }
         r
     }
+
+    /// A pipeline with a blocking command (`WAIT` after its writes, `BLPOP`, ...) on a
+    /// dedicated connection of the primary, so it never stalls the shared connection and its
+    /// `WAIT` counts the pipeline's own writes.
+    async fn blocking_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+        block: Option<Duration>,
+    ) -> RedisResult<Vec<Value>> {
+        let mut conn = self.dedicated(Target::Primary).await?.blocking(block);
+        let r = conn.req_packed_commands(pipeline, offset, count).await;
+        if r.is_ok()
+            && let Some(s) = &self.pool.session
+        {
+            s.mark_write();
+        }
+        r
+    }
 }
 
 fn select_refused() -> RedisError {
@@ -438,12 +458,31 @@ fn select_refused() -> RedisError {
     ))
 }
 
+/// Why a command was refused on the shared pool, as the caller's error.
+fn refused(route: Route) -> RedisError {
+    match route {
+        Route::Transaction => RedisError::from((
+            ErrorKind::Client,
+            "MULTI, EXEC, DISCARD, WATCH and UNWATCH are not supported as separate commands on a split pool",
+            "on a shared connection other callers' commands would join the transaction: use an atomic pipeline (redis::pipe().atomic()), or SplitPool::dedicated(Target::Primary) for WATCH".to_owned(),
+        )),
+        Route::Wait => RedisError::from((
+            ErrorKind::Client,
+            "WAIT and WAITAOF are not supported as separate commands on a split pool",
+            "they count the acknowledgements of their own connection's writes: send the writes and the WAIT in one pipeline (it runs on a dedicated connection), or use SplitPool::dedicated(Target::Primary)".to_owned(),
+        )),
+        _ => select_refused(),
+    }
+}
+
 impl ConnectionLike for SplitPool {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         // Routed before boxing, and each kind boxed on its own: a command's box holds only the
         // runner's future, not a dedicated connection's state (kilobytes) too.
-        match route_cmd(cmd) {
-            Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
+        match route_single(cmd) {
+            r @ (Route::Select | Route::Transaction | Route::Wait) => {
+                Box::pin(std::future::ready(Err(refused(r))))
+            }
             Route::Blocking { read, block } => Box::pin(self.blocking(cmd, read, block)),
             route => Box::pin(self.pool.command(route, cmd)),
         }
@@ -457,6 +496,9 @@ impl ConnectionLike for SplitPool {
     ) -> RedisFuture<'a, Vec<Value>> {
         match route_pipeline(pipeline) {
             Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
+            Route::Blocking { block, .. } => {
+                Box::pin(self.blocking_pipeline(pipeline, offset, count, block))
+            }
             route => Box::pin(self.pool.pipeline(route, pipeline, offset, count)),
         }
     }
