@@ -715,3 +715,58 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// In autocommit, every statement commits on its own: a closure that inserted an audit row and
+/// then met an error that says "that statement did not run" (here 25006, read-only, after the
+/// closure turned its own session read-only) must not be run again — its first statement
+/// already committed. Before the fix `run` retried it and left one audit row per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_never_repeats_a_closure_whose_earlier_statements_committed() {
+    let cluster = PgCluster::start(0).await.unwrap();
+    create_table(&cluster).await;
+    let primary = &cluster.nodes()[0];
+    let pool = builder(&[node_host(primary)]).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let err = {
+        let calls = calls.clone();
+        timeout(
+            BOUND,
+            pool.run(move |c| {
+                let calls = calls.clone();
+                Box::pin(async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    c.execute("INSERT INTO items (v) VALUES ('audit')", &[])
+                        .await?;
+                    c.batch_execute("SET default_transaction_read_only = on")
+                        .await?;
+                    c.execute("UPDATE items SET v = 'updated' WHERE v = 'none'", &[])
+                        .await?;
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap_err()
+    };
+    assert_eq!(err.code().map(|c| c.code()), Some("25006"), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not run again");
+    assert_eq!(count(primary, "audit").await, 1, "one audit row");
+    // An idempotent handle may run it again (the caller said repeating is harmless).
+    let err = timeout(
+        BOUND,
+        pool.idempotent().run(|c| {
+            Box::pin(async move {
+                c.batch_execute("SET default_transaction_read_only = on")
+                    .await?;
+                c.execute("UPDATE items SET v = 'x' WHERE v = 'none'", &[])
+                    .await?;
+                Ok(())
+            })
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(err.attempts().is_some_and(|n| n > 1), "{err}");
+}

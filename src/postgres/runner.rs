@@ -66,9 +66,11 @@ impl TxFailure {
 impl FailoverPool {
     /// Runs `f` on a connection of the pool's target role (autocommit: each statement commits
     /// on its own) and retries it after a failover-class error, once the new primary is found
-    /// — but only when it is safe: on an [`idempotent`](Self::idempotent) handle, or when the
-    /// error proves nothing ran (a read-only rejection, a refused connection, a serialization
-    /// failure).
+    /// — but only when it is safe: on an [`idempotent`](Self::idempotent) handle, or when `f`
+    /// never started (no connection could be had). Once `f` has run, an error that proves its
+    /// own statement did not run (a read-only rejection, a deadlock, a serialization failure)
+    /// still says nothing of the statements before it, which committed on their own: the error
+    /// is returned. Use [`transaction`](Self::transaction) for retries that are always safe.
     ///
     /// Each call of `f` is bounded by the query timeout and the whole run by the
     /// [retry policy](super::FailoverPoolBuilder::retry_policy).
@@ -216,7 +218,11 @@ impl FailoverPool {
             Ok(Err(source)) => Error::postgres(conn.host_arc().clone(), source),
             Err(_) => Error::query_timeout(conn.host_arc().clone(), timeout),
         };
-        let classification = error.classify();
+        // In autocommit every statement commits on its own: an error that proves its own
+        // statement did not run (25006, 40001, 40P01, 57P03) says nothing of the statements
+        // before it, which may have committed. Once the closure ran, only an idempotent handle
+        // may run it again.
+        let classification = error.classify().may_have_executed();
         Err(self
             .after_failure(conn, error, classification, attempt, observed_at)
             .await)
