@@ -30,6 +30,15 @@ pub(crate) fn base_config(
     conn_str: Option<String>,
     config: Option<tokio_postgres::Config>,
 ) -> Result<tokio_postgres::Config, ConfigError> {
+    if let Some(s) = &conn_str
+        && asks_for_prefer(s)
+    {
+        return Err(ConfigError::new(
+            "sslmode",
+            "`prefer` is not supported: the pool connects without TLS, so it would silently \
+             mean plaintext; say `sslmode=disable` to connect in plaintext on purpose",
+        ));
+    }
     let base = match (conn_str, config) {
         (Some(s), _) => s.parse::<tokio_postgres::Config>().map_err(|e| {
             ConfigError::new(
@@ -47,6 +56,22 @@ pub(crate) fn base_config(
         ));
     }
     Ok(base)
+}
+
+/// `true` when a connection string (key/value or URL form) says `sslmode=prefer` in so many
+/// words. (tokio-postgres parses a missing `sslmode` as `prefer` too; the pool documents that it
+/// connects in plaintext, and refuses only the explicit request it cannot honour.)
+fn asks_for_prefer(conn_str: &str) -> bool {
+    let squeezed: String = conn_str
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    squeezed.match_indices("sslmode=").any(|(i, m)| {
+        let value = &squeezed[i + m.len()..];
+        let value = value.trim_start_matches(['\'', '"']);
+        value.starts_with("prefer")
+    })
 }
 
 /// The `(host, port)` pairs of `base` followed by `extra`, in priority order.
@@ -193,6 +218,15 @@ mod tests {
         assert_eq!(field("host=a,b port=1,2,3", &[]), "port");
         assert_eq!(field("host=a", &[("a", 5432)]), "hosts");
         assert_eq!(field("host=a sslmode=require", &[]), "sslmode");
+        // `prefer` would silently mean plaintext: refused, in both forms.
+        assert_eq!(field("host=a sslmode=prefer", &[]), "sslmode");
+        assert_eq!(field("host=a sslmode = 'prefer'", &[]), "sslmode");
+        assert_eq!(field("postgresql://u@a/db?sslmode=prefer", &[]), "sslmode");
+        assert!(names("host=a sslmode=disable", &[]).is_ok());
+        assert!(
+            names("host=a", &[]).is_ok(),
+            "no sslmode: plaintext, as documented"
+        );
         assert_eq!(field("host=a port=notaport", &[]), "connection_string");
         assert_eq!(field("host=/tmp", &[]), "hosts");
     }

@@ -69,7 +69,8 @@
 //!
 //! # Limitations
 //!
-//! - Connections are made without TLS (`sslmode=require` is refused at build); TCP hosts only.
+//! - Connections are made without TLS (`sslmode=require` and `sslmode=prefer`, which would
+//!   silently mean plaintext, are refused at build); TCP hosts only.
 //! - The runner's closures return `tokio_postgres::Error`; carry your own errors in `T`.
 //! - A checked-out connection is not interrupted by a failover; the caller sees the error of its
 //!   own statement (give it to [`FailoverPool::report`] to start the re-discovery at once).
