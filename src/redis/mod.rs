@@ -4,7 +4,9 @@
 //! to the primary, reads to replicas, and when the primary dies or is demoted the pool finds the
 //! new one and retries what is safe to retry. It implements [`redis::aio::ConnectionLike`], so
 //! code written against redis-rs (`AsyncCommands`, `query_async`, pipelines, scripts) runs on it
-//! unchanged. redis-rs's own `ConnectionManager` reconnects only when its socket drops and
+//! unchanged — except connection-state commands sent alone (`SELECT`, `MULTI` / `EXEC` /
+//! `WATCH`, `WAIT`), which the shared pool refuses with an error naming what to use instead
+//! (atomic pipelines, a pipeline with its `WAIT`, [`SplitPool::dedicated`]). redis-rs's own `ConnectionManager` reconnects only when its socket drops and
 //! stays glued to a demoted primary.
 //!
 //! # Example
