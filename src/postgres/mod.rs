@@ -71,6 +71,9 @@
 //!
 //! - Connections are made without TLS (`sslmode=require` and `sslmode=prefer`, which would
 //!   silently mean plaintext, are refused at build); TCP hosts only.
+//! - Two writable primaries at once (a standby promoted while the old primary still takes
+//!   writes) are not detected yet: re-discovery takes the first writable host that answers, so
+//!   "the right role" then means "a writable primary", not "the only one".
 //! - The runner's closures return `tokio_postgres::Error`; carry your own errors in `T`.
 //! - A checked-out connection is not interrupted by a failover; the caller sees the error of its
 //!   own statement (give it to [`FailoverPool::report`] to start the re-discovery at once).
