@@ -2,6 +2,7 @@
 //! (autocommit) and [`FailoverPool::transaction`] (`BEGIN`, the closure, `COMMIT`), and the
 //! rules that make retrying them safe.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use deadpool::managed::Object;
@@ -99,13 +100,7 @@ impl FailoverPool {
     {
         let f = Mutex::new(f);
         let commit = CommitWatch::default();
-        let policy = match self
-            .settle(&self.core.main, &self.core.settings.retry_policy)
-            .await
-        {
-            Settled::Ready(p) => p,
-            Settled::OutOfTime(why) => return Err(out_of_time(self, why)),
-        };
+        let policy = self.runner_policy().await?;
         let f = &f;
         let result = self
             .call(&policy, |attempt| async move {
@@ -156,13 +151,7 @@ impl FailoverPool {
     {
         let f = Mutex::new(f);
         let commit = CommitWatch::default();
-        let policy = match self
-            .settle(&self.core.main, &self.core.settings.retry_policy)
-            .await
-        {
-            Settled::Ready(p) => p,
-            Settled::OutOfTime(why) => return Err(out_of_time(self, why)),
-        };
+        let policy = self.runner_policy().await?;
         let (f, watch) = (&f, &commit);
         let result = self
             .call(&policy, |attempt| async move {
@@ -170,6 +159,18 @@ impl FailoverPool {
             })
             .await;
         finish(result, &commit)
+    }
+
+    /// The retry policy `run` and `transaction` start with, once the primary is settled
+    /// (what is left of its deadline after waiting); an error when the wait used it all.
+    async fn runner_policy(&self) -> Result<Cow<'_, RetryPolicy>, Error> {
+        match self
+            .settle(&self.core.main, &self.core.settings.retry_policy)
+            .await
+        {
+            Settled::Ready(p) => Ok(p),
+            Settled::OutOfTime(why) => Err(out_of_time(self, why)),
+        }
     }
 
     /// The runner call of `run` and `transaction`: the target role's host choice, the
