@@ -61,6 +61,7 @@ mod process;
 mod proxy;
 mod redis;
 mod resp;
+mod sentinel;
 
 pub use dynamodb::{
     CACHE_ENV, DYNAMODB_LOCAL_DIR_ENV, DYNAMODB_LOCAL_NPM_VERSION, DynamoDbLocal, DynamoDbRegions,
@@ -72,5 +73,6 @@ pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
 pub use error::Error;
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use proxy::{FaultProxy, Mode};
-pub use redis::{RedisReplicaSet, RedisSentinel, RedisServer, SENTINEL_MASTER_NAME};
+pub use redis::{RedisReplicaSet, RedisServer};
 pub use resp::{DEFAULT_RESP_TIMEOUT, Reply, RespClient};
+pub use sentinel::{RedisSentinel, SENTINEL_MASTER_NAME};

@@ -1,0 +1,288 @@
+//! The Sentinel fixture: a Redis replica set watched by 1 to 3 `redis-sentinel` processes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::time::Instant;
+
+use super::Error;
+use super::process::{
+    POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
+    poll_until, port_in_use,
+};
+use super::redis::{RedisReplicaSet, loopback, temp_dir};
+use super::resp::{self, Reply};
+
+/// The name under which the [`RedisSentinel`] fixture monitors its primary: `switchover`.
+pub const SENTINEL_MASTER_NAME: &str = "switchover";
+
+const SENTINEL_HINT: &str = "apt-get install redis-sentinel";
+
+/// One `redis-sentinel` process.
+#[derive(Debug)]
+struct SentinelProcess {
+    // Fields drop in order: the process goes before its directory.
+    process: Option<ServerProcess>,
+    port: u16,
+    dir: TempDir,
+}
+
+/// A [`RedisReplicaSet`] watched by 1 to 3 Sentinels, monitoring it as
+/// [`SENTINEL_MASTER_NAME`] with `down-after-milliseconds 1000`, `failover-timeout 5000`,
+/// `parallel-syncs 5`, and a quorum of a majority of the sentinels.
+///
+/// [`start`](Self::start) returns when every sentinel sees every replica and every other sentinel,
+/// so a failover can start right away. Kill the primary with
+/// [`kill_primary`](Self::kill_primary), then [`wait_for_failover`](Self::wait_for_failover).
+#[derive(Debug)]
+pub struct RedisSentinel {
+    // Sentinels go first, so they do not fail over while the set is being torn down.
+    sentinels: Vec<SentinelProcess>,
+    set: RedisReplicaSet,
+}
+
+impl RedisSentinel {
+    /// Starts a primary, `replicas` replicas and `sentinels` sentinels (1 to 3), and waits (up to
+    /// 30 s) until the sentinels know the whole topology.
+    ///
+    /// Fails with [`Error::Invalid`] for 0 or more than 3 sentinels, and with
+    /// [`Error::MissingBinary`] (hint `apt-get install redis-sentinel`) when `redis-sentinel` is
+    /// not installed.
+    pub async fn start(replicas: usize, sentinels: usize) -> Result<Self, Error> {
+        if !(1..=3).contains(&sentinels) {
+            return Err(Error::Invalid(format!(
+                "{sentinels} sentinels requested; 1 to 3 are supported"
+            )));
+        }
+        let bin = find_binary("redis-sentinel", SENTINEL_HINT)?;
+        let set = RedisReplicaSet::start(replicas).await?;
+        let quorum = sentinels / 2 + 1;
+        let mut fixture = Self {
+            set,
+            sentinels: Vec::new(),
+        };
+        for _ in 0..sentinels {
+            let sentinel = start_sentinel(&bin, fixture.set.primary().addr(), quorum).await?;
+            fixture.sentinels.push(sentinel);
+        }
+        fixture.wait_topology(replicas, sentinels).await?;
+        Ok(fixture)
+    }
+
+    async fn wait_topology(&mut self, replicas: usize, sentinels: usize) -> Result<(), Error> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for s in &mut self.sentinels {
+            let addr = loopback(s.port);
+            loop {
+                if let Some(p) = s.process.as_mut() {
+                    p.ensure_running()?;
+                }
+                let seen_replicas =
+                    resp::command(addr, &["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
+                        .await
+                        .map(|r| count_healthy(&r))
+                        .unwrap_or(0);
+                let seen_sentinels =
+                    resp::command(addr, &["SENTINEL", "SENTINELS", SENTINEL_MASTER_NAME])
+                        .await
+                        .map(|r| count_healthy(&r))
+                        .unwrap_or(0);
+                if seen_replicas >= replicas && seen_sentinels + 1 >= sentinels {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::timeout(
+                        format!(
+                            "sentinel {addr} to see {replicas} replicas and {} other sentinels \
+                             (sees {seen_replicas} and {seen_sentinels})",
+                            sentinels - 1
+                        ),
+                        STARTUP_TIMEOUT,
+                        log_tail(&s.dir.path().join("sentinel.log"), 20),
+                    ));
+                }
+                tokio::time::sleep(POLL * 4).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The name the sentinels monitor: [`SENTINEL_MASTER_NAME`].
+    pub fn master_name(&self) -> &'static str {
+        SENTINEL_MASTER_NAME
+    }
+
+    /// The addresses of the sentinels (`127.0.0.1:port`).
+    pub fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.sentinels.iter().map(|s| loopback(s.port)).collect()
+    }
+
+    /// The replica set under watch.
+    pub fn replica_set(&self) -> &RedisReplicaSet {
+        &self.set
+    }
+
+    /// The replica set under watch, mutably (to kill, pause or restart nodes).
+    pub fn replica_set_mut(&mut self) -> &mut RedisReplicaSet {
+        &mut self.set
+    }
+
+    /// Kills the primary with `SIGKILL` and returns its address.
+    pub async fn kill_primary(&mut self) -> Result<SocketAddr, Error> {
+        self.set.kill_primary().await
+    }
+
+    /// Asks the sentinels, in order, for the current primary (`SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`); the first one that answers wins.
+    pub async fn current_primary(&self) -> Result<SocketAddr, Error> {
+        let mut last = Error::Invalid("no sentinel".into());
+        for addr in self.sentinel_addrs() {
+            let reply = match resp::command(
+                addr,
+                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME],
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let parts: Option<Vec<&str>> = reply
+                .as_array()
+                .map(|a| a.iter().filter_map(Reply::as_str).collect());
+            if let Some([ip, port]) = parts.as_deref()
+                && let (Ok(ip), Ok(port)) = (ip.parse::<std::net::IpAddr>(), port.parse::<u16>())
+            {
+                return Ok(SocketAddr::new(ip, port));
+            }
+            last = Error::Protocol(format!(
+                "unexpected GET-MASTER-ADDR-BY-NAME reply {reply:?}"
+            ));
+        }
+        Err(last)
+    }
+
+    /// Waits until the sentinels name a primary other than `old` and that node reports the
+    /// `master` role; then makes it the replica set's [`primary`](RedisReplicaSet::primary) and
+    /// returns its address.
+    pub async fn wait_for_failover(
+        &mut self,
+        old: SocketAddr,
+        timeout: Duration,
+    ) -> Result<SocketAddr, Error> {
+        let promoted = poll_until(timeout, POLL * 2, || async {
+            if let Ok(addr) = self.current_primary().await
+                && addr != old
+                && resp::command(addr, &["ROLE"]).await.ok().is_some_and(|r| {
+                    r.as_array().and_then(|a| a.first()).and_then(Reply::as_str) == Some("master")
+                })
+            {
+                return Ok(Some(addr));
+            }
+            Ok(None)
+        })
+        .await?;
+        let Some(addr) = promoted else {
+            let logs: Vec<String> = self
+                .sentinels
+                .iter()
+                .map(|s| log_tail(&s.dir.path().join("sentinel.log"), 8))
+                .collect();
+            return Err(Error::timeout(
+                format!("sentinel to fail over away from {old}"),
+                timeout,
+                logs.join("\n---\n"),
+            ));
+        };
+        self.set.set_primary_addr(addr);
+        Ok(addr)
+    }
+}
+
+/// Counts the entries of a `SENTINEL REPLICAS|SENTINELS` reply whose flags mark no trouble.
+fn count_healthy(reply: &Reply) -> usize {
+    let Some(entries) = reply.as_array() else {
+        return 0;
+    };
+    entries
+        .iter()
+        .filter(|entry| {
+            let fields: Vec<&str> = entry
+                .as_array()
+                .map(|a| a.iter().filter_map(Reply::as_str).collect())
+                .unwrap_or_default();
+            fields
+                .chunks(2)
+                .find(|kv| kv.first() == Some(&"flags"))
+                .and_then(|kv| kv.get(1))
+                .is_some_and(|flags| !flags.contains("down") && !flags.contains("disconnected"))
+        })
+        .count()
+}
+
+async fn start_sentinel(
+    bin: &std::path::Path,
+    primary: SocketAddr,
+    quorum: usize,
+) -> Result<SentinelProcess, Error> {
+    let mut last = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        let dir = temp_dir("switchover-sentinel-")?;
+        let conf = dir.path().join("sentinel.conf");
+        let log = dir.path().join("sentinel.log");
+        let name = SENTINEL_MASTER_NAME;
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
+             sentinel monitor {name} {ip} {pport} {quorum}\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n\
+             sentinel parallel-syncs {name} 5\n",
+            dir = dir.path().display(),
+            ip = primary.ip(),
+            pport = primary.port(),
+        );
+        std::fs::write(&conf, text)
+            .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
+        let mut process = ServerProcess::spawn(
+            &format!("redis-sentinel on port {port}"),
+            bin,
+            [conf.as_os_str()],
+            dir.path(),
+            &log,
+        )?;
+        let ready = poll_until(STARTUP_TIMEOUT, POLL, || {
+            let running = process.ensure_running();
+            async move {
+                running?;
+                let reply = resp::command(loopback(port), &["PING"]).await;
+                Ok(reply.is_ok().then_some(()))
+            }
+        })
+        .await
+        .and_then(|ready| {
+            ready.ok_or_else(|| {
+                Error::timeout(
+                    format!("redis-sentinel on port {port} to answer PING"),
+                    STARTUP_TIMEOUT,
+                    log_tail(&log, 20),
+                )
+            })
+        });
+        match ready {
+            Ok(()) => {
+                return Ok(SentinelProcess {
+                    port,
+                    dir,
+                    process: Some(process),
+                });
+            }
+            Err(e) if port_in_use(&log_tail(&log, 20)) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+}
