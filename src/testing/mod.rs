@@ -12,6 +12,8 @@
 //! - DynamoDB Local: [`DynamoDbRegions`] of [`DynamoDbLocal`] processes, one per "region", that
 //!   can be killed, paused and resumed; with feature `dynamodb`, SDK clients (retries off,
 //!   timeouts on) and helpers to create tables and copy items between regions.
+//! - TLS: [`TestCa`], a throw-away certificate authority that issues server and client
+//!   certificates as PEM files for the fixtures and the clients under test.
 //!
 //! Every fixture binds `127.0.0.1` on a free port, lives in its own temporary directory, waits
 //! until the server is ready (30 s at most, then [`Error::Timeout`] with the server's log), and
@@ -54,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod dynamodb;
 mod error;
 mod postgres;
@@ -70,6 +73,7 @@ pub use dynamodb::{
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
+pub use certs::{IssuedCert, LOCALHOST_NAMES, TestCa};
 pub use error::Error;
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use proxy::{FaultProxy, Mode};
