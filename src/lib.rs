@@ -97,6 +97,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod observe;

@@ -1,0 +1,95 @@
+//! Credentials for every new connection: passwords from a secret store, rotating secrets,
+//! and AWS IAM authentication tokens for RDS and ElastiCache.
+//!
+//! A pool that logs in with a fixed password breaks the day the password rotates, and one
+//! that logs in with an IAM token breaks 15 minutes after it started. The Postgres and Redis
+//! pools of this crate instead ask a [`CredentialProvider`] for the user and secret of each
+//! new connection, so a rotation reaches the next connection, and they tell the provider when
+//! the server [rejected](CredentialProvider::rejected) a secret and ask once more, so a
+//! rotation costs no failed operation.
+//!
+//! | type | what it gives | feature |
+//! |---|---|---|
+//! | [`StaticCredentials`] | the same user and password every time | — |
+//! | [`credentials_fn`] | whatever an async closure returns (a vault, a file, a secret manager) | — |
+//! | [`CachedCredentials`] | another provider's answers, cached per host, port and user until shortly before they expire, one fetch at a time | — |
+//! | `RdsIamAuth` | RDS / Aurora IAM auth tokens (Postgres) | `aws-auth` |
+//! | `ElastiCacheIamAuth` | ElastiCache / MemoryDB-style IAM auth tokens (Redis / Valkey) | `aws-auth` |
+//!
+//! The shape:
+//!
+//! ```text
+//! pub trait CredentialProvider: Send + Sync + 'static {
+//!     fn credentials<'a>(&'a self, request: &'a CredentialRequest<'a>) -> CredentialFuture<'a>;
+//!     fn rejected(&self, request: &CredentialRequest<'_>, secret: &Secret) {}   // default: nothing
+//! }
+//! CredentialFuture<'a> = Pin<Box<dyn Future<Output = Result<Credentials, CredentialError>> + Send + 'a>>
+//! CredentialRequest::new(host, port).with_user(user)   // host(), port(), user(), into_owned()
+//! Credentials::new(user, secret) / ::password_only(secret), .expiring_at(t)   // user(), secret(), expires_at()
+//! Secret::new(s) / From<String> / From<&str>, expose()   // Debug and Display: `Secret(***)`
+//! CredentialError::new(msg) / ::from_source(e), .with_source(e), .permanent()   // is_permanent(); Classify
+//! ```
+//!
+//! Implemented for `Arc<P>` and `Box<P>`, so a pool can hold an `Arc<dyn CredentialProvider>`.
+//!
+//! # Secrets do not print
+//!
+//! [`Secret`] prints as `Secret(***)` in `Debug` and `Display`, and every type here that holds
+//! one (credentials, providers, caches, errors) prints it that way; nothing in this module
+//! logs a secret, a token or an AWS secret key.
+//!
+//! # Example: a password from a secret store, cached
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::{Duration, SystemTime};
+//! use switchover::auth::{credentials_fn, CachedCredentials, CredentialError, CredentialProvider, CredentialRequest, Credentials};
+//!
+//! # async fn fetch_from_vault(_user: &str) -> Result<(String, Duration), std::io::Error> { unimplemented!() }
+//! # async fn demo() -> Result<(), CredentialError> {
+//! let provider: Arc<dyn CredentialProvider> = Arc::new(CachedCredentials::new(credentials_fn(|req| async move {
+//!     let user = req.user().unwrap_or("app").to_owned();
+//!     let (password, ttl) = fetch_from_vault(&user).await.map_err(CredentialError::from_source)?;
+//!     Ok(Credentials::new(user, password).expiring_at(SystemTime::now() + ttl))
+//! })));
+//!
+//! // What a pool does for each new connection:
+//! let request = CredentialRequest::new("db.internal", 5432).with_user("app");
+//! let creds = provider.credentials(&request).await?;
+//! // ... log in with creds.user() and creds.secret().expose(); if the server refuses:
+//! provider.rejected(&request, creds.secret());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Caching and refresh
+//!
+//! [`CachedCredentials`] keeps one entry per (host, port, configured user). It fetches again
+//! once less than [`refresh_before`](CachedCredentials::refresh_before) of the lifetime is left
+//! (default 5 minutes, at most half the lifetime: a 15-minute IAM token is replaced after 10),
+//! lets concurrent new connections share one fetch, serves still-valid credentials while a
+//! refresh is running or after it failed, never caches an error, and drops a secret the
+//! server rejected. See its docs for the exact rules.
+//!
+//! # Limitations
+//!
+//! - Providers have no timeout of their own: the pools bound each call with their connect or
+//!   login timeout.
+//! - A secret is not zeroized in memory (the client libraries keep their own copies).
+//! - The cache never evicts a key; it is meant for the handful of hosts a pool talks to.
+//! - A connection opened before its secret expired stays open; only new logins use new
+//!   credentials.
+
+mod cache;
+mod credentials;
+mod error;
+mod provider;
+mod secret;
+
+pub use cache::{CachedCredentials, DEFAULT_REFRESH_BEFORE};
+pub use credentials::{CredentialRequest, Credentials};
+pub use error::CredentialError;
+pub use provider::{
+    CredentialFuture, CredentialProvider, FnCredentials, StaticCredentials, credentials_fn,
+};
+pub use secret::Secret;
