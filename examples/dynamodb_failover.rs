@@ -14,7 +14,8 @@
 //! Every setting of the handle is its default except the failback delay (5 s instead of 30 s,
 //! to keep the drill short). Writes are whole-item puts (idempotent). The last line is
 //! `summary: backend=dynamodb switches=N failed_ops=N max_gap_ms=N`, where `max_gap_ms` is the
-//! longest time without a successful write, measured.
+//! longest time without a successful write, measured. Before it, the phases of the failover
+//! from the table's timeline ([`Table::timeline`]), one line each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use switchover::dynamo::{RegionConfig, RegionName, Table};
-use switchover::route::{Failback, RouteEvent};
+use switchover::route::{Failback, RouteEvent, SwitchReason};
 use switchover::testing::{DynamoDbRegions, FaultProxy, Mode};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -153,6 +154,33 @@ fn report(route: &mut mpsc::UnboundedReceiver<RouteEvent<RegionName>>, start: In
     switches
 }
 
+/// Prints the phases of the table's first failover, one line each, from its timeline.
+fn print_timeline(table: &Table) {
+    let timeline = table.timeline();
+    let Some(f) = timeline
+        .failovers()
+        .into_iter()
+        .find(|f| f.reason == SwitchReason::Failover)
+    else {
+        println!("timeline: no failover recorded");
+        return;
+    };
+    println!(
+        "timeline: failover {} -> {} (generation {}, {} switch(es))",
+        f.from, f.to, f.generation, f.switches
+    );
+    let p = f.phases;
+    for (phase, d) in [
+        ("detection", p.detection),
+        ("rediscovery", p.rediscovery),
+        ("switch", p.switch),
+        ("first_success", p.first_success),
+        ("total", p.total()),
+    ] {
+        println!("timeline:   {phase:<13} {:>9.1} ms", d.as_secs_f64() * 1e3);
+    }
+}
+
 /// Starts the two regions with the table in both, warmed up.
 async fn start_regions() -> Result<DynamoDbRegions, Box<dyn std::error::Error>> {
     let regions = DynamoDbRegions::start(&[PREFERRED, SECONDARY]).await?;
@@ -276,6 +304,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     switches += report(&mut route, start);
     work.progress("done", &table);
 
+    print_timeline(&table);
     // The gap still open when the workload stopped counts too.
     let (last_ok, longest) = *work.gaps.lock().await;
     let max_gap = longest.max(stopped_at.saturating_duration_since(last_ok));

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -14,6 +14,7 @@ use super::probe::CanaryProbe;
 use super::table::{Inner, Slot, Table};
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder, Probe};
+use crate::observe::Observe;
 use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
 use crate::route::{Failback, PrimaryOnly, ReadPolicy, Router};
 
@@ -42,6 +43,7 @@ type HealthCustomizer =
 /// | [`read_policy`](Self::read_policy) | [`PrimaryOnly`]: the active region |
 /// | [`write_mode`](Self::write_mode) | [`WriteMode::PrimaryOnly`] |
 /// | [`budget`](Self::budget) | none |
+/// | [`observe`](Self::observe) | [`Observe`] named `dynamodb:{table}`, 256 timeline events |
 #[must_use]
 pub struct TableBuilder {
     name: String,
@@ -55,6 +57,7 @@ pub struct TableBuilder {
     read_policy: Box<dyn ReadPolicy<RegionName>>,
     write_mode: WriteMode,
     budget: Option<RetryBudget>,
+    observe: Option<Observe>,
 }
 
 impl fmt::Debug for TableBuilder {
@@ -68,6 +71,7 @@ impl fmt::Debug for TableBuilder {
             .field("heartbeat", &self.heartbeat)
             .field("failback", &self.failback)
             .field("write_mode", &self.write_mode)
+            .field("observe", &self.observe)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +90,7 @@ impl TableBuilder {
             read_policy: Box::new(PrimaryOnly),
             write_mode: WriteMode::default(),
             budget: None,
+            observe: None,
         }
     }
 
@@ -135,9 +140,10 @@ impl TableBuilder {
         self
     }
 
-    /// Probes healthy regions too, every `interval`.
-    pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.heartbeat = Some(interval);
+    /// Probes healthy regions too, every `interval` (`None`: only regions that are down or
+    /// probing are probed).
+    pub fn heartbeat(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.heartbeat = interval.into();
         self
     }
 
@@ -163,6 +169,15 @@ impl TableBuilder {
     /// Draws retries from a shared [`RetryBudget`].
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// How the table's router is observed: the name of its timeline and the `router` label of
+    /// its `switchover.*` metrics, and how many timeline events it keeps. Default:
+    /// `Observe::new("dynamodb:{table}")` (the logical table name) with 256 events. See
+    /// [`Table::health`] and [`Table::timeline`].
+    pub fn observe(mut self, observe: Observe) -> Self {
+        self.observe = Some(observe);
         self
     }
 
@@ -298,7 +313,12 @@ impl TableBuilder {
             .endpoints(regions.iter().map(|(id, _, _)| id.clone()))
             .probe(probe)
             .build()?;
-        let mut router = Router::builder(&tracker).failback(self.failback);
+        let observe = self
+            .observe
+            .unwrap_or_else(|| Observe::new(format!("dynamodb:{}", self.name)));
+        let mut router = Router::builder(&tracker)
+            .failback(self.failback)
+            .observe(observe);
         for (priority, (id, _, _)) in regions.iter().enumerate() {
             router = router.endpoint(id.clone(), priority as u32);
         }
@@ -314,6 +334,7 @@ impl TableBuilder {
                     client,
                     table,
                     endpoint,
+                    suspect: AtomicBool::new(false),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

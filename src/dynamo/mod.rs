@@ -60,6 +60,14 @@
 //! counted against the region. The clients the handle builds have the SDK's own retries off,
 //! so there is one retry layer. Defaults are listed on [`TableBuilder`].
 //!
+//! # Observability
+//!
+//! [`Table::health`] is the table's health document (`dynamodb:region` checks: state, active,
+//! suspect, latency; `warn` when failed over or a region is out, `fail` only when no region can
+//! take writes), [`Table::timeline`] its incident timeline with the phases of each failover,
+//! and with the `metrics` feature its router reports the `switchover.*` metrics under the
+//! `router` label `dynamodb:{table}` ([`TableBuilder::observe`] renames it).
+//!
 //! With [`WriteMode::AnyHealthy`] two regions may take writes for the same item for a moment,
 //! and a Global Table settles such conflicts by **last writer wins**; see the variant's docs.
 
@@ -68,6 +76,7 @@ mod call;
 mod classify;
 mod config;
 mod error;
+mod observe;
 mod ops;
 mod probe;
 mod table;

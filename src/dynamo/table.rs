@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -54,6 +54,16 @@ pub(super) struct Slot {
     pub(super) client: Client,
     pub(super) table: Arc<str>,
     pub(super) endpoint: Endpoint<RegionName>,
+    /// An attempt or a heartbeat went unanswered here and nothing has answered since.
+    pub(super) suspect: AtomicBool,
+}
+
+impl Slot {
+    /// `true` while the region is suspect (one relaxed load).
+    #[inline]
+    pub(super) fn is_suspect(&self) -> bool {
+        self.suspect.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for Table {
