@@ -82,14 +82,29 @@
 
 mod cache;
 mod credentials;
+#[cfg(feature = "aws-auth")]
+mod elasticache;
 mod error;
+#[cfg(feature = "aws-auth")]
+mod presign;
 mod provider;
+#[cfg(feature = "aws-auth")]
+mod rds;
 mod secret;
 
 pub use cache::{CachedCredentials, DEFAULT_REFRESH_BEFORE};
 pub use credentials::{CredentialRequest, Credentials};
+#[cfg(feature = "aws-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-auth")))]
+pub use elasticache::{ElastiCacheIamAuth, ElastiCacheIamAuthBuilder};
 pub use error::CredentialError;
+#[cfg(feature = "aws-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-auth")))]
+pub use presign::TOKEN_LIFETIME;
 pub use provider::{
     CredentialFuture, CredentialProvider, FnCredentials, StaticCredentials, credentials_fn,
 };
+#[cfg(feature = "aws-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-auth")))]
+pub use rds::{RdsIamAuth, RdsIamAuthBuilder};
 pub use secret::Secret;
