@@ -563,3 +563,79 @@ async fn an_elasticache_token_signs_the_canonical_request_the_spec_describes() {
     assert_eq!(token, expected);
     assert!(!token.starts_with("https://"));
 }
+
+/// Collects everything written by a `tracing` subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_tracing_even_at_trace_level() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::trace!(target: "probe", "the subscriber records trace events");
+
+    let v = &vectors("rds")[3];
+    let request = CredentialRequest::new(v.get("host"), 5432).with_user(v.get("user"));
+    let token = rds(v, None).credentials(&request).await.unwrap();
+    let e = &vectors("elasticache")[3];
+    let ec = elasticache(e, None).credentials(&request).await.unwrap();
+    // A failed refresh logs a warning with the error; the cached token must not appear in it.
+    let flaky = CachedCredentials::new(switchover::auth::credentials_fn({
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let first = token.clone();
+        move |_| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let first = first.clone();
+            async move {
+                if n == 0 {
+                    Ok(Credentials::new("u", first.secret().expose())
+                        .expiring_at(SystemTime::now() + Duration::from_secs(1)))
+                } else {
+                    Err(CredentialError::new("sts unreachable"))
+                }
+            }
+        }
+    }))
+    .refresh_before(Duration::from_millis(900));
+    flaky.credentials(&request).await.unwrap();
+    // Past half of the 1 s lifetime (the refresh point), well before its end.
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(
+        flaky.credentials(&request).await.unwrap().secret(),
+        token.secret()
+    );
+
+    let logged = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("the subscriber records trace events"),
+        "{logged}"
+    );
+    assert!(logged.contains("refreshing credentials failed"), "{logged}");
+    for secret in [
+        v.get("secret_key"),
+        v.session_token().as_deref().unwrap(),
+        "IQoJb3JpZ2luX2VjEXAMPLE%2Ftok%2Ben%3D%3D",
+        token.secret().expose(),
+        ec.secret().expose(),
+        &token.secret().expose()[token.secret().expose().len() - 64..],
+    ] {
+        assert!(!logged.contains(secret), "{secret:?} logged in:\n{logged}");
+    }
+}

@@ -114,7 +114,13 @@ impl Presigner {
                         .with_source(e)
                         .permanent()
                 })?;
-        let (instructions, _) = sign(request, &params)
+        // aws-sigv4 traces the canonical request, whose query holds the session token, at
+        // TRACE level: sign with no subscriber so no log ever shows it.
+        let signed =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                sign(request, &params)
+            });
+        let (instructions, _) = signed
             .map_err(|e| CredentialError::new("could not sign the IAM auth token").with_source(e))?
             .into_parts();
         let signed = instructions.params();
