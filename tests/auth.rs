@@ -303,6 +303,10 @@ async fn no_secret_reaches_debug_display_or_errors() {
         format!("{request:?}"),
         format!("{:?}", StaticCredentials::new(creds.clone())),
         format!("{:?}", Secret::new(token.clone())),
+        format!(
+            "{:?}",
+            switchover::auth::credentials_fn(move |_| std::future::ready(Ok(creds.clone())))
+        ),
         format!("{err:?} {err}"),
         format!("{:?}", RdsIamAuth::builder(v.aws(None)).region("us-east-1")),
         format!(
