@@ -178,30 +178,36 @@ impl<P: CredentialProvider> CachedCredentials<P> {
             }
         }
         let result = self.provider.credentials(request).await;
+        self.settle(&slot, result)
+    }
+
+    /// Records the outcome of a fetch for `slot` and answers the caller that made it.
+    fn settle(
+        &self,
+        slot: &Slot,
+        result: Result<Credentials, CredentialError>,
+    ) -> Result<Credentials, CredentialError> {
         let mut state = lock(&slot.state);
         state.finished += 1;
         let now = Instant::now();
-        match result {
+        let e = match result {
             Ok(credentials) => {
                 state.failed = None;
                 state.cached = Some(self.entry(credentials.clone(), now));
-                Ok(credentials)
+                return Ok(credentials);
             }
-            Err(e) => {
-                state.failed = Some(e.clone());
-                match state.usable(now) {
-                    Some(c) => {
-                        tracing::warn!(
-                            target: "switchover::auth",
-                            host = %slot.host, port = slot.port, error = %e,
-                            "refreshing credentials failed; the cached ones have not expired yet"
-                        );
-                        Ok(c)
-                    }
-                    None => Err(e),
-                }
-            }
-        }
+            Err(e) => e,
+        };
+        state.failed = Some(e.clone());
+        let Some(c) = state.usable(now) else {
+            return Err(e);
+        };
+        tracing::warn!(
+            target: "switchover::auth",
+            host = %slot.host, port = slot.port, error = %e,
+            "refreshing credentials failed; the cached ones have not expired yet"
+        );
+        Ok(c)
     }
 
     fn entry(&self, credentials: Credentials, now: Instant) -> Cached {

@@ -1,6 +1,7 @@
 //! SigV4 query presigning for the IAM auth tokens of RDS and ElastiCache: one signer, the
 //! token text exactly as botocore writes it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +12,7 @@ use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_sigv4::sign::v4;
+use tracing::subscriber::NoSubscriber;
 
 use super::CredentialError;
 use crate::error::ConfigError;
@@ -91,39 +93,8 @@ impl Presigner {
             text.push('=');
             encode_into(&mut text, v);
         }
-        let url = format!("https://{text}");
-
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(TOKEN_LIFETIME);
         let expiry = aws.expiry();
-        let identity = aws.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(time)
-            .settings(settings)
-            .build()
-            .map_err(|e| CredentialError::new("could not sign the IAM auth token").with_source(e))?
-            .into();
-        let request =
-            SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
-                .map_err(|e| {
-                    CredentialError::new("could not sign the IAM auth token")
-                        .with_source(e)
-                        .permanent()
-                })?;
-        // aws-sigv4 traces the canonical request, whose query holds the session token, at
-        // TRACE level: sign with no subscriber so no log ever shows it.
-        let signed =
-            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-                sign(request, &params)
-            });
-        let (instructions, _) = signed
-            .map_err(|e| CredentialError::new("could not sign the IAM auth token").with_source(e))?
-            .into_parts();
-        let signed = instructions.params();
+        let signed = self.sign(&format!("https://{text}"), aws, time)?;
         for name in AUTH_PARAMS {
             if let Some((_, value)) = signed.iter().find(|(k, _)| *k == name) {
                 text.push('&');
@@ -136,6 +107,42 @@ impl Presigner {
         let expires_at = expiry.map_or(lifetime_end, |e| e.min(lifetime_end));
         Ok(Token { text, expires_at })
     }
+
+    /// The SigV4 query parameters that presign `GET url` at `time` for 15 minutes.
+    fn sign(
+        &self,
+        url: &str,
+        aws: aws_credential_types::Credentials,
+        time: SystemTime,
+    ) -> Result<Vec<(&'static str, Cow<'static, str>)>, CredentialError> {
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(TOKEN_LIFETIME);
+        let identity = aws.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(self.service)
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(sign_error)?
+            .into();
+        let request =
+            SignableRequest::new("GET", url, std::iter::empty(), SignableBody::Bytes(&[]))
+                .map_err(|e| sign_error(e).permanent())?;
+        // aws-sigv4 traces the canonical request, whose query holds the session token, at
+        // TRACE level: sign with no subscriber so no log ever shows it.
+        let signed =
+            tracing::subscriber::with_default(NoSubscriber::default(), || sign(request, &params));
+        let (instructions, _) = signed.map_err(sign_error)?.into_parts();
+        Ok(instructions.into_parts().1)
+    }
+}
+
+/// Signing failed (the URL or the parameters were refused).
+fn sign_error(e: impl std::error::Error + Send + Sync + 'static) -> CredentialError {
+    CredentialError::new("could not sign the IAM auth token").with_source(e)
 }
 
 /// A credentials-chain failure: permanent if the chain is misconfigured, else transient.
