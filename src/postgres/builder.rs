@@ -8,7 +8,9 @@ use super::hosts;
 use super::pool::FailoverPool;
 use super::role::TargetRole;
 use super::settings::{Settings, default_backoff, default_retry_policy};
+use super::ssl::SslMode;
 use super::timeouts::Timeouts;
+use super::tls_plan::TlsPlan;
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder};
 use crate::retry::{ExponentialBackoff, RetryBudget, RetryPolicy};
@@ -62,13 +64,16 @@ pub struct FailoverPoolBuilder {
     budget: Option<RetryBudget>,
     rediscovery_interval: Duration,
     health: Option<HealthCustomizer>,
+    ssl_mode: Option<SslMode>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsOptions>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The connection string may hold a password: never print it.
-        f.debug_struct("FailoverPoolBuilder")
-            .field("conn_str", &self.conn_str.as_ref().map(|_| "<redacted>"))
+        let mut d = f.debug_struct("FailoverPoolBuilder");
+        d.field("conn_str", &self.conn_str.as_ref().map(|_| "<redacted>"))
             .field("config", &self.config.as_ref().map(|_| "<redacted>"))
             .field("extra_hosts", &self.extra_hosts)
             .field("target_role", &self.target_role)
@@ -81,7 +86,10 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("budget", &self.budget.is_some())
             .field("rediscovery_interval", &self.rediscovery_interval)
             .field("health", &self.health.is_some())
-            .finish_non_exhaustive()
+            .field("ssl_mode", &self.ssl_mode);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls);
+        d.finish_non_exhaustive()
     }
 }
 
@@ -102,6 +110,9 @@ impl Default for FailoverPoolBuilder {
             budget: None,
             rediscovery_interval: Duration::from_millis(50),
             health: None,
+            ssl_mode: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -257,6 +268,26 @@ impl FailoverPoolBuilder {
         self
     }
 
+    /// libpq's `sslmode` for every TCP host, instead of the connection string's (or, for a
+    /// [`config`](Self::config), its `ssl_mode`). See [`SslMode`] for what each mode checks.
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// The TLS options (roots, client certificate, server-name override) used when the
+    /// `sslmode` asks for TLS; `sslrootcert`, `sslcert` and `sslkey` in the connection string
+    /// replace the matching parts. The verification level always follows the `sslmode`.
+    /// Setting this counts as giving roots, so `verify-ca` and `verify-full` need no
+    /// `sslrootcert` (the default roots are the platform store, see
+    /// [`TlsOptions`](crate::tls::TlsOptions)).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
     /// Validates the settings and builds the pool. Must be called inside a Tokio runtime: it
     /// starts the health tracker's probe and the re-discovery, whose first run (probing every
     /// host for its role, in the background) starts at once.
@@ -264,17 +295,27 @@ impl FailoverPoolBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field when: the connection string does not parse
-    /// (`connection_string`); there is no host (`hosts`); a Unix-socket host is given (`hosts`:
-    /// only TCP hosts are supported); `sslmode=require` is asked for (`sslmode`: TLS is not
-    /// supported yet); the number of ports matches neither one nor the number of hosts
+    /// (`connection_string`); there is no host (`hosts`); `sslmode` is unknown or `allow`
+    /// (`sslmode`); without feature `tls`, `sslmode` is `prefer` (it would silently mean
+    /// plaintext) or above, or `sslrootcert`/`sslcert` is given (the field, saying to enable
+    /// the feature); `sslkey` is given without `sslcert` (`sslcert`) or the reverse (`sslkey`);
+    /// with `tls`, `verify-ca`/`verify-full` has no roots, or a bundle, certificate or key is
+    /// unreadable, empty, not PEM or encrypted (`sslrootcert`, `sslcert`, `sslkey`), or a host
+    /// cannot be a TLS server name (`hosts`); `sslcrl`, `sslcrldir`, `sslpassword`,
+    /// `gssencmode` or `krbsrvname` is given (that key: not supported); the number of ports matches neither one nor the number of hosts
     /// (`port`); `max_size` or `max_concurrent_connects` is zero; a timeout or the
     /// re-discovery interval is zero or longer than a day; the login timeout is shorter than
     /// the connect timeout; a host is listed twice (`hosts`); a [`health`](Self::health)
     /// setting is invalid (the tracker's field name); no Tokio runtime is running (`probe`: the
     /// tracker's probe task is the first thing started).
     pub fn build(self) -> Result<FailoverPool, ConfigError> {
-        let base = hosts::base_config(self.conn_str, self.config)?;
+        let (base, ssl_keys) = hosts::base_config(self.conn_str, self.config)?;
         let addrs = hosts::addresses(&base, self.extra_hosts)?;
+        #[cfg(feature = "tls")]
+        let builder_tls = self.tls;
+        #[cfg(not(feature = "tls"))]
+        let builder_tls = ();
+        let tls = TlsPlan::new(ssl_keys, self.ssl_mode, builder_tls)?;
         if self.max_size == 0 {
             return Err(ConfigError::new("max_size", "must be at least 1"));
         }
@@ -299,7 +340,7 @@ impl FailoverPoolBuilder {
                 "must be above zero and at most a day",
             ));
         }
-        let hosts = hosts::host_configs(&base, addrs, &self.timeouts)?;
+        let hosts = hosts::host_configs(&base, addrs, &self.timeouts, &tls)?;
         let settings = Settings {
             target_role: self.target_role,
             read_role: self.read_role,
@@ -393,8 +434,13 @@ mod tests {
             field(FailoverPool::builder().connection_string("host=a,b port=1,2,3")),
             "port"
         );
+        #[cfg(not(feature = "tls"))]
         assert_eq!(
             field(FailoverPool::builder().connection_string("host=a sslmode=require")),
+            "sslmode"
+        );
+        assert_eq!(
+            field(FailoverPool::builder().connection_string("host=a sslmode=bogus")),
             "sslmode"
         );
     }

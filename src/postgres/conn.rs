@@ -186,7 +186,35 @@ pub(crate) async fn connect(
     generation: u64,
     login: Duration,
 ) -> Result<PgConnection, Error> {
-    let connecting = host.config.connect(NoTls);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &host.tls {
+        let connecting = host.config.connect(tls.clone());
+        return finish(host_index, host, generation, login, connecting).await;
+    }
+    finish(
+        host_index,
+        host,
+        generation,
+        login,
+        host.config.connect(NoTls),
+    )
+    .await
+}
+
+/// The rest of [`connect`], for either kind of stream.
+async fn finish<S, T>(
+    host_index: usize,
+    host: &HostConfig,
+    generation: u64,
+    login: Duration,
+    connecting: impl Future<
+        Output = Result<(Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+    >,
+) -> Result<PgConnection, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (client, mut connection) = match tokio::time::timeout(login, connecting).await {
         Err(_) => {
             return Err(Error::connect_timeout(host.name.clone(), login));

@@ -1,84 +1,88 @@
 //! The hosts of a pool: parsed from a libpq-style connection string or a client
-//! configuration, each with a client configuration that reaches it and only it.
+//! configuration, each with a client configuration that reaches it and only it (TCP or a
+//! Unix socket), and its TLS connector.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_postgres::config::{Host, SslMode};
 
+use super::ssl::{self, SslKeys};
 use super::timeouts::Timeouts;
+pub(crate) use super::tls_plan::TlsPlan;
 use crate::error::ConfigError;
 
-/// One host of the pool: its display name (`host:port`) and the client configuration that
-/// reaches it and only it.
+/// One host of the pool: its display name (`host:port`, or the socket path for a Unix-socket
+/// host) and the client configuration that reaches it and only it.
 pub(crate) struct HostConfig {
     pub(crate) name: Arc<str>,
     pub(crate) config: tokio_postgres::Config,
+    /// The TLS connector of this host (its own server name), when it uses TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<super::tls::PgTls>,
 }
 
 impl fmt::Debug for HostConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `tokio_postgres::Config`'s own `Debug` redacts the password; we print even less.
-        f.debug_struct("HostConfig")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("HostConfig");
+        d.field("name", &self.name);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.is_some());
+        d.finish_non_exhaustive()
     }
 }
 
-/// The base configuration: parsed from `conn_str`, else `config`, else empty.
+/// Where one host is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// A TCP host and the name its certificate is verified against (the `host` of a
+    /// `host`/`hostaddr` pair, else the address).
+    Tcp { host: String, tls_name: String },
+    /// The directory of a Unix socket (`host=/run/postgresql`).
+    Unix(PathBuf),
+}
+
+/// The base configuration, parsed from `conn_str`, else `config`, else empty, and the TLS
+/// keys of the string (taken out before tokio-postgres parses the rest).
 pub(crate) fn base_config(
     conn_str: Option<String>,
     config: Option<tokio_postgres::Config>,
-) -> Result<tokio_postgres::Config, ConfigError> {
-    if let Some(s) = &conn_str
-        && asks_for_prefer(s)
-    {
-        return Err(ConfigError::new(
-            "sslmode",
-            "`prefer` is not supported: the pool connects without TLS, so it would silently \
-             mean plaintext; say `sslmode=disable` to connect in plaintext on purpose",
-        ));
+) -> Result<(tokio_postgres::Config, SslKeys), ConfigError> {
+    match (conn_str, config) {
+        (Some(s), _) => {
+            let (rest, keys) = ssl::split(&s)?;
+            let base = rest.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::new(
+                    "connection_string",
+                    format!("does not parse: {}", describe_parse_error(&e)),
+                )
+            })?;
+            Ok((base, keys))
+        }
+        (None, Some(c)) => {
+            // A ready configuration has no "not said": its default is `prefer`.
+            let mode = match c.get_ssl_mode() {
+                SslMode::Disable => ssl::SslMode::Disable,
+                SslMode::Require => ssl::SslMode::Require,
+                _ => ssl::SslMode::Prefer,
+            };
+            let keys = SslKeys {
+                mode: Some(mode),
+                ..SslKeys::default()
+            };
+            Ok((c, keys))
+        }
+        (None, None) => Ok((tokio_postgres::Config::new(), SslKeys::default())),
     }
-    let base = match (conn_str, config) {
-        (Some(s), _) => s.parse::<tokio_postgres::Config>().map_err(|e| {
-            ConfigError::new(
-                "connection_string",
-                format!("does not parse: {}", describe_parse_error(&e)),
-            )
-        })?,
-        (None, Some(c)) => c,
-        (None, None) => tokio_postgres::Config::new(),
-    };
-    if base.get_ssl_mode() == SslMode::Require {
-        return Err(ConfigError::new(
-            "sslmode",
-            "`require` is not supported: the pool connects without TLS",
-        ));
-    }
-    Ok(base)
 }
 
-/// `true` when a connection string (key/value or URL form) says `sslmode=prefer` in so many
-/// words. (tokio-postgres parses a missing `sslmode` as `prefer` too; the pool documents that it
-/// connects in plaintext, and refuses only the explicit request it cannot honour.)
-fn asks_for_prefer(conn_str: &str) -> bool {
-    let squeezed: String = conn_str
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    squeezed.match_indices("sslmode=").any(|(i, m)| {
-        let value = &squeezed[i + m.len()..];
-        let value = value.trim_start_matches(['\'', '"']);
-        value.starts_with("prefer")
-    })
-}
-
-/// The `(host, port)` pairs of `base` followed by `extra`, in priority order.
+/// The `(address, port)` pairs of `base` followed by `extra`, in priority order.
 pub(crate) fn addresses(
     base: &tokio_postgres::Config,
     extra: Vec<(String, u16)>,
-) -> Result<Vec<(String, u16)>, ConfigError> {
+) -> Result<Vec<(Address, u16)>, ConfigError> {
     let ports = base.get_ports();
     let n = base.get_hosts().len().max(base.get_hostaddrs().len());
     if ports.len() > 1 && ports.len() != n {
@@ -90,70 +94,110 @@ pub(crate) fn addresses(
     let mut addrs = Vec::with_capacity(n + extra.len());
     for i in 0..n {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let host = match (base.get_hostaddrs().get(i), base.get_hosts().get(i)) {
-            (Some(addr), _) => addr.to_string(),
-            (None, Some(Host::Tcp(h))) => h.clone(),
-            (None, _) => {
-                return Err(ConfigError::new(
-                    "hosts",
-                    "Unix-socket hosts are not supported; give TCP hosts",
-                ));
+        let address = match (base.get_hostaddrs().get(i), base.get_hosts().get(i)) {
+            (Some(addr), Some(Host::Tcp(h))) => Address::Tcp {
+                host: addr.to_string(),
+                tls_name: h.clone(),
+            },
+            (Some(addr), _) => Address::Tcp {
+                host: addr.to_string(),
+                tls_name: addr.to_string(),
+            },
+            (None, Some(Host::Tcp(h))) => Address::Tcp {
+                host: h.clone(),
+                tls_name: h.clone(),
+            },
+            #[cfg(unix)]
+            (None, Some(Host::Unix(dir))) => Address::Unix(dir.clone()),
+            (None, _) => return Err(ConfigError::new("hosts", "no host given")),
+        };
+        addrs.push((address, port));
+    }
+    addrs.extend(extra.into_iter().map(|(h, p)| {
+        let address = if h.starts_with('/') {
+            Address::Unix(PathBuf::from(h))
+        } else {
+            Address::Tcp {
+                tls_name: h.clone(),
+                host: h,
             }
         };
-        addrs.push((host, port));
-    }
-    addrs.extend(extra);
+        (address, p)
+    }));
     if addrs.is_empty() {
         return Err(ConfigError::new("hosts", "no host given"));
     }
-    if addrs.iter().any(|(h, _)| h.is_empty()) {
+    if addrs.iter().any(|(a, _)| match a {
+        Address::Tcp { host, .. } => host.is_empty(),
+        Address::Unix(dir) => dir.as_os_str().is_empty(),
+    }) {
         return Err(ConfigError::new("hosts", "empty host name"));
     }
     Ok(addrs)
 }
 
 /// One configuration per address: the credentials and options of `base`, that host only,
-/// no TLS, and the socket deadlines of `t`.
+/// the socket deadlines of `t`, and TLS per `tls` (never for a Unix socket, as libpq).
 pub(crate) fn host_configs(
     base: &tokio_postgres::Config,
-    addrs: Vec<(String, u16)>,
+    addrs: Vec<(Address, u16)>,
     t: &Timeouts,
+    tls: &TlsPlan,
 ) -> Result<Vec<HostConfig>, ConfigError> {
-    let hosts: Vec<HostConfig> = addrs
-        .into_iter()
-        .map(|(host, port)| {
-            let mut c = tokio_postgres::Config::new();
-            if let Some(u) = base.get_user() {
-                c.user(u);
+    let mut hosts = Vec::with_capacity(addrs.len());
+    for (address, port) in addrs {
+        let mut c = tokio_postgres::Config::new();
+        if let Some(u) = base.get_user() {
+            c.user(u);
+        }
+        if let Some(p) = base.get_password() {
+            c.password(p);
+        }
+        if let Some(d) = base.get_dbname() {
+            c.dbname(d);
+        }
+        if let Some(o) = base.get_options() {
+            c.options(o);
+        }
+        c.application_name(base.get_application_name().unwrap_or("switchover"));
+        c.channel_binding(base.get_channel_binding())
+            .port(port)
+            .connect_timeout(t.connect);
+        let name: Arc<str> = match &address {
+            Address::Tcp { host, .. } => {
+                c.host(host)
+                    .tcp_user_timeout(t.tcp_user_timeout)
+                    .keepalives(true)
+                    .keepalives_idle(t.keepalive_idle)
+                    .keepalives_interval(t.keepalive_interval)
+                    .keepalives_retries(t.keepalive_retries);
+                if host.contains(':') {
+                    format!("[{host}]:{port}").into()
+                } else {
+                    format!("{host}:{port}").into()
+                }
             }
-            if let Some(p) = base.get_password() {
-                c.password(p);
+            Address::Unix(dir) => {
+                #[cfg(unix)]
+                c.host_path(dir);
+                format!("{}/.s.PGSQL.{port}", dir.display()).into()
             }
-            if let Some(d) = base.get_dbname() {
-                c.dbname(d);
-            }
-            if let Some(o) = base.get_options() {
-                c.options(o);
-            }
-            c.application_name(base.get_application_name().unwrap_or("switchover"));
-            c.ssl_mode(SslMode::Disable)
-                .channel_binding(base.get_channel_binding())
-                .host(&host)
-                .port(port)
-                .connect_timeout(t.connect)
-                .tcp_user_timeout(t.tcp_user_timeout)
-                .keepalives(true)
-                .keepalives_idle(t.keepalive_idle)
-                .keepalives_interval(t.keepalive_interval)
-                .keepalives_retries(t.keepalive_retries);
-            let name: Arc<str> = if host.contains(':') {
-                format!("[{host}]:{port}").into()
-            } else {
-                format!("{host}:{port}").into()
-            };
-            HostConfig { name, config: c }
-        })
-        .collect();
+        };
+        let tls_name = match &address {
+            Address::Tcp { tls_name, .. } => Some(tls_name.as_str()),
+            Address::Unix(_) => None,
+        };
+        c.ssl_mode(tls.client_mode(tls_name.is_some()));
+        hosts.push(HostConfig {
+            name,
+            config: c,
+            #[cfg(feature = "tls")]
+            tls: match tls_name {
+                Some(n) => tls.connector(n)?,
+                None => None,
+            },
+        });
+    }
     let mut seen = std::collections::HashSet::new();
     for h in &hosts {
         if !seen.insert(&h.name) {
@@ -186,10 +230,14 @@ mod tests {
     use super::*;
 
     fn names(conn_str: &str, extra: &[(&str, u16)]) -> Result<Vec<String>, ConfigError> {
-        let base = base_config(Some(conn_str.to_owned()), None)?;
+        let (base, keys) = base_config(Some(conn_str.to_owned()), None)?;
         let extra = extra.iter().map(|(h, p)| ((*h).to_owned(), *p)).collect();
         let addrs = addresses(&base, extra)?;
-        let hosts = host_configs(&base, addrs, &Timeouts::default())?;
+        #[cfg(feature = "tls")]
+        let plan = TlsPlan::new(keys, None, None)?;
+        #[cfg(not(feature = "tls"))]
+        let plan = TlsPlan::new(keys, None, ())?;
+        let hosts = host_configs(&base, addrs, &Timeouts::default(), &plan)?;
         Ok(hosts.iter().map(|h| h.name.to_string()).collect())
     }
 
@@ -217,18 +265,63 @@ mod tests {
         assert_eq!(field("user=postgres", &[]), "hosts");
         assert_eq!(field("host=a,b port=1,2,3", &[]), "port");
         assert_eq!(field("host=a", &[("a", 5432)]), "hosts");
-        assert_eq!(field("host=a sslmode=require", &[]), "sslmode");
-        // `prefer` would silently mean plaintext: refused, in both forms.
-        assert_eq!(field("host=a sslmode=prefer", &[]), "sslmode");
-        assert_eq!(field("host=a sslmode = 'prefer'", &[]), "sslmode");
-        assert_eq!(field("postgresql://u@a/db?sslmode=prefer", &[]), "sslmode");
+        #[cfg(not(feature = "tls"))]
+        {
+            // Without TLS compiled in, `prefer` would silently mean plaintext: refused, in both
+            // forms; `require` and above name the feature.
+            assert_eq!(field("host=a sslmode=prefer", &[]), "sslmode");
+            assert_eq!(field("host=a sslmode = 'prefer'", &[]), "sslmode");
+            assert_eq!(field("postgresql://u@a/db?sslmode=prefer", &[]), "sslmode");
+            for mode in ["require", "verify-ca", "verify-full"] {
+                let e = names(&format!("host=a sslmode={mode}"), &[]).unwrap_err();
+                assert_eq!(e.field(), "sslmode");
+                assert!(e.reason().contains("`tls` feature"), "{e}");
+            }
+            assert_eq!(field("host=a sslrootcert=/x.pem", &[]), "sslrootcert");
+        }
+        #[cfg(feature = "tls")]
+        {
+            assert!(names("host=a sslmode=prefer", &[]).is_ok());
+            assert!(names("host=a sslmode=require", &[]).is_ok());
+            // verify-* needs roots; an unreadable bundle names the key.
+            assert_eq!(field("host=a sslmode=verify-full", &[]), "sslrootcert");
+            assert_eq!(
+                field("host=a sslmode=verify-ca sslrootcert=/nonexistent.pem", &[]),
+                "sslrootcert"
+            );
+            assert_eq!(
+                field(
+                    "host=a sslmode=require sslcert=/c.pem sslkey=/nonexistent.pem",
+                    &[]
+                ),
+                "sslcert"
+            );
+            assert_eq!(
+                field(
+                    "host=a,not_a_name! sslmode=verify-full sslrootcert=system",
+                    &[]
+                ),
+                "hosts"
+            );
+        }
+        assert_eq!(field("host=a sslmode=verify_full", &[]), "sslmode");
+        assert_eq!(field("host=a sslkey=/k.pem", &[]), "sslcert");
+        assert_eq!(field("host=a sslcert=/c.pem", &[]), "sslkey");
         assert!(names("host=a sslmode=disable", &[]).is_ok());
         assert!(
             names("host=a", &[]).is_ok(),
             "no sslmode: plaintext, as documented"
         );
         assert_eq!(field("host=a port=notaport", &[]), "connection_string");
-        assert_eq!(field("host=/tmp", &[]), "hosts");
+        // A Unix-socket directory is a host of its own, named by its socket path.
+        assert_eq!(
+            names("host=/run/postgresql,db port=5433", &[("/tmp", 6000)]).unwrap(),
+            [
+                "/run/postgresql/.s.PGSQL.5433",
+                "db:5433",
+                "/tmp/.s.PGSQL.6000"
+            ]
+        );
     }
 
     #[test]
@@ -240,7 +333,7 @@ mod tests {
             format!("postgresql://u:{secret}@a:notaport/db"),
             format!("host=a password{secret}"),
         ] {
-            let err = base_config(Some(s), None).unwrap_err();
+            let err = base_config(Some(s), None).map(drop).unwrap_err();
             assert!(!err.to_string().contains("hunter2"), "{err}");
             assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
         }

@@ -93,7 +93,11 @@ mod read;
 mod role;
 mod runner;
 mod settings;
+mod ssl;
 mod timeouts;
+#[cfg(feature = "tls")]
+mod tls;
+mod tls_plan;
 mod topology;
 
 #[cfg(test)]
@@ -106,4 +110,5 @@ pub use error::{Error, ErrorKind};
 pub use manager::ConnectionManager;
 pub use pool::{BoxFuture, FailoverPool, HostStatus, PooledConnection};
 pub use role::{ServerRole, TargetRole};
+pub use ssl::SslMode;
 pub use timeouts::Timeouts;
