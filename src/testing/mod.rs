@@ -6,7 +6,9 @@
 //!   [`Mode::Latency`] and [`Mode::CutOnReply`] (the server executes the request, the client never
 //!   sees the reply), with a movable upstream and connection counters.
 //! - Redis: [`RedisServer`], [`RedisReplicaSet`] (primary + replicas), [`RedisSentinel`]
-//!   (a replica set watched by 1–3 sentinels that fail over about 1 s after the primary dies).
+//!   (a replica set watched by 1–3 sentinels that fail over about 1 s after the primary dies);
+//!   each also on TLS ports only, replicating over TLS (`RedisTls`, feature `tls`), and a
+//!   server that also listens on a Unix socket.
 //! - Postgres 15: [`PgCluster`] (primary + streaming standbys) of [`PgNode`]s that can be killed,
 //!   promoted, fenced read-only and waited on until they replay the primary's WAL.
 //! - DynamoDB Local: [`DynamoDbRegions`] of [`DynamoDbLocal`] processes, one per "region", that
@@ -63,6 +65,8 @@ mod postgres;
 mod process;
 mod proxy;
 mod redis;
+#[cfg(feature = "tls")]
+mod redis_tls;
 mod resp;
 mod sentinel;
 
@@ -78,5 +82,8 @@ pub use error::Error;
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use proxy::{FaultProxy, Mode};
 pub use redis::{RedisReplicaSet, RedisServer};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use redis_tls::{RedisTls, TlsAuthClients};
 pub use resp::{DEFAULT_RESP_TIMEOUT, Reply, RespClient};
 pub use sentinel::{RedisSentinel, SENTINEL_MASTER_NAME};

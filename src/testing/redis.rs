@@ -8,11 +8,13 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use super::Error;
+#[cfg(feature = "tls")]
+use super::RedisTls;
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
     poll_until, port_in_use,
 };
-use super::resp::{self, Reply, RespClient};
+use super::resp::{DEFAULT_RESP_TIMEOUT, Dial, Reply, RespClient};
 
 const REDIS_HINT: &str = "apt-get install redis-server";
 
@@ -27,11 +29,23 @@ pub(super) fn temp_dir(prefix: &str) -> Result<TempDir, Error> {
         .map_err(|e| Error::io("creating a temporary directory", e))
 }
 
+/// How a server listens besides its TCP port: TLS only (feature `tls`), and a Unix socket.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Listen {
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<RedisTls>,
+    pub(super) unix_socket: bool,
+}
+
 /// One `redis-server` process on `127.0.0.1`, without persistence (`save ""`, no AOF), in its own
 /// temporary directory. Killed (`SIGKILL`) on drop.
 ///
 /// Because nothing is persisted, a node that is restarted comes back empty (a replica then
 /// resyncs from its primary).
+///
+/// Started with [`start_tls`](Self::start_tls) (feature `tls`), it listens on its TLS port
+/// only ([`addr`](Self::addr) is that port) and replicates over TLS; with
+/// [`start_with_unix_socket`](Self::start_with_unix_socket) it also listens on a Unix socket.
 #[derive(Debug)]
 pub struct RedisServer {
     // Fields drop in order: the process goes before its directory.
@@ -41,6 +55,7 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     replica_of: Option<SocketAddr>,
+    listen: Listen,
 }
 
 impl RedisServer {
@@ -49,17 +64,47 @@ impl RedisServer {
     /// Fails with [`Error::MissingBinary`] (hint `apt-get install redis-server`) when
     /// `redis-server` is not installed.
     pub async fn start() -> Result<Self, Error> {
-        Self::launch("redis", None).await
+        Self::launch("redis", None, Listen::default()).await
+    }
+
+    /// Starts a standalone server that also listens on a Unix socket
+    /// ([`unix_socket_path`](Self::unix_socket_path), mode 700) besides its TCP port.
+    pub async fn start_with_unix_socket() -> Result<Self, Error> {
+        let listen = Listen {
+            unix_socket: true,
+            ..Listen::default()
+        };
+        Self::launch("redis", None, listen).await
+    }
+
+    /// Starts a standalone server on a TLS port only (`--port 0 --tls-port N`), with the
+    /// certificates and `tls-auth-clients` mode of `tls`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn start_tls(tls: &RedisTls) -> Result<Self, Error> {
+        Self::launch("redis-tls", None, Listen::tls(tls)).await
+    }
+
+    /// Starts a TLS-only server that replicates from `primary` over TLS
+    /// (`tls-replication yes`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn start_replica_of_tls(primary: SocketAddr, tls: &RedisTls) -> Result<Self, Error> {
+        Self::launch("redis-tls-replica", Some(primary), Listen::tls(tls)).await
     }
 
     /// Starts a server that replicates from `primary` (`--replicaof`) and waits until it answers
     /// `PING`. It does not wait for the replication link; see
     /// [`wait_link_up`](Self::wait_link_up).
     pub async fn start_replica_of(primary: SocketAddr) -> Result<Self, Error> {
-        Self::launch("redis-replica", Some(primary)).await
+        Self::launch("redis-replica", Some(primary), Listen::default()).await
     }
 
-    async fn launch(name: &str, replica_of: Option<SocketAddr>) -> Result<Self, Error> {
+    pub(super) async fn launch(
+        name: &str,
+        replica_of: Option<SocketAddr>,
+        listen: Listen,
+    ) -> Result<Self, Error> {
         let bin = find_binary("redis-server", REDIS_HINT)?;
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
@@ -70,6 +115,7 @@ impl RedisServer {
                 dir: temp_dir("switchover-redis-")?,
                 replica_of,
                 process: None,
+                listen: listen.clone(),
             };
             match server.spawn_and_wait().await {
                 Ok(()) => return Ok(server),
@@ -89,9 +135,66 @@ impl RedisServer {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<(), Error> {
+        let mut args = self.listen_args();
+        args.extend(self.common_args());
+        if let Some(primary) = self.replica_of {
+            args.extend([
+                "--replicaof".to_owned(),
+                primary.ip().to_string(),
+                primary.port().to_string(),
+            ]);
+        }
+        let name = format!("{} on port {}", self.name, self.port);
+        let process =
+            ServerProcess::spawn(&name, &self.bin, &args, self.dir.path(), &self.log_path())?;
+        self.process = Some(process);
+        let dial = self.dial();
+        poll_until(STARTUP_TIMEOUT, POLL, || {
+            let running = self
+                .process
+                .as_mut()
+                .map_or(Ok(()), ServerProcess::ensure_running);
+            let dial = dial.clone();
+            async move {
+                running?;
+                let reply = dial.command(&["PING"]).await;
+                Ok(reply
+                    .is_ok_and(|r| r.as_str() == Some("PONG"))
+                    .then_some(()))
+            }
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::timeout(
+                format!("{name} to answer PING"),
+                STARTUP_TIMEOUT,
+                self.log(),
+            )
+        })
+    }
+
+    /// The port options: plaintext, or TLS only; and the Unix socket.
+    fn listen_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        let mut args: Vec<String> = vec!["--port".into(), port.clone()];
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.listen.tls {
+            args = vec!["--port".into(), "0".into(), "--tls-port".into(), port];
+            args.extend(tls.server_args());
+        }
+        if let Some(path) = self.unix_socket_path() {
+            args.extend([
+                "--unixsocket".to_owned(),
+                path.display().to_string(),
+                "--unixsocketperm".to_owned(),
+                "700".to_owned(),
+            ]);
+        }
+        args
+    }
+
+    fn common_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
             "--bind",
             "127.0.0.1",
             "--protected-mode",
@@ -116,44 +219,43 @@ impl RedisServer {
         .map(|s| (*s).to_owned())
         .collect();
         args.push(self.dir.path().display().to_string());
-        if let Some(primary) = self.replica_of {
-            args.extend([
-                "--replicaof".to_owned(),
-                primary.ip().to_string(),
-                primary.port().to_string(),
-            ]);
-        }
-        let name = format!("{} on port {}", self.name, self.port);
-        let process =
-            ServerProcess::spawn(&name, &self.bin, &args, self.dir.path(), &self.log_path())?;
-        self.process = Some(process);
-        let addr = self.addr();
-        poll_until(STARTUP_TIMEOUT, POLL, || {
-            let running = self
-                .process
-                .as_mut()
-                .map_or(Ok(()), ServerProcess::ensure_running);
-            async move {
-                running?;
-                let reply = resp::command(addr, &["PING"]).await;
-                Ok(reply
-                    .is_ok_and(|r| r.as_str() == Some("PONG"))
-                    .then_some(()))
-            }
-        })
-        .await?
-        .ok_or_else(|| {
-            Error::timeout(
-                format!("{name} to answer PING"),
-                STARTUP_TIMEOUT,
-                self.log(),
-            )
-        })
+        args
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` (the TLS port of a TLS server).
     pub fn addr(&self) -> SocketAddr {
         loopback(self.port)
+    }
+
+    /// How the fixtures reach this server (TLS when it listens on TLS only).
+    pub(super) fn dial(&self) -> Dial {
+        #[cfg(feature = "tls")]
+        return Dial::with_tls(self.addr(), self.listen.tls.as_ref());
+        #[cfg(not(feature = "tls"))]
+        Dial::plain(self.addr())
+    }
+
+    /// The Unix socket the server listens on, for one started with
+    /// [`start_with_unix_socket`](Self::start_with_unix_socket).
+    pub fn unix_socket_path(&self) -> Option<PathBuf> {
+        self.listen
+            .unix_socket
+            .then(|| self.dir.path().join("redis.sock"))
+    }
+
+    /// `true` for a server that listens on TLS only.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.listen.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The TLS settings the server was started with.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.listen.tls.as_ref()
     }
 
     /// The port.
@@ -161,9 +263,11 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:port/`, for client crates that take a URL.
+    /// `redis://127.0.0.1:port/` (`rediss://` for a TLS server), for client crates that take
+    /// a URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.is_tls() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The process id, while the fixture holds a process (`None` after [`kill`](Self::kill) or
@@ -177,14 +281,15 @@ impl RedisServer {
         self.replica_of
     }
 
-    /// Sends one command on a fresh connection (2 s timeout) and returns the reply.
+    /// Sends one command on a fresh connection (2 s timeout; TLS for a TLS server) and
+    /// returns the reply.
     pub async fn cmd(&self, args: &[&str]) -> Result<Reply, Error> {
-        resp::command(self.addr(), args).await
+        self.dial().command(args).await
     }
 
-    /// Opens a [`RespClient`] to this server.
+    /// Opens a [`RespClient`] to this server (TLS for a TLS server).
     pub async fn client(&self) -> Result<RespClient, Error> {
-        RespClient::connect(self.addr()).await
+        RespClient::dial(&self.dial(), DEFAULT_RESP_TIMEOUT).await
     }
 
     /// The text of `INFO replication`.
@@ -301,6 +406,16 @@ impl RedisServer {
     }
 }
 
+impl Listen {
+    #[cfg(feature = "tls")]
+    pub(super) fn tls(tls: &RedisTls) -> Self {
+        Listen {
+            tls: Some(tls.clone()),
+            unix_socket: false,
+        }
+    }
+}
+
 fn info_field(info: &str, key: &str) -> Option<i64> {
     info.lines()
         .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
@@ -325,11 +440,25 @@ impl RedisReplicaSet {
     /// Starts a primary and `replicas` replicas and waits (up to 30 s) for every replication
     /// link.
     pub async fn start(replicas: usize) -> Result<Self, Error> {
-        let primary = RedisServer::start().await?;
+        Self::start_with(replicas, Listen::default()).await
+    }
+
+    /// Starts a TLS-only primary and `replicas` replicas that replicate over TLS
+    /// (`tls-replication yes`), and waits (up to 30 s) for every replication link.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn start_tls(replicas: usize, tls: &RedisTls) -> Result<Self, Error> {
+        Self::start_with(replicas, Listen::tls(tls)).await
+    }
+
+    pub(super) async fn start_with(replicas: usize, listen: Listen) -> Result<Self, Error> {
+        let primary = RedisServer::launch("redis", None, listen.clone()).await?;
         let primary_addr = primary.addr();
         let mut nodes = vec![primary];
         for _ in 0..replicas {
-            nodes.push(RedisServer::start_replica_of(primary_addr).await?);
+            let replica =
+                RedisServer::launch("redis-replica", Some(primary_addr), listen.clone()).await?;
+            nodes.push(replica);
         }
         for node in &nodes[1..] {
             node.wait_link_up(LINK_TIMEOUT).await?;
@@ -448,5 +577,30 @@ impl RedisReplicaSet {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_with_a_unix_socket_answers_on_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let server = RedisServer::start_with_unix_socket().await.unwrap();
+        let path = server.unix_socket_path().unwrap();
+        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        s.write_all(b"PING\r\n").await.unwrap();
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"+PONG\r\n");
+        assert!(
+            RedisServer::start()
+                .await
+                .unwrap()
+                .unix_socket_path()
+                .is_none()
+        );
     }
 }

@@ -1,13 +1,97 @@
 //! A minimal RESP2 client: enough to drive and observe the fixtures (`PING`, `INFO`, `ROLE`,
-//! `REPLICAOF`, `SENTINEL ...`, `SET`/`GET`) without a Redis client crate.
+//! `REPLICAOF`, `SENTINEL ...`, `SET`/`GET`) without a Redis client crate; over TLS too with
+//! feature `tls`.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Error;
+#[cfg(feature = "tls")]
+use super::RedisTls;
+
+/// The byte stream of a [`RespClient`]: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+/// How the fixtures reach a server: its address, and the TLS client when it speaks TLS only.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    addr: SocketAddr,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl fmt::Debug for Dial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dial")
+            .field("addr", &self.addr)
+            .field("tls", &self.is_tls())
+            .finish()
+    }
+}
+
+impl Dial {
+    /// Plaintext TCP to `addr`.
+    pub(crate) fn plain(addr: SocketAddr) -> Self {
+        Dial {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// TLS to `addr` with the fixtures' client of `tls` (`None`: plaintext).
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(addr: SocketAddr, tls: Option<&RedisTls>) -> Self {
+        Dial {
+            addr,
+            tls: tls.map(RedisTls::connector),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Sends one command on a fresh connection (2 s timeout).
+    pub(crate) async fn command<S: AsRef<[u8]>>(&self, args: &[S]) -> Result<Reply, Error> {
+        RespClient::dial(self, Duration::from_secs(2))
+            .await?
+            .command(args)
+            .await
+    }
+
+    /// Connects (TCP, then the TLS handshake when there is one).
+    async fn open(&self) -> Result<Box<dyn Stream>, Error> {
+        let addr = self.addr;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::io(format!("connecting to redis at {addr}"), e))?;
+        // Nagle only adds delay to request/response traffic.
+        let _ = stream.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let name = rustls::pki_types::ServerName::from(addr.ip());
+            let stream = tls
+                .connect(name, stream)
+                .await
+                .map_err(|e| Error::io(format!("TLS handshake with redis at {addr}"), e))?;
+            return Ok(Box::new(stream));
+        }
+        Ok(Box::new(stream))
+    }
+}
 
 /// Default per-command timeout of [`RespClient`]: 5 seconds.
 pub const DEFAULT_RESP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,12 +142,22 @@ impl Reply {
 /// One connection speaking RESP2, with a per-command timeout.
 ///
 /// This is a test helper, not a production client: no pipelining, no pooling, no reconnect.
-/// It is handy to observe a [`FaultProxy`](super::FaultProxy) from the client side.
-#[derive(Debug)]
+/// It is handy to observe a [`FaultProxy`](super::FaultProxy) from the client side. With
+/// feature `tls` it also speaks TLS ([`connect_tls`](Self::connect_tls)).
 pub struct RespClient {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: Vec<u8>,
     timeout: Duration,
+    dial: Dial,
+}
+
+impl fmt::Debug for RespClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RespClient")
+            .field("dial", &self.dial)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RespClient {
@@ -75,8 +169,26 @@ impl RespClient {
 
     /// Connects to `addr`; the connect and every command time out after `timeout`.
     pub async fn connect_with_timeout(addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(s) => s.map_err(|e| Error::io(format!("connecting to redis at {addr}"), e))?,
+        Self::dial(&Dial::plain(addr), timeout).await
+    }
+
+    /// Connects to the TLS port at `addr` with the fixtures' TLS client of `tls` (it trusts the
+    /// CA, verifies the IP address and presents the server certificate as its own); the
+    /// connect, the handshake and every command time out after `timeout`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        tls: &RedisTls,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
+        Self::dial(&Dial::with_tls(addr, Some(tls)), timeout).await
+    }
+
+    pub(crate) async fn dial(dial: &Dial, timeout: Duration) -> Result<Self, Error> {
+        let addr = dial.addr();
+        let stream = match tokio::time::timeout(timeout, dial.open()).await {
+            Ok(s) => s?,
             Err(_) => {
                 return Err(Error::timeout(
                     format!("a connection to {addr}"),
@@ -85,12 +197,11 @@ impl RespClient {
                 ));
             }
         };
-        // Nagle only adds delay to request/response traffic.
-        let _ = stream.set_nodelay(true);
         Ok(Self {
             stream,
             buf: Vec::with_capacity(512),
             timeout,
+            dial: dial.clone(),
         })
     }
 
@@ -136,14 +247,6 @@ impl RespClient {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-}
-
-/// Sends one command on a fresh connection.
-pub(crate) async fn command<S: AsRef<[u8]>>(addr: SocketAddr, args: &[S]) -> Result<Reply, Error> {
-    RespClient::connect_with_timeout(addr, Duration::from_secs(2))
-        .await?
-        .command(args)
-        .await
 }
 
 type Parsed = Option<(Result<Reply, Error>, usize)>;

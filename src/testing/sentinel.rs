@@ -7,12 +7,14 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use super::Error;
+#[cfg(feature = "tls")]
+use super::RedisTls;
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
     poll_until, port_in_use,
 };
-use super::redis::{RedisReplicaSet, loopback, temp_dir};
-use super::resp::{self, Reply};
+use super::redis::{Listen, RedisReplicaSet, loopback, temp_dir};
+use super::resp::{Dial, Reply};
 
 /// The name under which the [`RedisSentinel`] fixture monitors its primary: `switchover`.
 pub const SENTINEL_MASTER_NAME: &str = "switchover";
@@ -26,6 +28,7 @@ struct SentinelProcess {
     process: Option<ServerProcess>,
     port: u16,
     dir: TempDir,
+    dial: Dial,
 }
 
 /// A [`RedisReplicaSet`] watched by 1 to 3 Sentinels, monitoring it as
@@ -35,6 +38,10 @@ struct SentinelProcess {
 /// [`start`](Self::start) returns when every sentinel sees every replica and every other sentinel,
 /// so a failover can start right away. Kill the primary with
 /// [`kill_primary`](Self::kill_primary), then [`wait_for_failover`](Self::wait_for_failover).
+///
+/// [`start_tls`](Self::start_tls) (feature `tls`) runs everything on TLS ports only: the nodes
+/// replicate over TLS, and the sentinels listen on TLS and talk TLS to the nodes and to each
+/// other (`tls-replication yes`).
 #[derive(Debug)]
 pub struct RedisSentinel {
     // Sentinels go first, so they do not fail over while the set is being torn down.
@@ -50,20 +57,36 @@ impl RedisSentinel {
     /// [`Error::MissingBinary`] (hint `apt-get install redis-sentinel`) when `redis-sentinel` is
     /// not installed.
     pub async fn start(replicas: usize, sentinels: usize) -> Result<Self, Error> {
+        Self::start_with(replicas, sentinels, Listen::default()).await
+    }
+
+    /// As [`start`](Self::start), with every node and sentinel on a TLS port only.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn start_tls(
+        replicas: usize,
+        sentinels: usize,
+        tls: &RedisTls,
+    ) -> Result<Self, Error> {
+        Self::start_with(replicas, sentinels, Listen::tls(tls)).await
+    }
+
+    async fn start_with(replicas: usize, sentinels: usize, listen: Listen) -> Result<Self, Error> {
         if !(1..=3).contains(&sentinels) {
             return Err(Error::Invalid(format!(
                 "{sentinels} sentinels requested; 1 to 3 are supported"
             )));
         }
         let bin = find_binary("redis-sentinel", SENTINEL_HINT)?;
-        let set = RedisReplicaSet::start(replicas).await?;
+        let set = RedisReplicaSet::start_with(replicas, listen.clone()).await?;
         let quorum = sentinels / 2 + 1;
         let mut fixture = Self {
             set,
             sentinels: Vec::new(),
         };
         for _ in 0..sentinels {
-            let sentinel = start_sentinel(&bin, fixture.set.primary().addr(), quorum).await?;
+            let primary = fixture.set.primary().addr();
+            let sentinel = start_sentinel(&bin, primary, quorum, &listen).await?;
             fixture.sentinels.push(sentinel);
         }
         fixture.wait_topology(replicas, sentinels).await?;
@@ -74,20 +97,21 @@ impl RedisSentinel {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         for s in &mut self.sentinels {
             let addr = loopback(s.port);
+            let dial = s.dial.clone();
             loop {
                 if let Some(p) = s.process.as_mut() {
                     p.ensure_running()?;
                 }
-                let seen_replicas =
-                    resp::command(addr, &["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
-                        .await
-                        .map(|r| count_healthy(&r))
-                        .unwrap_or(0);
-                let seen_sentinels =
-                    resp::command(addr, &["SENTINEL", "SENTINELS", SENTINEL_MASTER_NAME])
-                        .await
-                        .map(|r| count_healthy(&r))
-                        .unwrap_or(0);
+                let seen_replicas = dial
+                    .command(&["SENTINEL", "REPLICAS", SENTINEL_MASTER_NAME])
+                    .await
+                    .map(|r| count_healthy(&r))
+                    .unwrap_or(0);
+                let seen_sentinels = dial
+                    .command(&["SENTINEL", "SENTINELS", SENTINEL_MASTER_NAME])
+                    .await
+                    .map(|r| count_healthy(&r))
+                    .unwrap_or(0);
                 if seen_replicas >= replicas && seen_sentinels + 1 >= sentinels {
                     break;
                 }
@@ -137,12 +161,11 @@ impl RedisSentinel {
     /// GET-MASTER-ADDR-BY-NAME`); the first one that answers wins.
     pub async fn current_primary(&self) -> Result<SocketAddr, Error> {
         let mut last = Error::Invalid("no sentinel".into());
-        for addr in self.sentinel_addrs() {
-            let reply = match resp::command(
-                addr,
-                &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME],
-            )
-            .await
+        for s in &self.sentinels {
+            let reply = match s
+                .dial
+                .command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER_NAME])
+                .await
             {
                 Ok(r) => r,
                 Err(e) => {
@@ -176,9 +199,8 @@ impl RedisSentinel {
         let promoted = poll_until(timeout, POLL * 2, || async {
             if let Ok(addr) = self.current_primary().await
                 && addr != old
-                && resp::command(addr, &["ROLE"]).await.ok().is_some_and(|r| {
-                    r.as_array().and_then(|a| a.first()).and_then(Reply::as_str) == Some("master")
-                })
+                && let Some(node) = self.set.nodes().iter().find(|n| n.addr() == addr)
+                && node.role().await.ok().as_deref() == Some("master")
             {
                 return Ok(Some(addr));
             }
@@ -227,6 +249,7 @@ async fn start_sentinel(
     bin: &std::path::Path,
     primary: SocketAddr,
     quorum: usize,
+    listen: &Listen,
 ) -> Result<SentinelProcess, Error> {
     let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
@@ -235,12 +258,14 @@ async fn start_sentinel(
         let conf = dir.path().join("sentinel.conf");
         let log = dir.path().join("sentinel.log");
         let name = SENTINEL_MASTER_NAME;
+        let dial = sentinel_dial(port, listen);
         let text = format!(
-            "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
+            "{ports}bind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
              sentinel monitor {name} {ip} {pport} {quorum}\n\
              sentinel down-after-milliseconds {name} 1000\n\
              sentinel failover-timeout {name} 5000\n\
              sentinel parallel-syncs {name} 5\n",
+            ports = port_lines(port, listen),
             dir = dir.path().display(),
             ip = primary.ip(),
             pport = primary.port(),
@@ -256,9 +281,10 @@ async fn start_sentinel(
         )?;
         let ready = poll_until(STARTUP_TIMEOUT, POLL, || {
             let running = process.ensure_running();
+            let dial = dial.clone();
             async move {
                 running?;
-                let reply = resp::command(loopback(port), &["PING"]).await;
+                let reply = dial.command(&["PING"]).await;
                 Ok(reply.is_ok().then_some(()))
             }
         })
@@ -278,6 +304,7 @@ async fn start_sentinel(
                     port,
                     dir,
                     process: Some(process),
+                    dial,
                 });
             }
             Err(e) if port_in_use(&log_tail(&log, 20)) => last = Some(e),
@@ -285,4 +312,24 @@ async fn start_sentinel(
         }
     }
     Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+}
+
+/// The `port` lines of a sentinel's configuration: plaintext, or TLS only.
+fn port_lines(port: u16, listen: &Listen) -> String {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &listen.tls {
+        return format!("port 0\ntls-port {port}\n{}", tls.sentinel_conf());
+    }
+    let _ = listen;
+    format!("port {port}\n")
+}
+
+fn sentinel_dial(port: u16, listen: &Listen) -> Dial {
+    #[cfg(feature = "tls")]
+    return Dial::with_tls(loopback(port), listen.tls.as_ref());
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = listen;
+        Dial::plain(loopback(port))
+    }
 }
