@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::conn::{PgConnection, connect};
 use super::error::Error;
 use super::hosts::HostConfig;
+use super::login::Login;
 use super::role::ServerRole;
 use crate::error::{Classify, ErrorClass};
 
@@ -57,17 +58,24 @@ impl From<&Error> for ProbeError {
     }
 }
 
-/// The real backend: the host configurations and the login deadline of a probe.
+/// The real backend: the host configurations, the credential provider if there is one, and
+/// the login deadline of a probe.
 #[derive(Debug)]
 pub(crate) struct PgBackend {
     hosts: Vec<HostConfig>,
+    login: Option<Login>,
     probe_timeout: Duration,
 }
 
 impl PgBackend {
-    pub(crate) fn new(hosts: Vec<HostConfig>, probe_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        hosts: Vec<HostConfig>,
+        login: Option<Login>,
+        probe_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(PgBackend {
             hosts,
+            login,
             probe_timeout,
         })
     }
@@ -83,7 +91,10 @@ impl PgBackend {
         generation: u64,
         login: Duration,
     ) -> Result<PgConnection, Error> {
-        connect(host, &self.hosts[host], generation, login).await
+        match &self.login {
+            Some(l) => l.connect(host, &self.hosts[host], generation, login).await,
+            None => connect(host, &self.hosts[host], generation, login).await,
+        }
     }
 }
 

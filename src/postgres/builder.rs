@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::hosts;
+use super::login::Login;
 use super::pool::FailoverPool;
 use super::role::TargetRole;
 use super::settings::{Settings, default_backoff, default_retry_policy};
 use super::ssl::SslMode;
 use super::timeouts::Timeouts;
 use super::tls_plan::TlsPlan;
+use crate::auth::{CachedCredentials, CredentialProvider};
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder};
 use crate::retry::{ExponentialBackoff, RetryBudget, RetryPolicy};
@@ -67,6 +69,7 @@ pub struct FailoverPoolBuilder {
     ssl_mode: Option<SslMode>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsOptions>,
+    credentials: Option<Arc<dyn CredentialProvider>>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
@@ -86,7 +89,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("budget", &self.budget.is_some())
             .field("rediscovery_interval", &self.rediscovery_interval)
             .field("health", &self.health.is_some())
-            .field("ssl_mode", &self.ssl_mode);
+            .field("ssl_mode", &self.ssl_mode)
+            .field("credentials", &self.credentials.is_some());
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish_non_exhaustive()
@@ -113,6 +117,7 @@ impl Default for FailoverPoolBuilder {
             ssl_mode: None,
             #[cfg(feature = "tls")]
             tls: None,
+            credentials: None,
         }
     }
 }
@@ -288,6 +293,20 @@ impl FailoverPoolBuilder {
         self
     }
 
+    /// Where the user and password of each new connection come from, instead of the
+    /// connection string: the provider is asked with the host (or socket directory), port and
+    /// configured user, its answers are cached per host (the pool wraps it in a
+    /// [`CachedCredentials`]; do not wrap it yourself), and each call is bounded by the
+    /// connect timeout. When the server rejects the secret (`28P01`, `28000`) the pool tells
+    /// the provider ([`rejected`](CredentialProvider::rejected)) and logs in once more with
+    /// fresh credentials, so a rotation costs no failed operation. A provider that fails or
+    /// does not answer gives [`ErrorKind::Authentication`](super::ErrorKind::Authentication)
+    /// naming the host. A user returned by the provider replaces the configured one.
+    pub fn credentials(mut self, provider: impl CredentialProvider) -> Self {
+        self.credentials = Some(Arc::new(CachedCredentials::new(provider)));
+        self
+    }
+
     /// Validates the settings and builds the pool. Must be called inside a Tokio runtime: it
     /// starts the health tracker's probe and the re-discovery, whose first run (probing every
     /// host for its role, in the background) starts at once.
@@ -355,6 +374,9 @@ impl FailoverPoolBuilder {
             },
             budget: self.budget,
             rediscovery_interval: self.rediscovery_interval,
+            login: self
+                .credentials
+                .map(|p| Login::new(p, self.timeouts.connect)),
         };
         let mut health = health_defaults(settings.timeouts.probe);
         if let Some(customize) = self.health {

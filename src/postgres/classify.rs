@@ -95,6 +95,9 @@ impl Classify for tokio_postgres::Error {
                 Some(code) => classify_sqlstate(code),
                 None => Classification::permanent(),
             },
+            ClientKind::Tls if matches!(tls_failure(self), Some(TlsFailure::Refused)) => {
+                Classification::permanent()
+            }
             ClientKind::Connect | ClientKind::Tls => Classification::transient().not_executed(),
             ClientKind::Closed
             | ClientKind::Io
@@ -126,7 +129,9 @@ impl Classify for tokio_postgres::Error {
 /// | connect refused or unreachable | transient | no | yes |
 /// | `40001` serialization failure, `40P01` deadlock | transient | no | no |
 /// | `53300` too many connections | throttled | no | no |
-/// | other SQL errors, authentication, conversions | permanent | — | no |
+/// | TLS: a certificate refused by either side, or no TLS where it is required | permanent | — | no |
+/// | TLS: the connection broke during the handshake | transient | no | yes |
+/// | other SQL errors, authentication (class `28`), conversions | permanent | — | no |
 ///
 /// ```
 /// // Errors from the caller's own code are not failover signals.
@@ -142,11 +147,11 @@ pub fn is_failover_error(err: &tokio_postgres::Error) -> bool {
             Some(code) => is_failover_sqlstate(code),
             None => false,
         },
+        ClientKind::Tls => !matches!(tls_failure(err), Some(TlsFailure::Refused)),
         ClientKind::Closed
         | ClientKind::Connect
         | ClientKind::Io
         | ClientKind::Timeout
-        | ClientKind::Tls
         | ClientKind::Parse
         | ClientKind::UnexpectedMessage => true,
         ClientKind::Encode
@@ -178,6 +183,46 @@ pub(crate) fn breaks_connection(err: &tokio_postgres::Error) -> bool {
         | ClientKind::UnexpectedMessage => true,
         _ => false,
     }
+}
+
+/// Why a TLS handshake failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlsFailure {
+    /// A certificate was refused (by either side), the handshake could not agree, or the
+    /// server does not offer TLS: the same will happen next time.
+    Refused,
+    /// The connection broke during the handshake.
+    Broken,
+}
+
+/// What kind of TLS failure `err` is; `None` when it is not one.
+pub(crate) fn tls_failure(err: &tokio_postgres::Error) -> Option<TlsFailure> {
+    if client_kind(err) != ClientKind::Tls {
+        return None;
+    }
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        if e.to_string() == "server does not support TLS" {
+            return Some(TlsFailure::Refused);
+        }
+        #[cfg(feature = "tls")]
+        {
+            let rustls_error = e.downcast_ref::<rustls::Error>().is_some()
+                || e.downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::get_ref)
+                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            if rustls_error {
+                return Some(TlsFailure::Refused);
+            }
+        }
+        cur = e.source();
+    }
+    Some(TlsFailure::Broken)
+}
+
+/// `true` when the server refused the login (SQLSTATE class `28`).
+pub(crate) fn is_login_refusal(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|c| c.code().starts_with("28"))
 }
 
 /// Walks `err`'s source chain for a tokio-postgres error.

@@ -186,19 +186,24 @@ pub(crate) async fn connect(
     generation: u64,
     login: Duration,
 ) -> Result<PgConnection, Error> {
+    connect_with(host_index, host, &host.config, generation, login).await
+}
+
+/// [`connect`] with `config` (the host's, with credentials from a provider) instead of the
+/// host's own.
+pub(crate) async fn connect_with(
+    host_index: usize,
+    host: &HostConfig,
+    config: &tokio_postgres::Config,
+    generation: u64,
+    login: Duration,
+) -> Result<PgConnection, Error> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &host.tls {
-        let connecting = host.config.connect(tls.clone());
+        let connecting = config.connect(tls.clone());
         return finish(host_index, host, generation, login, connecting).await;
     }
-    finish(
-        host_index,
-        host,
-        generation,
-        login,
-        host.config.connect(NoTls),
-    )
-    .await
+    finish(host_index, host, generation, login, config.connect(NoTls)).await
 }
 
 /// The rest of [`connect`], for either kind of stream.

@@ -6,7 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::classify::{breaks_connection, find_pg_error, is_failover_error, is_failover_sqlstate};
+use super::classify::{
+    TlsFailure, breaks_connection, find_pg_error, is_failover_error, is_failover_sqlstate,
+    is_login_refusal, tls_failure,
+};
 use super::role::{ServerRole, TargetRole};
 use crate::error::{Classification, Classify, Execution};
 use crate::retry::StopReason;
@@ -22,6 +25,16 @@ pub enum ErrorKind {
     Connect,
     /// Connecting to a host (TCP, TLS and login) did not finish within the login timeout.
     ConnectTimeout,
+    /// The server refused the login (SQLSTATE class `28`: a wrong password, a user or
+    /// database `pg_hba.conf` does not admit, a login it admits only over TLS or only with a
+    /// client certificate), or the [credential provider](super::FailoverPoolBuilder::credentials)
+    /// gave no credentials (its error is the source) or none within the connect timeout.
+    /// Permanent, except a provider's transient failure or timeout.
+    Authentication,
+    /// The TLS handshake with a host failed: its certificate was refused (another name, an
+    /// unknown authority, expired), it refused ours, or it does not offer TLS and the
+    /// `sslmode` requires it. Permanent, except a connection lost during the handshake.
+    Tls,
     /// A host answered but is not of the wanted role.
     WrongRole,
     /// No host is known to be usable as the wanted role (every host down or of another role,
@@ -101,6 +114,7 @@ struct Inner {
 enum Source {
     Postgres(tokio_postgres::Error),
     Earlier(Error),
+    Credentials(crate::auth::CredentialError),
 }
 
 impl Error {
@@ -141,8 +155,52 @@ impl Error {
         e
     }
 
+    /// A failed connect: [`ErrorKind::Authentication`] for a refused login,
+    /// [`ErrorKind::Tls`] for a failed handshake, else [`ErrorKind::Connect`].
     pub(crate) fn connect(host: Arc<str>, source: tokio_postgres::Error) -> Self {
-        Error::new(ErrorKind::Connect).on(host).pg(source)
+        let kind = if is_login_refusal(&source) {
+            ErrorKind::Authentication
+        } else if tls_failure(&source).is_some() {
+            ErrorKind::Tls
+        } else {
+            ErrorKind::Connect
+        };
+        let mut e = Error::new(kind).on(host);
+        if kind == ErrorKind::Authentication
+            && source
+                .as_db_error()
+                .is_some_and(|db| db.message().ends_with("no encryption"))
+        {
+            e.inner.reason = Some(Arc::from(
+                "the server admits this login only over TLS (sslmode is disable)",
+            ));
+        }
+        e.pg(source)
+    }
+
+    /// The credential provider failed for `host`.
+    pub(crate) fn credentials(host: Arc<str>, source: crate::auth::CredentialError) -> Self {
+        let mut e = Error::new(ErrorKind::Authentication).on(host);
+        e.inner.source = Some(Source::Credentials(source));
+        e
+    }
+
+    /// The credential provider did not answer for `host` within `timeout`.
+    pub(crate) fn credentials_timeout(host: Arc<str>, timeout: Duration) -> Self {
+        let mut e = Error::new(ErrorKind::Authentication).on(host);
+        e.inner.timeout = Some(timeout);
+        e.inner.reason = Some(Arc::from("the credential provider did not answer"));
+        e
+    }
+
+    /// `true` when the server refused the login with a secret that a fresh one may fix
+    /// (`28P01` wrong password, `28000` no rule admits it).
+    pub(crate) fn is_rejected_secret(&self) -> bool {
+        self.inner.kind == ErrorKind::Authentication
+            && self
+                .pg_source()
+                .and_then(tokio_postgres::Error::code)
+                .is_some_and(|c| matches!(c.code(), "28P01" | "28000"))
     }
 
     pub(crate) fn connect_timeout(host: Arc<str>, timeout: Duration) -> Self {
@@ -231,15 +289,17 @@ impl Error {
         self.inner.kind == ErrorKind::OutcomeUnknown
     }
 
-    /// `true` when a limit ran out: the acquire, login, query or attempt timeout.
+    /// `true` when a limit ran out: the acquire, login, query or attempt timeout, or the
+    /// connect timeout of a credential provider.
     pub fn is_timeout(&self) -> bool {
-        matches!(
-            self.inner.kind,
+        match self.inner.kind {
             ErrorKind::AcquireTimeout
-                | ErrorKind::ConnectTimeout
-                | ErrorKind::QueryTimeout
-                | ErrorKind::AttemptTimeout
-        )
+            | ErrorKind::ConnectTimeout
+            | ErrorKind::QueryTimeout
+            | ErrorKind::AttemptTimeout => true,
+            ErrorKind::Authentication => self.inner.timeout.is_some(),
+            _ => false,
+        }
     }
 
     /// `true` when the pool was closed.
@@ -278,6 +338,8 @@ impl Error {
             ErrorKind::Connect | ErrorKind::Postgres => {
                 self.pg_source().is_some_and(is_failover_error)
             }
+            ErrorKind::Authentication => false,
+            ErrorKind::Tls => self.classify().class() != crate::error::ErrorClass::Permanent,
             ErrorKind::ConnectTimeout
             | ErrorKind::WrongRole
             | ErrorKind::NoHost
@@ -313,6 +375,15 @@ impl Classify for Error {
                 Some(pg) if pg.code().is_some_and(|c| !is_failover_sqlstate(c)) => pg.classify(),
                 _ => Classification::transient().not_executed(),
             },
+            ErrorKind::Authentication => match &self.inner.source {
+                Some(Source::Credentials(c)) => c.classify().not_executed(),
+                Some(Source::Postgres(_)) => Classification::permanent(),
+                _ => Classification::transient().not_executed(),
+            },
+            ErrorKind::Tls => match self.pg_source().and_then(tls_failure) {
+                Some(TlsFailure::Refused) => Classification::permanent(),
+                _ => Classification::transient().not_executed(),
+            },
             ErrorKind::ConnectTimeout
             | ErrorKind::WrongRole
             | ErrorKind::NoHost
@@ -340,6 +411,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::AcquireTimeout => "acquire timeout",
             ErrorKind::Connect => "connect failed",
             ErrorKind::ConnectTimeout => "connect timeout",
+            ErrorKind::Authentication => "authentication failed",
+            ErrorKind::Tls => "tls failed",
             ErrorKind::WrongRole => "wrong role",
             ErrorKind::NoHost => "no host",
             ErrorKind::QueryTimeout => "query timeout",
@@ -367,6 +440,18 @@ impl fmt::Display for Error {
             }
             ErrorKind::Connect => write!(f, "could not connect to {host}"),
             ErrorKind::ConnectTimeout => write!(f, "connecting to {host} timed out after {t:?}"),
+            ErrorKind::Authentication => match (&i.source, i.timeout) {
+                (Some(Source::Credentials(_)), _) => write!(f, "no credentials for {host}"),
+                (_, Some(t)) => write!(f, "no credentials for {host} within {t:?}"),
+                _ => {
+                    write!(f, "{host} refused the login")?;
+                    match &i.reason {
+                        Some(r) => write!(f, ": {r}"),
+                        None => Ok(()),
+                    }
+                }
+            },
+            ErrorKind::Tls => write!(f, "TLS with {host} failed"),
             ErrorKind::WrongRole => match i.actual {
                 Some(actual) => write!(f, "{host} is a {actual}, not usable as {wanted}"),
                 None => write!(f, "{host} is not usable as {wanted}"),
@@ -431,6 +516,7 @@ impl fmt::Debug for Error {
         match &i.source {
             Some(Source::Postgres(e)) => d.field("source", e),
             Some(Source::Earlier(e)) => d.field("source", e),
+            Some(Source::Credentials(e)) => d.field("source", e),
             None => &mut d,
         };
         d.finish()
@@ -442,6 +528,7 @@ impl StdError for Error {
         match &self.inner.source {
             Some(Source::Postgres(e)) => Some(e),
             Some(Source::Earlier(e)) => Some(e),
+            Some(Source::Credentials(e)) => Some(e),
             None => None,
         }
     }

@@ -11,6 +11,7 @@ use tokio_postgres::config::{Host, SslMode};
 use super::ssl::{self, SslKeys};
 use super::timeouts::Timeouts;
 pub(crate) use super::tls_plan::TlsPlan;
+use crate::auth::CredentialRequest;
 use crate::error::ConfigError;
 
 /// One host of the pool: its display name (`host:port`, or the socket path for a Unix-socket
@@ -18,6 +19,9 @@ use crate::error::ConfigError;
 pub(crate) struct HostConfig {
     pub(crate) name: Arc<str>,
     pub(crate) config: tokio_postgres::Config,
+    /// What a credential provider is asked for this host: its host (or socket directory),
+    /// port and configured user.
+    pub(crate) request: CredentialRequest<'static>,
     /// The TLS connector of this host (its own server name), when it uses TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<super::tls::PgTls>,
@@ -188,9 +192,18 @@ pub(crate) fn host_configs(
             Address::Unix(_) => None,
         };
         c.ssl_mode(tls.client_mode(tls_name.is_some()));
+        let target = match &address {
+            Address::Tcp { host, .. } => host.clone(),
+            Address::Unix(dir) => dir.display().to_string(),
+        };
+        let mut request = CredentialRequest::new(target, port);
+        if let Some(u) = base.get_user() {
+            request = request.with_user(u.to_owned());
+        }
         hosts.push(HostConfig {
             name,
             config: c,
+            request,
             #[cfg(feature = "tls")]
             tls: match tls_name {
                 Some(n) => tls.connector(n)?,

@@ -87,6 +87,7 @@ mod core;
 mod discover;
 mod error;
 mod hosts;
+mod login;
 mod manager;
 mod pool;
 mod read;

@@ -84,7 +84,7 @@ impl FailoverPool {
         settings: Settings,
         health: HealthTrackerBuilder<Arc<str>>,
     ) -> Result<Self, ConfigError> {
-        let backend = PgBackend::new(hosts, settings.timeouts.probe);
+        let backend = PgBackend::new(hosts, settings.login.clone(), settings.timeouts.probe);
         let topology = Topology::start(
             backend.clone(),
             backend.names(),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::login::Login;
 use super::role::TargetRole;
 use super::timeouts::Timeouts;
 use super::topology::DiscoveryConfig;
@@ -22,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) retry_policy: RetryPolicy,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) rediscovery_interval: Duration,
+    /// The credential provider of new connections, if any.
+    pub(crate) login: Option<Login>,
 }
 
 impl Settings {

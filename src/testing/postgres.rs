@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use super::Error;
+use super::postgres_tls::{NodeSetup, PgClusterBuilder};
 use super::process::{
     COMMAND_TIMEOUT, POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port,
     is_root, log_tail, poll_until, port_in_use, run,
@@ -110,6 +111,7 @@ pub struct PgNode {
     port: u16,
     dir: TempDir,
     bin: PgBin,
+    setup: NodeSetup,
 }
 
 impl PgNode {
@@ -154,6 +156,17 @@ impl PgNode {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The directory of the server's Unix socket (`unix_socket_directories`): connect with
+    /// `host=<this dir> port=<port>`; the socket file is `.s.PGSQL.<port>` in it.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `true` when the server runs with `ssl=on` (see [`PgCluster::builder`]).
+    pub fn tls(&self) -> bool {
+        self.setup.tls()
+    }
+
     /// The postmaster's process id while the fixture holds a process.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ServerProcess::pid)
@@ -183,6 +196,9 @@ impl PgNode {
             "wal_receiver_status_interval=1s",
             "logging_collector=off",
         ] {
+            cmd.arg("-c").arg(setting);
+        }
+        for setting in self.setup.settings(&dir) {
             cmd.arg("-c").arg(setting);
         }
         let name = format!("{} on port {}", self.name, self.port);
@@ -241,9 +257,11 @@ impl PgNode {
             "-v",
             "VERBOSITY=verbose",
         ])
+        // Through the Unix socket (`local ... trust`): the TCP rules of a TLS or password
+        // cluster do not apply to the fixture itself.
+        .arg("-h")
+        .arg(self.socket_dir())
         .args([
-            "-h",
-            "127.0.0.1",
             "-p",
             &self.port.to_string(),
             "-U",
@@ -455,7 +473,13 @@ impl PgCluster {
     /// Fails with [`Error::MissingBinary`] (hint `apt-get install postgresql-15`) when the
     /// binaries are missing.
     pub async fn start(standbys: usize) -> Result<Self, Error> {
-        Self::start_with_bin_dir(PgBin::default_dir(), standbys).await
+        Self::builder().standbys(standbys).start().await
+    }
+
+    /// A cluster with TLS (`ssl=on`), `hostssl`-only or client-certificate rules, or password
+    /// users: see [`PgClusterBuilder`].
+    pub fn builder() -> PgClusterBuilder {
+        PgClusterBuilder::default()
     }
 
     /// Like [`start`](Self::start), with the binaries taken from `bin_dir` (another Postgres
@@ -464,14 +488,27 @@ impl PgCluster {
         bin_dir: impl Into<PathBuf>,
         standbys: usize,
     ) -> Result<Self, Error> {
-        let bin = PgBin::locate(bin_dir.into())?;
-        let primary = launch(&bin, "postgres-primary", None).await?;
+        Self::builder()
+            .bin_dir(bin_dir)
+            .standbys(standbys)
+            .start()
+            .await
+    }
+
+    pub(super) async fn launch_all(
+        bin_dir: Option<PathBuf>,
+        standbys: usize,
+        setup: NodeSetup,
+    ) -> Result<Self, Error> {
+        let bin = PgBin::locate(bin_dir.unwrap_or_else(PgBin::default_dir))?;
+        let primary = launch(&bin, "postgres-primary", None, &setup).await?;
         let mut nodes = vec![primary];
         for i in 0..standbys {
             let standby = launch(
                 &bin,
                 &format!("postgres-standby-{}", i + 1),
                 Some(&nodes[0]),
+                &setup,
             )
             .await?;
             nodes.push(standby);
@@ -533,13 +570,19 @@ impl PgCluster {
 
 /// Creates and starts one node: `initdb` for a primary, `pg_basebackup` from `primary` for a
 /// standby. Retries on another port when the port was taken.
-async fn launch(bin: &PgBin, name: &str, primary: Option<&PgNode>) -> Result<PgNode, Error> {
+async fn launch(
+    bin: &PgBin,
+    name: &str,
+    primary: Option<&PgNode>,
+    setup: &NodeSetup,
+) -> Result<PgNode, Error> {
     let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
         let dir = tempfile::Builder::new()
             .prefix("switchover-pg-")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
+        setup.write_files(dir.path())?;
         hand_over(dir.path()).await?;
         let mut node = PgNode {
             process: None,
@@ -547,6 +590,7 @@ async fn launch(bin: &PgBin, name: &str, primary: Option<&PgNode>) -> Result<PgN
             port: free_port()?,
             dir,
             bin: bin.clone(),
+            setup: setup.clone(),
         };
         let data = node.data_dir();
         let mut cmd = match primary {
@@ -588,6 +632,9 @@ async fn launch(bin: &PgBin, name: &str, primary: Option<&PgNode>) -> Result<PgN
             "initdb"
         };
         run(&mut cmd, what, COMMAND_TIMEOUT).await?;
+        if primary.is_none() {
+            setup.write_hba(&data)?;
+        }
         match node.spawn_and_wait().await {
             Ok(()) => {}
             Err(e) if port_in_use(&node.log()) => {
