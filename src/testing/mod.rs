@@ -62,6 +62,7 @@ mod certs;
 mod dynamodb;
 mod error;
 mod postgres;
+mod postgres_tls;
 mod process;
 mod proxy;
 mod redis;
@@ -80,6 +81,7 @@ pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
 pub use certs::{IssuedCert, LOCALHOST_NAMES, TestCa};
 pub use error::Error;
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
+pub use postgres_tls::PgClusterBuilder;
 pub use proxy::{FaultProxy, Mode};
 pub use redis::{RedisReplicaSet, RedisServer};
 #[cfg(feature = "tls")]
