@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use super::backend::Backend;
 use super::classify::is_readonly;
 use super::command::{Route, route_cmd};
 use super::error::Error;
+use super::login::{LoginFailure, login_failure};
 use super::node::{Node, NodeId};
 use super::pool::Inner;
 use super::session::Session;
@@ -92,19 +94,29 @@ impl Reply for PipelineReply<'_> {
 pub(crate) struct AttemptError {
     pub(crate) err: RedisError,
     pub(crate) class: Classification,
+    /// Why no primary was confirmed, when that is the failure (boxed: rare).
+    primary: Option<Box<NoPrimary>>,
 }
 
 impl AttemptError {
     /// The request never reached the node (no connection).
     fn not_sent(err: RedisError) -> Self {
         let class = err.classify().not_executed();
-        AttemptError { err, class }
+        AttemptError {
+            err,
+            class,
+            primary: None,
+        }
     }
 
     /// The request was sent; the error says whether it may have run.
     fn sent(err: RedisError) -> Self {
         let class = err.classify();
-        AttemptError { err, class }
+        AttemptError {
+            err,
+            class,
+            primary: None,
+        }
     }
 
     /// Not sent: the primary moved to `to` since this attempt's endpoint was picked. Retried at
@@ -117,6 +129,7 @@ impl AttemptError {
             )),
             // The node did its job by being what it is: not counted against its health.
             class: Classification::redirected(),
+            primary: None,
         }
     }
 
@@ -124,8 +137,9 @@ impl AttemptError {
     fn no_primary(e: NoPrimary) -> Self {
         let class = e.classify();
         AttemptError {
-            err: Error::no_primary(e).into(),
+            err: Error::no_primary(e.clone()).into(),
             class,
+            primary: Some(Box::new(e)),
         }
     }
 
@@ -135,6 +149,7 @@ impl AttemptError {
         AttemptError {
             err: Error::no_replica().into(),
             class: Classification::permanent(),
+            primary: None,
         }
     }
 
@@ -213,6 +228,9 @@ impl<B: Backend> Inner<B> {
             Kind::Read => Target::Read(&reads),
         };
         let send = &send;
+        // When the call first waited for a primary: set on the cold path only.
+        let waiting = OnceLock::new();
+        let waiting = &waiting;
         let result = self
             .router
             .call(&self.retry, |a| {
@@ -222,7 +240,7 @@ impl<B: Backend> Inner<B> {
                     refused,
                     idempotent,
                 };
-                self.attempt(a.endpoint(), how, send)
+                self.attempt(a.endpoint(), how, send, waiting)
             })
             .target(target)
             .bounded_by(match kind {
@@ -241,7 +259,40 @@ impl<B: Backend> Inner<B> {
                 }
                 Ok(v)
             }
-            Err(e) => Err(failed(e)),
+            Err(e) => Err(self.failed(e, waiting)),
+        }
+    }
+
+    /// The caller's error for a call the runner gave up on: the last attempt's, or a timeout
+    /// when the last attempt was cut; a call that found no primary says how long it waited in
+    /// all, and which server refused the login when that is why.
+    #[cold]
+    fn failed(
+        &self,
+        e: RouteError<NodeId, AttemptError>,
+        waiting: &OnceLock<Instant>,
+    ) -> RedisError {
+        tracing::debug!(target: "switchover::redis", reason = %e.reason(), attempts = e.attempts(), "command failed");
+        let timed_out = e.timed_out();
+        let attempts = e.attempts();
+        match e.into_last_error() {
+            Some(AttemptError {
+                primary: Some(np), ..
+            }) => {
+                if np.is_permanent()
+                    && let Some(r) = self.topology.refusal()
+                {
+                    return Error::refused("redis node", &r.node, r.tls, r.err).into();
+                }
+                let waited = waiting.get().map_or(Duration::ZERO, |t| t.elapsed());
+                Error::no_primary_after(*np, waited, attempts).into()
+            }
+            Some(a) if !timed_out => a.err,
+            Some(a) => RedisError::from(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out (the last error before: {})", a.err),
+            )),
+            None => RedisError::from(io::Error::from(io::ErrorKind::TimedOut)),
         }
     }
 
@@ -257,6 +308,7 @@ impl<B: Backend> Inner<B> {
         ep: &Endpoint<NodeId>,
         how: How,
         send: &F,
+        waiting: &OnceLock<Instant>,
     ) -> Result<T, AttemptError>
     where
         F: Fn(B::Conn) -> Fut,
@@ -265,6 +317,7 @@ impl<B: Backend> Inner<B> {
         match how.kind {
             Kind::Write if self.rediscovery.in_doubt() || ep.role() != Role::Primary => {
                 // Boxed: the wait's state stays out of every command's future.
+                waiting.get_or_init(Instant::now);
                 Box::pin(self.confirm_primary(ep)).await?;
             }
             Kind::Read if how.refused && ep.role() != Role::Replica => {
@@ -280,7 +333,7 @@ impl<B: Backend> Inner<B> {
                 Ok(c) => c,
                 Err(e) => {
                     self.after_failure(node, None, &e);
-                    return Err(AttemptError::not_sent(e));
+                    return Err(AttemptError::not_sent(named(node, e)));
                 }
             },
         };
@@ -369,7 +422,11 @@ impl<B: Backend> Inner<B> {
                 .within_attempt(self.rediscovery.rediscover_after(seen))
                 .await;
         }
-        AttemptError { err: e, class }
+        AttemptError {
+            err: e,
+            class,
+            primary: None,
+        }
     }
 
     /// Drops a broken connection and puts the primary in doubt when the failure says it may
@@ -396,17 +453,12 @@ impl<B: Backend> Inner<B> {
     }
 }
 
-/// The caller's error for a call the runner gave up on: the last attempt's, or a timeout when
-/// the last attempt was cut.
-fn failed(e: RouteError<NodeId, AttemptError>) -> RedisError {
-    tracing::debug!(target: "switchover::redis", reason = %e.reason(), attempts = e.attempts(), "command failed");
-    let timed_out = e.timed_out();
-    match e.into_last_error() {
-        Some(a) if !timed_out => a.err,
-        Some(a) => RedisError::from(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("timed out (the last error before: {})", a.err),
-        )),
-        None => RedisError::from(io::Error::from(io::ErrorKind::TimedOut)),
+/// A failed connect's error, naming the node when it refused the login or the TLS handshake
+/// (redis-rs's error does not say which server it was).
+#[cold]
+fn named<B: Backend>(node: &Node<B>, e: RedisError) -> RedisError {
+    match login_failure(&e) {
+        Some(f) => Error::refused("redis node", &node.name, f == LoginFailure::Tls, e).into(),
+        None => e,
     }
 }

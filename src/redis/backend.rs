@@ -1,21 +1,20 @@
 //! The seam between the failover logic and redis-rs: how the pool reaches a node or a sentinel.
 //!
-//! [`Backend`] is implemented by [`RedisIo`] (redis-rs multiplexed connections, deadpool for
-//! dedicated connections) and, in the unit tests, by a scripted fake. The pool is generic over
+//! [`Backend`] is implemented by [`RedisIo`] (redis-rs multiplexed connections over the streams
+//! [`Connector`] opens, a small pool of dedicated connections per node) and, in the unit tests, by a scripted fake. The pool is generic over
 //! it, so the hot path calls redis-rs directly: no boxing, no dynamic dispatch.
 
 use std::future::Future;
-use std::sync::RwLock;
-use std::time::Duration;
+use std::sync::Arc;
 
-use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
-    RedisError, RedisResult, Value,
-};
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisResult, Value};
 
-use super::config::{NodeAddr, Secret, Settings, Timeouts};
+use super::config::{NodeAddr, Settings, Timeouts};
+use super::connect::{Connector, Tls};
 use super::error::Error;
+use super::login::Login;
+use super::spares::{Lease, Spares};
 
 /// How the pool talks to its nodes and sentinels.
 pub(crate) trait Backend: Send + Sync + Sized + 'static {
@@ -64,62 +63,95 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
 /// The real backend: redis-rs.
 #[derive(Debug)]
 pub(crate) struct RedisIo {
-    username: Option<String>,
-    password: Option<Secret>,
-    sentinel_username: Option<String>,
-    sentinel_password: Option<Secret>,
+    login: Login,
+    sentinel_login: Login,
+    /// TLS to the data nodes (`None`: plaintext; never for a Unix socket).
+    tls: Option<Tls>,
+    /// TLS to the sentinels given without a `redis://` scheme.
+    sentinel_tls: Option<Tls>,
+    /// Sentinels given as `redis://`: plaintext even when the rest is TLS.
+    plaintext_sentinels: Vec<NodeAddr>,
     db: i64,
     timeouts: Timeouts,
     dedicated_size: usize,
+    /// Shared connections: redis-rs's response timeout on every command.
+    shared: AsyncConnectionConfig,
+    /// Dedicated connections apply their own, per-command timeout (blocking commands wait
+    /// longer than the response timeout).
+    dedicated: AsyncConnectionConfig,
 }
 
 impl RedisIo {
     pub(crate) fn new(s: &Settings) -> Self {
         RedisIo {
-            username: s.username.clone(),
-            password: s.password.clone(),
-            sentinel_username: s.sentinel_username.clone(),
-            sentinel_password: s.sentinel_password.clone(),
+            login: s.login.clone(),
+            sentinel_login: s.sentinel_login.clone(),
+            tls: s.tls.clone(),
+            sentinel_tls: s.sentinel_tls.clone(),
+            plaintext_sentinels: s.plaintext_sentinels.clone(),
             db: s.db,
             timeouts: s.timeouts,
             dedicated_size: s.dedicated_pool_size,
+            shared: AsyncConnectionConfig::new()
+                .set_response_timeout(Some(s.timeouts.response_timeout())),
+            dedicated: AsyncConnectionConfig::new().set_response_timeout(None),
         }
     }
 
-    /// A redis-rs client for a sentinel (its own credentials, database 0).
-    pub(crate) fn sentinel_client(&self, addr: &NodeAddr) -> Result<Client, Error> {
-        client_for(
-            addr,
-            self.sentinel_username.as_ref(),
-            self.sentinel_password.as_ref(),
-            0,
-        )
+    /// The database of the data nodes.
+    pub(crate) fn db(&self) -> i64 {
+        self.db
     }
 
-    fn config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect_timeout()))
-            .set_response_timeout(Some(self.timeouts.response_timeout()))
+    /// How to reach a sentinel (TLS unless it was given as `redis://`).
+    fn sentinel(&self, addr: &NodeAddr) -> Connector {
+        let tls = match self.plaintext_sentinels.contains(addr) {
+            true => None,
+            false => self.sentinel_tls.as_ref(),
+        };
+        Connector::new(addr, tls)
+    }
+
+    /// A pub/sub connection to a sentinel (its own credentials, database 0), logged in.
+    pub(crate) async fn sentinel_pubsub(&self, addr: &NodeAddr) -> RedisResult<PubSub> {
+        let to = self.sentinel(addr);
+        let limit = self.timeouts.connect_timeout();
+        self.sentinel_login
+            .open(addr, 0, limit, |info| {
+                let to = &to;
+                async move { to.pubsub(&info, limit).await }
+            })
+            .await
+    }
+
+    /// A dedicated connection to `node`, logged in with the credentials of this moment.
+    pub(crate) async fn dedicated(&self, node: &NodeClient) -> RedisResult<Lease> {
+        let limit = self.timeouts.connect_timeout();
+        let open = || {
+            self.login
+                .open(node.to.addr(), self.db, limit, |info| async move {
+                    node.to.multiplexed(&info, &self.dedicated, limit).await
+                })
+        };
+        node.spares.get(open).await
+    }
+
+    /// A pub/sub connection to `node`, logged in.
+    pub(crate) async fn pubsub(&self, node: &NodeClient) -> RedisResult<PubSub> {
+        let limit = self.timeouts.connect_timeout();
+        self.login
+            .open(node.to.addr(), self.db, limit, |info| async move {
+                node.to.pubsub(&info, limit).await
+            })
+            .await
     }
 }
 
-/// What the real backend keeps per node: the redis-rs client and the node's pool of dedicated
-/// connections (replaced when the node changes role).
+/// What the real backend keeps per node: how to reach it, and its dedicated connections.
+#[derive(Debug)]
 pub(crate) struct NodeClient {
-    client: Client,
-    dedicated: RwLock<deadpool_redis::Pool>,
-    size: usize,
-    connect_timeout: Duration,
-}
-
-impl NodeClient {
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(crate) fn dedicated_pool(&self) -> deadpool_redis::Pool {
-        crate::sync::read(&self.dedicated).clone()
-    }
+    to: Connector,
+    spares: Arc<Spares>,
 }
 
 impl Backend for RedisIo {
@@ -127,26 +159,19 @@ impl Backend for RedisIo {
     type Conn = MultiplexedConnection;
 
     fn client(&self, addr: &NodeAddr) -> Result<NodeClient, Error> {
-        let client = client_for(
-            addr,
-            self.username.as_ref(),
-            self.password.as_ref(),
-            self.db,
-        )?;
-        let connect_timeout = self.timeouts.connect_timeout();
-        let dedicated = dedicated_pool(&client, self.dedicated_size, connect_timeout)?;
+        let wait = self.timeouts.connect_timeout().saturating_mul(4);
         Ok(NodeClient {
-            client,
-            dedicated: RwLock::new(dedicated),
-            size: self.dedicated_size,
-            connect_timeout,
+            to: Connector::new(addr, self.tls.as_ref()),
+            spares: Spares::new(self.dedicated_size, wait),
         })
     }
 
     async fn connect(&self, client: &NodeClient) -> RedisResult<MultiplexedConnection> {
-        client
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config())
+        let limit = self.timeouts.connect_timeout();
+        self.login
+            .open(client.to.addr(), self.db, limit, |info| async move {
+                client.to.multiplexed(&info, &self.shared, limit).await
+            })
             .await
     }
 
@@ -169,24 +194,20 @@ impl Backend for RedisIo {
     }
 
     fn reset(&self, client: &NodeClient) {
-        match dedicated_pool(&client.client, client.size, client.connect_timeout) {
-            Ok(fresh) => {
-                let old = std::mem::replace(&mut *crate::sync::write(&client.dedicated), fresh);
-                // Connections in use are discarded when they come back.
-                old.close();
-            }
-            Err(e) => {
-                tracing::warn!(target: "switchover::redis", error = %e, "could not renew the dedicated pool");
-            }
-        }
+        client.spares.clear();
     }
 
     async fn ask_sentinel(&self, sentinel: &NodeAddr, master: &str) -> RedisResult<(Value, Value)> {
-        let client = self.sentinel_client(sentinel).map_err(RedisError::from)?;
+        let to = self.sentinel(sentinel);
+        let connect = self.timeouts.connect_timeout();
         let limit = self.timeouts.exchange();
         let ask = async {
-            let mut c = client
-                .get_multiplexed_async_connection_with_config(&self.config())
+            let mut c = self
+                .sentinel_login
+                .open(sentinel, 0, connect, |info| {
+                    let to = &to;
+                    async move { to.multiplexed(&info, &self.shared, connect).await }
+                })
                 .await?;
             let m: Value = redis::cmd("SENTINEL")
                 .arg("GET-MASTER-ADDR-BY-NAME")
@@ -200,62 +221,8 @@ impl Backend for RedisIo {
                 .await?;
             Ok((m, r))
         };
-        tokio::time::timeout(limit, ask)
-            .await
-            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+        tokio::time::timeout(limit, ask).await.map_err(|_| {
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })?
     }
-}
-
-fn redis_info(
-    username: Option<&String>,
-    password: Option<&Secret>,
-    db: i64,
-) -> RedisConnectionInfo {
-    let mut info = RedisConnectionInfo::default().set_db(db);
-    if let Some(u) = username {
-        info = info.set_username(u);
-    }
-    if let Some(p) = password {
-        info = info.set_password(&p.0);
-    }
-    info
-}
-
-fn client_for(
-    addr: &NodeAddr,
-    username: Option<&String>,
-    password: Option<&Secret>,
-    db: i64,
-) -> Result<Client, Error> {
-    let info = addr
-        .connection_addr()
-        .into_connection_info()
-        .map_err(|e| Error::node(&addr.to_string(), e))?
-        .set_redis_settings(redis_info(username, password, db));
-    Client::open(info).map_err(|e| Error::node(&addr.to_string(), e))
-}
-
-fn dedicated_pool(
-    client: &Client,
-    size: usize,
-    connect_timeout: Duration,
-) -> Result<deadpool_redis::Pool, Error> {
-    let node = client.get_connection_info().addr().to_string();
-    let manager = deadpool_redis::Manager::new_with_config(
-        client.get_connection_info().clone(),
-        // Dedicated connections apply their own, per-command timeout (blocking commands wait
-        // longer than the response timeout).
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(None),
-    )
-    .map_err(|e| Error::dedicated(&node, "could not create the connection manager", Some(e)))?;
-    deadpool_redis::Pool::builder(manager)
-        .max_size(size)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .wait_timeout(Some(connect_timeout * 4))
-        .create_timeout(Some(connect_timeout))
-        .recycle_timeout(Some(connect_timeout))
-        .build()
-        .map_err(|e| Error::dedicated(&node, e.to_string(), None))
 }

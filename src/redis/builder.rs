@@ -2,13 +2,16 @@
 //! connection is made.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::RedisIo;
-use super::config::{NodeAddr, ReadFrom, Secret, Settings, Source, Timeouts, check_duration};
+use super::config::{NodeAddr, ReadFrom, Settings, Source, Timeouts, check_duration};
+use super::connect::{TlsOptions, load_tls};
 use super::error::Error;
 use super::node::NodeId;
 use super::pool::{Parts, SplitPool};
+use crate::auth::{CredentialProvider, Secret};
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder};
 use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
@@ -44,7 +47,11 @@ type HealthCustomizer =
 /// |---|---|---|
 /// | [`nodes`](Self::nodes) / [`sentinels`](Self::sentinels) + [`master_name`](Self::master_name) | — (one of them is required) | where the nodes are |
 /// | [`username`](Self::username), [`password`](Self::password) | none | credentials of the data nodes |
+/// | [`credentials`](Self::credentials) | none | a provider of the data nodes' credentials, asked for each new connection |
 /// | [`sentinel_username`](Self::sentinel_username), [`sentinel_password`](Self::sentinel_password) | none | credentials of the sentinels |
+/// | [`sentinel_credentials`](Self::sentinel_credentials) | none | a provider of the sentinels' credentials |
+/// | `tls` (feature `tls`) | plaintext (for `rediss://` addresses: platform roots, full verification) | TLS to the nodes (and the sentinels) |
+/// | `sentinel_tls` (feature `tls`) | as `tls` | TLS to the sentinels, when it differs |
 /// | [`db`](Self::db) | 0 | the database |
 /// | [`timeouts`](Self::timeouts) | connect 250 ms, response 1 s | see [`Timeouts`] |
 /// | [`read_from`](Self::read_from) / [`read_policy`](Self::read_policy) | [`ReadFrom::PreferReplica`] | where reads go |
@@ -67,6 +74,8 @@ pub struct SplitPoolBuilder {
     sentinels: Vec<String>,
     master: Option<String>,
     settings: Settings,
+    tls: Option<TlsOptions>,
+    sentinel_tls: Option<TlsOptions>,
     retry: Option<RetryPolicy>,
     budget: Option<RetryBudget>,
     read_policy: Option<Box<dyn ReadPolicy<NodeId>>>,
@@ -81,6 +90,8 @@ impl fmt::Debug for SplitPoolBuilder {
             .field("sentinels", &redacted(&self.sentinels))
             .field("master", &self.master)
             .field("settings", &self.settings)
+            .field("tls", &self.tls)
+            .field("sentinel_tls", &self.sentinel_tls)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +111,8 @@ impl SplitPool {
             sentinels: Vec::new(),
             master: None,
             settings: Settings::default(),
+            tls: None,
+            sentinel_tls: None,
             retry: None,
             budget: None,
             read_policy: None,
@@ -109,15 +122,21 @@ impl SplitPool {
 }
 
 impl SplitPoolBuilder {
-    /// The nodes (`host:port` or `redis://[user:password@]host:port`) of a static topology.
-    /// Their roles are discovered with `ROLE`; the order does not matter.
+    /// The nodes (`host:port`, `redis://[user:password@]host:port`, `rediss://...` for TLS, or
+    /// `unix:///path/to/redis.sock`) of a static topology. Their roles are discovered with
+    /// `ROLE`; the order does not matter. All are TLS or none: `rediss://` turns TLS on (with
+    /// [`tls`](Self::tls)'s settings, else the platform's roots); a `redis://` node with TLS on
+    /// is refused. A Unix socket never uses TLS.
     pub fn nodes<S: Into<String>>(mut self, nodes: impl IntoIterator<Item = S>) -> Self {
         self.nodes.extend(nodes.into_iter().map(Into::into));
         self
     }
 
-    /// The sentinels (`host:port`) to ask for the primary and replicas of
-    /// [`master_name`](Self::master_name).
+    /// The sentinels (`host:port`, `redis://...`, `rediss://...`) to ask for the primary and
+    /// replicas of [`master_name`](Self::master_name). A `rediss://` sentinel turns TLS on for
+    /// the nodes too (a Sentinel that talks TLS to them has `tls-replication yes`); a sentinel
+    /// given as `redis://` stays plaintext when the rest is TLS; a bare `host:port` follows
+    /// the pool.
     pub fn sentinels<S: Into<String>>(mut self, sentinels: impl IntoIterator<Item = S>) -> Self {
         self.sentinels.extend(sentinels.into_iter().map(Into::into));
         self
@@ -129,27 +148,72 @@ impl SplitPoolBuilder {
         self
     }
 
-    /// The ACL user of the data nodes.
+    /// The ACL user of the data nodes (also the user a [credential provider](Self::credentials)
+    /// is asked for).
     pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.settings.username = Some(username.into());
+        self.settings.login.username = Some(username.into());
         self
     }
 
     /// The password of the data nodes. Never shown in `Debug`, errors or logs.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.settings.password = Some(Secret(password.into()));
+        self.settings.login.password = Some(Secret::new(password.into()));
+        self
+    }
+
+    /// Where the data nodes' credentials come from: `provider` is asked (with the node's host,
+    /// port and the [`username`](Self::username)) before every new connection — shared, `ROLE`,
+    /// dedicated, pub/sub — within the connect timeout; wrap a slow one in
+    /// [`CachedCredentials`](crate::auth::CachedCredentials). When a node rejects the login
+    /// (`WRONGPASS`, `NOAUTH`, `-ERR invalid password`) the provider is told
+    /// ([`rejected`](CredentialProvider::rejected)) and asked once more, so a rotated password
+    /// costs no failed command. Takes the place of [`password`](Self::password); a user in the
+    /// provider's answer wins over [`username`](Self::username).
+    pub fn credentials(mut self, provider: impl CredentialProvider) -> Self {
+        self.settings.login.provider = Some(Arc::new(provider));
         self
     }
 
     /// The ACL user of the sentinels.
     pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
-        self.settings.sentinel_username = Some(username.into());
+        self.settings.sentinel_login.username = Some(username.into());
         self
     }
 
-    /// The password of the sentinels. Never shown.
+    /// The password of the sentinels (they often have their own, `requirepass` in
+    /// `sentinel.conf`). Never shown.
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.settings.sentinel_password = Some(Secret(password.into()));
+        self.settings.sentinel_login.password = Some(Secret::new(password.into()));
+        self
+    }
+
+    /// Where the sentinels' credentials come from, as [`credentials`](Self::credentials) for
+    /// the nodes (every query and subscription is a new connection).
+    pub fn sentinel_credentials(mut self, provider: impl CredentialProvider) -> Self {
+        self.settings.sentinel_login.provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Talk TLS to the nodes (and the sentinels, unless [`sentinel_tls`](Self::sentinel_tls)
+    /// says otherwise or they are given as `redis://`), with the crate's shared
+    /// [`TlsOptions`](crate::tls::TlsOptions) (the Postgres pool takes the same): roots,
+    /// verification level, client certificate for mutual TLS, and a server-name override for
+    /// nodes reported as `ip:port` (by Sentinel, by `ROLE`) whose certificates name a host.
+    /// Loaded and checked by [`build`](Self::build) (a [`ConfigError`] naming `roots`,
+    /// `client_cert`, `client_key` or `server_name`). Not for Unix sockets.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// TLS options of the sentinels when they differ from the nodes' (another CA, another
+    /// server name); turns TLS on for them.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn sentinel_tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.sentinel_tls = Some(options);
         self
     }
 
@@ -285,14 +349,38 @@ impl SplitPoolBuilder {
                         )
                     })?;
                 let mut sentinels = Vec::new();
+                let mut any_tls = false;
                 for raw in &self.sentinels {
                     let (addr, creds) = NodeAddr::parse_with_credentials(raw, "sentinels")?;
-                    if creds.password.is_some() && s.sentinel_password.is_none() {
-                        s.sentinel_password = creds.password;
+                    if addr.is_unix() {
+                        return Err(ConfigError::new(
+                            "sentinels",
+                            format!("`{addr}`: sentinels are reached over TCP"),
+                        ));
+                    }
+                    let login = &mut s.sentinel_login;
+                    if creds.password.is_some() && login.password.is_none() {
+                        login.password = creds.password.clone();
+                    }
+                    if creds.username.is_some() && login.username.is_none() {
+                        login.username = creds.username.clone();
+                    }
+                    any_tls |= creds.tls;
+                    if creds.plaintext() {
+                        s.plaintext_sentinels.push(addr.clone());
                     }
                     sentinels.push(addr);
                 }
                 s.source = Source::Sentinel { sentinels, master };
+                let nodes_tls = any_tls || self.tls.is_some();
+                if nodes_tls {
+                    s.tls = Some(load_tls(self.tls.as_ref(), "sentinels")?);
+                }
+                if self.sentinel_tls.is_some() {
+                    s.sentinel_tls = Some(load_tls(self.sentinel_tls.as_ref(), "sentinels")?);
+                } else if nodes_tls {
+                    s.sentinel_tls = s.tls.clone();
+                }
                 Ok(Vec::new())
             }
             (false, true) => {
@@ -302,18 +390,49 @@ impl SplitPoolBuilder {
                         "a master name needs sentinels",
                     ));
                 }
+                if self.sentinel_tls.is_some() {
+                    return Err(ConfigError::new("sentinel_tls", "no sentinels are given"));
+                }
                 let mut initial = Vec::new();
+                let mut schemes = Vec::new();
                 for raw in &self.nodes {
                     let (addr, creds) = NodeAddr::parse_with_credentials(raw, "nodes")?;
-                    if creds.password.is_some() && s.password.is_none() {
-                        s.password = creds.password;
+                    let login = &mut s.login;
+                    if creds.password.is_some() && login.password.is_none() {
+                        login.password = creds.password.clone();
                     }
-                    if creds.username.is_some() && s.username.is_none() {
-                        s.username = creds.username;
+                    if creds.username.is_some() && login.username.is_none() {
+                        login.username = creds.username.clone();
+                    }
+                    if creds.tls && addr.is_unix() {
+                        return Err(ConfigError::new(
+                            "nodes",
+                            format!("`{addr}`: a Unix socket takes no TLS"),
+                        ));
+                    }
+                    if !addr.is_unix() {
+                        schemes.push((addr.clone(), creds));
                     }
                     if !initial.contains(&addr) {
                         initial.push(addr);
                     }
+                }
+                let tls_on = self.tls.is_some() || schemes.iter().any(|(_, c)| c.tls);
+                if tls_on {
+                    // All TLS or none: an explicit `redis://`, or a bare `host:port` beside
+                    // `rediss://` nodes (with no `tls` setting to say what it means).
+                    let plain = schemes
+                        .iter()
+                        .find(|(_, c)| c.plaintext() || (self.tls.is_none() && !c.tls));
+                    if let Some((plain, _)) = plain {
+                        return Err(ConfigError::new(
+                            "nodes",
+                            format!(
+                                "`{plain}` is plaintext while other nodes use TLS (give every node as `rediss://`, or set `tls`)"
+                            ),
+                        ));
+                    }
+                    s.tls = Some(load_tls(self.tls.as_ref(), "nodes")?);
                 }
                 s.source = Source::Static;
                 Ok(initial)

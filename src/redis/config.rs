@@ -3,24 +3,43 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::connect::Tls;
+use super::login::Login;
+use crate::auth::Secret;
 use crate::error::ConfigError;
 
-/// One Redis node or sentinel: `host:port`.
+/// One Redis node or sentinel: `host:port`, or the path of a Unix socket.
 ///
-/// Parsed from `host:port`, `[ipv6]:port` or `redis://[user:password@]host:port[/]`; credentials
-/// in a URL are taken out (see [`SplitPoolBuilder::password`](super::SplitPoolBuilder::password))
-/// and never shown.
+/// Parsed from `host:port`, `[ipv6]:port`, `redis://[user:password@]host:port[/]`,
+/// `rediss://...` (the same over TLS, see [`SplitPoolBuilder::tls`](super::SplitPoolBuilder::tls))
+/// or `unix:///path/to/redis.sock`; credentials in a URL are taken out (see
+/// [`SplitPoolBuilder::password`](super::SplitPoolBuilder::password)) and never shown.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddr {
+    /// The host, or the socket's path for a Unix socket.
     host: String,
+    /// 0 for a Unix socket.
     port: u16,
+    unix: bool,
 }
 
-/// Credentials found in a `redis://user:password@...` address.
+/// What an address string says besides the address: credentials in a `redis://user:password@`
+/// URL, and whether its scheme asks for TLS (`rediss://`).
 #[derive(Clone, Default)]
 pub(crate) struct UrlCredentials {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<Secret>,
+    /// `rediss://`.
+    pub(crate) tls: bool,
+    /// An explicit `redis://`.
+    pub(crate) plain: bool,
+}
+
+impl UrlCredentials {
+    /// `true` when the address said `redis://`: plaintext, whatever the pool's TLS.
+    pub(crate) fn plaintext(&self) -> bool {
+        self.plain
+    }
 }
 
 impl NodeAddr {
@@ -37,16 +56,24 @@ impl NodeAddr {
         if port == 0 {
             return Err(ConfigError::new("nodes", format!("port 0 for host {host}")));
         }
-        Ok(NodeAddr { host, port })
+        Ok(NodeAddr {
+            host,
+            port,
+            unix: false,
+        })
     }
 
-    /// Parses `host:port`, `[ipv6]:port` or `redis://[user:password@]host:port[/]`.
+    /// Parses `host:port`, `[ipv6]:port`, `redis://[user:password@]host:port[/]`,
+    /// `rediss://[user:password@]host:port[/]` or `unix:///path/to/redis.sock`.
     ///
     /// ```
     /// use switchover::redis::NodeAddr;
     /// let a = NodeAddr::parse("redis://10.0.0.7:6380/").unwrap();
     /// assert_eq!((a.host(), a.port()), ("10.0.0.7", 6380));
     /// assert!(NodeAddr::parse("10.0.0.7").is_err());
+    /// let s = NodeAddr::parse("unix:///run/redis/redis.sock").unwrap();
+    /// assert!(s.is_unix());
+    /// assert_eq!(s.to_string(), "unix:/run/redis/redis.sock");
     /// ```
     ///
     /// # Errors
@@ -64,9 +91,36 @@ impl NodeAddr {
         let mut rest = s.trim();
         let shown = redact(rest);
         let bad = |why: &str| ConfigError::new(field, format!("`{shown}`: {why}"));
+        if let Some(path) = rest
+            .strip_prefix("unix://")
+            .or_else(|| rest.strip_prefix("unix:"))
+        {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(bad(
+                    "a Unix socket needs an absolute path (`unix:///path/to/redis.sock`)",
+                ));
+            }
+            if path.contains(['?', '#']) {
+                return Err(bad(
+                    "a Unix socket address takes no query (set the database with `db`)",
+                ));
+            }
+            let addr = NodeAddr {
+                host: path.to_owned(),
+                port: 0,
+                unix: true,
+            };
+            return Ok((addr, creds));
+        }
         if let Some((scheme, after)) = rest.split_once("://") {
-            if !scheme.eq_ignore_ascii_case("redis") {
-                return Err(bad("only `redis://` addresses are supported"));
+            if scheme.eq_ignore_ascii_case("rediss") {
+                creds.tls = true;
+            } else if scheme.eq_ignore_ascii_case("redis") {
+                creds.plain = true;
+            } else {
+                return Err(bad(
+                    "only `redis://`, `rediss://` and `unix://` addresses are supported",
+                ));
             }
             rest = after.trim_end_matches('/');
             if let Some((userinfo, host)) = rest.rsplit_once('@') {
@@ -75,7 +129,7 @@ impl NodeAddr {
                         if !user.is_empty() {
                             creds.username = Some(user.to_owned());
                         }
-                        creds.password = Some(Secret(pass.to_owned()));
+                        creds.password = Some(Secret::new(pass));
                     }
                     None if !userinfo.is_empty() => creds.username = Some(userinfo.to_owned()),
                     None => {}
@@ -111,23 +165,25 @@ impl NodeAddr {
             NodeAddr {
                 host: host.to_owned(),
                 port,
+                unix: false,
             },
             creds,
         ))
     }
 
-    /// The host name or IP address.
+    /// The host name or IP address (for a Unix socket: its path).
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// The port.
+    /// The port (0 for a Unix socket).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub(crate) fn connection_addr(&self) -> redis::ConnectionAddr {
-        redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
+    /// `true` for a Unix socket.
+    pub fn is_unix(&self) -> bool {
+        self.unix
     }
 }
 
@@ -148,7 +204,9 @@ fn redact(s: &str) -> String {
 
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.unix {
+            write!(f, "unix:{}", self.host)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -167,6 +225,7 @@ impl From<std::net::SocketAddr> for NodeAddr {
         NodeAddr {
             host: a.ip().to_string(),
             port: a.port(),
+            unix: false,
         }
     }
 }
@@ -175,16 +234,6 @@ impl std::str::FromStr for NodeAddr {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, ConfigError> {
         NodeAddr::parse(s)
-    }
-}
-
-/// A password: shown as `***` by `Debug`.
-#[derive(Clone)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 
@@ -316,10 +365,14 @@ pub(crate) fn check_duration(field: &'static str, d: Duration) -> Result<(), Con
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) source: Source,
-    pub(crate) username: Option<String>,
-    pub(crate) password: Option<Secret>,
-    pub(crate) sentinel_username: Option<String>,
-    pub(crate) sentinel_password: Option<Secret>,
+    pub(crate) login: Login,
+    pub(crate) sentinel_login: Login,
+    /// TLS to the data nodes, once validated.
+    pub(crate) tls: Option<Tls>,
+    /// TLS to the sentinels (given without a `redis://` scheme), once validated.
+    pub(crate) sentinel_tls: Option<Tls>,
+    /// Sentinels given as `redis://` while the rest is TLS.
+    pub(crate) plaintext_sentinels: Vec<NodeAddr>,
     pub(crate) db: i64,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_replica_lag: Option<u64>,
@@ -332,10 +385,11 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             source: Source::Static,
-            username: None,
-            password: None,
-            sentinel_username: None,
-            sentinel_password: None,
+            login: Login::default(),
+            sentinel_login: Login::default(),
+            tls: None,
+            sentinel_tls: None,
+            plaintext_sentinels: Vec::new(),
             db: 0,
             timeouts: Timeouts::new(),
             max_replica_lag: None,
@@ -373,7 +427,12 @@ mod tests {
             NodeAddr::parse_with_credentials("redis://app:hunter2@cache:6380/", "nodes").unwrap();
         assert_eq!(a.to_string(), "cache:6380");
         assert_eq!(c.username.as_deref(), Some("app"));
-        assert_eq!(c.password.map(|p| p.0).as_deref(), Some("hunter2"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(!c.tls);
+        let (a, c) = NodeAddr::parse_with_credentials("rediss://cache:6380", "nodes").unwrap();
+        assert_eq!((a.to_string(), c.tls), ("cache:6380".to_owned(), true));
+        let a = NodeAddr::parse("unix:/tmp/r.sock").unwrap();
+        assert_eq!((a.host(), a.port(), a.is_unix()), ("/tmp/r.sock", 0, true));
     }
 
     #[test]
@@ -386,6 +445,8 @@ mod tests {
             "cache:99999",
             "[::1:7000",
             "http://x:1",
+            "unix://relative.sock",
+            "unix:///tmp/r.sock?db=1",
         ] {
             let err = NodeAddr::parse(bad).unwrap_err();
             assert_eq!(err.field(), "nodes", "{bad}");
@@ -393,7 +454,6 @@ mod tests {
         let err = NodeAddr::parse("redis://app:hunter2@cache").unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("app:***@cache"), "{err}");
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "***");
         // Credentials without a scheme are refused, and their password is not echoed.
         for bad in [
             "app:hunter2@cache:6379",

@@ -12,6 +12,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use super::backend::RedisIo;
 use super::error::Error;
 use super::node::NodeRef;
+use super::spares::Lease;
 use crate::error::Classify;
 
 /// A connection of its own to one node, from the node's pool: for transactions (`WATCH`,
@@ -22,11 +23,12 @@ use crate::error::Classify;
 /// connection was handed out, every command fails with a [stale](Error::is_stale) error (surely
 /// not executed) and the connection is discarded instead of going back to the pool.
 pub struct DedicatedConnection {
-    conn: Option<deadpool_redis::Connection>,
+    conn: Lease,
     node: NodeRef<RedisIo>,
     epoch: u64,
     /// The bound of each command (`None`: a blocking command that may wait for ever).
     limit: Option<Duration>,
+    db: i64,
 }
 
 impl fmt::Debug for DedicatedConnection {
@@ -40,24 +42,22 @@ impl fmt::Debug for DedicatedConnection {
 
 impl DedicatedConnection {
     /// A connection from `node`'s pool; each command bounded by `timeout`.
-    pub(crate) async fn get(node: NodeRef<RedisIo>, timeout: Duration) -> Result<Self, Error> {
+    pub(crate) async fn get(
+        node: NodeRef<RedisIo>,
+        io: &RedisIo,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         let epoch = node.role_epoch.load(Relaxed);
-        let conn = node
-            .client
-            .dedicated_pool()
-            .get()
+        let conn = io
+            .dedicated(&node.client)
             .await
-            .map_err(|e| match e {
-                deadpool_redis::PoolError::Backend(e) => {
-                    Error::dedicated(&node.name, "connection failed", Some(e))
-                }
-                other => Error::dedicated(&node.name, other.to_string(), None),
-            })?;
+            .map_err(|e| Error::dedicated(&node.name, "connection failed", Some(e)))?;
         Ok(DedicatedConnection {
-            conn: Some(conn),
+            conn,
             node,
             epoch,
             limit: Some(timeout),
+            db: io.db(),
         })
     }
 
@@ -80,19 +80,17 @@ impl DedicatedConnection {
         self.node.role_epoch.load(Relaxed) != self.epoch
     }
 
-    fn check(&mut self) -> RedisResult<&mut deadpool_redis::Connection> {
+    fn check(&mut self) -> RedisResult<&mut redis::aio::MultiplexedConnection> {
         if self.is_stale() {
             self.discard();
             return Err(Error::stale().into());
         }
-        self.conn.as_mut().ok_or_else(|| Error::stale().into())
+        self.conn.conn().ok_or_else(|| Error::stale().into())
     }
 
     /// Takes the connection out of the pool for good: it is closed, not reused.
     fn discard(&mut self) {
-        if let Some(c) = self.conn.take() {
-            drop(deadpool_redis::Connection::take(c));
-        }
+        self.conn.discard();
     }
 }
 
@@ -144,6 +142,6 @@ impl ConnectionLike for DedicatedConnection {
     }
 
     fn get_db(&self) -> i64 {
-        self.conn.as_ref().map_or(0, |c| c.get_db())
+        self.db
     }
 }

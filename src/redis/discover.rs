@@ -10,15 +10,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::{ErrorKind, Value};
+use redis::Value;
 use tokio::time::Instant;
 
 use super::backend::Backend;
 use super::config::{NodeAddr, Source};
 use super::error::Error;
+use super::login::{LoginFailure, login_failure};
 use super::node::{Node, NodeId, NodeRef};
 use super::reply::{RoleReply, parse_role};
-use super::topology::Topology;
+use super::topology::{Refusal, Topology};
 use crate::health::{HealthState, ProbeResult, Role};
 use crate::route::{Discover, NoPrimary};
 
@@ -54,8 +55,12 @@ impl<B: Backend> Topology<B> {
             for (node, answer) in nodes.iter().zip(&answers) {
                 record_probe(node, answer, false);
             }
-            return Err(no_primary(&nodes, &answers));
+            let refusal = refusal(&nodes, &answers);
+            let why = no_primary(&nodes, &answers, refusal.as_ref());
+            self.set_refusal(refusal);
+            return Err(why);
         };
+        self.set_refusal(None);
         let offset = claims
             .iter()
             .find(|(a, _, _)| *a == primary)
@@ -218,10 +223,42 @@ pub(crate) fn choose_primary(
         .map(|(a, _, _)| a.clone())
 }
 
-/// Why a run found no primary: what each node said. Permanent when every node rejected the
-/// login (a wrong password does not fix itself).
-fn no_primary<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> NoPrimary {
-    let mut reason = String::from("no node reported the master role (");
+/// The node that refused this client (a rejected login, a failed TLS handshake), when that is
+/// why no primary was found: every node that answered refused, none said anything else (the
+/// others are unreachable).
+fn refusal<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> Option<Refusal> {
+    let mut first = None;
+    for (node, answer) in nodes.iter().zip(answers) {
+        match answer {
+            Ok(_) => return None,
+            Err(e) => {
+                if let Some(r) = e.redis_error()
+                    && let Some(f) = login_failure(r)
+                {
+                    first.get_or_insert_with(|| Refusal {
+                        node: node.name.clone(),
+                        tls: f == LoginFailure::Tls,
+                        err: r.clone(),
+                    });
+                }
+            }
+        }
+    }
+    first
+}
+
+/// Why a run found no primary: what each node said. Permanent when the nodes refused this
+/// client (a wrong password, an expired token, a TLS mismatch do not fix themselves).
+fn no_primary<B: Backend>(
+    nodes: &[NodeRef<B>],
+    answers: &[Answer],
+    refused: Option<&Refusal>,
+) -> NoPrimary {
+    let mut reason = match refused {
+        Some(r) if r.tls => format!("TLS with {} failed (", r.node),
+        Some(r) => format!("authentication to {} failed (", r.node),
+        None => String::from("no node reported the master role ("),
+    };
     for (i, (node, answer)) in nodes.iter().zip(answers).enumerate() {
         if i > 0 {
             reason.push_str("; ");
@@ -248,22 +285,10 @@ fn no_primary<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> NoPrimary
         };
     }
     reason.push(')');
-    let rejected = |a: &Answer| {
-        a.as_ref()
-            .err()
-            .and_then(Error::redis_error)
-            .is_some_and(is_rejected_login)
-    };
-    if !answers.is_empty() && answers.iter().all(rejected) {
-        NoPrimary::permanent(reason)
-    } else {
-        NoPrimary::new(reason)
+    match refused {
+        Some(_) => NoPrimary::permanent(reason),
+        None => NoPrimary::new(reason),
     }
-}
-
-fn is_rejected_login(e: &redis::RedisError) -> bool {
-    e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
 }
 
 /// Bytes a replica at `offset` is behind a primary at `primary_offset` (0 when ahead). The

@@ -34,6 +34,14 @@ pub enum ErrorKind {
     Timeout,
     /// A dedicated connection whose node changed role since it was handed out: get a new one.
     Stale,
+    /// A node or sentinel rejected the login (`WRONGPASS`, `NOAUTH`, `-ERR invalid password`,
+    /// a credential provider that refused): [`Error::node_addr`] names it, the redis-rs error
+    /// is the [`source`](StdError::source). Permanent.
+    Auth,
+    /// The TLS handshake with a node or sentinel failed (an untrusted or misnamed
+    /// certificate, a client certificate required or refused, TLS against a plaintext port),
+    /// or a plaintext login was cut at once by a TLS-only port. Permanent.
+    Tls,
 }
 
 /// An error of the Redis pool: a rejected configuration, no confirmed primary, no replica for
@@ -65,8 +73,11 @@ struct Inner {
     node: Option<String>,
     /// What was wrong, in this layer's words.
     what: Option<String>,
-    /// The time limit that ran out.
+    /// The time limit that ran out; for [`ErrorKind::NoPrimary`] after several attempts, the
+    /// whole time the call waited.
     limit: Option<Duration>,
+    /// For [`ErrorKind::NoPrimary`]: the attempts the call made.
+    attempts: Option<u32>,
     cause: Cause,
 }
 
@@ -85,6 +96,7 @@ impl Error {
                 node: None,
                 what: None,
                 limit: None,
+                attempts: None,
                 cause: Cause::None,
             }),
         }
@@ -117,6 +129,25 @@ impl Error {
 
     pub(crate) fn no_primary(e: NoPrimary) -> Self {
         Error::new(ErrorKind::NoPrimary).cause(Cause::NoPrimary(e))
+    }
+
+    /// No primary, after a call that waited `waited` in all over `attempts` attempts (the
+    /// core's error says how long the last attempt waited).
+    pub(crate) fn no_primary_after(e: NoPrimary, waited: Duration, attempts: u32) -> Self {
+        let mut err = Error::no_primary(e);
+        err.inner.limit = Some(waited);
+        err.inner.attempts = Some(attempts);
+        err
+    }
+
+    /// `node` (a `server`: "redis node" or "sentinel") refused the login (`tls`: the TLS
+    /// handshake failed) with `source`.
+    pub(crate) fn refused(server: &str, node: &str, tls: bool, source: RedisError) -> Self {
+        let kind = if tls { ErrorKind::Tls } else { ErrorKind::Auth };
+        Error::new(kind)
+            .at(node)
+            .what(server)
+            .cause(Cause::Redis(source))
     }
 
     pub(crate) fn no_replica() -> Self {
@@ -176,6 +207,16 @@ impl Error {
         self.inner.kind == ErrorKind::Stale
     }
 
+    /// `true` when a node or sentinel rejected the login ([`ErrorKind::Auth`]).
+    pub fn is_auth(&self) -> bool {
+        self.inner.kind == ErrorKind::Auth
+    }
+
+    /// `true` when the TLS handshake failed ([`ErrorKind::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.inner.kind == ErrorKind::Tls
+    }
+
     /// `host:port` of the node or sentinel concerned, when one is.
     pub fn node_addr(&self) -> Option<&str> {
         self.inner.node.as_deref()
@@ -197,10 +238,11 @@ impl Error {
         }
     }
 
-    /// How long the caller waited for a primary (for [`ErrorKind::NoPrimary`]).
+    /// How long the caller waited for a primary (for [`ErrorKind::NoPrimary`]): over all its
+    /// attempts when a command made several.
     pub fn waited(&self) -> Option<Duration> {
         match &self.inner.cause {
-            Cause::NoPrimary(e) => e.waited(),
+            Cause::NoPrimary(e) => self.inner.limit.or(e.waited()),
             _ => None,
         }
     }
@@ -245,8 +287,16 @@ impl fmt::Display for Error {
         let what = i.what.as_deref().unwrap_or("");
         match (&i.kind, &i.cause) {
             (ErrorKind::Config, _) => f.write_str("invalid redis pool configuration"),
-            // The core's words say it all: what discovery found instead, and the time waited.
-            (ErrorKind::NoPrimary, Cause::NoPrimary(e)) => fmt::Display::fmt(e, f),
+            // What discovery found instead, and the whole time the caller waited.
+            (ErrorKind::NoPrimary, Cause::NoPrimary(e)) => match (i.limit, i.attempts) {
+                (Some(waited), Some(n)) => write!(
+                    f,
+                    "no primary confirmed: {} (waited {waited:?} in all, over {n} attempt{})",
+                    e.reason(),
+                    if n == 1 { "" } else { "s" }
+                ),
+                _ => fmt::Display::fmt(e, f),
+            },
             (ErrorKind::NoPrimary, _) => f.write_str("no primary confirmed"),
             (ErrorKind::NoReplica, _) => {
                 f.write_str("no replica available for a read (the read policy refused)")
@@ -261,6 +311,8 @@ impl fmt::Display for Error {
             (ErrorKind::Stale, _) => f.write_str(
                 "stale connection: the node changed role since this connection was handed out",
             ),
+            (ErrorKind::Auth, _) => write!(f, "authentication to {what} {node} failed"),
+            (ErrorKind::Tls, _) => write!(f, "TLS with {what} {node} failed"),
         }
     }
 }
@@ -283,7 +335,9 @@ impl Classify for Error {
     /// reply may have executed.
     fn classify(&self) -> Classification {
         match (&self.inner.kind, &self.inner.cause) {
-            (ErrorKind::Config, _) => Classification::permanent(),
+            (ErrorKind::Config | ErrorKind::Auth | ErrorKind::Tls, _) => {
+                Classification::permanent()
+            }
             (ErrorKind::NoPrimary, Cause::NoPrimary(e)) => e.classify(),
             (ErrorKind::NoPrimary | ErrorKind::NoReplica | ErrorKind::Stale, _) => {
                 Classification::transient().not_executed()
@@ -310,11 +364,26 @@ impl From<Error> for RedisError {
             ErrorKind::Config => io::ErrorKind::Unsupported,
             _ => io::ErrorKind::ConnectionRefused,
         };
+        if let (ErrorKind::Auth | ErrorKind::Tls, Cause::Redis(source)) =
+            (err.inner.kind, &err.inner.cause)
+        {
+            // The redis-rs error does not say which server refused: the caller's error does.
+            let shown = format!("{err}: {source}");
+            return match err.inner.kind {
+                ErrorKind::Auth => RedisError::from((
+                    redis::ErrorKind::AuthenticationFailed,
+                    "authentication failed",
+                    shown,
+                )),
+                _ => RedisError::from(io::Error::new(io::ErrorKind::InvalidData, shown)),
+            };
+        }
         let Inner {
             kind: k,
             node,
             what,
             limit,
+            attempts,
             cause,
         } = *err.inner;
         match cause {
@@ -326,6 +395,7 @@ impl From<Error> for RedisError {
                         node,
                         what,
                         limit,
+                        attempts,
                         cause,
                     }),
                 };

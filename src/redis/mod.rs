@@ -82,14 +82,17 @@ mod builder;
 mod classify;
 mod command;
 mod config;
+mod connect;
 mod dedicated;
 mod discover;
 mod error;
+mod login;
 mod node;
 mod pool;
 mod reply;
 mod sentinel;
 mod session;
+mod spares;
 mod table;
 mod topology;
 

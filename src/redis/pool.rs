@@ -138,21 +138,27 @@ impl<B: Backend> Inner<B> {
             bounds,
             closed: AtomicBool::new(false),
         });
-        inner
-            .rediscovery
-            .primary()
-            .await
-            .map_err(Error::no_primary)?;
+        if let Err(e) = inner.rediscovery.primary().await {
+            return Err(inner.no_primary(e));
+        }
         Ok(inner)
+    }
+
+    /// The caller's error for no primary: the node that refused the login or the TLS
+    /// handshake when that is why (permanent), else what discovery found.
+    pub(crate) fn no_primary(&self, e: crate::route::NoPrimary) -> Error {
+        match self.topology.refusal() {
+            Some(r) if e.is_permanent() => Error::refused("redis node", &r.node, r.tls, r.err),
+            _ => Error::no_primary(e),
+        }
     }
 
     /// The confirmed primary; waits for discovery when it is in doubt.
     pub(crate) async fn primary_node(&self) -> Result<NodeRef<B>, Error> {
-        let ep = self
-            .rediscovery
-            .primary()
-            .await
-            .map_err(Error::no_primary)?;
+        let ep = match self.rediscovery.primary().await {
+            Ok(ep) => ep,
+            Err(e) => return Err(self.no_primary(e)),
+        };
         self.known(ep)
     }
 
@@ -375,7 +381,7 @@ impl SplitPool {
     pub async fn dedicated(&self, target: Target) -> Result<DedicatedConnection, Error> {
         let node = self.node_for(target).await?;
         let timeout = self.inner().topology.settings.timeouts.response_timeout();
-        DedicatedConnection::get(node, timeout).await
+        DedicatedConnection::get(node, &self.inner().topology.backend, timeout).await
     }
 
     /// A pub/sub connection to the primary or a replica (messages published on the primary
@@ -388,7 +394,8 @@ impl SplitPool {
     pub async fn pubsub(&self, target: Target) -> Result<redis::aio::PubSub, Error> {
         let node = self.node_for(target).await?;
         let limit = self.inner().topology.settings.timeouts.exchange();
-        tokio::time::timeout(limit, node.client.client().get_async_pubsub())
+        let backend = &self.inner().topology.backend;
+        tokio::time::timeout(limit, backend.pubsub(&node.client))
             .await
             .map_err(|_| Error::timeout(limit))?
             .map_err(|e| Error::node(&node.name, e))

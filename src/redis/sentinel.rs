@@ -12,6 +12,7 @@ use redis::RedisError;
 use super::backend::{Backend, RedisIo};
 use super::config::NodeAddr;
 use super::error::Error;
+use super::login::{LoginFailure, login_failure};
 use super::pool::Inner;
 use super::reply::{
     SentinelReplica, parse_master_addr, parse_sentinel_replicas, parse_switch_master,
@@ -30,10 +31,14 @@ async fn ask<B: Backend>(
     master: &str,
 ) -> Result<SentinelView, Error> {
     let shown = sentinel.to_string();
-    let (m, r) = backend
-        .ask_sentinel(sentinel, master)
-        .await
-        .map_err(|e| Error::node(&shown, e))?;
+    let (m, r) =
+        backend
+            .ask_sentinel(sentinel, master)
+            .await
+            .map_err(|e| match login_failure(&e) {
+                Some(f) => Error::refused("sentinel", &shown, f == LoginFailure::Tls, e),
+                None => Error::node(&shown, e),
+            })?;
     match parse_master_addr(&m) {
         Some(Some(primary)) => Ok((primary, parse_sentinel_replicas(&r).unwrap_or_default())),
         Some(None) => Err(Error::no_primary(NoPrimary::new(format!(
@@ -65,7 +70,15 @@ pub(crate) async fn seed<B: Backend>(
                 }
                 return Ok(nodes);
             }
-            Err(e) => last = Some(e),
+            // A sentinel that refused this client says more than one that is down.
+            Err(e)
+                if last
+                    .as_ref()
+                    .is_none_or(|l: &Error| !(l.is_auth() || l.is_tls())) =>
+            {
+                last = Some(e)
+            }
+            Err(_) => {}
         }
     }
     Err(last.unwrap_or_else(|| Error::no_primary(NoPrimary::new("no sentinel answered"))))
@@ -128,18 +141,15 @@ pub(crate) async fn listen(weak: Weak<Inner<RedisIo>>, sentinel: NodeAddr, maste
         if inner.closed.load(Relaxed) {
             return;
         }
-        let Ok(client) = inner.topology.backend.sentinel_client(&sentinel) else {
-            return;
-        };
         let limit = inner.topology.settings.timeouts.exchange();
         let backoff = *inner.retry.backoff();
-        drop(inner);
         let pubsub = tokio::time::timeout(limit, async {
-            let mut p = client.get_async_pubsub().await?;
+            let mut p = inner.topology.backend.sentinel_pubsub(&sentinel).await?;
             p.subscribe("+switch-master").await?;
             Ok::<_, RedisError>(p)
         })
         .await;
+        drop(inner);
         match pubsub {
             Ok(Ok(mut p)) => {
                 failures = 0;

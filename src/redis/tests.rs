@@ -501,8 +501,33 @@ async fn a_write_with_no_primary_fails_with_the_cause_and_the_time_waited() {
         shown.contains("n1:6379: replica of n0:6379, link down"),
         "says what the nodes answered: {shown}"
     );
-    assert!(shown.contains("(waited 1.3s)"), "{shown}");
+    assert!(
+        shown.contains("(waited 1.3s in all, over 2 attempts)"),
+        "{shown}"
+    );
     assert!(fake.log(1).is_empty(), "nothing was written to the replica");
+}
+
+/// A write that waited through several attempts says the whole time it waited, not the last
+/// attempt's wait (it said "waited 1.3s" after 4 s of waiting).
+#[tokio::test(start_paused = true)]
+async fn a_write_that_waited_over_several_attempts_says_the_whole_wait() {
+    let fake = Fake::new(2);
+    let pool = start(&fake, policy(4, 100), Box::new(PreferReplica::new())).await;
+    fake.kill(0);
+
+    let started = Instant::now();
+    let err = query(&pool, redis::cmd("SET").arg("k").arg("v"))
+        .await
+        .unwrap_err();
+    // n0 refuses at once; then 3 attempts that each wait 1.3 s for a primary, 100 ms apart.
+    assert_eq!(started.elapsed(), ms(100 + 3 * 1300 + 2 * 100));
+    let shown = err.to_string();
+    assert!(
+        shown.contains("(waited 4.1s in all, over 4 attempts)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("waited 1.3s"), "{shown}");
 }
 
 #[tokio::test(start_paused = true)]

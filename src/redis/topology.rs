@@ -28,6 +28,16 @@ pub(crate) struct Topology<B: Backend> {
     pub(crate) switches: AtomicU64,
     /// The index of the node discovery last named primary (`u32::MAX`: none yet).
     last_primary: AtomicU32,
+    /// Why the last run found no primary, when nodes refused this client (login, TLS).
+    refusal: Mutex<Option<Refusal>>,
+}
+
+/// A node that refused the pool's login or TLS handshake, as discovery last saw it.
+#[derive(Clone)]
+pub(crate) struct Refusal {
+    pub(crate) node: String,
+    pub(crate) tls: bool,
+    pub(crate) err: redis::RedisError,
 }
 
 impl<B: Backend> Topology<B> {
@@ -68,6 +78,7 @@ impl<B: Backend> Topology<B> {
             sentinel_hint: RwLock::new(None),
             switches: AtomicU64::new(0),
             last_primary: AtomicU32::new(u32::MAX),
+            refusal: Mutex::new(None),
         })
     }
 
@@ -109,6 +120,15 @@ impl<B: Backend> Topology<B> {
                     && n.link_up.load(Relaxed)
             })
             .collect()
+    }
+
+    /// Why the last discovery run found no primary, when nodes refused the pool's login or TLS.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        lock(&self.refusal).clone()
+    }
+
+    pub(crate) fn set_refusal(&self, refusal: Option<Refusal>) {
+        *lock(&self.refusal) = refusal;
     }
 
     /// Counts a change of the primary discovery names.

@@ -1,0 +1,250 @@
+//! Opening a connection to a node or a sentinel: a TCP, TLS (the crate's shared
+//! [`TlsConfig`](crate::tls::TlsConfig)) or Unix-socket stream, handed to redis-rs, which logs
+//! in (`HELLO`/`AUTH`, `SELECT`) with this connection's credentials.
+//!
+//! The pool opens the streams itself rather than through `redis::Client`: one rustls
+//! configuration (ring provider) built at [`build`](super::SplitPoolBuilder::build) and shared
+//! by every connection, no process-wide crypto provider, the server-name override applied to
+//! every kind of connection (shared, dedicated, pub/sub, Sentinel), and errors that say which
+//! step failed (connect, TLS handshake, login).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, RedisConnectionInfo, RedisError, RedisResult};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::config::NodeAddr;
+
+/// The TLS settings of a pool, loaded: the crate's [`TlsConfig`](crate::tls::TlsConfig) with
+/// feature `tls`; without it there is none (a pool asking for TLS is refused at build).
+#[cfg(feature = "tls")]
+pub(crate) type Tls = crate::tls::TlsConfig;
+
+/// Without feature `tls` no pool has TLS settings.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug)]
+pub(crate) enum Tls {}
+
+/// TLS options as given to the builder.
+#[cfg(feature = "tls")]
+pub(crate) type TlsOptions = crate::tls::TlsOptions;
+
+/// Without feature `tls` no builder has TLS options.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug)]
+pub(crate) enum TlsOptions {}
+
+/// Loads `options` (the defaults when `None`: platform roots, full verification) for a pool
+/// that asked for TLS; without feature `tls`, a refusal naming `field`.
+pub(crate) fn load_tls(
+    options: Option<&TlsOptions>,
+    field: &'static str,
+) -> Result<Tls, crate::error::ConfigError> {
+    #[cfg(feature = "tls")]
+    {
+        let _ = field;
+        options.cloned().unwrap_or_default().load()
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = options;
+        Err(crate::error::ConfigError::new(
+            field,
+            "TLS (`rediss://`) needs the `tls` feature of switchover",
+        ))
+    }
+}
+
+/// The start of the message of a failed TLS handshake, which [`is_tls_failure`] looks for.
+const TLS_FAILED: &str = "TLS handshake with ";
+/// The message of a plaintext connection closed by the server during the login.
+const CLOSED_AT_LOGIN: &str = "closed the connection during the login";
+
+/// How to reach one node or sentinel.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector {
+    addr: NodeAddr,
+    tls: Option<Tls>,
+}
+
+impl Connector {
+    /// `tls` is ignored for a Unix socket.
+    pub(crate) fn new(addr: &NodeAddr, tls: Option<&Tls>) -> Self {
+        Connector {
+            addr: addr.clone(),
+            tls: tls.filter(|_| !addr.is_unix()).cloned(),
+        }
+    }
+
+    pub(crate) fn addr(&self) -> &NodeAddr {
+        &self.addr
+    }
+
+    /// A multiplexed connection logged in with `login`, within `limit` (connect and login).
+    pub(crate) async fn multiplexed(
+        &self,
+        login: &RedisConnectionInfo,
+        config: &AsyncConnectionConfig,
+        limit: Duration,
+    ) -> RedisResult<MultiplexedConnection> {
+        let open = async {
+            let stream = self.stream().await?;
+            let (conn, driver) =
+                MultiplexedConnection::new_with_config(login, stream, config.clone())
+                    .await
+                    .map_err(|e| self.at_login(e))?;
+            // Ends when the last clone of the connection is dropped.
+            tokio::spawn(driver);
+            Ok(conn)
+        };
+        bounded(limit, open).await
+    }
+
+    /// A pub/sub connection logged in with `login`, within `limit`.
+    pub(crate) async fn pubsub(
+        &self,
+        login: &RedisConnectionInfo,
+        limit: Duration,
+    ) -> RedisResult<PubSub> {
+        let open = async {
+            let stream = self.stream().await?;
+            PubSub::new(login, stream)
+                .await
+                .map_err(|e| self.at_login(e))
+        };
+        bounded(limit, open).await
+    }
+
+    async fn stream(&self) -> RedisResult<Stream> {
+        if self.addr.is_unix() {
+            return Ok(Stream::Unix(
+                tokio::net::UnixStream::connect(self.addr.host()).await?,
+            ));
+        }
+        let tcp = TcpStream::connect((self.addr.host(), self.addr.port())).await?;
+        match &self.tls {
+            None => Ok(Stream::Tcp(tcp)),
+            #[cfg(feature = "tls")]
+            Some(tls) => self.handshake(tls, tcp).await,
+            #[cfg(not(feature = "tls"))]
+            Some(never) => match *never {},
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    async fn handshake(&self, tls: &Tls, tcp: TcpStream) -> RedisResult<Stream> {
+        let failed = |why: String| {
+            RedisError::from(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{TLS_FAILED}{} failed: {why}", self.addr),
+            ))
+        };
+        let name = tls
+            .server_name(self.addr.host())
+            .map_err(|e| failed(e.to_string()))?;
+        match tls.connector().connect(name, tcp).await {
+            Ok(s) => Ok(Stream::Tls(Box::new(s))),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
+    /// The error of a failed login, saying when a plaintext connection was closed by the
+    /// server at once: what a TLS-only port does to a client that does not speak TLS.
+    fn at_login(&self, e: RedisError) -> RedisError {
+        let closed = e.is_connection_dropped()
+            || e.is_unrecoverable_error() && e.kind() == redis::ErrorKind::Io;
+        if self.tls.is_none() && !self.addr.is_unix() && closed {
+            return RedisError::from(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!(
+                    "{} {CLOSED_AT_LOGIN} ({e}): does it accept TLS only? use `rediss://` or SplitPoolBuilder::tls",
+                    self.addr
+                ),
+            ));
+        }
+        e
+    }
+}
+
+async fn bounded<T>(limit: Duration, f: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| RedisError::from(io::Error::from(io::ErrorKind::TimedOut)))?
+}
+
+/// `true` for a failed TLS handshake (an untrusted or misnamed certificate, a client
+/// certificate the server refused, a server that does not speak TLS), or a plaintext login
+/// the server cut at once (a TLS-only port).
+pub(crate) fn is_tls_failure(e: &RedisError) -> bool {
+    let shown = e.to_string();
+    shown.contains(TLS_FAILED) || shown.contains(CLOSED_AT_LOGIN)
+}
+
+/// A connection's byte stream.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Unix(tokio::net::UnixStream),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $e,
+            #[cfg(feature = "tls")]
+            Stream::Tls($s) => $e,
+            Stream::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
