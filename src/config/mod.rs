@@ -56,12 +56,19 @@
 //! with [`ConfigPath::rejected`], so every error reads `redis.timeouts.response`.
 
 pub mod duration;
+#[cfg(feature = "dynamodb")]
+mod dynamo;
 mod error;
 mod health;
 mod retry;
 mod route;
 mod section;
 
+#[cfg(feature = "dynamodb")]
+pub use dynamo::{
+    CanaryConfig, ObserveConfig, ReadPolicyConfig, RegionEntry, TableConfig, TimeoutsConfig,
+    WriteModeConfig,
+};
 pub use error::{ConfigPath, InvalidConfig};
 pub use health::{FailureRateConfig, HealthConfig, HealthSettings};
 pub use retry::{BackoffConfig, BudgetConfig, RetryConfig};
