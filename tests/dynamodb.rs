@@ -93,6 +93,13 @@ fn builder(regions: impl IntoIterator<Item = RegionConfig>) -> TableBuilder {
         .failback(Failback::Manual)
 }
 
+/// [`builder`] without heartbeats or suspicion, for the tests that count requests or failures
+/// exactly: a heartbeat is a request too, and on a loaded machine an answer slower than the
+/// suspect delay counts one failure (both are the silent-region tests' subject).
+fn exact(regions: impl IntoIterator<Item = RegionConfig>) -> TableBuilder {
+    builder(regions).heartbeat(None).suspect_after(None)
+}
+
 async fn exists_in(node: &DynamoDbLocal, pk: &str) -> bool {
     node.client()
         .get_item()
@@ -308,7 +315,7 @@ async fn serve(mut stream: tokio::net::TcpStream, mode: Arc<AtomicU8>, requests:
 async fn throttling_and_server_errors_are_classified_and_only_errors_fail_over() {
     let regions = regions(&["aps1"]).await;
     let fake = FakeDynamo::start(THROTTLE).await;
-    let table = builder([
+    let table = exact([
         RegionConfig::endpoint("fake", format!("http://{}", fake.addr)),
         region(regions.region("aps1").unwrap()),
     ])
@@ -375,7 +382,7 @@ async fn throttling_and_server_errors_are_classified_and_only_errors_fail_over()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_check_failure_returns_at_once_and_region_stays_healthy() {
     let regions = regions(&["sae1", "cac1"]).await;
-    let table = builder(regions.regions().iter().map(region))
+    let table = exact(regions.regions().iter().map(region))
         .build()
         .expect("table builds");
     table
@@ -499,7 +506,7 @@ async fn missing_table_in_one_region_is_a_clear_configuration_error() {
         .await
         .unwrap();
     warm(regions.region("eun1").unwrap()).await;
-    let table = builder([
+    let table = exact([
         region(regions.region("eun1").unwrap()),
         region(regions.region("euw3").unwrap()).table_name("orders-euw3"),
     ])
@@ -613,6 +620,9 @@ async fn write_cut_by_the_deadline_in_flight_may_have_executed() {
         .region(RegionConfig::endpoint("hole", hole_url))
         .write_mode(WriteMode::AnyHealthy)
         .timeouts(timeouts())
+        // The deadline is this test's subject: no suspicion to end the attempt earlier.
+        .heartbeat(None)
+        .suspect_after(None)
         // The deadline ends before the 1 s attempt timeout of the second attempt.
         .retry_policy(
             RetryPolicy::builder()

@@ -4,19 +4,29 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 
 use super::config::{Canary, RegionConfig, RegionName, Source, Timeouts, WriteMode};
 use super::probe::CanaryProbe;
+use super::suspect::{Confirming, Shared, Signals, watch_downs};
 use super::table::{Inner, Slot, Table};
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder, Probe};
 use crate::observe::Observe;
 use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
 use crate::route::{Failback, PrimaryOnly, ReadPolicy, Router};
+
+/// The default heartbeat of the regions that are up.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(200);
+/// The default bound of one probe (heartbeat or canary), or the attempt timeout if shorter.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The default longest ejection: bounds the wait for a resumed region's next probe.
+const DEFAULT_EJECTION_CAP: Duration = Duration::from_secs(5);
+/// The default silence after which an attempt makes its region suspect.
+const DEFAULT_SUSPECT_AFTER: Duration = Duration::from_millis(100);
 
 /// The most regions one table handle accepts.
 pub const MAX_REGIONS: usize = 64;
@@ -36,9 +46,18 @@ type HealthCustomizer =
 /// |---|---|
 /// | [`timeouts`](Self::timeouts) | [`Timeouts::new`]: connect 250 ms, attempt 500 ms, operation 2 s |
 /// | [`retry_policy`](Self::retry_policy) | 4 attempts, exponential backoff from 25 ms capped at 250 ms with full jitter, deadline = the operation timeout |
-/// | [`health`](Self::health) | a region is down after 2 transient failures in a row (calls or probes), ejected 1 s (× 2 per consecutive ejection, ≤ 30 s), back up after 2 probe successes; probes every 500 ms, each bounded by the attempt timeout; throttling never marks a region down |
+/// | [`health`](Self::health) | a region is down after 2 transient failures in a row (calls, silences or probes), ejected 1 s (× 2 per consecutive ejection, ≤ 5 s), back up after 2 probe successes; probes every 500 ms, each bounded by 300 ms (or the attempt timeout if shorter); throttling never marks a region down |
 /// | [`canary`](Self::canary) | [`Canary::DescribeTable`] |
-/// | [`heartbeat`](Self::heartbeat) | none: only regions that are down or probing are probed |
+/// | [`heartbeat`](Self::heartbeat) | 200 ms: every region that is up is probed 5 times a second (per handle; clones share it) |
+/// | [`suspect_after`](Self::suspect_after) | 100 ms (or 4 × the region's average latency if longer); see [silent regions](super#silent-regions) |
+///
+/// **Retries of writes after a timeout.** `put_item` and `delete_item` without a condition
+/// are idempotent by default, so one whose attempt timed out (it may have run) is sent again,
+/// and that retry can overwrite a newer write another client made in between (a lost update).
+/// Conditional puts and deletes, and `update_item`, are not retried once they may have run.
+/// Turn it off per call with [`PutItem::idempotent`](super::PutItem::idempotent)`(false)` /
+/// [`DeleteItem::idempotent`](super::DeleteItem::idempotent)`(false)`, or make the write
+/// conditional (e.g. on a version attribute).
 /// | [`failback`](Self::failback) | [`Failback::After`] 30 s of staying up |
 /// | [`read_policy`](Self::read_policy) | [`PrimaryOnly`]: the active region |
 /// | [`write_mode`](Self::write_mode) | [`WriteMode::PrimaryOnly`] |
@@ -53,6 +72,7 @@ pub struct TableBuilder {
     health: Option<HealthCustomizer>,
     canary: Canary,
     heartbeat: Option<Duration>,
+    suspect_after: Option<Duration>,
     failback: Failback,
     read_policy: Box<dyn ReadPolicy<RegionName>>,
     write_mode: WriteMode,
@@ -69,6 +89,7 @@ impl fmt::Debug for TableBuilder {
             .field("retry_policy", &self.retry_policy)
             .field("canary", &self.canary)
             .field("heartbeat", &self.heartbeat)
+            .field("suspect_after", &self.suspect_after)
             .field("failback", &self.failback)
             .field("write_mode", &self.write_mode)
             .field("observe", &self.observe)
@@ -85,7 +106,8 @@ impl TableBuilder {
             retry_policy: None,
             health: None,
             canary: Canary::default(),
-            heartbeat: None,
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            suspect_after: Some(DEFAULT_SUSPECT_AFTER),
             failback: Failback::After(Duration::from_secs(30)),
             read_policy: Box::new(PrimaryOnly),
             write_mode: WriteMode::default(),
@@ -144,6 +166,13 @@ impl TableBuilder {
     /// probing are probed).
     pub fn heartbeat(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.heartbeat = interval.into();
+        self
+    }
+
+    /// How long an attempt may go unanswered before its region is *suspect* (`None`: never).
+    /// See the [module documentation](super#silent-regions) for what suspicion does.
+    pub fn suspect_after(mut self, after: impl Into<Option<Duration>>) -> Self {
+        self.suspect_after = after.into();
         self
     }
 
@@ -211,7 +240,7 @@ impl TableBuilder {
         self.finish(policy, regions, probe)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.name.trim().is_empty() {
             return Err(ConfigError::new("table_name", "must not be empty"));
         }
@@ -248,30 +277,48 @@ impl TableBuilder {
                 ));
             }
         }
-        self.timeouts.validate()
+        self.timeouts.validate()?;
+        if let Some(d) = self.suspect_after
+            && (d.is_zero() || d >= self.timeouts.attempt_timeout())
+        {
+            return Err(ConfigError::new(
+                "suspect_after",
+                "must be above zero and below the attempt timeout",
+            ));
+        }
+        if self.heartbeat.is_some_and(|h| h.is_zero()) {
+            return Err(ConfigError::new("heartbeat", "must be above zero"));
+        }
+        Ok(())
     }
 
     /// The policy of every call: the user's as given (plus the operation timeout as deadline
     /// when it has none), or the default.
     fn policy(&self) -> Result<RetryPolicy, ConfigError> {
         match &self.retry_policy {
-            None => RetryPolicy::builder()
-                .max_attempts(4)
-                .deadline(self.timeouts.operation_timeout())
-                .backoff(
-                    ExponentialBackoff::builder()
-                        .base(Duration::from_millis(25))
-                        .cap(Duration::from_millis(250))
-                        .jitter(Jitter::Full)
-                        .build()?,
-                )
-                .build(),
+            None => Self::default_policy(&self.timeouts),
             Some(p) if p.deadline().is_some() => Ok(p.clone()),
             Some(p) => p
                 .to_builder()
                 .deadline(self.timeouts.operation_timeout())
                 .build(),
         }
+    }
+
+    /// The table's default policy for `timeouts`: 4 attempts, exponential backoff from 25 ms
+    /// capped at 250 ms with full jitter, deadline = the operation timeout.
+    pub(crate) fn default_policy(timeouts: &Timeouts) -> Result<RetryPolicy, ConfigError> {
+        RetryPolicy::builder()
+            .max_attempts(4)
+            .deadline(timeouts.operation_timeout())
+            .backoff(
+                ExponentialBackoff::builder()
+                    .base(Duration::from_millis(25))
+                    .cap(Duration::from_millis(250))
+                    .jitter(Jitter::Full)
+                    .build()?,
+            )
+            .build()
     }
 
     /// Each region's id, client and physical table name, in order of preference.
@@ -299,10 +346,18 @@ impl TableBuilder {
         regions: Vec<(RegionName, Client, Arc<str>)>,
         probe: impl Probe<RegionName>,
     ) -> Result<Table, ConfigError> {
+        let probe = Arc::new(probe);
+        let signals: Vec<Arc<Signals>> = regions.iter().map(|_| Arc::default()).collect();
+        let named: Vec<_> = regions
+            .iter()
+            .zip(&signals)
+            .map(|((id, _, _), s)| (id.clone(), Arc::clone(s)))
+            .collect();
         let mut health = HealthTracker::builder()
             .failure_threshold(2)
+            .ejection_cap(DEFAULT_EJECTION_CAP)
             .probe_interval(Duration::from_millis(500))
-            .probe_timeout(self.timeouts.attempt_timeout());
+            .probe_timeout(DEFAULT_PROBE_TIMEOUT.min(self.timeouts.attempt_timeout()));
         if let Some(h) = self.heartbeat {
             health = health.heartbeat(h);
         }
@@ -311,8 +366,16 @@ impl TableBuilder {
         }
         let tracker = health
             .endpoints(regions.iter().map(|(id, _, _)| id.clone()))
-            .probe(probe)
+            .probe(Shared {
+                probe: Arc::clone(&probe),
+                // With suspicion off, heartbeats mark nothing either.
+                signals: match self.suspect_after {
+                    Some(_) => named.clone(),
+                    None => Vec::new(),
+                },
+            })
             .build()?;
+        watch_downs(&tracker, named);
         let observe = self
             .observe
             .unwrap_or_else(|| Observe::new(format!("dynamodb:{}", self.name)));
@@ -325,7 +388,8 @@ impl TableBuilder {
         let router = router.build()?;
         let slots = regions
             .into_iter()
-            .map(|(id, client, table)| {
+            .zip(signals)
+            .map(|((id, client, table), signals)| {
                 let endpoint = tracker.endpoint(&id).ok_or_else(|| {
                     ConfigError::new("regions", format!("region `{id}` was not registered"))
                 })?;
@@ -334,7 +398,7 @@ impl TableBuilder {
                     client,
                     table,
                     endpoint,
-                    suspect: AtomicBool::new(false),
+                    signals,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -360,6 +424,9 @@ impl TableBuilder {
                 read_policy: self.read_policy,
                 write_mode: self.write_mode,
                 budget: self.budget,
+                suspect_after: self.suspect_after,
+                confirm: Arc::new(Confirming(probe)),
+                confirm_timeout: self.suspect_after.map_or(DEFAULT_PROBE_TIMEOUT, |d| d * 2),
                 seen_generation: AtomicU64::new(generation),
                 seen_active: AtomicUsize::new(active),
             }),

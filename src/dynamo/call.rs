@@ -6,6 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -13,7 +15,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use super::classify::{FailureKind, failure_kind};
 use super::config::{RegionName, WriteMode};
 use super::error::Error;
-use super::table::{Inner, Table};
+use super::suspect::AvoidSuspects;
+use super::table::{Inner, Slot, Table};
 use crate::error::{Classification, Execution};
 use crate::retry::StopReason;
 use crate::route::{RouteError, Target};
@@ -50,13 +53,21 @@ enum Failure<E> {
     },
     /// The handle's own attempt bound ran out (a client with no timeout of its own).
     TimedOut,
+    /// A read left its region unanswered after the suspect delay, for one that is not
+    /// suspect (the silence was counted once, when the region became suspect).
+    Hedged,
+    /// The region was declared down while the write waited for its verdict: never sent.
+    Redirected,
+    /// The region was declared down while the attempt was in flight there.
+    RegionDown,
 }
 
 impl<E> Failure<E> {
     fn classification(&self) -> Classification {
         match self {
             Failure::Sdk { kind, .. } => kind.classification(),
-            Failure::TimedOut => Classification::transient(),
+            Failure::TimedOut | Failure::RegionDown => Classification::transient(),
+            Failure::Hedged | Failure::Redirected => Classification::redirected(),
         }
     }
 }
@@ -133,7 +144,11 @@ impl<'t, F> Call<'t, F> {
             idempotent,
         } = self;
         let inner = &*table.inner;
-        let guard = inner.attempt_guard;
+        let read_policy = AvoidSuspects(inner);
+        let target = match access {
+            Access::Read => Target::Read(&read_policy),
+            _ => access.target(inner),
+        };
         inner
             .router
             .call(&inner.policy, |attempt| {
@@ -141,13 +156,9 @@ impl<'t, F> Call<'t, F> {
                 let slot = inner.slot(attempt.endpoint());
                 let fut = op(&slot.client, &slot.table);
                 async move {
-                    let failure = match tokio::time::timeout(guard, fut).await {
-                        Ok(Ok(value)) => return Ok(value),
-                        Ok(Err(error)) => Failure::Sdk {
-                            kind: failure_kind(&error),
-                            error: Box::new(error),
-                        },
-                        Err(_) => Failure::TimedOut,
+                    let failure = match inner.attempt(slot, access, fut).await {
+                        Ok(value) => return Ok(value),
+                        Err(failure) => failure,
                     };
                     let c = failure.classification();
                     tracing::debug!(
@@ -161,7 +172,7 @@ impl<'t, F> Call<'t, F> {
                     Err(failure)
                 }
             })
-            .target(access.target(inner))
+            .target(target)
             .idempotent(idempotent)
             .maybe_budget(inner.budget.as_ref())
             .classify_with(Failure::classification)
@@ -172,6 +183,107 @@ impl<'t, F> Call<'t, F> {
 }
 
 impl Inner {
+    /// One attempt of `fut` in `slot`, bounded by the handle's attempt bound, with suspicion:
+    ///
+    /// - a write (or an active-only call) to a suspect region first waits for its verdict (an
+    ///   answer, or the region declared down: then it is redirected, never sent), at most the
+    ///   confirm timeout;
+    /// - unanswered after the suspect delay, the region becomes suspect; a read then leaves
+    ///   for a region that is not, if there is one, and any other attempt keeps waiting but
+    ///   ends as soon as the region is declared down.
+    ///
+    /// Until the suspect delay, this is the operation's future and one timer.
+    async fn attempt<T, E, Fut>(
+        &self,
+        slot: &Slot,
+        access: Access,
+        fut: Fut,
+    ) -> Result<T, Failure<E>>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata,
+    {
+        let signals = &*slot.signals;
+        if access != Access::Read && signals.is_suspect() && !self.verdict(slot).await {
+            return Err(Failure::Redirected);
+        }
+        let start = Instant::now();
+        let guard = self.attempt_guard;
+        let mut fut = std::pin::pin!(fut);
+        let first = self.suspect_delay(slot).map_or(guard, |d| d.min(guard));
+        let answer = tokio::select! {
+            biased;
+            out = &mut fut => Some(out),
+            () = tokio::time::sleep_until(start + first) => None,
+        };
+        let out = match answer {
+            Some(out) => out,
+            None if first == guard => {
+                self.suspect(slot, false);
+                return Err(Failure::TimedOut);
+            }
+            None => {
+                // The slow path: the region is silent.
+                let down = signals.down().notified();
+                self.suspect(slot, true);
+                if access == Access::Read && self.has_alternative(slot) {
+                    return Err(Failure::Hedged);
+                }
+                if !slot.endpoint.is_available() {
+                    return Err(Failure::RegionDown);
+                }
+                tokio::select! {
+                    biased;
+                    out = &mut fut => out,
+                    () = down => return Err(Failure::RegionDown),
+                    () = tokio::time::sleep_until(start + guard) => {
+                        return Err(Failure::TimedOut);
+                    }
+                }
+            }
+        };
+        match out {
+            Ok(value) => {
+                signals.answered();
+                Ok(value)
+            }
+            Err(error) => {
+                let kind = failure_kind(&error);
+                match kind {
+                    FailureKind::Timeout => self.suspect(slot, false),
+                    k if k.is_answer() => signals.answered(),
+                    _ => {}
+                }
+                Err(Failure::Sdk {
+                    kind,
+                    error: Box::new(error),
+                })
+            }
+        }
+    }
+
+    /// Waits for a suspect region's verdict, at most the confirm timeout: `false` when it was
+    /// declared down (or is not available), `true` when it answered or the wait ran out.
+    #[cold]
+    async fn verdict(&self, slot: &Slot) -> bool {
+        let signals = &*slot.signals;
+        let (down, answered) = (
+            signals.down().notified(),
+            signals.answered_notify().notified(),
+        );
+        if !signals.is_suspect() {
+            return true;
+        }
+        if slot.endpoint.is_available() {
+            tokio::select! {
+                () = down => {}
+                () = answered => {}
+                () = tokio::time::sleep(self.confirm_timeout) => {}
+            }
+        }
+        slot.endpoint.is_available()
+    }
+
     /// The caller's error of a failed call.
     ///
     /// When the runner cut the last attempt (the deadline or the policy's attempt timeout), its
@@ -189,8 +301,11 @@ impl Inner {
         let last = if cut { None } else { e.into_last_error() };
         let error = match last {
             Some(Failure::Sdk { kind, error }) => Error::new(kind, reason, attempts, Some(*error)),
-            Some(Failure::TimedOut) | None => {
+            Some(Failure::TimedOut | Failure::RegionDown | Failure::Hedged) | None => {
                 Error::new(FailureKind::Timeout, reason, attempts, None)
+            }
+            Some(Failure::Redirected) => {
+                Error::new(FailureKind::ConnectFailed, reason, attempts, None)
             }
         }
         .with_execution(execution);

@@ -93,6 +93,20 @@ impl FailureKind {
     }
 }
 
+impl FailureKind {
+    /// `true` when the region answered (a service error, throttling, a missing table, a
+    /// rejection): it is alive, whatever it said.
+    pub(crate) const fn is_answer(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Throttled
+                | FailureKind::ServerError
+                | FailureKind::TableNotFound
+                | FailureKind::Rejected
+        )
+    }
+}
+
 /// Reads an `SdkError` of any DynamoDB operation into a [`FailureKind`].
 ///
 /// - `DispatchFailure`: a refused connection, an unreachable address or a connect timeout is

@@ -60,6 +60,33 @@
 //! counted against the region. The clients the handle builds have the SDK's own retries off,
 //! so there is one retry layer. Defaults are listed on [`TableBuilder`].
 //!
+//! # Silent regions
+//!
+//! A region that stops answering without refusing (a frozen process, a black-holed network)
+//! is found by silence, not by errors:
+//!
+//! - an attempt unanswered for the suspect delay ([`TableBuilder::suspect_after`], 100 ms, or
+//!   4 × the region's average latency if longer) makes its region **suspect**, and so does a
+//!   heartbeat the tracker cuts at its 300 ms bound; the first silence of an episode counts one
+//!   failure and sends one confirming canary (bounded by 2 × the suspect delay) whose miss
+//!   counts another: with the failure threshold of 2 the region is **down** about 300 ms after
+//!   it went silent, the heartbeat alone takes it down within 800 ms;
+//! - a read in a suspect region is re-sent at once to a region that is not (it was a read:
+//!   nothing to undo), and later reads skip the suspect region;
+//! - a write (or a strongly consistent read) for a suspect active region waits for the verdict
+//!   (an answer, or down), at most the canary's bound, instead of each waiting out the
+//!   attempt timeout; in [`WriteMode::PrimaryOnly`] writes go to the next region only once the
+//!   active one is declared down, never while it is merely suspect;
+//! - an attempt still in flight when its region is declared down ends then: retried elsewhere
+//!   if idempotent, else returned as a timeout that may have executed.
+//!
+//! Any answer (a success, a service error) or a canary that answers clears the suspicion. The
+//! heartbeat ([`TableBuilder::heartbeat`], every 200 ms per region that is up, each bounded by
+//! 300 ms) costs 5 requests per second per region per table handle (clones share it); a region
+//! that is down is probed every 500 ms instead. After a resumed region answers again, the
+//! table fails back within its remaining ejection (at most 5 s, the ejection cap), two probes
+//! (≤ 0.5 s) and the failback delay.
+//!
 //! # Observability
 //!
 //! [`Table::health`] is the table's health document (`dynamodb:region` checks: state, active,
@@ -79,6 +106,7 @@ mod error;
 mod observe;
 mod ops;
 mod probe;
+mod suspect;
 mod table;
 #[cfg(test)]
 mod tests;

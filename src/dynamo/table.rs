@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -15,6 +15,7 @@ use super::builder::TableBuilder;
 use super::call::{Access, Call};
 use super::classify::{FailureKind, failure_kind};
 use super::config::{RegionName, WriteMode};
+use super::suspect::{Confirm, Signals};
 use crate::health::{Endpoint, HealthState, HealthTracker};
 use crate::retry::{RetryBudget, RetryPolicy};
 use crate::route::{ReadPolicy, RouteEvent, Router, SwitchError};
@@ -28,41 +29,46 @@ use crate::route::{ReadPolicy, RouteEvent, Router, SwitchError};
 /// See the [module documentation](super) for the behaviour.
 #[derive(Clone)]
 pub struct Table {
-    pub(super) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
-    pub(super) name: Arc<str>,
+pub(crate) struct Inner {
+    pub(crate) name: Arc<str>,
     /// The regions in order of preference (the router's order of addition).
-    pub(super) regions: Vec<Slot>,
-    pub(super) router: Router<RegionName>,
-    pub(super) policy: RetryPolicy,
+    pub(crate) regions: Vec<Slot>,
+    pub(crate) router: Router<RegionName>,
+    pub(crate) policy: RetryPolicy,
     /// The handle's own bound of one attempt (the attempt timeout plus slack).
-    pub(super) attempt_guard: Duration,
-    pub(super) read_policy: Box<dyn ReadPolicy<RegionName>>,
-    pub(super) write_mode: WriteMode,
-    pub(super) budget: Option<RetryBudget>,
+    pub(crate) attempt_guard: Duration,
+    pub(crate) read_policy: Box<dyn ReadPolicy<RegionName>>,
+    pub(crate) write_mode: WriteMode,
+    pub(crate) budget: Option<RetryBudget>,
+    /// How long an attempt may go unanswered before its region is suspect.
+    pub(crate) suspect_after: Option<Duration>,
+    /// The canary a suspect region gets at once, and its bound.
+    pub(crate) confirm: Arc<dyn Confirm>,
+    pub(crate) confirm_timeout: Duration,
     /// The generation of the last switch logged by this handle.
-    pub(super) seen_generation: AtomicU64,
+    pub(crate) seen_generation: AtomicU64,
     /// The active region (slot index) at `seen_generation`.
-    pub(super) seen_active: AtomicUsize,
+    pub(crate) seen_active: AtomicUsize,
 }
 
 /// One region: its client, its physical table name and its health endpoint.
-pub(super) struct Slot {
-    pub(super) id: RegionName,
-    pub(super) client: Client,
-    pub(super) table: Arc<str>,
-    pub(super) endpoint: Endpoint<RegionName>,
-    /// An attempt or a heartbeat went unanswered here and nothing has answered since.
-    pub(super) suspect: AtomicBool,
+pub(crate) struct Slot {
+    pub(crate) id: RegionName,
+    pub(crate) client: Client,
+    pub(crate) table: Arc<str>,
+    pub(crate) endpoint: Endpoint<RegionName>,
+    /// Its suspicion: an attempt or a heartbeat went unanswered and nothing answered since.
+    pub(crate) signals: Arc<Signals>,
 }
 
 impl Slot {
     /// `true` while the region is suspect (one relaxed load).
     #[inline]
-    pub(super) fn is_suspect(&self) -> bool {
-        self.suspect.load(Ordering::Relaxed)
+    pub(crate) fn is_suspect(&self) -> bool {
+        self.signals.is_suspect()
     }
 }
 
@@ -271,7 +277,7 @@ impl Inner {
 
     /// The region of `endpoint` (one of the router's): a scan of a few pointer comparisons.
     #[inline]
-    pub(super) fn slot(&self, endpoint: &Endpoint<RegionName>) -> &Slot {
+    pub(crate) fn slot(&self, endpoint: &Endpoint<RegionName>) -> &Slot {
         self.regions
             .iter()
             .find(|s| s.endpoint.ptr_eq(endpoint))
