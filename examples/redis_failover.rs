@@ -4,14 +4,19 @@
 //! workload through [`SplitPool`], kills the primary, lets Sentinel promote a replica and keeps
 //! going. Prints a timeline and one summary line:
 //!
-//! `summary: backend=redis switches=N failed_ops=N max_gap_ms=N client_gap_ms=N`
+//! `summary: backend=redis tls=off switches=N failed_ops=N max_gap_ms=N client_gap_ms=N`
+//!
+//! With `-- tls` (feature `tls`) every node and sentinel listens on a TLS port only, replicates
+//! and gossips over TLS, and the pool verifies their certificates against a test CA
+//! (`tls=on`).
 //!
 //! - `max_gap_ms`: the longest time with no successful write;
 //! - `client_gap_ms`: from the moment the new primary accepted writes (seen by a side connection
 //!   polling `ROLE` on every replica, independent of the pool) to the first successful write
 //!   through the pool.
 //!
-//! Run with `cargo run --example redis_failover --features redis,testing`.
+//! Run with `cargo run --example redis_failover --features redis,testing`, or over TLS with
+//! `cargo run --example redis_failover --features redis,testing,tls -- tls`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use switchover::redis::SplitPool;
-use switchover::testing::{RedisSentinel, RespClient};
+use switchover::redis::{SplitPool, SplitPoolBuilder};
+use switchover::testing::{Error as KitError, RedisSentinel, RespClient};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -33,19 +38,22 @@ type Promotion = Arc<Mutex<Option<(Instant, SocketAddr)>>>;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut fixture = RedisSentinel::start(2, 3).await?;
+    let tls = std::env::args().skip(1).any(|a| a == "tls");
+    let drill = Drill::start(tls).await?;
+    let mut fixture = drill.fixture;
+    let _ca = drill.ca;
     let start = Instant::now();
     let old_primary = fixture.replica_set().primary().addr();
     let replicas: Vec<_> = fixture.replica_set().replicas().map(|r| r.addr()).collect();
     println!(
-        "{:>6} ms  primary {old_primary}, replicas {replicas:?}, 3 sentinels",
-        0
+        "{:>6} ms  primary {old_primary}, replicas {replicas:?}, 3 sentinels, tls {}",
+        0,
+        on_off(tls)
     );
-    let pool = SplitPool::builder()
+    let builder = SplitPool::builder()
         .sentinels(fixture.sentinel_addrs().iter().map(|a| a.to_string()))
-        .master_name(fixture.master_name())
-        .build()
-        .await?;
+        .master_name(fixture.master_name());
+    let pool = (drill.tls_pool)(builder).build().await?;
     let ms = move |at: Instant| at.saturating_duration_since(start).as_millis();
     println!(
         "{:>6} ms  pool ready, primary {}",
@@ -55,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let promoted = Promotion::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let observer = observe_promotion(replicas, promoted.clone(), stop.clone());
+    let observer = observe_promotion(drill.dial, replicas, promoted.clone(), stop.clone());
     let mut workload = Workload::new(start);
     workload.run(&pool, &mut fixture, old_primary).await?;
     stop.store(true, Ordering::Relaxed);
@@ -72,7 +80,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "summary: backend=redis switches={} failed_ops={} max_gap_ms={} client_gap_ms={}",
+        "summary: backend=redis tls={} switches={} failed_ops={} max_gap_ms={} client_gap_ms={}",
+        on_off(tls),
         pool.status().switches,
         workload.failed_ops,
         workload.max_gap.as_millis(),
@@ -81,9 +90,71 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+fn on_off(tls: bool) -> &'static str {
+    if tls { "on" } else { "off" }
+}
+
+/// A side connection to one node: plaintext, or TLS with the fixture's client.
+type Dial = Arc<dyn Fn(SocketAddr) -> BoxFuture<Result<RespClient, KitError>> + Send + Sync>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+/// The TLS settings of the pool (none in plaintext).
+type TlsPool = Box<dyn FnOnce(SplitPoolBuilder) -> SplitPoolBuilder>;
+
+/// The fixture, how the side observer reaches a node, and the pool's TLS settings.
+struct Drill {
+    fixture: RedisSentinel,
+    dial: Dial,
+    tls_pool: TlsPool,
+    /// The test CA's directory, kept until the end.
+    ca: Option<Box<dyn std::any::Any>>,
+}
+
+impl Drill {
+    async fn start(tls: bool) -> Result<Self, Box<dyn std::error::Error>> {
+        if tls {
+            return Self::start_tls().await;
+        }
+        Ok(Drill {
+            fixture: RedisSentinel::start(2, 3).await?,
+            dial: Arc::new(|addr| Box::pin(RespClient::connect(addr))),
+            tls_pool: Box::new(|b| b),
+            ca: None,
+        })
+    }
+
+    /// Every node and sentinel on TLS only; the pool trusts the test CA and verifies each
+    /// node's IP address (the addresses Sentinel reports) against its certificate.
+    #[cfg(feature = "tls")]
+    async fn start_tls() -> Result<Self, Box<dyn std::error::Error>> {
+        use switchover::testing::{RedisTls, TestCa};
+        use switchover::tls::{Roots, TlsOptions};
+        let ca = TestCa::new()?;
+        let kit = RedisTls::new(&ca)?;
+        let fixture = RedisSentinel::start_tls(2, 3, &kit).await?;
+        let ca_file = ca.cert_path().to_path_buf();
+        Ok(Drill {
+            fixture,
+            dial: Arc::new(move |addr| {
+                let tls = kit.clone();
+                Box::pin(async move {
+                    RespClient::connect_tls(addr, &tls, Duration::from_secs(5)).await
+                })
+            }),
+            tls_pool: Box::new(move |b| b.tls(TlsOptions::new().roots(Roots::PemFile(ca_file)))),
+            ca: Some(Box::new(ca)),
+        })
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn start_tls() -> Result<Self, Box<dyn std::error::Error>> {
+        Err("`-- tls` needs the tls feature: --features redis,testing,tls".into())
+    }
+}
+
 /// Side observer: polls `ROLE` on every replica, independent of the pool, and notes the first
 /// that answers `master`.
 fn observe_promotion(
+    dial: Dial,
     replicas: Vec<SocketAddr>,
     promoted: Promotion,
     stop: Arc<AtomicBool>,
@@ -91,12 +162,12 @@ fn observe_promotion(
     tokio::spawn(async move {
         let mut clients = Vec::new();
         for r in &replicas {
-            clients.push((*r, RespClient::connect(*r).await.ok()));
+            clients.push((*r, dial(*r).await.ok()));
         }
         while !stop.load(Ordering::Relaxed) {
             for (addr, client) in clients.iter_mut() {
                 if client.is_none() {
-                    *client = RespClient::connect(*addr).await.ok();
+                    *client = dial(*addr).await.ok();
                 }
                 let Some(c) = client.as_mut() else { continue };
                 let Ok(role) = c.command(&["ROLE"]).await else {
