@@ -9,6 +9,7 @@
 //! ```text
 //! cargo run --example dynamodb_failover --features dynamodb,testing             # kill (SIGKILL)
 //! cargo run --example dynamodb_failover --features dynamodb,testing -- blackhole # network black hole
+//! cargo run --example dynamodb_failover --features dynamodb,testing -- silent    # frozen (SIGSTOP)
 //! ```
 //!
 //! Every setting of the handle is its default except the failback delay (5 s instead of 30 s,
@@ -200,34 +201,58 @@ async fn start_regions() -> Result<DynamoDbRegions, Box<dyn std::error::Error>> 
     Ok(regions)
 }
 
-/// Takes the preferred region out: a black hole through the proxy, or a kill.
+/// How the preferred region fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL: connections refused.
+    Kill,
+    /// The fault proxy accepts and never answers.
+    BlackHole,
+    /// SIGSTOP: the process is frozen, the kernel still accepts connections.
+    Silent,
+}
+
+/// Takes the preferred region out.
 async fn inject(
-    blackhole: bool,
+    fault: Fault,
     regions: &mut DynamoDbRegions,
     proxy: &FaultProxy,
     start: Instant,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if blackhole {
-        proxy.set_mode(Mode::BlackHole).await?;
-        println!("[{:>6} ms] fault: {PREFERRED} black-holed", ms(start));
-    } else {
-        regions.region_mut(PREFERRED)?.kill().await?;
-        println!("[{:>6} ms] fault: {PREFERRED} killed", ms(start));
+    match fault {
+        Fault::BlackHole => {
+            proxy.set_mode(Mode::BlackHole).await?;
+            println!("[{:>6} ms] fault: {PREFERRED} black-holed", ms(start));
+        }
+        Fault::Silent => {
+            regions.region_mut(PREFERRED)?.pause()?;
+            println!("[{:>6} ms] fault: {PREFERRED} frozen (SIGSTOP)", ms(start));
+        }
+        Fault::Kill => {
+            regions.region_mut(PREFERRED)?.kill().await?;
+            println!("[{:>6} ms] fault: {PREFERRED} killed", ms(start));
+        }
     }
     Ok(())
 }
 
 /// Brings the preferred region back and refills it from the secondary.
 async fn restore(
-    blackhole: bool,
+    fault: Fault,
     regions: &mut DynamoDbRegions,
     proxy: &FaultProxy,
     start: Instant,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if blackhole {
+    if fault == Fault::BlackHole {
         proxy.set_mode(Mode::Pass).await?;
         proxy.reset_connections();
         println!("[{:>6} ms] restore: {PREFERRED} reachable again", ms(start));
+    } else if fault == Fault::Silent {
+        regions.region_mut(PREFERRED)?.resume()?;
+        println!(
+            "[{:>6} ms] restore: {PREFERRED} resumed (SIGCONT)",
+            ms(start)
+        );
     } else {
         regions.region_mut(PREFERRED)?.restart().await?;
         regions.region(PREFERRED)?.create_table(TABLE, "pk").await?;
@@ -246,7 +271,12 @@ async fn restore(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let blackhole = std::env::args().nth(1).as_deref() == Some("blackhole");
+    let fault = match std::env::args().nth(1).as_deref() {
+        Some("blackhole") => Fault::BlackHole,
+        Some("silent") => Fault::Silent,
+        _ => Fault::Kill,
+    };
+    let blackhole = fault == Fault::BlackHole;
     let mut regions = start_regions().await?;
     let proxy = FaultProxy::start(regions.region(PREFERRED)?.addr()).await?;
     let preferred_url = if blackhole {
@@ -266,13 +296,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut route = table.subscribe();
     let work = Workload::new(start);
-    let fault = if blackhole {
-        "black hole (proxy)"
-    } else {
-        "kill (SIGKILL)"
+    let fault_name = match fault {
+        Fault::BlackHole => "black hole (proxy)",
+        Fault::Silent => "frozen (SIGSTOP)",
+        Fault::Kill => "kill (SIGKILL)",
     };
     println!(
-        "[{:>6} ms] start: table `{TABLE}` in {PREFERRED} (preferred) and {SECONDARY}; fault = {fault}",
+        "[{:>6} ms] start: table `{TABLE}` in {PREFERRED} (preferred) and {SECONDARY}; fault = {fault_name}",
         ms(start)
     );
     let writer = work.spawn_writer(table.clone());
@@ -280,14 +310,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     work.progress("steady", &table);
-    inject(blackhole, &mut regions, &proxy, start).await?;
+    inject(fault, &mut regions, &proxy, start).await?;
     let mut switches = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         switches += report(&mut route, start);
         work.progress("degraded", &table);
     }
-    restore(blackhole, &mut regions, &proxy, start).await?;
+    restore(fault, &mut regions, &proxy, start).await?;
 
     let deadline = Instant::now() + FAILBACK + Duration::from_secs(20);
     while table.active_region() != PREFERRED && Instant::now() < deadline {

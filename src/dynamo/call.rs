@@ -219,13 +219,13 @@ impl Inner {
         let out = match answer {
             Some(out) => out,
             None if first == guard => {
-                self.suspect(slot, false);
+                self.suspect(slot, None);
                 return Err(Failure::TimedOut);
             }
             None => {
                 // The slow path: the region is silent.
                 let down = signals.down().notified();
-                self.suspect(slot, true);
+                self.suspect(slot, Some(start));
                 if access == Access::Read && self.has_alternative(slot) {
                     return Err(Failure::Hedged);
                 }
@@ -250,7 +250,7 @@ impl Inner {
             Err(error) => {
                 let kind = failure_kind(&error);
                 match kind {
-                    FailureKind::Timeout => self.suspect(slot, false),
+                    FailureKind::Timeout => self.suspect(slot, None),
                     k if k.is_answer() => signals.answered(),
                     _ => {}
                 }

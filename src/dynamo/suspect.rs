@@ -140,13 +140,13 @@ pub(crate) fn watch_downs(
 }
 
 impl Inner {
-    /// An attempt in `slot` went unanswered: for the suspect delay (`silence`: the attempt is
-    /// still in flight, nothing was counted yet), or until a timeout ended it (counted by the
-    /// runner). The first such attempt of an episode marks the region suspect, counts the
+    /// An attempt in `slot` went unanswered: for the suspect delay (`silence`: the start of
+    /// the attempt, still in flight, nothing counted yet), or until a timeout ended it
+    /// (`None`: counted by the runner). The first such attempt of an episode marks the region suspect, counts the
     /// silence as one transient failure, and sends one confirming canary, bounded by the
     /// confirm timeout, whose verdict counts too: with the default failure threshold of 2, a
     /// region that stays silent is down one confirm timeout later. Nothing with suspicion off.
-    pub(crate) fn suspect(&self, slot: &Slot, silence: bool) {
+    pub(crate) fn suspect(&self, slot: &Slot, silence: Option<tokio::time::Instant>) {
         if self.suspect_after.is_none() || !slot.signals.mark() {
             return;
         }
@@ -157,8 +157,10 @@ impl Inner {
             after_ms = self.suspect_after.map_or(0, |d| d.as_millis() as u64),
             "region suspect: an attempt went unanswered"
         );
-        if silence {
-            slot.endpoint.record_failure(Classification::transient());
+        if let Some(started) = silence {
+            // Counted from the attempt's start: the timeline's failover starts there too.
+            slot.endpoint
+                .record_failure_at(Classification::transient(), Some(started), true);
         }
         let (confirm, id, endpoint) = (
             Arc::clone(&self.confirm),
