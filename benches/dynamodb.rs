@@ -6,7 +6,9 @@
 //!   retry executor, health recording, error classification).
 //!
 //! Loopback round trips to a Java emulator dominate both; the difference is the handle's
-//! overhead. Needs `java` and DynamoDB Local (see `scripts/install-deps.sh`).
+//! overhead. A last interleaved run compares the handle with its default heartbeat (every
+//! 200 ms per region) against the same handle with `heartbeat(None)`: the heartbeat's cost on
+//! throughput (`raw` there is heartbeat off, `switchover` heartbeat on). Needs `java` and DynamoDB Local (see `scripts/install-deps.sh`).
 
 #[path = "support/interleave.rs"]
 mod interleave;
@@ -131,6 +133,27 @@ fn bench(c: &mut Criterion) {
             table.get_item(key("k")).send().await.expect("get");
         },
     ));
+    // The heartbeat's cost: the same region through a handle without heartbeat (`raw` in the
+    // printout) and through the default one (`switchover`), interleaved.
+    let quiet = rt.block_on(async {
+        Table::builder(TABLE)
+            .region(RegionConfig::endpoint("bench-1", node.endpoint_url()))
+            .heartbeat(None)
+            .build()
+            .expect("table handle")
+    });
+    rt.block_on(interleave::interleaved(
+        "get_item heartbeat off (raw) vs on (switchover)",
+        30,
+        100,
+        || async {
+            quiet.get_item(key("k")).send().await.expect("get");
+        },
+        || async {
+            table.get_item(key("k")).send().await.expect("get");
+        },
+    ));
+    drop(quiet);
     drop(table);
     drop(node);
 }

@@ -770,3 +770,28 @@ async fn run_never_repeats_a_closure_whose_earlier_statements_committed() {
     .unwrap_err();
     assert!(err.attempts().is_some_and(|n| n > 1), "{err}");
 }
+
+#[tokio::test]
+async fn a_unix_socket_host_is_a_host_of_its_own() {
+    let cluster = PgCluster::start(0).await.unwrap();
+    let node = cluster.primary();
+    let dir = node.socket_dir().display().to_string();
+    let pool = builder(&[])
+        .connection_string(format!(
+            "host={dir} port={} user=postgres dbname=postgres",
+            node.port()
+        ))
+        .build()
+        .unwrap();
+    let name = format!("{dir}/.s.PGSQL.{}", node.port());
+    assert_eq!(pool.hosts(), [name.as_str()]);
+    let c = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    assert_eq!(c.host(), name);
+    // Over a Unix socket the server has no client address.
+    let row = c
+        .query_one("SELECT inet_client_addr() IS NULL", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(pool.primary(), name);
+}

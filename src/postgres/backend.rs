@@ -53,7 +53,11 @@ impl From<&Error> for ProbeError {
         }
         ProbeError {
             detail,
-            permanent: e.classify().class() == ErrorClass::Permanent,
+            // Nothing a re-discovery can fix: a rejected login, a refused certificate, or a
+            // credential provider that failed or did not answer (callers then stop waiting
+            // for a run and see the error of their own attempt).
+            permanent: e.classify().class() == ErrorClass::Permanent
+                || e.kind() == super::error::ErrorKind::Authentication,
         }
     }
 }
