@@ -733,3 +733,212 @@ async fn a_blocking_command_in_a_pipeline_does_not_stall_other_callers() {
     let (popped,) = blpop.await.unwrap().unwrap();
     assert_eq!(popped, None, "BLPOP timed out on its own after 1 s");
 }
+
+/// A raw redis-rs connection to `node` logged in with `password` (the fixture's own client
+/// has none once `requirepass` is set).
+async fn admin(node: &RedisServer, password: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://:{password}@{}/", node.addr()))
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// A wrong password is an authentication error naming the node, at once (it was "no primary
+/// confirmed: no node reported the master role (...)" after the whole wait).
+#[tokio::test]
+async fn a_wrong_password_is_an_authentication_error_naming_the_node() {
+    init_tracing();
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    for n in set.nodes() {
+        n.cmd(&["CONFIG", "SET", "requirepass", "right-pw"])
+            .await
+            .expect("requirepass");
+    }
+    let started = Instant::now();
+    let err = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .password("wrong-pw")
+        .build()
+        .await
+        .expect_err("a wrong password cannot build a pool");
+    assert!(err.is_auth(), "an authentication error: {err:?}");
+    let node = err.node_addr().expect("names the node").to_owned();
+    assert!(
+        set.nodes().iter().any(|n| n.addr().to_string() == node),
+        "{node} is one of the nodes"
+    );
+    let shown = err.to_string();
+    assert!(
+        shown.contains("authentication") && shown.contains(&node),
+        "{shown}"
+    );
+    assert!(!shown.contains("master role"), "{shown}");
+    let source = std::error::Error::source(&err)
+        .expect("the server's answer")
+        .to_string();
+    // redis-rs words a rejected AUTH as "Password authentication failed".
+    assert!(
+        source.to_lowercase().contains("authentication failed"),
+        "{source}"
+    );
+    assert!(
+        !format!("{err:?}{source}").contains("wrong-pw"),
+        "no password shown"
+    );
+    // Permanent: the caller did not wait for discovery to give up.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // No password at all against a node that needs one: NOAUTH, the same kind of error.
+    let err = SplitPool::builder()
+        .nodes([set.primary().addr().to_string()])
+        .build()
+        .await
+        .expect_err("no password");
+    assert!(err.is_auth(), "{err:?}");
+}
+
+/// A Unix socket node: commands go through the socket.
+#[tokio::test]
+async fn a_node_on_a_unix_socket_serves_the_pool() {
+    init_tracing();
+    let server = RedisServer::start_with_unix_socket().await.expect("server");
+    let path = server.unix_socket_path().expect("a socket");
+    let pool = SplitPool::builder()
+        .nodes([format!("unix://{}", path.display())])
+        .build()
+        .await
+        .expect("pool over the socket");
+    assert_eq!(pool.primary_addr(), format!("unix:{}", path.display()));
+    let mut con = pool.clone();
+    let _: () = con.set("over-the-socket", "yes").await.expect("SET");
+    let v: String = con.get("over-the-socket").await.expect("GET");
+    assert_eq!(v, "yes");
+    let mut dedicated = pool.dedicated(Target::Primary).await.expect("dedicated");
+    let v: String = dedicated.get("over-the-socket").await.expect("GET");
+    assert_eq!(v, "yes");
+    // The commands came over the socket, not TCP: the server counts unix clients as `addr`
+    // `/path:0`.
+    let clients = server.cmd(&["CLIENT", "LIST"]).await.expect("CLIENT LIST");
+    let clients = clients.as_str().unwrap_or_default().to_owned();
+    assert!(
+        clients
+            .lines()
+            .filter(|l| l.contains("cmd=get"))
+            .all(|l| !l.contains("addr=127.0.0.1")),
+        "{clients}"
+    );
+}
+
+/// A password rotated mid-workload (the provider's answer changes, then the server's
+/// `requirepass`, then every connection is cut) costs no failed operation: the rejected login
+/// is reported to the cache and retried once with the fresh secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_costs_no_failed_operation() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::{Arc, RwLock};
+    use switchover::auth::{CachedCredentials, Credentials, credentials_fn};
+
+    init_tracing();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    for n in set.nodes() {
+        n.cmd(&["CONFIG", "SET", "masterauth", "pw-1"])
+            .await
+            .expect("masterauth");
+        n.cmd(&["CONFIG", "SET", "requirepass", "pw-1"])
+            .await
+            .expect("requirepass");
+    }
+    let current = Arc::new(RwLock::new("pw-1".to_owned()));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let provider = CachedCredentials::new(credentials_fn({
+        let (current, fetches) = (current.clone(), fetches.clone());
+        move |_req| {
+            fetches.fetch_add(1, Relaxed);
+            let pw = current.read().unwrap().clone();
+            async move { Ok(Credentials::password_only(pw)) }
+        }
+    }));
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .credentials(provider)
+        .build()
+        .await
+        .expect("pool");
+    let before = fetches.load(Relaxed);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workload = tokio::spawn({
+        let (pool, stop) = (pool.idempotent(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let mut con = pool.clone();
+            let mut i = 0u64;
+            while !stop.load(Relaxed) {
+                i += 1;
+                let w: redis::RedisResult<()> = con.set("rot", i).await;
+                let r: redis::RedisResult<Option<u64>> = con.get("rot").await;
+                match (w, r) {
+                    (Ok(()), Ok(_)) => ok += 1,
+                    (w, r) => failed.push(format!("{:?} {:?}", w.err(), r.err())),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rotation: the secret store first, then the servers, then every connection cut.
+    *current.write().unwrap() = "pw-2".to_owned();
+    for n in set.nodes() {
+        let mut a = admin(n, "pw-1").await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("masterauth")
+            .arg("pw-2")
+            .query_async(&mut a)
+            .await
+            .expect("masterauth");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("pw-2")
+            .query_async(&mut a)
+            .await
+            .expect("requirepass");
+        let _: redis::Value = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .query_async(&mut a)
+            .await
+            .unwrap_or(redis::Value::Nil);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Relaxed);
+    let (ok, failed) = workload.await.expect("workload");
+    assert!(
+        failed.is_empty(),
+        "{} failed operations: {failed:?}",
+        failed.len()
+    );
+    assert!(ok > 50, "the workload ran ({ok} rounds)");
+    assert!(
+        fetches.load(Relaxed) > before,
+        "the rejected secret was fetched again"
+    );
+    // New connections (shared, dedicated) log in with the new password.
+    let mut d = pool
+        .dedicated(Target::Primary)
+        .await
+        .expect("dedicated after rotation");
+    let _: () = d
+        .set("after", 1)
+        .await
+        .expect("SET on a dedicated connection");
+    set.wait_for_sync(DEADLINE).await.ok();
+}

@@ -51,6 +51,17 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
     /// changed.
     fn reset(&self, client: &Self::Client);
 
+    /// For a silent node that never answered: the error saying it speaks the other protocol
+    /// (a TLS-only port asked in plaintext, a plaintext port asked in TLS), if it does. The
+    /// fake never does.
+    fn mismatch(
+        &self,
+        client: &Self::Client,
+    ) -> impl Future<Output = Option<redis::RedisError>> + Send {
+        let _ = client;
+        async { None }
+    }
+
     /// Asks `sentinel` for `SENTINEL GET-MASTER-ADDR-BY-NAME master` and `SENTINEL REPLICAS
     /// master`, within [`Timeouts::exchange`].
     fn ask_sentinel<'a>(
@@ -195,6 +206,10 @@ impl Backend for RedisIo {
 
     fn reset(&self, client: &NodeClient) {
         client.spares.clear();
+    }
+
+    async fn mismatch(&self, client: &NodeClient) -> Option<redis::RedisError> {
+        client.to.mismatch(self.timeouts.connect_timeout()).await
     }
 
     async fn ask_sentinel(&self, sentinel: &NodeAddr, master: &str) -> RedisResult<(Value, Value)> {

@@ -153,21 +153,135 @@ impl Connector {
         }
     }
 
-    /// The error of a failed login, saying when a plaintext connection was closed by the
-    /// server at once: what a TLS-only port does to a client that does not speak TLS.
+    /// The error of a failed login: over TLS, an alert the server sent once the handshake
+    /// was done (TLS 1.3 reports a missing or refused client certificate then) is a TLS
+    /// failure; in plaintext, a connection the server closed at once is what a TLS-only port
+    /// does to a client that does not speak TLS.
     fn at_login(&self, e: RedisError) -> RedisError {
-        let closed = e.is_connection_dropped()
-            || e.is_unrecoverable_error() && e.kind() == redis::ErrorKind::Io;
-        if self.tls.is_none() && !self.addr.is_unix() && closed {
+        if self.tls.is_some() && carries_rustls_error(&e) {
             return RedisError::from(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!(
-                    "{} {CLOSED_AT_LOGIN} ({e}): does it accept TLS only? use `rediss://` or SplitPoolBuilder::tls",
-                    self.addr
-                ),
+                io::ErrorKind::InvalidData,
+                format!("{TLS_FAILED}{} failed after the handshake: {e}", self.addr),
             ));
         }
+        if self.tls.is_none() && !self.addr.is_unix() && e.is_connection_dropped() {
+            return tls_only(&self.addr, &e.to_string());
+        }
         e
+    }
+
+    /// When a node that never answered stays silent: asks it in the other protocol, within
+    /// `limit`. A plaintext node that answers a TLS `ClientHello` with a TLS record (a
+    /// handshake or an alert) is a TLS-only port, which waits for a handshake; a TLS node
+    /// that answers an inline `PING` in RESP is a plaintext port, which waits for the end of a
+    /// command line. `Some` error saying so, else `None`.
+    pub(crate) async fn mismatch(&self, limit: Duration) -> Option<RedisError> {
+        if self.addr.is_unix() {
+            return None;
+        }
+        let (ask, answers): (&[u8], fn(u8) -> bool) = match self.tls {
+            None => (&CLIENT_HELLO, |b| matches!(b, 0x15 | 0x16)),
+            Some(_) => (b"PING\r\n", |b| matches!(b, b'+' | b'-')),
+        };
+        // `try_write` / `try_read` on readiness: tokio's `io-util` is not a dependency.
+        let probe = async {
+            let tcp = TcpStream::connect((self.addr.host(), self.addr.port())).await?;
+            let mut sent = 0;
+            while sent < ask.len() {
+                tcp.writable().await?;
+                match tcp.try_write(&ask[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut first = [0u8; 1];
+            loop {
+                tcp.readable().await?;
+                match tcp.try_read(&mut first) {
+                    Ok(0) => return Ok(false),
+                    Ok(_) => return Ok(answers(first[0])),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if !matches!(tokio::time::timeout(limit, probe).await, Ok(Ok(true))) {
+            return None;
+        }
+        Some(match self.tls {
+            None => tls_only(&self.addr, "no answer in plaintext"),
+            Some(_) => RedisError::from(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{TLS_FAILED}{} failed: no answer to TLS, and the port answers plaintext: use `redis://` (or no `tls`)",
+                    self.addr
+                ),
+            )),
+        })
+    }
+}
+
+/// A minimal TLS 1.2 `ClientHello` (one cipher suite, no extensions): any TLS server answers
+/// it with a handshake record or an alert, a plaintext Redis with neither.
+const CLIENT_HELLO: [u8; 50] = {
+    // Record header: handshake, version 3.1, 45 bytes. Handshake header: ClientHello, 41
+    // bytes. Version 3.3 (TLS 1.2), then 32 bytes of random (zeros).
+    const HEAD: [u8; 11] = [
+        0x16, 0x03, 0x01, 0x00, 0x2d, 0x01, 0x00, 0x00, 0x29, 0x03, 0x03,
+    ];
+    // No session id; one suite (ECDHE-RSA-AES128-GCM-SHA256); only the null compression.
+    const TAIL: [u8; 7] = [0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00];
+    let mut m = [0u8; 50];
+    let mut i = 0;
+    while i < HEAD.len() {
+        m[i] = HEAD[i];
+        i += 1;
+    }
+    let mut k = 0;
+    while k < TAIL.len() {
+        m[43 + k] = TAIL[k];
+        k += 1;
+    }
+    m
+};
+
+/// The error for a plaintext connection to a TLS-only port.
+pub(crate) fn tls_only(addr: &NodeAddr, seen: &str) -> RedisError {
+    RedisError::from(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!(
+            "{addr} {CLOSED_AT_LOGIN} or answers TLS only ({seen}): use `rediss://` or SplitPoolBuilder::tls"
+        ),
+    ))
+}
+
+/// `true` when a rustls error is somewhere in `e`'s sources.
+fn carries_rustls_error(e: &RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.is::<rustls::Error>() {
+                return true;
+            }
+            if let Some(io) = s.downcast_ref::<io::Error>()
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+            source = s.source();
+        }
+        // redis-rs may keep only the words of an I/O error: rustls's alerts are recognisable.
+        let shown = e.to_string();
+        shown.contains("received fatal alert") || shown.contains("peer sent no certificates")
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = e;
+        false
     }
 }
 

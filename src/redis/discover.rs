@@ -100,9 +100,24 @@ impl<B: Backend> Topology<B> {
                 }
             }
         };
-        let reply = tokio::time::timeout(limit, ask)
-            .await
-            .map_err(|_| Error::timeout(limit))??;
+        let reply = match tokio::time::timeout(limit, ask).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout(limit)),
+        };
+        let reply = match reply {
+            Ok(v) => v,
+            // A node that never answered and stays silent may speak the other protocol (a
+            // TLS-only port waits for a handshake, a plaintext one for a line): asked on the
+            // failure path only, until the node first answers.
+            Err(e) if !node.answered.load(Relaxed) => {
+                match self.backend.mismatch(&node.client).await {
+                    Some(why) => return Err(Error::node(&node.name, why)),
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        node.answered.store(true, Relaxed);
         let role =
             parse_role(&reply).ok_or_else(|| Error::protocol(&node.name, "not a ROLE reply"))?;
         Ok((role, started.elapsed()))

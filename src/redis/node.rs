@@ -60,6 +60,8 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) lag: AtomicU64,
     /// The pool drained this node's endpoint (a replica unfit for reads), and will clear it.
     pub(crate) drained_by_pool: AtomicBool,
+    /// The node has answered `ROLE` at least once (so it is no TLS-only port).
+    pub(crate) answered: AtomicBool,
 }
 
 pub(crate) type NodeRef<B> = Arc<Node<B>>;
@@ -93,6 +95,7 @@ impl<B: Backend> Node<B> {
             link_up: AtomicBool::new(false),
             lag: AtomicU64::new(0),
             drained_by_pool: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
         }
     }
 
