@@ -1,8 +1,9 @@
 //! The seam between the failover logic and redis-rs: how the pool reaches a node or a sentinel.
 //!
 //! [`Backend`] is implemented by [`RedisIo`] (redis-rs multiplexed connections over the streams
-//! [`Connector`] opens, a small pool of dedicated connections per node) and, in the unit tests, by a scripted fake. The pool is generic over
-//! it, so the hot path calls redis-rs directly: no boxing, no dynamic dispatch.
+//! `Connector` opens, a small pool of dedicated connections per node) and, in the unit tests,
+//! by a scripted fake. The pool is generic over it, so the hot path calls redis-rs directly:
+//! no boxing, no dynamic dispatch.
 
 use std::future::Future;
 use std::sync::Arc;

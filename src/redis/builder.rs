@@ -395,6 +395,7 @@ impl SplitPoolBuilder {
                 }
                 let mut initial = Vec::new();
                 let mut schemes = Vec::new();
+                let mut unix = None;
                 for raw in &self.nodes {
                     let (addr, creds) = NodeAddr::parse_with_credentials(raw, "nodes")?;
                     let login = &mut s.login;
@@ -404,13 +405,9 @@ impl SplitPoolBuilder {
                     if creds.username.is_some() && login.username.is_none() {
                         login.username = creds.username.clone();
                     }
-                    if creds.tls && addr.is_unix() {
-                        return Err(ConfigError::new(
-                            "nodes",
-                            format!("`{addr}`: a Unix socket takes no TLS"),
-                        ));
-                    }
-                    if !addr.is_unix() {
+                    if addr.is_unix() {
+                        unix.get_or_insert_with(|| addr.clone());
+                    } else {
                         schemes.push((addr.clone(), creds));
                     }
                     if !initial.contains(&addr) {
@@ -418,6 +415,12 @@ impl SplitPoolBuilder {
                     }
                 }
                 let tls_on = self.tls.is_some() || schemes.iter().any(|(_, c)| c.tls);
+                if tls_on && let Some(unix) = unix {
+                    return Err(ConfigError::new(
+                        "nodes",
+                        format!("`{unix}`: a Unix socket takes no TLS"),
+                    ));
+                }
                 if tls_on {
                     // All TLS or none: an explicit `redis://`, or a bare `host:port` beside
                     // `rediss://` nodes (with no `tls` setting to say what it means).
@@ -576,6 +579,142 @@ mod tests {
             err.config_error().map(ConfigError::field),
             Some("failure_threshold")
         );
+    }
+
+    #[test]
+    fn transports_are_checked_at_build() {
+        let cases = [
+            // A Unix socket takes no TLS; sentinels are reached over TCP.
+            (
+                SplitPool::builder().nodes(["rediss://127.0.0.1:1", "unix:///tmp/r.sock"]),
+                "nodes",
+            ),
+            (
+                SplitPool::builder()
+                    .sentinels(["unix:///tmp/s.sock"])
+                    .master_name("m"),
+                "sentinels",
+            ),
+            // All TLS or none.
+            (
+                SplitPool::builder().nodes(["rediss://127.0.0.1:1", "127.0.0.1:2"]),
+                "nodes",
+            ),
+            (
+                SplitPool::builder().nodes(["rediss://127.0.0.1:1", "redis://127.0.0.1:2"]),
+                "nodes",
+            ),
+            (
+                SplitPool::builder().nodes(["unix:///tmp/r.sock"]),
+                "accepted",
+            ),
+        ];
+        for (i, (builder, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(field(builder), expected, "case {i}");
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_without_the_tls_feature_is_refused_naming_the_field() {
+        let err = SplitPool::builder()
+            .nodes(["rediss://127.0.0.1:6380"])
+            .validate()
+            .err()
+            .unwrap();
+        assert_eq!(err.field(), "nodes");
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
+        let err = SplitPool::builder()
+            .sentinels(["rediss://127.0.0.1:26380"])
+            .master_name("m")
+            .validate()
+            .err()
+            .unwrap();
+        assert_eq!(err.field(), "sentinels");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn bad_tls_input_is_refused_at_build_naming_the_field() {
+        use crate::tls::{Roots, TlsOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let node = || SplitPool::builder().nodes(["127.0.0.1:6380"]);
+        let cases = [
+            (
+                node().tls(TlsOptions::new().roots(Roots::PemFile(dir.path().join("missing.pem")))),
+                "roots",
+            ),
+            (
+                node().tls(TlsOptions::new().roots(Roots::PemFile(empty.clone()))),
+                "roots",
+            ),
+            (
+                node().tls(
+                    TlsOptions::new()
+                        .roots(Roots::Webpki)
+                        .client_key_file(&empty),
+                ),
+                "client_cert",
+            ),
+            (
+                node().tls(
+                    TlsOptions::new()
+                        .roots(Roots::Webpki)
+                        .client_cert_file(&empty),
+                ),
+                "client_key",
+            ),
+            (
+                node().tls(
+                    TlsOptions::new()
+                        .roots(Roots::Webpki)
+                        .server_name("not a name"),
+                ),
+                "server_name",
+            ),
+            // A plaintext node beside the TLS setting, sentinel options without sentinels.
+            (
+                SplitPool::builder()
+                    .nodes(["redis://127.0.0.1:6380"])
+                    .tls(TlsOptions::new().roots(Roots::Webpki)),
+                "nodes",
+            ),
+            (
+                node().sentinel_tls(TlsOptions::new().roots(Roots::Webpki)),
+                "sentinel_tls",
+            ),
+            (
+                SplitPool::builder()
+                    .nodes(["unix:///tmp/r.sock"])
+                    .tls(TlsOptions::new().roots(Roots::Webpki)),
+                "nodes",
+            ),
+            (
+                node().tls(TlsOptions::new().roots(Roots::Webpki)),
+                "accepted",
+            ),
+            (
+                SplitPool::builder()
+                    .sentinels(["rediss://127.0.0.1:26380", "redis://127.0.0.1:26381"])
+                    .master_name("m")
+                    .tls(TlsOptions::new().roots(Roots::Webpki)),
+                "accepted",
+            ),
+        ];
+        for (i, (builder, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(field(builder), expected, "case {i}");
+        }
+        // The sentinel given as `redis://` stays plaintext beside TLS ones.
+        let parts = SplitPool::builder()
+            .sentinels(["rediss://127.0.0.1:26380", "redis://127.0.0.1:26381"])
+            .master_name("m")
+            .validate()
+            .ok()
+            .unwrap();
+        assert!(parts.settings.tls.is_some() && parts.settings.sentinel_tls.is_some());
+        assert_eq!(parts.settings.plaintext_sentinels.len(), 1);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! [`DedicatedConnection`]: a connection of its own to one node, from the node's deadpool pool,
+//! [`DedicatedConnection`]: a connection of its own to one node, from the node's pool,
 //! that goes stale when the node changes role.
 
 use std::fmt;

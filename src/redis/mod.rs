@@ -6,8 +6,10 @@
 //! code written against redis-rs (`AsyncCommands`, `query_async`, pipelines, scripts) runs on it
 //! unchanged — except connection-state commands sent alone (`SELECT`, `MULTI` / `EXEC` /
 //! `WATCH`, `WAIT`), which the shared pool refuses with an error naming what to use instead
-//! (atomic pipelines, a pipeline with its `WAIT`, [`SplitPool::dedicated`]). redis-rs's own `ConnectionManager` reconnects only when its socket drops and
-//! stays glued to a demoted primary.
+//! (atomic pipelines, a pipeline with its `WAIT`, [`SplitPool::dedicated`]). redis-rs's own
+//! `ConnectionManager` reconnects only when its socket drops and stays glued to a demoted
+//! primary. Nodes are reached over TCP, TLS or a Unix socket, with fixed credentials or a
+//! credential provider (see [below](#tls-unix-sockets-and-credentials)).
 //!
 //! # Example
 //!
@@ -60,6 +62,42 @@
 //!   `WAIT`, ...) run on a [dedicated connection](SplitPool::dedicated) with their block time
 //!   added to the timeout.
 //!
+//! # TLS, Unix sockets and credentials
+//!
+//! - **TLS** (feature `tls`): [`SplitPoolBuilder::tls`] takes the crate's shared
+//!   [`TlsOptions`](crate::tls::TlsOptions) (the Postgres pool takes the same): roots (a PEM
+//!   bundle, the platform store, the webpki set), the verification level, a client certificate
+//!   for mutual TLS, and a server-name override. `rediss://` addresses turn TLS on (with those
+//!   options, else platform roots and full verification). Every connection the pool makes is
+//!   TLS then: shared, `ROLE`, dedicated, pub/sub, and to the sentinels (unless they are given
+//!   as `redis://`, or [`sentinel_tls`](SplitPoolBuilder::sentinel_tls) says otherwise). Nodes
+//!   that Sentinel or `ROLE` report as `ip:port` are verified by IP address (the certificate
+//!   needs an IP SAN), or against the server-name override (the connection still goes to the
+//!   IP address). The pool opens the TCP and TLS streams itself (rustls, ring provider,
+//!   configured once at build; no process-wide crypto provider is installed) and hands them to
+//!   redis-rs, which logs in over them. Everything is read and checked at build, naming the
+//!   field (`roots`, `client_cert`, `client_key`, `server_name`, `nodes` for a node that mixes
+//!   TLS and plaintext or a `rediss://` address without the feature).
+//! - **Not supported with TLS**: TLS over a Unix socket (refused), a different TLS setting
+//!   per data node (all nodes are TLS or none), certificate revocation (CRL, OCSP), encrypted
+//!   private keys, reloading certificates without a new pool (see [`crate::tls`]).
+//! - **Unix sockets**: `unix:///path/to/redis.sock` nodes in a static topology (not
+//!   sentinels); a replica set whose nodes report TCP addresses for each other works only if
+//!   those are listed too.
+//! - **Credentials**: fixed ([`password`](SplitPoolBuilder::password), `redis://user:pw@`), or
+//!   a [`CredentialProvider`](crate::auth::CredentialProvider)
+//!   ([`credentials`](SplitPoolBuilder::credentials),
+//!   [`sentinel_credentials`](SplitPoolBuilder::sentinel_credentials): sentinels have their own)
+//!   asked for every new connection within the connect timeout. A rejected login (`WRONGPASS`,
+//!   `NOAUTH`, `-ERR invalid password`) is reported to the provider and retried once with its
+//!   next answer, so a rotation costs no failed command; open connections keep the login they
+//!   made.
+//! - **Errors name the cause**: a login every node (or sentinel) rejects is an
+//!   [`ErrorKind::Auth`] error naming the server, a failed handshake an [`ErrorKind::Tls`] one
+//!   (also a plaintext client on a TLS-only port, and TLS against a plaintext port: a silent
+//!   node that never answered is asked once in the other protocol), both permanent, so
+//!   [`build`](SplitPoolBuilder::build) returns at once instead of "no primary confirmed".
+//!
 //! Decisions are `tracing` events: the core's (in doubt, switched) with target
 //! `switchover::route`, the pool's (node role or fitness changed, `+switch-master`) with target
 //! `switchover::redis`.
@@ -74,7 +112,8 @@
 //! - Pub/sub connections ([`SplitPool::pubsub`]) do not follow failovers by themselves.
 //! - In static mode only the listed nodes are used; replicas the primary reports but that are
 //!   not listed are ignored.
-//! - TLS and Unix sockets are not supported.
+//! - With a credential provider, a connection opened before a rotation keeps its login (Redis
+//!   does not log connections out); only new connections use the new secret.
 
 mod attempt;
 mod backend;

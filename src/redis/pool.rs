@@ -368,7 +368,9 @@ impl SplitPool {
 
     /// A connection of its own to the primary or a replica, for `MULTI`/`WATCH` transactions,
     /// blocking commands, or anything that needs a connection to itself. From the node's pool
-    /// (deadpool-redis); each command has the response timeout. It fails with a
+    /// (at most [`dedicated_pool_size`](super::SplitPoolBuilder::dedicated_pool_size) handed
+    /// out at once; idle ones are checked with `UNWATCH` + `PING` before reuse, new ones log in
+    /// with the credentials of the moment); each command has the response timeout. It fails with a
     /// [stale](Error::is_stale) error once its node has changed role (drop it and get a new
     /// one), and is discarded rather than reused when that happens.
     ///
