@@ -347,6 +347,7 @@ impl TableBuilder {
         probe: impl Probe<RegionName>,
     ) -> Result<Table, ConfigError> {
         let probe = Arc::new(probe);
+        let probe_timeout = DEFAULT_PROBE_TIMEOUT.min(self.timeouts.attempt_timeout());
         let signals: Vec<Arc<Signals>> = regions.iter().map(|_| Arc::default()).collect();
         let named: Vec<_> = regions
             .iter()
@@ -357,7 +358,7 @@ impl TableBuilder {
             .failure_threshold(2)
             .ejection_cap(DEFAULT_EJECTION_CAP)
             .probe_interval(Duration::from_millis(500))
-            .probe_timeout(DEFAULT_PROBE_TIMEOUT.min(self.timeouts.attempt_timeout()));
+            .probe_timeout(probe_timeout);
         if let Some(h) = self.heartbeat {
             health = health.heartbeat(h);
         }
@@ -426,7 +427,8 @@ impl TableBuilder {
                 budget: self.budget,
                 suspect_after: self.suspect_after,
                 confirm: Arc::new(Confirming(probe)),
-                confirm_timeout: self.suspect_after.map_or(DEFAULT_PROBE_TIMEOUT, |d| d * 2),
+                confirm_timeout: self.suspect_after.map_or(probe_timeout, |d| d * 2),
+                probe_timeout: tracker.core().config.probe_timeout,
                 seen_generation: AtomicU64::new(generation),
                 seen_active: AtomicUsize::new(active),
             }),

@@ -144,7 +144,8 @@ impl Inner {
     /// the attempt, still in flight, nothing counted yet), or until a timeout ended it
     /// (`None`: counted by the runner). The first such attempt of an episode marks the region suspect, counts the
     /// silence as one transient failure, and sends one confirming canary, bounded by the
-    /// confirm timeout, whose verdict counts too: with the default failure threshold of 2, a
+    /// confirm timeout (or, for a region with no latency sample yet, the heartbeat's bound),
+    /// whose verdict counts too: with the default failure threshold of 2, a
     /// region that stays silent is down one confirm timeout later. Nothing with suspicion off.
     pub(crate) fn suspect(&self, slot: &Slot, silence: Option<tokio::time::Instant>) {
         if self.suspect_after.is_none() || !slot.signals.mark() {
@@ -167,9 +168,11 @@ impl Inner {
             slot.id.clone(),
             slot.endpoint.clone(),
         );
+        // A region with no latency sample yet (nothing answered so far) gets the heartbeat's
+        // bound: it may be far.
         let bound = match slot.endpoint.latency() {
             Some(l) => self.confirm_timeout.max(l * LATENCY_FACTOR),
-            None => self.confirm_timeout,
+            None => self.confirm_timeout.max(self.probe_timeout),
         };
         let signals = Arc::clone(&slot.signals);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

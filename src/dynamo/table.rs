@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// The canary a suspect region gets at once, and its bound.
     pub(crate) confirm: Arc<dyn Confirm>,
     pub(crate) confirm_timeout: Duration,
+    /// The bound of one heartbeat or probe.
+    pub(crate) probe_timeout: Duration,
     /// The generation of the last switch logged by this handle.
     pub(crate) seen_generation: AtomicU64,
     /// The active region (slot index) at `seen_generation`.

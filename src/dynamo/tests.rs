@@ -614,7 +614,8 @@ async fn a_down_region_gets_no_calls_until_the_probe_brings_it_back() {
 
 /// A table with the handle's defaults for heartbeats (200 ms, 300 ms bound) and suspicion
 /// (100 ms, a 200 ms confirming canary) over `r1` and `r2`, whose probes answer up except
-/// where frozen.
+/// where frozen. Each region has a latency sample of 1 ms (a region that was serving, then
+/// went silent; with no sample yet, its canary gets the heartbeat's 300 ms bound).
 fn silent(frozen: &[&str]) -> (Table, Prober) {
     let prober = Prober::default();
     for r in ["r1", "r2"] {
@@ -625,6 +626,10 @@ fn silent(frozen: &[&str]) -> (Table, Prober) {
         }
     }
     let table = defaults().build_with_probe(prober.probe()).unwrap();
+    for slot in &table.inner.regions {
+        slot.endpoint
+            .record_success_with_latency(Duration::from_millis(1));
+    }
     (table, prober)
 }
 
