@@ -79,7 +79,12 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
     let new_port = cluster.nodes()[1].port();
     let pool = FailoverPool::builder()
         .connection_string("user=postgres dbname=postgres")
-        .hosts(cluster.nodes().iter().map(|n| (n.host().to_owned(), n.port())))
+        .hosts(
+            cluster
+                .nodes()
+                .iter()
+                .map(|n| (n.host().to_owned(), n.port())),
+        )
         .connect_timeout(Duration::from_millis(500))
         .login_timeout(Duration::from_secs(1))
         .probe_timeout(Duration::from_secs(1))
@@ -94,7 +99,7 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
 
     // Promote the standby; the old primary keeps running and stays writable.
     timeout(BOUND, cluster.promote(1)).await.unwrap().unwrap();
-    assert_eq!(cluster.nodes()[0].is_in_recovery().await.unwrap(), false);
+    assert!(!cluster.nodes()[0].is_in_recovery().await.unwrap());
     cluster.nodes()[0]
         .sql("CREATE TABLE still_writable (id int)")
         .await

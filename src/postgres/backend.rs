@@ -1,9 +1,9 @@
 //! The seam between the failover logic and tokio-postgres: how the pool reaches a host.
 //!
 //! Discovery and the health tracker's probe only need "connect to host `i` and read its
-//! role", the [`Backend`] trait, implemented by [`PgBackend`] and, in the unit tests, by a
-//! scripted fake (deadpool's `Manager` trait and its unreliable-manager tests are the model).
-//! Pooled connections are made by [`PgBackend::connect`] directly: the fake cannot produce a
+//! role" (and, for a writable primary, its cluster and timeline), the [`Backend`] trait,
+//! implemented by [`PgBackend`] and, in the unit tests, by a scripted fake (deadpool's
+//! `Manager` trait and its unreliable-manager tests are the model). Pooled connections are made by [`PgBackend::connect`] directly: the fake cannot produce a
 //! `tokio_postgres::Client`.
 
 use std::future::Future;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::conn::{PgConnection, connect};
+use super::discover::primaries::Lineage;
 use super::error::Error;
 use super::hosts::HostConfig;
 use super::login::Login;
@@ -21,6 +22,44 @@ use crate::error::{Classify, ErrorClass};
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Connects to host `host`, reads its role and disconnects. The caller bounds the time.
     fn probe(&self, host: usize) -> impl Future<Output = Result<ServerRole, ProbeError>> + Send;
+
+    /// As [`probe`](Self::probe), and for a writable primary also its cluster and timeline,
+    /// which rank several writable primaries. By default the role only: a backend that cannot
+    /// tell leaves writable hosts unranked but for the current primary and the host order.
+    fn inspect(&self, host: usize) -> impl Future<Output = Result<HostReport, ProbeError>> + Send {
+        let probe = self.probe(host);
+        async move {
+            probe.await.map(|role| HostReport {
+                role,
+                lineage: None,
+            })
+        }
+    }
+}
+
+/// What a probe learned of a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostReport {
+    pub(crate) role: ServerRole,
+    /// For a writable primary, when known.
+    pub(crate) lineage: Option<Lineage>,
+}
+
+/// The cluster and the live timeline of a primary, in one round trip. The timeline is that of
+/// the current WAL position (the first 8 hex digits of its WAL file name): a promoted standby
+/// writes its new timeline there at once, while `pg_control_checkpoint()` keeps the old one
+/// until its end-of-recovery checkpoint completes. Fails during recovery (`pg_current_wal_lsn`
+/// is refused there); both functions are executable by any role.
+const LINEAGE_QUERY: &str = "SELECT pg_walfile_name(pg_current_wal_lsn()), \
+     system_identifier FROM pg_control_system()";
+
+/// Parses the answer to [`LINEAGE_QUERY`].
+pub(crate) fn parse_lineage(walfile: &str, system: i64) -> Option<Lineage> {
+    let timeline = u32::from_str_radix(walfile.get(..8)?, 16).ok()?;
+    Some(Lineage {
+        system: system as u64,
+        timeline,
+    })
 }
 
 /// Why a probe got no role: a description for logs and [`NoPrimary`](crate::route::NoPrimary)
@@ -104,12 +143,56 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     async fn probe(&self, host: usize) -> Result<ServerRole, ProbeError> {
+        self.inspect(host).await.map(|r| r.role)
+    }
+
+    async fn inspect(&self, host: usize) -> Result<HostReport, ProbeError> {
         let conn = self
             .connect(host, 0, self.probe_timeout)
             .await
             .map_err(|e| ProbeError::from(&e))?;
         // `connect` learns the role (from the login reply, or with one query on servers that
         // do not report it) before it returns.
-        Ok(conn.role().unwrap_or(ServerRole::ReadOnly))
+        let role = conn.role().unwrap_or(ServerRole::ReadOnly);
+        if role != ServerRole::Primary {
+            return Ok(HostReport {
+                role,
+                lineage: None,
+            });
+        }
+        // The caller bounds the time; a failure leaves the primary unranked, not unreachable.
+        let lineage = match conn.query_one(LINEAGE_QUERY, &[]).await {
+            Ok(row) => match (row.try_get::<_, String>(0), row.try_get::<_, i64>(1)) {
+                (Ok(walfile), Ok(system)) => parse_lineage(&walfile, system),
+                _ => None,
+            },
+            Err(e) => {
+                tracing::debug!(
+                    target: "switchover::postgres",
+                    host = %self.hosts[host].name,
+                    error = %e,
+                    "could not read the timeline of a primary"
+                );
+                None
+            }
+        };
+        Ok(HostReport { role, lineage })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_is_the_first_eight_hex_digits_of_the_wal_file_name() {
+        assert_eq!(
+            parse_lineage("0000000A0000000000000003", -5),
+            Some(Lineage {
+                system: (-5_i64) as u64,
+                timeline: 10
+            })
+        );
+        assert_eq!(parse_lineage("zz", 1), None);
     }
 }

@@ -1,6 +1,6 @@
-//! The protocol part of finding the primary: probe every host's role in parallel
-//! ([`RoleDiscovery`], the core's [`Discover`]), and the health tracker's probe that brings an
-//! ejected host back with its role ([`RoleProbe`]).
+//! The protocol part of finding the primary: probe every host's role in parallel and name the
+//! one writable primary to follow ([`RoleDiscovery`], the core's [`Discover`]), and the health
+//! tracker's probe that brings an ejected host back with its role ([`RoleProbe`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -10,21 +10,32 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::backend::{Backend, ProbeError};
+use super::backend::{Backend, HostReport, ProbeError};
 use super::role::ServerRole;
 use super::topology::{HostRoles, health_role};
 use crate::health::{Endpoint, Probe, ProbeResult};
-use crate::route::{Discover, NoPrimary};
+use crate::route::{Discover, NoPrimary, Router};
+use primaries::{Candidate, best};
+
+pub(crate) mod primaries;
 
 /// One discovery run: every host probed at once, each probe bounded by the probe timeout and
-/// recording what it found (role and health) on its endpoint when it finishes. The run names
-/// the first host that answers as a writable primary, so a black-holed host does not hold the
-/// switch up for its whole probe timeout; the other probes keep running in the background and
-/// record what they find. The first run of a pool waits for every probe, so the roles of all
-/// hosts are known before the first connection is placed.
+/// recording what it found (role and health, for a writable primary its timeline) on its
+/// endpoint when it finishes.
+///
+/// The run names the best writable host (see [`primaries`]) as soon as no host still being
+/// probed could outrank it: one that was last seen writable on a higher timeline of the same
+/// cluster, or the current primary, last seen writable on an equal one. So a black-holed host
+/// holds the switch up only when it could be the better primary, and then for one probe
+/// timeout at most; the decision never depends on which host answers first. The other probes
+/// keep running in the background and record what they find; two hosts found writable in one
+/// run are warned about (and, when the later one outranks the primary, a run switches to it).
+/// The first run of a pool waits for every probe, so the roles of all hosts are known before
+/// the first connection is placed.
 pub(crate) struct RoleDiscovery<B> {
     backend: Arc<B>,
     roles: Arc<HostRoles>,
+    router: Router<Arc<str>>,
     endpoints: Vec<Endpoint<Arc<str>>>,
     probe_timeout: Duration,
 }
@@ -33,17 +44,21 @@ impl<B: Backend> RoleDiscovery<B> {
     pub(crate) fn new(
         backend: Arc<B>,
         roles: Arc<HostRoles>,
+        router: Router<Arc<str>>,
         endpoints: Vec<Endpoint<Arc<str>>>,
         probe_timeout: Duration,
     ) -> Self {
         RoleDiscovery {
             backend,
             roles,
+            router,
             endpoints,
             probe_timeout,
         }
     }
 }
+
+type Found = Option<Result<HostReport, ProbeError>>;
 
 impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
     fn discover(&self) -> impl Future<Output = Result<Arc<str>, NoPrimary>> + Send {
@@ -51,27 +66,37 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
         let roles = self.roles.clone();
         let endpoints = self.endpoints.clone();
         let timeout = self.probe_timeout;
+        let active = self.router.active();
+        let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
         async move {
             let wait_all = !roles.learned();
+            let run = roles.writable.next_run();
             let started = Instant::now();
             let (tx, mut rx) = mpsc::unbounded_channel();
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 let (backend, roles, tx) = (backend.clone(), roles.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let found = probe_host(&*backend, &roles, &endpoint, i, timeout).await;
+                    let found = probe_host(&*backend, &roles, &endpoint, i, timeout, run).await;
                     let _ = tx.send((i, found));
                 });
             }
             drop(tx);
-            let mut found: Vec<Option<Result<ServerRole, ProbeError>>> =
-                vec![None; roles.names().len()];
-            let mut chosen = None;
+            let mut found: Vec<Found> = vec![None; roles.names().len()];
+            let mut writable = Vec::new();
             while let Some((i, outcome)) = rx.recv().await {
-                if chosen.is_none() && outcome == Ok(ServerRole::Primary) {
-                    chosen = Some(i);
+                if let Ok(r) = &outcome
+                    && r.role == ServerRole::Primary
+                {
+                    writable.push(Candidate {
+                        host: i,
+                        lineage: r.lineage,
+                        current: Some(i) == current,
+                    });
                 }
                 found[i] = Some(outcome);
-                if chosen.is_some() && !wait_all {
+                if !wait_all
+                    && best(&writable).is_some_and(|b| !outranked(&b, &found, &roles, current))
+                {
                     break;
                 }
             }
@@ -79,15 +104,18 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 roles.mark_learned();
             }
             let elapsed_ms = started.elapsed().as_millis() as u64;
-            match chosen {
-                Some(i) => {
+            match best(&writable) {
+                Some(b) => {
+                    let primary = roles.names()[b.host].clone();
                     tracing::debug!(
                         target: "switchover::postgres",
-                        primary = %roles.names()[i],
+                        primary = %primary,
+                        timeline = ?b.lineage.map(|l| l.timeline),
+                        writable = writable.len(),
                         elapsed_ms,
                         "re-discovery found the writable primary"
                     );
-                    Ok(roles.names()[i].clone())
+                    Ok(primary)
                 }
                 None => Err(no_primary(roles.names(), &found)),
             }
@@ -95,27 +123,49 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
     }
 }
 
-/// Probes host `i` within `timeout` and records the outcome on its endpoint.
+/// `true` when a host still being probed was last seen writable and would beat `best`.
+fn outranked(best: &Candidate, found: &[Found], roles: &HostRoles, current: Option<usize>) -> bool {
+    (0..found.len()).any(|j| {
+        found[j].is_none()
+            && roles.writable.remembered(j).is_some_and(|lineage| {
+                let pending = Candidate {
+                    host: j,
+                    lineage: Some(lineage),
+                    current: Some(j) == current,
+                };
+                pending.beats(best)
+            })
+    })
+}
+
+/// Probes host `i` within `timeout` for discovery run `run` and records the outcome on its
+/// endpoint.
 async fn probe_host<B: Backend>(
     backend: &B,
     roles: &HostRoles,
     endpoint: &Endpoint<Arc<str>>,
     i: usize,
     timeout: Duration,
-) -> Result<ServerRole, ProbeError> {
+    run: u64,
+) -> Result<HostReport, ProbeError> {
     let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, backend.probe(i)).await {
+    let outcome = match tokio::time::timeout(timeout, backend.inspect(i)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(ProbeError::transient(format!(
             "no answer within the probe timeout of {timeout:?}"
         ))),
     };
     match &outcome {
-        Ok(role) => {
-            roles.record(i, endpoint, *role);
+        Ok(report) => {
+            roles.record(i, endpoint, report.role);
+            if report.role == ServerRole::Primary {
+                roles
+                    .writable
+                    .saw_writable(roles.names(), i, report.lineage, run);
+            }
             endpoint.record_probe(
                 ProbeResult::up()
-                    .with_role(health_role(*role))
+                    .with_role(health_role(report.role))
                     .with_latency(started.elapsed()),
             );
         }
@@ -126,6 +176,7 @@ async fn probe_host<B: Backend>(
                 error = %e.detail,
                 "probe failed"
             );
+            roles.writable.forget(i);
             endpoint.record_probe(ProbeResult::down());
         }
     }
@@ -134,15 +185,15 @@ async fn probe_host<B: Backend>(
 
 /// Why a run that heard from every host found no primary: each host's answer; permanent
 /// when no host reported a role and one rejected the login.
-fn no_primary(names: &[Arc<str>], found: &[Option<Result<ServerRole, ProbeError>>]) -> NoPrimary {
+fn no_primary(names: &[Arc<str>], found: &[Found]) -> NoPrimary {
     let mut reason = String::from("no writable primary:");
     let mut answered = false;
     let mut rejected = false;
     for (name, f) in names.iter().zip(found) {
         let _ = match f {
-            Some(Ok(role)) => {
+            Some(Ok(report)) => {
                 answered = true;
-                write!(reason, " {name}={role}")
+                write!(reason, " {name}={}", report.role)
             }
             Some(Err(e)) => {
                 rejected |= e.permanent;
@@ -192,3 +243,6 @@ impl<B: Backend> Probe<Arc<str>> for RoleProbe<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests_primaries;

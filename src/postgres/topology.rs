@@ -1,14 +1,20 @@
 //! The hosts as the pool sees them: what each last said it is, its health, the router over
 //! them, and the core's re-discovery of the primary. Shared by the pool, its managers, the
 //! discovery and the probe, none of which holds a reference back to the pool.
+//!
+//! A healthy primary is re-checked: re-discovery also runs every [`BACKSTOP`] while the
+//! primary is confirmed, so a standby promoted beside it (two writable primaries) is found
+//! without a failure; finding one asks for the run that switches to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::backend::Backend;
+use super::discover::primaries::{Candidate, Writable, best};
 use super::discover::{RoleDiscovery, RoleProbe};
 use super::role::{ServerRole, TargetRole};
 use crate::error::ConfigError;
@@ -28,12 +34,15 @@ pub(crate) struct HostRoles {
     read_only: Vec<AtomicBool>,
     /// The first discovery run, which waits for every host, has finished.
     learned: AtomicBool,
+    /// Which hosts were last seen writable, and on which timeline.
+    pub(crate) writable: Writable,
 }
 
 impl HostRoles {
     pub(crate) fn new(names: Vec<Arc<str>>) -> Arc<Self> {
         Arc::new(HostRoles {
             read_only: names.iter().map(|_| AtomicBool::new(false)).collect(),
+            writable: Writable::new(names.len()),
             names,
             learned: AtomicBool::new(false),
         })
@@ -68,9 +77,13 @@ impl HostRoles {
         }
     }
 
-    /// Sets the read-only flag only (a probe's result carries the endpoint's role itself).
+    /// Sets the read-only flag only (a probe's result carries the endpoint's role itself);
+    /// a host that is not a writable primary is no longer remembered as one.
     pub(crate) fn note(&self, i: usize, role: ServerRole) {
         self.read_only[i].store(role == ServerRole::ReadOnly, Ordering::Release);
+        if role != ServerRole::Primary {
+            self.writable.forget(i);
+        }
     }
 
     /// Records what host `i` said it is, on its endpoint and in the flag.
@@ -98,6 +111,46 @@ impl HostRoles {
     }
 }
 
+/// When hosts are found writable together after a run named its primary (a slow probe),
+/// asks for the run that switches to the one that outranks the active primary. Stops when
+/// `stop`'s sender (the topology) is dropped.
+async fn follow_writable(
+    roles: Arc<HostRoles>,
+    rediscovery: Rediscovery<Arc<str>>,
+    endpoints: Vec<Endpoint<Arc<str>>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            () = roles.writable.changed() => {}
+            _ = &mut stop => return,
+        }
+        let active = rediscovery.router().active();
+        let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
+        let candidates: Vec<Candidate> = roles
+            .writable
+            .writable()
+            .into_iter()
+            .map(|(host, lineage)| Candidate {
+                host,
+                lineage,
+                current: Some(host) == current,
+            })
+            .collect();
+        if let Some(best) = best(&candidates)
+            && Some(best.host) != current
+        {
+            tracing::info!(
+                target: "switchover::postgres",
+                primary = %active.id(),
+                outranked_by = %roles.names()[best.host],
+                "the active primary is outranked by another writable host; rediscovering"
+            );
+            rediscovery.suspect();
+        }
+    }
+}
+
 /// The health tracker's view of a server role.
 pub(crate) fn health_role(role: ServerRole) -> Role {
     match role {
@@ -105,6 +158,10 @@ pub(crate) fn health_role(role: ServerRole) -> Role {
         ServerRole::Standby | ServerRole::ReadOnly => Role::Replica,
     }
 }
+
+/// While the primary is confirmed, a discovery run this often anyway: a standby promoted beside
+/// a healthy primary causes no failure that would ask for one.
+pub(crate) const BACKSTOP: Duration = Duration::from_secs(5);
 
 /// How the core's re-discovery runs for this pool.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +183,8 @@ pub(crate) struct Topology {
     pub(crate) rediscovery: Rediscovery<Arc<str>>,
     /// When re-discovery started: its first run started at or after this.
     pub(crate) started_at: Instant,
+    /// Dropped with the topology, which stops [`follow_writable`].
+    _watch: oneshot::Sender<()>,
 }
 
 impl Topology {
@@ -155,6 +214,7 @@ impl Topology {
         let discover = RoleDiscovery::new(
             backend,
             roles.clone(),
+            router.clone(),
             endpoints.clone(),
             config.probe_timeout,
         );
@@ -163,8 +223,16 @@ impl Topology {
         let started_at = Instant::now();
         let rediscovery = Rediscovery::builder(&router)
             .interval(config.interval)
+            .backstop(Some(BACKSTOP))
             .wait_limit(config.probe_timeout * 2 + config.interval)
             .start(discover)?;
+        let (watch, stop) = oneshot::channel();
+        tokio::spawn(follow_writable(
+            roles.clone(),
+            rediscovery.clone(),
+            endpoints.clone(),
+            stop,
+        ));
         Ok(Topology {
             roles,
             tracker,
@@ -172,6 +240,7 @@ impl Topology {
             endpoints,
             rediscovery,
             started_at,
+            _watch: watch,
         })
     }
 
