@@ -942,3 +942,74 @@ async fn a_rotated_password_costs_no_failed_operation() {
         .expect("SET on a dedicated connection");
     set.wait_for_sync(DEADLINE).await.ok();
 }
+
+/// Sentinels with a password of their own: `sentinel_password` / `sentinel_credentials` log in
+/// to them, `password` to the nodes; a wrong sentinel password is an authentication error
+/// naming the sentinel.
+#[tokio::test]
+async fn sentinels_have_their_own_credentials() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use switchover::auth::{Credentials, credentials_fn};
+
+    init_tracing();
+    let sentinel = RedisSentinel::start(1, 1).await.expect("sentinel");
+    let s_addr = sentinel.sentinel_addrs()[0];
+    let master = sentinel.master_name();
+    // Nodes: replication and Sentinel learn the password before the nodes require it.
+    for n in sentinel.replica_set().nodes() {
+        n.cmd(&["CONFIG", "SET", "masterauth", "node-pw"])
+            .await
+            .expect("masterauth");
+    }
+    let s_cmd = |args: &'static [&'static str]| async move {
+        switchover::testing::RespClient::connect(s_addr)
+            .await
+            .expect("sentinel client")
+            .command(args)
+            .await
+    };
+    s_cmd(&["SENTINEL", "SET", "switchover", "auth-pass", "node-pw"])
+        .await
+        .expect("auth-pass");
+    for n in sentinel.replica_set().nodes() {
+        n.cmd(&["CONFIG", "SET", "requirepass", "node-pw"])
+            .await
+            .expect("requirepass");
+    }
+    s_cmd(&["ACL", "SETUSER", "default", "on", ">sentinel-pw"])
+        .await
+        .expect("sentinel password");
+
+    let asked = Arc::new(AtomicU64::new(0));
+    let pool = SplitPool::builder()
+        .sentinels([s_addr.to_string()])
+        .master_name(master)
+        .password("node-pw")
+        .sentinel_credentials(credentials_fn({
+            let asked = asked.clone();
+            move |req| {
+                assert_eq!(req.port(), s_addr.port(), "asked for the sentinel");
+                asked.fetch_add(1, Relaxed);
+                async move { Ok(Credentials::password_only("sentinel-pw")) }
+            }
+        }))
+        .build()
+        .await
+        .expect("pool with sentinel credentials");
+    let mut con = pool.clone();
+    let _: () = con.set("s-auth", 1).await.expect("SET");
+    assert!(asked.load(Relaxed) >= 1, "the sentinel provider was asked");
+
+    let err = SplitPool::builder()
+        .sentinels([s_addr.to_string()])
+        .master_name(master)
+        .password("node-pw")
+        .sentinel_password("wrong")
+        .build()
+        .await
+        .expect_err("a wrong sentinel password");
+    assert!(err.is_auth(), "{err:?}");
+    assert_eq!(err.node_addr(), Some(s_addr.to_string().as_str()));
+    assert!(err.to_string().contains("sentinel"), "{err}");
+}
