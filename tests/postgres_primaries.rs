@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchover::postgres::FailoverPool;
-use switchover::testing::{PgCluster, PgNode};
+use switchover::testing::{FaultProxy, Mode, PgCluster, PgNode};
 use tokio::time::timeout;
 
 /// Bounds every step that could hang if the pool were wrong.
@@ -149,6 +149,81 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
     );
     let distinct: BTreeSet<_> = ports.iter().map(|p| p.0).collect();
     assert!(distinct.len() <= 2);
+    drop(pool);
+    cluster.kill_primary().await.unwrap();
+}
+
+/// The same split brain with a slow path to the old primary: a `get` whose connect to it
+/// started before the switch and finished after it must not hand that connection out.
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_whose_connect_straddles_the_switch_is_never_handed_out() {
+    let logs = Logs::default();
+    let writer = {
+        let logs = logs.clone();
+        move || logs.clone()
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(writer)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    let proxy = FaultProxy::start(cluster.nodes()[0].addr()).await.unwrap();
+    let slow = format!("127.0.0.1:{}", proxy.port());
+    let new_port = cluster.nodes()[1].port();
+    let pool = FailoverPool::builder()
+        .connection_string("user=postgres dbname=postgres")
+        .host("127.0.0.1", proxy.port())
+        .host(cluster.nodes()[1].host(), new_port)
+        .connect_timeout(Duration::from_secs(2))
+        .login_timeout(Duration::from_secs(5))
+        .probe_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // No connection yet: the first `get` has to connect.
+    assert_eq!(timeout(BOUND, pool.rediscover()).await.unwrap().unwrap(), 0);
+    assert_eq!(pool.primary(), slow);
+
+    timeout(BOUND, cluster.promote(1)).await.unwrap().unwrap();
+    let delay = Duration::from_millis(400);
+    proxy
+        .set_mode(Mode::Latency {
+            delay,
+            jitter: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    let accepted = proxy.accepted();
+    let get = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await })
+    };
+    // While that connect is under way, re-discovery switches to the promoted node.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(timeout(BOUND, pool.rediscover()).await.unwrap().unwrap(), 1);
+    assert_eq!(pool.primary(), format!("127.0.0.1:{new_port}"));
+
+    let conn = timeout(BOUND, get).await.unwrap().unwrap().unwrap();
+    let (port, _, in_recovery) = where_am_i(&conn).await;
+    assert_eq!((port, in_recovery, conn.generation()), (new_port, false, 1));
+    assert!(proxy.accepted() > accepted, "the slow connect was made");
+
+    // The slow connection did finish, in generation 0, after the switch: and was dropped.
+    let text = logs.text();
+    let switched = text
+        .find("discovery switched the primary")
+        .unwrap_or_else(|| panic!("no switch logged:\n{text}"));
+    let straddled = text[switched..].lines().any(|l| {
+        l.contains("connected") && l.contains(&format!("host={slow}")) && l.contains("generation=0")
+    });
+    assert!(
+        straddled,
+        "no connect in generation 0 finished after the switch:\n{text}"
+    );
+    drop(conn);
     drop(pool);
     cluster.kill_primary().await.unwrap();
 }
