@@ -7,7 +7,12 @@
 //! `SplitPool` (routing by command, the core's runner with the default retry policy: endpoint
 //! pick, latency and health recording, retry executor; redis-rs arms its response timer in both).
 //!
-//! Run with `cargo bench --bench redis --features redis,testing`.
+//! With feature `tls` the same comparison runs again over TLS (`redis_get_set_tls`): a
+//! TLS-only server from the testing kit, the raw connection built with redis-rs's
+//! `Client::build_with_tls` and the pool with `SplitPoolBuilder::tls`, both trusting the same
+//! test CA and verifying the server's IP address.
+//!
+//! Run with `cargo bench --bench redis --features redis,testing` (add `,tls` for the TLS run).
 
 #[path = "support/interleave.rs"]
 mod interleave;
@@ -76,5 +81,70 @@ fn get_set(c: &mut Criterion) {
     drop(server);
 }
 
+/// The same comparison over TLS.
+#[cfg(feature = "tls")]
+fn get_set_tls(c: &mut Criterion) {
+    use redis::{ConnectionAddr, IntoConnectionInfo, TlsCertificates};
+    use switchover::testing::{RedisTls, TestCa};
+    use switchover::tls::{Roots, TlsOptions};
+
+    // redis-rs builds its rustls configuration from the process default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ca = TestCa::new().expect("test CA");
+    let kit = RedisTls::new(&ca).expect("server certificate");
+    let (server, raw, pool) = rt.block_on(async {
+        let server = RedisServer::start_tls(&kit)
+            .await
+            .expect("redis-server with TLS (apt-get install redis-server)");
+        let info = ConnectionAddr::TcpTls {
+            host: "127.0.0.1".into(),
+            port: server.port(),
+            insecure: false,
+            tls_params: None,
+        }
+        .into_connection_info()
+        .expect("connection info");
+        let certs = TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.cert_pem().into_bytes()),
+        };
+        let raw = redis::Client::build_with_tls(info, certs)
+            .expect("TLS client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw TLS connection");
+        let pool = SplitPool::builder()
+            .nodes([format!("rediss://{}", server.addr())])
+            .tls(TlsOptions::new().roots(Roots::PemFile(ca.cert_path().to_path_buf())))
+            .build()
+            .await
+            .expect("pool over TLS");
+        (server, raw, pool)
+    });
+
+    let mut group = c.benchmark_group("redis_get_set_tls");
+    group.throughput(Throughput::Elements(2 * BATCH as u64));
+    group.bench_function("raw", |b| b.to_async(&rt).iter(|| batch(&raw)));
+    group.bench_function("switchover", |b| b.to_async(&rt).iter(|| batch(&pool)));
+    group.finish();
+
+    rt.block_on(interleave::interleaved(
+        "get_set batch over TLS",
+        30,
+        20,
+        || batch(&raw),
+        || batch(&pool),
+    ));
+    drop(pool);
+    drop(server);
+}
+
+#[cfg(feature = "tls")]
+criterion_group!(benches, get_set, get_set_tls);
+#[cfg(not(feature = "tls"))]
 criterion_group!(benches, get_set);
 criterion_main!(benches);
