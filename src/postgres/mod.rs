@@ -53,10 +53,15 @@
 //!   recorded on that host, and a failure is retried per the policy.
 //! - **Failover.** An error that means "this node is no longer what we thought" (see
 //!   [`is_failover_error`]) asks the core's [re-discovery](crate::route::Rediscovery), which
-//!   probes every host in parallel, switches the router to the writable primary that answers
-//!   first (the generation grows by one) and keeps probing while the primary is in doubt. A
-//!   connection of an older generation, on an unavailable host, or whose server changed role
-//!   is never handed out again.
+//!   probes every host in parallel, switches the router to the writable primary (the
+//!   generation grows by one) and keeps probing while the primary is in doubt; a healthy
+//!   primary is re-checked every 5 s. A connection of an older generation (also one whose
+//!   connect straddled a switch), on an unavailable host, or whose server changed role is never
+//!   handed out again.
+//! - **Two writable primaries** (a standby promoted while the old primary still takes writes)
+//!   are decided deterministically, never by which answers first: within one cluster the
+//!   higher timeline wins, else the current primary stays; a `tracing` warning names the hosts
+//!   and their timelines.
 //! - **Retry safety.** A failure before `COMMIT` was sent rolled back, so it is retried; a
 //!   connection lost after `COMMIT` was sent is
 //!   [`ErrorKind::OutcomeUnknown`], never a success or a plain failure.
@@ -71,9 +76,8 @@
 //!
 //! - Connections are made without TLS (`sslmode=require` and `sslmode=prefer`, which would
 //!   silently mean plaintext, are refused at build); TCP hosts only.
-//! - Two writable primaries at once (a standby promoted while the old primary still takes
-//!   writes) are not detected yet: re-discovery takes the first writable host that answers, so
-//!   "the right role" then means "a writable primary", not "the only one".
+//! - With two writable primaries the pool follows one, but the other still takes writes from
+//!   anyone else: fence or stop it. Writes already sent to the losing one stay there.
 //! - The runner's closures return `tokio_postgres::Error`; carry your own errors in `T`.
 //! - A checked-out connection is not interrupted by a failover; the caller sees the error of its
 //!   own statement (give it to [`FailoverPool::report`] to start the re-discovery at once).
