@@ -62,8 +62,8 @@ pub(crate) fn load_tls(
 
 /// The start of the message of a failed TLS handshake, which [`is_tls_failure`] looks for.
 const TLS_FAILED: &str = "TLS handshake with ";
-/// The message of a plaintext connection closed by the server during the login.
-const CLOSED_AT_LOGIN: &str = "closed the connection during the login";
+/// The message of a plaintext connection to a TLS-only port.
+const TLS_ONLY: &str = "answers TLS only";
 
 /// How to reach one node or sentinel.
 #[derive(Clone, Debug)]
@@ -149,23 +149,25 @@ impl Connector {
             .map_err(|e| failed(e.to_string()))?;
         match tls.connector().connect(name, tcp).await {
             Ok(s) => Ok(Stream::Tls(Box::new(s))),
-            Err(e) => Err(failed(e.to_string())),
+            // rustls's own verdict (a certificate, an alert, not TLS at all): a TLS failure.
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+                Err(failed(e.to_string()))
+            }
+            // The connection broke (a node killed mid-handshake): an I/O error like any other.
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The error of a failed login: over TLS, an alert the server sent once the handshake
     /// was done (TLS 1.3 reports a missing or refused client certificate then) is a TLS
-    /// failure; in plaintext, a connection the server closed at once is what a TLS-only port
-    /// does to a client that does not speak TLS.
+    /// failure. (A plaintext connection the server cuts may be a TLS-only port, or a node
+    /// going down: discovery tells them apart with [`mismatch`](Self::mismatch).)
     fn at_login(&self, e: RedisError) -> RedisError {
         if self.tls.is_some() && carries_rustls_error(&e) {
             return RedisError::from(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{TLS_FAILED}{} failed after the handshake: {e}", self.addr),
             ));
-        }
-        if self.tls.is_none() && !self.addr.is_unix() && e.is_connection_dropped() {
-            return tls_only(&self.addr, &e.to_string());
         }
         e
     }
@@ -210,7 +212,7 @@ impl Connector {
             return None;
         }
         Some(match self.tls {
-            None => tls_only(&self.addr, "no answer in plaintext"),
+            None => tls_only(&self.addr, "no answer to plaintext"),
             Some(_) => RedisError::from(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -247,11 +249,11 @@ const CLIENT_HELLO: [u8; 50] = {
 };
 
 /// The error for a plaintext connection to a TLS-only port.
-pub(crate) fn tls_only(addr: &NodeAddr, seen: &str) -> RedisError {
+fn tls_only(addr: &NodeAddr, seen: &str) -> RedisError {
     RedisError::from(io::Error::new(
         io::ErrorKind::ConnectionAborted,
         format!(
-            "{addr} {CLOSED_AT_LOGIN} or answers TLS only ({seen}): use `rediss://` or SplitPoolBuilder::tls"
+            "{addr} {TLS_ONLY} ({seen}, and a TLS handshake was answered): use `rediss://` or SplitPoolBuilder::tls"
         ),
     ))
 }
@@ -292,11 +294,11 @@ async fn bounded<T>(limit: Duration, f: impl Future<Output = RedisResult<T>>) ->
 }
 
 /// `true` for a failed TLS handshake (an untrusted or misnamed certificate, a client
-/// certificate the server refused, a server that does not speak TLS), or a plaintext login
-/// the server cut at once (a TLS-only port).
+/// certificate the server refused, a server that does not speak TLS), or a plaintext node
+/// found to answer TLS only.
 pub(crate) fn is_tls_failure(e: &RedisError) -> bool {
     let shown = e.to_string();
-    shown.contains(TLS_FAILED) || shown.contains(CLOSED_AT_LOGIN)
+    shown.contains(TLS_FAILED) || shown.contains(TLS_ONLY)
 }
 
 /// A connection's byte stream.
