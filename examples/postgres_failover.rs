@@ -4,8 +4,11 @@
 //!
 //! Prints a timeline and ends with one line:
 //!
-//! `summary: backend=postgres switches=N failed_ops=N max_gap_ms=N client_gap_ms=N`
+//! `summary: backend=postgres tls=on|off switches=N failed_ops=N max_gap_ms=N client_gap_ms=N`
 //!
+//! - `tls`: `on` with `-- tls` (the servers run `ssl=on` with a certificate from a throw-away
+//!   CA and admit TCP logins only over TLS; the pool connects with `sslmode=verify-full` and
+//!   that CA), else `off`;
 //! - `switches`: router switches (the generation, which grows by one per switch from 0);
 //! - `failed_ops`: workload operations that returned an error;
 //! - `max_gap_ms`: the longest time without a successful write (between two, or from the last
@@ -14,7 +17,9 @@
 //!   fixture polling `pg_is_in_recovery()` with `psql`) to the first successful write through
 //!   the pool after it.
 //!
-//! Run with `cargo run --release --example postgres_failover --features postgres,testing`.
+//! Run with `cargo run --release --example postgres_failover --features postgres,testing`, or
+//! over TLS with `cargo run --release --example postgres_failover --features
+//! postgres,testing,tls -- tls`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,8 +36,13 @@ use tokio::time::Instant;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let ms = move |at: Instant| at.saturating_duration_since(t0).as_millis() as u64;
-    println!("[{:>6} ms] starting a primary and a standby", 0);
-    let mut cluster = PgCluster::start(1).await?;
+    let tls = std::env::args().skip(1).any(|a| a == "tls");
+    println!(
+        "[{:>6} ms] starting a primary and a standby{}",
+        0,
+        if tls { " (TLS only)" } else { "" }
+    );
+    let (mut cluster, ssl) = start(tls).await?;
     cluster
         .primary()
         .sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, n bigint NOT NULL, at timestamptz DEFAULT now())")
@@ -53,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let pool = FailoverPool::builder()
-        .connection_string("user=postgres dbname=postgres")
+        .connection_string(format!("user=postgres dbname=postgres {}", ssl.options))
         .hosts(hosts.clone())
         .connect_timeout(Duration::from_millis(500))
         .login_timeout(Duration::from_secs(1))
@@ -201,7 +211,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pool.generation()
     );
     println!(
-        "summary: backend=postgres switches={} failed_ops={} max_gap_ms={} client_gap_ms={}",
+        "summary: backend=postgres tls={} switches={} failed_ops={} max_gap_ms={} client_gap_ms={}",
+        if tls { "on" } else { "off" },
         // Starts at 0 and grows by exactly one per switch.
         pool.generation(),
         failed.load(Ordering::Relaxed),
@@ -209,4 +220,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client_gap_ms
     );
     Ok(())
+}
+
+/// The connection options of the drill, and the CA they point at (kept alive with them).
+struct Ssl {
+    options: String,
+    #[cfg(feature = "tls")]
+    _ca: Option<switchover::testing::TestCa>,
+}
+
+/// The cluster: plain, or with `tls`, TLS-only with a verify-full pool.
+async fn start(tls: bool) -> Result<(PgCluster, Ssl), Box<dyn std::error::Error>> {
+    if !tls {
+        let ssl = Ssl {
+            options: "sslmode=disable".to_owned(),
+            #[cfg(feature = "tls")]
+            _ca: None,
+        };
+        return Ok((PgCluster::start(1).await?, ssl));
+    }
+    #[cfg(feature = "tls")]
+    {
+        use switchover::testing::{LOCALHOST_NAMES, TestCa};
+        let ca = TestCa::new()?;
+        let cert = ca.server("postgres", LOCALHOST_NAMES)?;
+        let cluster = PgCluster::builder()
+            .standbys(1)
+            .tls(&cert)
+            .ssl_only()
+            .start()
+            .await?;
+        let options = format!(
+            "sslmode=verify-full sslrootcert={}",
+            ca.cert_path().display()
+        );
+        Ok((
+            cluster,
+            Ssl {
+                options,
+                _ca: Some(ca),
+            },
+        ))
+    }
+    #[cfg(not(feature = "tls"))]
+    Err("`-- tls` needs the `tls` feature: --features postgres,testing,tls".into())
 }
