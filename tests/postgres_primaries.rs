@@ -227,3 +227,40 @@ async fn a_connection_whose_connect_straddles_the_switch_is_never_handed_out() {
     drop(pool);
     cluster.kill_primary().await.unwrap();
 }
+
+/// Nothing fails and nobody asks: the backstop run re-checks the healthy old primary, finds the
+/// promoted node beside it, and the pool moves to it on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_promoted_beside_a_healthy_primary_is_found_without_a_failure() {
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    let new = addr(&cluster.nodes()[1]);
+    let pool = FailoverPool::builder()
+        .connection_string("user=postgres dbname=postgres")
+        .hosts(
+            cluster
+                .nodes()
+                .iter()
+                .map(|n| (n.host().to_owned(), n.port())),
+        )
+        .build()
+        .unwrap();
+    let conn = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    assert!(!where_am_i(&conn).await.2);
+    drop(conn);
+    let before = pool.generation();
+
+    timeout(BOUND, cluster.promote(1)).await.unwrap().unwrap();
+    let promoted = tokio::time::Instant::now();
+    // The backstop is 5 s: two of them and the runs they ask for are well within 15 s.
+    while pool.primary() != new && promoted.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("found the promoted node after {:?}", promoted.elapsed());
+    assert_eq!(pool.primary(), new);
+    assert_eq!(pool.generation(), before + 1);
+    let conn = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    assert_eq!(where_am_i(&conn).await.0, cluster.nodes()[1].port());
+    drop(conn);
+    drop(pool);
+    cluster.kill_primary().await.unwrap();
+}
