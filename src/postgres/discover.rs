@@ -72,7 +72,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             let wait_all = !roles.learned();
             let run = roles.writable.next_run();
             let started = Instant::now();
-            let (tx, mut rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::unbounded_channel();
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 let (backend, roles, tx) = (backend.clone(), roles.clone(), tx.clone());
                 tokio::spawn(async move {
@@ -81,25 +81,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 });
             }
             drop(tx);
-            let mut found: Vec<Found> = vec![None; roles.names().len()];
-            let mut writable = Vec::new();
-            while let Some((i, outcome)) = rx.recv().await {
-                if let Ok(r) = &outcome
-                    && r.role == ServerRole::Primary
-                {
-                    writable.push(Candidate {
-                        host: i,
-                        lineage: r.lineage,
-                        current: Some(i) == current,
-                    });
-                }
-                found[i] = Some(outcome);
-                if !wait_all
-                    && best(&writable).is_some_and(|b| !outranked(&b, &found, &roles, current))
-                {
-                    break;
-                }
-            }
+            let (found, writable) = collect(rx, &roles, current, wait_all).await;
             if wait_all {
                 roles.mark_learned();
             }
@@ -121,6 +103,35 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             }
         }
     }
+}
+
+/// Takes the probes' answers as they come until the best writable host is decided (with
+/// `wait_all`, until every probe answered): what each host answered so far, and the writable
+/// ones.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<(usize, Result<HostReport, ProbeError>)>,
+    roles: &HostRoles,
+    current: Option<usize>,
+    wait_all: bool,
+) -> (Vec<Found>, Vec<Candidate>) {
+    let mut found: Vec<Found> = vec![None; roles.names().len()];
+    let mut writable = Vec::new();
+    while let Some((i, outcome)) = rx.recv().await {
+        if let Ok(r) = &outcome
+            && r.role == ServerRole::Primary
+        {
+            writable.push(Candidate {
+                host: i,
+                lineage: r.lineage,
+                current: Some(i) == current,
+            });
+        }
+        found[i] = Some(outcome);
+        if !wait_all && best(&writable).is_some_and(|b| !outranked(&b, &found, roles, current)) {
+            break;
+        }
+    }
+    (found, writable)
 }
 
 /// `true` when a host still being probed was last seen writable and would beat `best`.
