@@ -27,9 +27,12 @@ pub(crate) mod primaries;
 /// probed could outrank it: one that was last seen writable on a higher timeline of the same
 /// cluster, or the current primary, last seen writable on an equal one. So a black-holed host
 /// holds the switch up only when it could be the better primary, and then for one probe
-/// timeout at most; the decision never depends on which host answers first. The other probes
-/// keep running in the background and record what they find; two hosts found writable in one
-/// run are warned about (and, when the later one outranks the primary, a run switches to it).
+/// timeout at most; the decision never depends on which host answers first. When the best is
+/// the current primary, the run also waits up to `grace` (the re-discovery interval) for the
+/// other available hosts, so a standby promoted beside it is found in that run. The other
+/// probes keep running in the background and record what they find; two hosts found writable
+/// in one run are warned about (and, when the later one outranks the primary, a run switches
+/// to it).
 /// The first run of a pool waits for every probe, so the roles of all hosts are known before
 /// the first connection is placed.
 pub(crate) struct RoleDiscovery<B> {
@@ -38,6 +41,8 @@ pub(crate) struct RoleDiscovery<B> {
     router: Router<Arc<str>>,
     endpoints: Vec<Endpoint<Arc<str>>>,
     probe_timeout: Duration,
+    /// How long the current primary's answer waits for the other hosts.
+    grace: Duration,
 }
 
 impl<B: Backend> RoleDiscovery<B> {
@@ -47,6 +52,7 @@ impl<B: Backend> RoleDiscovery<B> {
         router: Router<Arc<str>>,
         endpoints: Vec<Endpoint<Arc<str>>>,
         probe_timeout: Duration,
+        grace: Duration,
     ) -> Self {
         RoleDiscovery {
             backend,
@@ -54,6 +60,7 @@ impl<B: Backend> RoleDiscovery<B> {
             router,
             endpoints,
             probe_timeout,
+            grace,
         }
     }
 }
@@ -66,6 +73,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
         let roles = self.roles.clone();
         let endpoints = self.endpoints.clone();
         let timeout = self.probe_timeout;
+        let grace = self.grace;
         let active = self.router.active();
         let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
         async move {
@@ -73,6 +81,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             let run = roles.writable.next_run();
             let started = Instant::now();
             let (tx, rx) = mpsc::unbounded_channel();
+            let all = endpoints.clone();
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 let (backend, roles, tx) = (backend.clone(), roles.clone(), tx.clone());
                 tokio::spawn(async move {
@@ -81,10 +90,18 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 });
             }
             drop(tx);
-            let (found, writable) = collect(rx, &roles, current, wait_all).await;
+            let decide = Decide {
+                roles: &roles,
+                endpoints: &all,
+                current,
+                wait_all,
+                grace,
+            };
+            let (found, writable) = collect(rx, &decide).await;
             if wait_all {
                 roles.mark_learned();
             }
+            roles.writable.finish(run);
             let elapsed_ms = started.elapsed().as_millis() as u64;
             match best(&writable) {
                 Some(b) => {
@@ -105,31 +122,56 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
     }
 }
 
-/// Takes the probes' answers as they come until the best writable host is decided (with
-/// `wait_all`, until every probe answered): what each host answered so far, and the writable
-/// ones.
-async fn collect(
-    mut rx: mpsc::UnboundedReceiver<(usize, Result<HostReport, ProbeError>)>,
-    roles: &HostRoles,
+/// What a run needs to decide, beside the answers.
+struct Decide<'a> {
+    roles: &'a HostRoles,
+    endpoints: &'a [Endpoint<Arc<str>>],
     current: Option<usize>,
     wait_all: bool,
+    grace: Duration,
+}
+
+/// Takes the probes' answers as they come until the best writable host is decided (with
+/// `wait_all`, until every probe answered): what each host answered so far, and the writable
+/// ones. The current primary's own answer waits up to `grace` for the other available hosts,
+/// so a standby promoted beside it is seen in the same run; a new primary is named at once.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<(usize, Result<HostReport, ProbeError>)>,
+    d: &Decide<'_>,
 ) -> (Vec<Found>, Vec<Candidate>) {
-    let mut found: Vec<Found> = vec![None; roles.names().len()];
+    let mut found: Vec<Found> = vec![None; d.roles.names().len()];
     let mut writable = Vec::new();
-    while let Some((i, outcome)) = rx.recv().await {
+    let mut until = None;
+    loop {
+        let next = match until {
+            Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => rx.recv().await,
+        };
+        let Some((i, outcome)) = next else { break };
         if let Ok(r) = &outcome
             && r.role == ServerRole::Primary
         {
             writable.push(Candidate {
                 host: i,
                 lineage: r.lineage,
-                current: Some(i) == current,
+                current: Some(i) == d.current,
             });
         }
         found[i] = Some(outcome);
-        if !wait_all && best(&writable).is_some_and(|b| !outranked(&b, &found, roles, current)) {
+        let Some(b) = best(&writable).filter(|_| !d.wait_all) else {
+            continue;
+        };
+        if outranked(&b, &found, d.roles, d.current) {
+            continue;
+        }
+        let others = (0..found.len()).any(|j| found[j].is_none() && d.endpoints[j].is_available());
+        if !(b.current && others) {
             break;
         }
+        until.get_or_insert_with(|| Instant::now() + d.grace);
     }
     (found, writable)
 }

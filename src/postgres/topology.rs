@@ -111,8 +111,9 @@ impl HostRoles {
     }
 }
 
-/// When hosts are found writable together after a run named its primary (a slow probe),
-/// asks for the run that switches to the one that outranks the active primary. Stops when
+/// When hosts are found writable together and, once no run is under way, one of them outranks
+/// the active primary (its answer came after its run named one), asks for the run that
+/// switches to it. Stops when
 /// `stop`'s sender (the topology) is dropped.
 async fn follow_writable(
     roles: Arc<HostRoles>,
@@ -123,6 +124,11 @@ async fn follow_writable(
     loop {
         tokio::select! {
             () = roles.writable.changed() => {}
+            _ = &mut stop => return,
+        }
+        // A run still under way takes the answer into account itself.
+        tokio::select! {
+            () = roles.writable.settled() => {}
             _ = &mut stop => return,
         }
         let active = rediscovery.router().active();
@@ -217,6 +223,7 @@ impl Topology {
             router.clone(),
             endpoints.clone(),
             config.probe_timeout,
+            config.interval,
         );
         // A run takes at most one probe timeout; a caller may arrive just after one started
         // and then needs the next: two runs and the gap between them.

@@ -77,7 +77,11 @@ pub(crate) struct Writable {
     detected: AtomicU64,
     /// Woken when a new set of hosts is seen writable together.
     changed: Notify,
+    /// The last run started, and the last one that named its primary (or found none).
     run: AtomicU64,
+    finished: AtomicU64,
+    /// Woken when a run finishes.
+    done: Notify,
 }
 
 impl Writable {
@@ -88,12 +92,34 @@ impl Writable {
             detected: AtomicU64::new(0),
             changed: Notify::new(),
             run: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            done: Notify::new(),
         }
     }
 
     /// Starts a discovery run; its probes report with the number returned.
     pub(crate) fn next_run(&self) -> u64 {
         self.run.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Run `run` has named its primary (or found none).
+    pub(crate) fn finish(&self, run: u64) {
+        self.finished.fetch_max(run, Ordering::AcqRel);
+        self.done.notify_waiters();
+    }
+
+    /// Completes when no discovery run is under way: one that is may still take a late answer
+    /// into account.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let done = self.done.notified();
+            let mut done = std::pin::pin!(done);
+            done.as_mut().enable();
+            if self.finished.load(Ordering::Acquire) >= self.run.load(Ordering::Acquire) {
+                return;
+            }
+            done.await;
+        }
     }
 
     /// The lineage host `i` had when last seen writable, if it was and it is known.

@@ -123,11 +123,33 @@ async fn the_higher_timeline_wins_and_the_primary_never_flips_with_the_order_of_
     let generations = twenty_runs(&fake, &t).await;
     assert_eq!(active(&t), "h1:5432");
     assert_eq!(t.router.generation(), 1, "{generations:?}");
-    // The first run decided at h0's answer (h1 was a standby when last seen); h1's answer
-    // then asked for the run that switched: every later run already found h1.
-    assert_eq!(generations[0], 0);
-    assert!(generations[1..].iter().all(|&g| g == 1), "{generations:?}");
+    // Even when h0 answered first, h1 answered within the interval h0's answer waits.
+    assert!(generations.iter().all(|&g| g == 1), "{generations:?}");
     assert_eq!(t.roles.writable.detected(), 1, "warned once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_later_answer_that_outranks_the_primary_asks_for_the_run_that_switches() {
+    let fake = Fake::new(&[(Is(Primary, 1), 5), (Is(Standby, 0), 5)]);
+    let t = topology(&fake);
+    t.rediscovery.primary().await.unwrap();
+    // h1 is promoted but answers after h0's answer and the interval it waits.
+    fake.set(1, Is(Primary, 2), 300);
+    sleep(ms(100)).await;
+    let started = Instant::now();
+    assert_eq!(t.rediscovery.rediscover().await.unwrap(), 0);
+    assert_eq!(started.elapsed(), ms(55));
+    let runs = t.rediscovery.runs();
+    // h1's answer (at 300 ms) puts the primary in doubt; the next run waits for h1, last seen
+    // on timeline 2, and switches.
+    sleep(ms(244)).await;
+    assert!(!t.rediscovery.in_doubt(), "1 ms before h1's answer");
+    sleep(ms(2)).await;
+    assert!(t.rediscovery.in_doubt(), "1 ms after it");
+    let primary = t.rediscovery.primary().await.unwrap();
+    assert_eq!(&**primary.id(), "h1:5432");
+    assert_eq!((t.rediscovery.runs(), t.router.generation()), (runs + 1, 1));
+    assert_eq!(t.roles.writable.detected(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,13 +167,19 @@ async fn a_run_waits_for_a_slower_host_only_when_it_could_outrank_the_first_answ
     let started = Instant::now();
     assert_eq!(t.rediscovery.rediscover().await.unwrap(), 1);
     assert_eq!(started.elapsed(), ms(30));
-    // h1 answers first: nothing still probed could beat it.
+    // h1, the current primary, answers first: nothing still probed could beat it, but the
+    // other available host gets one interval (50 ms) to show a higher timeline.
     fake.delay(0, 30);
     fake.delay(1, 5);
     sleep(ms(100)).await;
     let started = Instant::now();
     assert_eq!(t.rediscovery.rediscover().await.unwrap(), 1);
-    assert_eq!(started.elapsed(), ms(5));
+    assert_eq!(started.elapsed(), ms(30), "h0 answered within the interval");
+    fake.delay(0, 500);
+    sleep(ms(600)).await;
+    let started = Instant::now();
+    assert_eq!(t.rediscovery.rediscover().await.unwrap(), 1);
+    assert_eq!(started.elapsed(), ms(55), "h1's answer and one interval");
 
     // h1 goes silent: the run waits one probe timeout for it, then follows h0, the only
     // writable host left.
@@ -206,8 +234,8 @@ async fn a_healthy_primary_is_rechecked_at_the_backstop() {
     sleep(BACKSTOP - ms(1)).await;
     assert_eq!(t.rediscovery.runs(), runs, "no run before the backstop");
     assert_eq!(active(&t), "h0:5432");
-    // The backstop run finds both (h0 first); h1's answer asks for the run that switches.
+    // The backstop run finds both (h0 first, h1 within the interval h0's answer waits).
     sleep(ms(200)).await;
-    assert_eq!(t.rediscovery.runs(), runs + 2);
+    assert_eq!(t.rediscovery.runs(), runs + 1);
     assert_eq!((active(&t), t.router.generation()), ("h1:5432".into(), 1));
 }
