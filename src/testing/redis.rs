@@ -37,6 +37,17 @@ pub(super) struct Listen {
     pub(super) unix_socket: bool,
 }
 
+impl Listen {
+    /// Plaintext TCP and a Unix socket.
+    fn unix_socket() -> Self {
+        Listen {
+            #[cfg(feature = "tls")]
+            tls: None,
+            unix_socket: true,
+        }
+    }
+}
+
 /// One `redis-server` process on `127.0.0.1`, without persistence (`save ""`, no AOF), in its own
 /// temporary directory. Killed (`SIGKILL`) on drop.
 ///
@@ -70,11 +81,7 @@ impl RedisServer {
     /// Starts a standalone server that also listens on a Unix socket
     /// ([`unix_socket_path`](Self::unix_socket_path), mode 700) besides its TCP port.
     pub async fn start_with_unix_socket() -> Result<Self, Error> {
-        let listen = Listen {
-            unix_socket: true,
-            ..Listen::default()
-        };
-        Self::launch("redis", None, listen).await
+        Self::launch("redis", None, Listen::unix_socket()).await
     }
 
     /// Starts a standalone server on a TLS port only (`--port 0 --tls-port N`), with the
