@@ -1013,3 +1013,45 @@ async fn sentinels_have_their_own_credentials() {
     assert_eq!(err.node_addr(), Some(s_addr.to_string().as_str()));
     assert!(err.to_string().contains("sentinel"), "{err}");
 }
+
+/// A write that finds no primary for seconds says the whole time it waited, not the last
+/// attempt's wait limit (it said "(waited 1.3s)" whatever the policy's deadline).
+#[tokio::test]
+async fn a_write_without_a_primary_says_the_whole_time_it_waited() {
+    use switchover::retry::RetryPolicy;
+
+    init_tracing();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    let policy = RetryPolicy::builder()
+        .max_attempts(100)
+        .deadline(Duration::from_secs(4))
+        .build()
+        .expect("policy");
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .retry_policy(policy)
+        .build()
+        .await
+        .expect("pool");
+    set.kill_primary().await.expect("kill");
+    // Nobody promotes the replica: no primary for the rest of the test.
+    let started = Instant::now();
+    let mut con = pool.clone();
+    let err = con.set::<_, _, ()>("k", 1).await.expect_err("no primary");
+    let took = started.elapsed();
+    let shown = err.to_string();
+    assert!(shown.contains("no primary confirmed"), "{shown}");
+    let waited = shown
+        .split("(waited ")
+        .nth(1)
+        .and_then(|rest| rest.split(" in all").next())
+        .unwrap_or_else(|| panic!("says the whole wait: {shown}"));
+    let waited_s: f64 = waited.trim_end_matches('s').parse().unwrap_or_else(|_| {
+        // Debug form of a Duration: "3.9s", or in ms below a second.
+        panic!("a duration in seconds: {waited} ({shown})")
+    });
+    assert!(
+        waited_s >= 3.0 && waited_s <= took.as_secs_f64() + 0.01,
+        "waited {waited_s}s of a {took:?} call: {shown}"
+    );
+}

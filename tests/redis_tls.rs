@@ -28,7 +28,8 @@ fn trust(ca: &TestCa) -> TlsOptions {
 }
 
 async fn set_get(pool: &SplitPool, key: &str) {
-    let mut con = pool.clone();
+    // Reads its own write: a replica may not have it yet.
+    let mut con = pool.read_your_writes(Duration::from_secs(5));
     let _: () = con.set(key, "over-tls").await.expect("SET over TLS");
     let v: String = con.get(key).await.expect("GET over TLS");
     assert_eq!(v, "over-tls");
@@ -264,4 +265,78 @@ async fn follows_a_sentinel_failover_over_tls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(pool.status().switches >= 1);
+}
+
+/// A password rotated mid-workload over TLS: no failed operation (the new logins happen over
+/// new TLS connections, each asking the provider).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_password_over_tls_costs_no_failed_operation() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::sync::{Arc, RwLock};
+    use switchover::auth::{CachedCredentials, Credentials, credentials_fn};
+
+    init_tracing();
+    let ca = TestCa::new().expect("CA");
+    let server = RedisServer::start_tls(&RedisTls::new(&ca).expect("tls"))
+        .await
+        .expect("server");
+    server
+        .cmd(&["CONFIG", "SET", "requirepass", "pw-1"])
+        .await
+        .expect("requirepass");
+    let current = Arc::new(RwLock::new("pw-1".to_owned()));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let provider = CachedCredentials::new(credentials_fn({
+        let (current, fetches) = (current.clone(), fetches.clone());
+        move |_req| {
+            fetches.fetch_add(1, Relaxed);
+            let pw = current.read().unwrap().clone();
+            async move { Ok(Credentials::password_only(pw)) }
+        }
+    }));
+    let pool = SplitPool::builder()
+        .nodes([server.url()])
+        .tls(trust(&ca))
+        .credentials(provider)
+        .build()
+        .await
+        .expect("pool");
+    let before = fetches.load(Relaxed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workload = tokio::spawn({
+        let (mut con, stop) = (pool.idempotent(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(Relaxed) {
+                // SET of a fixed value: safe to repeat when a cut connection makes it unsure.
+                match con.set::<_, _, ()>("rot-tls", ok).await {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *current.write().unwrap() = "pw-2".to_owned();
+    let mut admin = server.client().await.expect("admin over TLS");
+    admin.command(&["AUTH", "pw-1"]).await.expect("AUTH");
+    admin
+        .command(&["CONFIG", "SET", "requirepass", "pw-2"])
+        .await
+        .expect("rotate");
+    // Every connection but this one is cut: the pool must log in again.
+    let _ = admin
+        .command(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Relaxed);
+    let (ok, failed) = workload.await.expect("workload");
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    assert!(ok > 50, "{ok} operations");
+    assert!(
+        fetches.load(Relaxed) > before,
+        "fetched again after the rejection"
+    );
 }
