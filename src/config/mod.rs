@@ -59,10 +59,20 @@ pub mod duration;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
 mod error;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod fields;
 mod health;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod retry;
 mod route;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod secret;
 mod section;
+#[cfg(feature = "tls")]
+mod tls;
 
 #[cfg(feature = "dynamodb")]
 pub use dynamo::{
@@ -71,6 +81,12 @@ pub use dynamo::{
 };
 pub use error::{ConfigPath, InvalidConfig};
 pub use health::{FailureRateConfig, HealthConfig, HealthSettings};
+#[cfg(feature = "postgres")]
+pub use postgres::{PoolConfig, PostgresConfig, PostgresTimeoutsConfig};
+#[cfg(feature = "redis")]
+pub use redis::{ReadFromConfig, RedisConfig, RedisTimeoutsConfig};
 pub use retry::{BackoffConfig, BudgetConfig, RetryConfig};
 pub use route::{RouterConfig, RouterSettings};
 pub use section::{Section, deserialize};
+#[cfg(feature = "tls")]
+pub use tls::{RootsConfig, TlsConfig};
