@@ -43,7 +43,10 @@ async fn replicas_are_known_when_build_returns_in_sentinel_mode() {
         .map(|r| r.addr().to_string())
         .collect();
     expected.sort();
-    assert_eq!(replicas, expected, "both replicas serve reads right after build");
+    assert_eq!(
+        replicas, expected,
+        "both replicas serve reads right after build"
+    );
     assert_eq!(pool.status().usable_replicas, 2);
 }
 
@@ -86,6 +89,10 @@ async fn a_demoted_lone_node_is_neither_primary_nor_read_from() {
         .await
         .expect("the read ends in time");
     let err = read.expect_err("no node may serve the read");
+    assert!(
+        err.to_string().contains("no primary confirmed") && err.to_string().contains("link down"),
+        "the read's error says why: {err}"
+    );
     let (calls_after, _) = get_calls(&node).await;
     assert_eq!(
         calls_after, calls_before,

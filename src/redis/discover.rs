@@ -52,8 +52,10 @@ impl<B: Backend> Topology<B> {
             .node_of(self.router.active().endpoint())
             .map(|n| n.addr.clone());
         let Some(primary) = choose_primary(&claims, preferred.as_ref(), current.as_ref()) else {
+            // Roles and read fitness follow this run too: a node that now says `slave` is no
+            // primary and, following no confirmed primary, serves no reads.
             for (node, answer) in nodes.iter().zip(&answers) {
-                record_probe(node, answer, false);
+                self.apply(node, answer, None);
             }
             let refusal = refusal(&nodes, &answers);
             let why = no_primary(&nodes, &answers, refusal.as_ref());
@@ -66,7 +68,7 @@ impl<B: Backend> Topology<B> {
             .find(|(a, _, _)| *a == primary)
             .map_or(0, |(_, offset, _)| *offset);
         for (node, answer) in nodes.iter().zip(&answers) {
-            self.apply(node, answer, &primary, offset);
+            self.apply(node, answer, Some((&primary, offset)));
         }
         let Some(node) = nodes.iter().find(|n| n.addr == primary) else {
             return Err(NoPrimary::new(format!("{primary} is not a known node")));
@@ -123,22 +125,25 @@ impl<B: Backend> Topology<B> {
         Ok((role, started.elapsed()))
     }
 
-    /// Records what `node` said, given the chosen primary at `primary` (its replication offset
-    /// `primary_offset`): its health and role, whether it serves reads, and a new role epoch
+    /// Records what `node` said, given the chosen primary and its replication offset (`None`:
+    /// the run found none): its health and role, whether it serves reads, and a new role epoch
     /// (connections dropped) when its role changed.
-    fn apply(&self, node: &Node<B>, answer: &Answer, primary: &NodeAddr, primary_offset: i64) {
-        let is_primary = node.addr == *primary;
+    fn apply(&self, node: &Node<B>, answer: &Answer, primary: Option<(&NodeAddr, i64)>) {
+        let is_primary = primary.is_some_and(|(p, _)| node.addr == *p);
         let old = node.endpoint.role();
         record_probe(node, answer, is_primary);
-        let (usable, lag) = match answer {
-            Ok((
-                RoleReply::Replica {
-                    master,
-                    link_up,
-                    offset,
-                },
-                _,
-            )) => {
+        let (usable, lag) = match (answer, primary) {
+            (
+                Ok((
+                    RoleReply::Replica {
+                        master,
+                        link_up,
+                        offset,
+                    },
+                    _,
+                )),
+                Some((primary, primary_offset)),
+            ) => {
                 let follows = master.as_ref().is_some_and(|m| same_node(m, primary));
                 let lag = replica_lag(primary_offset, *offset);
                 let within = self.settings.max_replica_lag.is_none_or(|max| lag <= max);
