@@ -323,6 +323,12 @@ impl<B: Backend> Inner<B> {
             Kind::Read if how.refused && ep.role() != Role::Replica => {
                 return Err(AttemptError::no_replica());
             }
+            // The read policy fell back to the active node, and discovery found it a replica
+            // unfit for reads (demoted, following no confirmed primary): wait for a primary.
+            Kind::Read if ep.role() == Role::Replica && !ep.is_available() => {
+                waiting.get_or_init(Instant::now);
+                Box::pin(self.confirm_primary(ep)).await?;
+            }
             _ => {}
         }
         let node = self.node_of(ep)?;

@@ -328,9 +328,14 @@ impl SplitPool {
         &self.inner().tracker
     }
 
-    /// `host:port` of the current primary.
+    /// `host:port` of the current primary; empty while no node is (the last discovery found
+    /// the active node no longer claiming the `master` role, and no other node that does).
     pub fn primary_addr(&self) -> String {
-        self.inner().router.active().id().name().to_owned()
+        let active = self.inner().router.active();
+        if active.endpoint().role() == Role::Replica {
+            return String::new();
+        }
+        active.id().name().to_owned()
     }
 
     /// `host:port` of the replicas currently serving reads.
