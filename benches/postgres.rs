@@ -7,7 +7,15 @@
 //! interleaved comparisons follow: the same call, and a checkout alone (take a connection and
 //! return it, no round trip), which isolates the pool's own cost.
 //!
-//! Run with `cargo bench --bench postgres --features postgres,testing`.
+//! With feature `tls`, the same comparisons run over TLS against a second server (`ssl=on`,
+//! `hostssl`-only, a certificate from a throw-away CA): the pool with `sslmode=verify-full`
+//! versus deadpool-postgres with the same rustls connector
+//! ([`TlsConnector`](switchover::postgres::TlsConnector) over the same
+//! [`TlsConfig`](switchover::tls::TlsConfig)). IDs: `postgres_tls/raw` and
+//! `postgres_tls/switchover`; interleaved labels `tls_simple_query` and `tls_checkout`.
+//!
+//! Run with `cargo bench --bench postgres --features postgres,testing` (add `,tls` for the TLS
+//! group).
 
 #[path = "support/interleave.rs"]
 mod interleave;
@@ -107,6 +115,126 @@ fn bench(c: &mut Criterion) {
     // The pool's own cost, without the round trip: take a connection and return it.
     rt.block_on(interleave::interleaved(
         "checkout",
+        30,
+        2000,
+        || async {
+            drop(raw.get().await.unwrap());
+        },
+        || async {
+            drop(pool.get().await.unwrap());
+        },
+    ));
+    drop(pool);
+    drop(raw);
+    drop(cluster);
+    #[cfg(feature = "tls")]
+    bench_tls(c, &rt);
+}
+
+/// The same comparison over TLS: both sides verify-full against the test CA, with one rustls
+/// configuration each built from the same options.
+#[cfg(feature = "tls")]
+fn bench_tls(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    use switchover::postgres::TlsConnector;
+    use switchover::testing::{LOCALHOST_NAMES, TestCa};
+    use switchover::tls::{Roots, TlsOptions};
+
+    let ca = TestCa::new().expect("test CA");
+    let cert = ca
+        .server("pg", LOCALHOST_NAMES)
+        .expect("server certificate");
+    let cluster = rt
+        .block_on(PgCluster::builder().tls(&cert).ssl_only().start())
+        .expect("start Postgres 15 with TLS");
+    let node = cluster.primary();
+    let tls = TlsOptions::new()
+        .roots(Roots::PemFile(ca.cert_path().to_owned()))
+        .load()
+        .expect("TLS options");
+    let raw = {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(node.host())
+            .port(node.port())
+            .user("postgres")
+            .dbname("postgres")
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        let connector = TlsConnector::new(&tls, node.host()).expect("connector");
+        let mgr = Manager::from_config(
+            cfg,
+            connector,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(mgr)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .expect("raw TLS pool")
+    };
+    let pool = rt.block_on(async {
+        FailoverPool::builder()
+            .connection_string(format!(
+                "{} sslmode=verify-full sslrootcert={}",
+                node.conn_string(),
+                ca.cert_path().display()
+            ))
+            .max_size(16)
+            .build()
+            .expect("switchover TLS pool")
+    });
+    rt.block_on(async {
+        let check = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let a: bool = raw
+            .get()
+            .await
+            .unwrap()
+            .query_one(check, &[])
+            .await
+            .unwrap()
+            .get(0);
+        let b: bool = pool
+            .get()
+            .await
+            .unwrap()
+            .query_one(check, &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(a && b, "both sides encrypted");
+    });
+
+    let mut group = c.benchmark_group("postgres_tls");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("raw", |b| {
+        b.to_async(rt).iter(|| async {
+            let client = raw.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap()
+        })
+    });
+    group.bench_function("switchover", |b| {
+        b.to_async(rt).iter(|| async {
+            let client = pool.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap()
+        })
+    });
+    group.finish();
+
+    rt.block_on(interleave::interleaved(
+        "tls_simple_query",
+        30,
+        200,
+        || async {
+            let client = raw.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+        || async {
+            let client = pool.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+    ));
+    rt.block_on(interleave::interleaved(
+        "tls_checkout",
         30,
         2000,
         || async {

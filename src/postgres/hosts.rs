@@ -24,7 +24,7 @@ pub(crate) struct HostConfig {
     pub(crate) request: CredentialRequest<'static>,
     /// The TLS connector of this host (its own server name), when it uses TLS.
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<super::tls::PgTls>,
+    pub(crate) tls: Option<super::tls::TlsConnector>,
 }
 
 impl fmt::Debug for HostConfig {

@@ -117,3 +117,6 @@ pub use pool::{BoxFuture, FailoverPool, HostStatus, PooledConnection};
 pub use role::{ServerRole, TargetRole};
 pub use ssl::SslMode;
 pub use timeouts::Timeouts;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::{TlsConnector, TlsStream};

@@ -2,7 +2,8 @@
 //! here rather than taken from `tokio-postgres-rustls`: that crate takes one `ClientConfig`
 //! for every host, has no `verify-ca` or `require` semantics, and pulls in `x509-cert`,
 //! `const-oid` and a direct `ring` for the channel-binding hash; this is ~100 lines over the
-//! crate's own [`TlsConfig`](crate::tls::TlsConfig), with one server name per host.
+//! crate's own [`TlsConfig`], with one server name per host. Public, so that plain
+//! tokio-postgres (or deadpool-postgres) code beside the pool connects with the pool's TLS.
 
 use std::future::Future;
 use std::io;
@@ -13,66 +14,115 @@ use std::task::{Context, Poll};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream as PgStream};
 
-/// Connects one host over TLS: the shared client configuration and that host's server name
-/// (SNI and the name verified), fixed at build.
+use crate::error::ConfigError;
+use crate::tls::TlsConfig;
+
+/// A tokio-postgres TLS connector ([`MakeTlsConnect`]) over a [`TlsConfig`], for one server:
+/// the name sent as SNI and verified is fixed when it is made (the pool makes one per host).
+/// Offers channel binding (`tls-server-end-point`) for SCRAM-SHA-256-PLUS.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use switchover::postgres::TlsConnector;
+/// use switchover::tls::{Roots, TlsOptions};
+///
+/// let tls = TlsOptions::new()
+///     .roots(Roots::PemFile("/etc/ssl/rds-global-bundle.pem".into()))
+///     .load()?;
+/// let host = "db.example.com";
+/// let (client, connection) = tokio_postgres::Config::new()
+///     .host(host)
+///     .user("app")
+///     .ssl_mode(tokio_postgres::config::SslMode::Require)
+///     .connect(TlsConnector::new(&tls, host)?)
+///     .await?;
+/// tokio::spawn(connection);
+/// # let _ = client; Ok(()) }
+/// ```
 #[derive(Clone)]
-pub(crate) struct PgTls {
+pub struct TlsConnector {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
 }
 
-impl std::fmt::Debug for PgTls {
+impl std::fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTls")
+        f.debug_struct("TlsConnector")
             .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
-impl PgTls {
-    pub(crate) fn new(config: Arc<ClientConfig>, name: ServerName<'static>) -> Self {
-        PgTls { config, name }
+impl TlsConnector {
+    /// A connector to `host` (its name, or the configuration's
+    /// [override](crate::tls::TlsOptions::server_name)).
+    ///
+    /// # Errors
+    ///
+    /// `server_name` when the name is neither a DNS name nor an IP address.
+    pub fn new(config: &TlsConfig, host: &str) -> Result<Self, ConfigError> {
+        Ok(Self::from_parts(
+            config.client_config().clone(),
+            config.server_name(host)?,
+        ))
+    }
+
+    pub(crate) fn from_parts(config: Arc<ClientConfig>, name: ServerName<'static>) -> Self {
+        TlsConnector { config, name }
     }
 }
 
-impl<S> MakeTlsConnect<S> for PgTls
+impl<S> MakeTlsConnect<S> for TlsConnector
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Stream = PgTlsStream<S>;
-    type TlsConnect = PgTls;
+    type Stream = TlsStream<S>;
+    type TlsConnect = TlsConnector;
     type Error = io::Error;
 
     /// The name tokio-postgres passes is the host of the one-host configuration this
     /// connector was made for; the name fixed at build (which may be an override) wins.
-    fn make_tls_connect(&mut self, _domain: &str) -> Result<PgTls, io::Error> {
+    fn make_tls_connect(&mut self, _domain: &str) -> Result<TlsConnector, io::Error> {
         Ok(self.clone())
     }
 }
 
-impl<S> TlsConnect<S> for PgTls
+impl<S> TlsConnect<S> for TlsConnector
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    type Stream = PgTlsStream<S>;
+    type Stream = TlsStream<S>;
     type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<PgTlsStream<S>>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TlsStream<S>>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
         Box::pin(async move {
             let tls = connector.connect(self.name, stream).await?;
-            Ok(PgTlsStream(tls))
+            Ok(TlsStream(tls))
         })
     }
 }
 
-/// A TLS stream to a Postgres server.
-pub(crate) struct PgTlsStream<S>(tokio_rustls::client::TlsStream<S>);
+/// A TLS stream to a Postgres server, made by [`TlsConnector`].
+pub struct TlsStream<S>(tokio_rustls::client::TlsStream<S>);
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PgTlsStream<S> {
+impl<S> std::fmt::Debug for TlsStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, conn) = self.0.get_ref();
+        f.debug_struct("TlsStream")
+            .field("protocol", &conn.protocol_version())
+            .field(
+                "cipher_suite",
+                &conn.negotiated_cipher_suite().map(|s| s.suite()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,7 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PgTlsStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -112,7 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for PgTlsStream<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for PgTlsStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> PgStream for TlsStream<S> {
     /// `tls-server-end-point` (RFC 5929) for SCRAM-SHA-256-PLUS: the hash of the server's
     /// certificate with its signature's hash, SHA-256 for MD5 and SHA-1. None for a
     /// certificate signed with SHA-512 or Ed25519 (no such hash here; the server cannot bind

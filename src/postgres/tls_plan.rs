@@ -152,7 +152,10 @@ impl TlsPlan {
     /// The connector of a TCP host named `host` (SNI and the name verified, unless the
     /// options override it); `None` without TLS.
     #[cfg(feature = "tls")]
-    pub(crate) fn connector(&self, host: &str) -> Result<Option<super::tls::PgTls>, ConfigError> {
+    pub(crate) fn connector(
+        &self,
+        host: &str,
+    ) -> Result<Option<super::tls::TlsConnector>, ConfigError> {
         let Some(config) = &self.config else {
             return Ok(None);
         };
@@ -164,7 +167,7 @@ impl TlsPlan {
                 ),
             )
         })?;
-        Ok(Some(super::tls::PgTls::new(
+        Ok(Some(super::tls::TlsConnector::from_parts(
             config.client_config().clone(),
             name,
         )))
