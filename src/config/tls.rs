@@ -151,3 +151,198 @@ mod verification {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    /// A service's config with TLS under `[cache.tls]`.
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Cache {
+        tls: TlsConfig,
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Service {
+        cache: Cache,
+    }
+
+    fn read(text: &str) -> Result<TlsConfig, InvalidConfig> {
+        let de = toml::Deserializer::parse(text).expect("valid TOML syntax");
+        config::deserialize::<Service, _>(de).map(|s| s.cache.tls)
+    }
+
+    fn at() -> ConfigPath {
+        ConfigPath::new("cache").join("tls")
+    }
+
+    fn missing() -> PathBuf {
+        std::env::temp_dir().join("switchover-config-test-no-such-file.pem")
+    }
+
+    #[test]
+    fn a_tls_config_round_trips_through_toml() {
+        let config = TlsConfig {
+            roots: None,
+            ca_file: Some("/etc/ssl/bundle.pem".into()),
+            verification: Some(Verification::CaOnly),
+            client_cert_file: Some("/etc/app/client.pem".into()),
+            client_key_file: Some("/etc/app/client.key".into()),
+            server_name: Some("cache.internal".into()),
+        };
+        let text = toml::to_string(&Service {
+            cache: Cache {
+                tls: config.clone(),
+            },
+        })
+        .unwrap();
+        assert!(text.contains("verification = \"ca_only\""), "{text}");
+        assert_eq!(read(&text).unwrap(), config);
+        for (text, roots) in [
+            ("roots = \"system\"", RootsConfig::System),
+            ("roots = \"platform\"", RootsConfig::System),
+            ("roots = \"webpki\"", RootsConfig::Webpki),
+        ] {
+            let got = read(&format!("[cache.tls]\n{text}")).unwrap();
+            assert_eq!(got.roots, Some(roots));
+        }
+    }
+
+    #[test]
+    fn an_empty_config_is_the_default_options() {
+        assert_eq!(
+            format!("{:?}", TlsConfig::default().options()),
+            format!("{:?}", TlsOptions::new())
+        );
+        let o = TlsConfig {
+            roots: Some(RootsConfig::Webpki),
+            verification: Some(Verification::None),
+            ..TlsConfig::default()
+        }
+        .build_at(&at())
+        .unwrap();
+        assert!(matches!(o.get_roots(), Roots::Webpki));
+        assert_eq!(o.get_verification(), Verification::None);
+    }
+
+    #[test]
+    fn every_refused_value_names_its_path() {
+        let dir =
+            std::env::temp_dir().join(format!("switchover-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let webpki = || TlsConfig {
+            roots: Some(RootsConfig::Webpki),
+            ..TlsConfig::default()
+        };
+        let cases = [
+            (
+                TlsConfig {
+                    ca_file: Some(missing()),
+                    ..TlsConfig::default()
+                },
+                "cache.tls.ca_file",
+            ),
+            (
+                TlsConfig {
+                    ca_file: Some(empty.clone()),
+                    ..TlsConfig::default()
+                },
+                "cache.tls.ca_file",
+            ),
+            (
+                TlsConfig {
+                    ca_file: Some(empty.clone()),
+                    ..webpki()
+                },
+                "cache.tls.ca_file",
+            ),
+            (
+                TlsConfig {
+                    client_cert_file: Some(empty.clone()),
+                    ..webpki()
+                },
+                "cache.tls.client_key_file",
+            ),
+            (
+                TlsConfig {
+                    client_key_file: Some(empty.clone()),
+                    ..webpki()
+                },
+                "cache.tls.client_cert_file",
+            ),
+            (
+                TlsConfig {
+                    client_cert_file: Some(missing()),
+                    client_key_file: Some(missing()),
+                    ..webpki()
+                },
+                "cache.tls.client_cert_file",
+            ),
+            (
+                TlsConfig {
+                    server_name: Some("not a name".into()),
+                    ..webpki()
+                },
+                "cache.tls.server_name",
+            ),
+            (
+                TlsConfig {
+                    server_name: Some(String::new()),
+                    ..webpki()
+                },
+                "cache.tls.server_name",
+            ),
+        ];
+        for (config, path) in cases {
+            let err = config.build_at(&at()).err().unwrap_or_else(|| {
+                panic!("{path}: accepted {config:?}");
+            });
+            assert_eq!(err.path(), path, "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        for (text, path) in [
+            ("[cache.tls]\nroots = \"mozilla\"", "cache.tls.roots"),
+            (
+                "[cache.tls]\nverification = \"verify-full\"",
+                "cache.tls.verification",
+            ),
+            ("[cache.tls]\nca_file = 1", "cache.tls.ca_file"),
+            ("[cache.tls]\nca = \"/x.pem\"", "cache.tls.ca"),
+        ] {
+            let err = read(text).unwrap_err();
+            assert_eq!(err.path(), path, "{text}: {err}");
+        }
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_ca_file_and_a_client_certificate_load() {
+        let ca = crate::testing::TestCa::new().unwrap();
+        let client = ca.client("client", "app").unwrap();
+        let config = TlsConfig {
+            ca_file: Some(ca.cert_path().to_owned()),
+            client_cert_file: Some(client.cert_path().to_owned()),
+            client_key_file: Some(client.key_path().to_owned()),
+            server_name: Some("cache.internal".into()),
+            ..TlsConfig::default()
+        };
+        let loaded = config.build_at(&at()).unwrap().load().unwrap();
+        let shown = format!("{loaded:?}");
+        assert!(shown.contains("client_auth: true"), "{shown}");
+        assert!(shown.contains("cache.internal"), "{shown}");
+        // Both `roots` and `ca_file`: which one is meant?
+        let both = TlsConfig {
+            roots: Some(RootsConfig::System),
+            ..config
+        };
+        assert_eq!(
+            both.build_at(&at()).unwrap_err().path(),
+            "cache.tls.ca_file"
+        );
+    }
+}
