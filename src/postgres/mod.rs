@@ -68,14 +68,48 @@
 //! - **Deadlines everywhere** ([`Timeouts`]); the defaults of every knob are on
 //!   [`FailoverPoolBuilder`].
 //!
+//! # TLS, credentials and Unix sockets
+//!
+//! | | how | feature |
+//! |---|---|---|
+//! | TLS | libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`; see [`SslMode`]) with `sslrootcert` (a PEM bundle such as the RDS global bundle, or `system`), `sslcert` and `sslkey`, in the key/value or URL form, or [`ssl_mode`](FailoverPoolBuilder::ssl_mode) and `tls` (for example `Roots::Webpki`) on the builder | `tls` |
+//! | credentials | [`credentials`](FailoverPoolBuilder::credentials): a [`CredentialProvider`](crate::auth::CredentialProvider) asked for each new connection, cached, a rejected secret replaced once | — |
+//! | Unix sockets | `host=/run/postgresql` (a host that starts with `/`): the socket `.s.PGSQL.<port>` in that directory, named so in errors and the topology | — |
+//!
+//! With `tls`, connections use rustls (ring provider) through `TlsConnector`: SNI and the
+//! name check per host of a multi-host string (each host against its own name; a `hostaddr`
+//! connects while the `host` is verified; an IP host against IP SANs), ALPN `postgresql`, and
+//! SCRAM channel binding (`channel_binding=prefer|require`, `tls-server-end-point`).
+//! `prefer` falls back to plaintext only when the server answers that it has no TLS, never
+//! after a certificate or handshake error. `require` without a root certificate encrypts
+//! without verifying (as libpq); with one it verifies the chain (as `verify-ca`).
+//! `verify-ca` and `verify-full` need roots (`sslrootcert`, or the builder's `tls`): there is
+//! no `~/.postgresql/root.crt` default. A Unix-socket host never uses TLS (as libpq). Without
+//! the feature, `sslmode=prefer` is refused (it would silently mean plaintext) and anything
+//! above names the feature to enable. A connection string without `sslmode` means `disable`
+//! (libpq's default is `prefer`); a [`tokio_postgres::Config`] given to
+//! [`config`](FailoverPoolBuilder::config) keeps its own default, `prefer`.
+//!
+//! A refused certificate or a missing TLS is [`ErrorKind::Tls`]; a refused login (a wrong
+//! password, `pg_hba.conf` admitting the login only over TLS or only with a client
+//! certificate) is [`ErrorKind::Authentication`]: both permanent, naming the host, returned at
+//! once (re-discovery stops waiting when every host refuses).
+//!
+//! Not supported: `sslmode=allow`, `sslnegotiation=direct` with TLS (passed to tokio-postgres
+//! as is), `sslcrl`/`sslcrldir` (no revocation checks), `sslpassword` (encrypted keys),
+//! `sslsni=0`, GSSAPI (`gssencmode`, `krbsrvname`), `sslcertmode`, `ssl_min_protocol_version`
+//! (rustls speaks TLS 1.2 and 1.3), and channel binding for a server certificate signed with
+//! SHA-512 or Ed25519.
+//!
 //! Every switch, re-discovery, eviction and role change is a `tracing` event (targets
 //! `switchover::postgres` and `switchover::route`). Passwords never appear in `Debug` output,
 //! errors or logs; hosts appear as `host:port`.
 //!
 //! # Limitations
 //!
-//! - Connections are made without TLS (`sslmode=require` and `sslmode=prefer`, which would
-//!   silently mean plaintext, are refused at build); TCP hosts only.
+//! - TLS needs feature `tls`; see above for the libpq TLS options that are not supported.
+//! - A credential provider's user and secret reach new connections only: open ones stay
+//!   logged in with the secret they were made with.
 //! - With two writable primaries the pool follows one, but the other still takes writes from
 //!   anyone else: fence or stop it. Writes already sent to the losing one stay there.
 //! - The runner's closures return `tokio_postgres::Error`; carry your own errors in `T`.
