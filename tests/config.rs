@@ -395,3 +395,149 @@ fn every_unreadable_value_names_its_path() {
     let err = read("[retry]\ndeadline = \"250\"").unwrap_err();
     assert!(err.reason().contains("needs a unit"), "{err}");
 }
+
+/// The Redis and Postgres sections, read from one service file as an application would.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod pools {
+    use serde::{Deserialize, Serialize};
+    use switchover::config::{self, ConfigPath, InvalidConfig, Section};
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Service {
+        #[cfg(feature = "redis")]
+        redis: config::RedisConfig,
+        #[cfg(feature = "postgres")]
+        postgres: config::PostgresConfig,
+    }
+
+    fn read(text: &str) -> Result<Service, InvalidConfig> {
+        config::deserialize(toml::Deserializer::parse(text).expect("valid TOML syntax"))
+    }
+
+    #[cfg(feature = "redis")]
+    const REDIS: &str = r#"
+[redis]
+sentinels = ["127.0.0.1:26379", "127.0.0.1:26380"]
+master_name = "cache"
+password = "hunter2"
+read_from = "replica_only"
+
+[redis.timeouts]
+response = "300ms"
+
+[redis.retry]
+max_attempts = 12
+"#;
+
+    #[cfg(feature = "postgres")]
+    const POSTGRES: &str = r#"
+[postgres]
+hosts = ["127.0.0.1:1", "127.0.0.1:2"]
+user = "app"
+password = "pg-secret"
+target_role = "primary"
+read_role = "prefer_standby"
+
+[postgres.pool]
+max_size = 8
+verify_idle_after = "off"
+
+[postgres.timeouts]
+acquire = "2s"
+"#;
+
+    fn service_text() -> String {
+        let mut text = String::new();
+        #[cfg(feature = "redis")]
+        text.push_str(REDIS);
+        #[cfg(feature = "postgres")]
+        text.push_str(POSTGRES);
+        text
+    }
+
+    #[test]
+    fn a_service_file_round_trips_through_toml() {
+        let service = read(&service_text()).unwrap();
+        let written = toml::to_string(&service).unwrap();
+        assert_eq!(read(&written).unwrap(), service);
+        let shown = format!("{service:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pg-secret"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_section_builds_and_names_a_refused_value_by_its_path() {
+        let service = read(&service_text()).unwrap();
+        #[cfg(feature = "redis")]
+        {
+            let b = service.redis.build_at(&ConfigPath::new("redis")).unwrap();
+            assert!(format!("{b:?}").contains("response: 300ms"));
+            let err =
+                read("[redis]\nnodes = [\"127.0.0.1:1\"]\n[redis.timeouts]\nresponse = \"0s\"")
+                    .unwrap()
+                    .redis
+                    .build_at(&ConfigPath::new("redis"))
+                    .unwrap_err();
+            assert_eq!(err.path(), "redis.timeouts.response");
+            assert_eq!(
+                err.to_string(),
+                "invalid `redis.timeouts.response`: must be above zero"
+            );
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let pool = service
+                .postgres
+                .build_pool(&ConfigPath::new("postgres"))
+                .unwrap();
+            pool.close();
+            assert_eq!(pool.hosts(), ["127.0.0.1:1", "127.0.0.1:2"]);
+            let err = read("[postgres]\nhosts = [\"127.0.0.1:1\"]\n[postgres.pool]\nmax_size = 0")
+                .unwrap()
+                .postgres
+                .build_at(&ConfigPath::new("postgres"))
+                .unwrap_err();
+            assert_eq!(err.path(), "postgres.pool.max_size");
+        }
+        #[cfg(all(feature = "redis", feature = "tls"))]
+        {
+            let err = read("[redis]\nnodes = [\"127.0.0.1:1\"]\n[redis.tls]\nca_file = \"/nonexistent/ca.pem\"")
+                .unwrap()
+                .redis
+                .build_at(&ConfigPath::new("redis"))
+                .unwrap_err();
+            assert_eq!(err.path(), "redis.tls.ca_file");
+        }
+    }
+
+    /// An empty Redis section builds the pool the builder builds, against a real server.
+    #[cfg(all(feature = "redis", feature = "testing"))]
+    #[tokio::test]
+    async fn an_empty_redis_section_builds_the_builders_pool() {
+        use switchover::redis::SplitPool;
+        use switchover::testing::RedisServer;
+
+        let server = RedisServer::start().await.unwrap();
+        let addr = server.addr().to_string();
+        let text = format!("[redis]\nnodes = [\"{addr}\"]\n");
+        let ours = read(&text)
+            .unwrap()
+            .redis
+            .build_at(&ConfigPath::new("redis"))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let theirs = SplitPool::builder().nodes([addr]).build().await.unwrap();
+        assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+        assert_eq!(
+            format!("{:?}", ours.router()),
+            format!("{:?}", theirs.router())
+        );
+        ours.close();
+        theirs.close();
+    }
+}
