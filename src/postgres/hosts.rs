@@ -66,11 +66,14 @@ pub(crate) fn base_config(
             Ok((base, keys))
         }
         (None, Some(c)) => {
-            // A ready configuration has no "not said": its default is `prefer`.
+            // A ready configuration has no "not said": its default is `prefer`, which means
+            // TLS when offered with feature `tls` and, without it, plaintext (as before TLS
+            // existed here: refusing it would refuse every default configuration).
             let mode = match c.get_ssl_mode() {
                 SslMode::Disable => ssl::SslMode::Disable,
                 SslMode::Require => ssl::SslMode::Require,
-                _ => ssl::SslMode::Prefer,
+                _ if cfg!(feature = "tls") => ssl::SslMode::Prefer,
+                _ => ssl::SslMode::Disable,
             };
             let keys = SslKeys {
                 mode: Some(mode),
@@ -335,6 +338,22 @@ mod tests {
                 "/tmp/.s.PGSQL.6000"
             ]
         );
+    }
+
+    #[test]
+    fn a_ready_configuration_keeps_its_default_mode() {
+        let mut c = tokio_postgres::Config::new();
+        c.host("a");
+        let (_, keys) = base_config(None, Some(c.clone())).unwrap();
+        let want = if cfg!(feature = "tls") {
+            ssl::SslMode::Prefer
+        } else {
+            ssl::SslMode::Disable
+        };
+        assert_eq!(keys.mode, Some(want));
+        c.ssl_mode(SslMode::Require);
+        let (_, keys) = base_config(None, Some(c)).unwrap();
+        assert_eq!(keys.mode, Some(ssl::SslMode::Require));
     }
 
     #[test]

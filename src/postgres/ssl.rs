@@ -269,6 +269,7 @@ mod tests {
         assert!(!rest.contains("ssl"), "{rest}");
         let parsed: tokio_postgres::Config = rest.parse().unwrap();
         assert_eq!(parsed.get_user(), Some("app"));
+        assert_eq!(parsed.get_password(), Some(&b"it's"[..]));
 
         let (rest, keys) =
             split("postgresql://u:p@a:5432,b/db?sslmode=verify-ca&application_name=x&sslrootcert=%2Ftmp%2Fca.pem").unwrap();
