@@ -129,6 +129,7 @@ mod login;
 mod node;
 mod pool;
 mod reply;
+mod resolve;
 mod sentinel;
 mod session;
 mod spares;
