@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use switchover::redis::SplitPool;
-use switchover::testing::{RedisSentinel, RedisServer};
+use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer};
 use tokio::time::timeout;
 
 fn init_tracing() {
@@ -119,4 +119,124 @@ async fn get_calls(node: &RedisServer) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("calls"), field("rejected_calls"))
+}
+
+/// The machine's host name when it resolves to a loopback address (as `/etc/hosts` usually
+/// makes it), besides `localhost`.
+async fn loopback_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_owned()];
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if !host.is_empty()
+        && let Ok(mut found) = tokio::net::lookup_host((host, 1)).await
+        && found.any(|a| a.ip().is_loopback())
+    {
+        names.push(host.to_owned());
+    }
+    names
+}
+
+/// Item 5: nodes configured by host names while the replicas report their primary by IP are
+/// still one topology: the replicas serve reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_configured_by_name_are_matched_to_the_addresses_they_report() {
+    init_tracing();
+    let set = RedisReplicaSet::start(2).await.expect("replica set");
+    for name in loopback_names().await {
+        let pool = SplitPool::builder()
+            .nodes(set.nodes().iter().map(|n| format!("{name}:{}", n.port())))
+            .build()
+            .await
+            .expect("pool by name");
+        let mut replicas = pool.replica_addrs();
+        replicas.sort();
+        let mut expected: Vec<String> = set
+            .replicas()
+            .map(|r| format!("{name}:{}", r.port()))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            replicas, expected,
+            "configured as {name}: both replicas serve reads"
+        );
+        let mut before = 0;
+        for r in set.replicas() {
+            before += get_calls(r).await.0;
+        }
+        let mut con = pool.clone();
+        for _ in 0..200 {
+            let _: Option<String> = con.get("k").await.expect("GET");
+        }
+        let mut after = 0;
+        for r in set.replicas() {
+            after += get_calls(r).await.0;
+        }
+        assert_eq!(
+            after - before,
+            200,
+            "configured as {name}: every GET on a replica"
+        );
+    }
+}
+
+/// Item 4: one sentinel of three configured names a master, the other two are unreachable:
+/// not a majority, so the pool does not believe it and says why, naming the quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sentinel_of_three_is_no_quorum() {
+    init_tracing();
+    let sentinel = RedisSentinel::start(1, 1).await.expect("sentinel fixture");
+    let mut addrs: Vec<String> = sentinel
+        .sentinel_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    addrs.push(format!("127.0.0.1:{}", dead_port()));
+    addrs.push(format!("127.0.0.1:{}", dead_port()));
+    let err = timeout(
+        DEADLINE,
+        SplitPool::builder()
+            .sentinels(addrs)
+            .master_name(sentinel.master_name())
+            .build(),
+    )
+    .await
+    .expect("build ends in time")
+    .expect_err("one sentinel of three is no majority");
+    let why = err.to_string();
+    assert!(
+        why.contains(
+            "no quorum of sentinels: 1 of the 3 configured name the same master (2 needed"
+        ),
+        "the error names the quorum: {why}"
+    );
+}
+
+/// Item 4: two sentinels of three agree (the third is unreachable): the master they name is
+/// believed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sentinels_of_three_are_a_quorum() {
+    init_tracing();
+    let sentinel = RedisSentinel::start(1, 2).await.expect("sentinel fixture");
+    let mut addrs: Vec<String> = sentinel
+        .sentinel_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    addrs.push(format!("127.0.0.1:{}", dead_port()));
+    let pool = timeout(
+        DEADLINE,
+        SplitPool::builder()
+            .sentinels(addrs)
+            .master_name(sentinel.master_name())
+            .build(),
+    )
+    .await
+    .expect("build ends in time")
+    .expect("two of three are a majority");
+    assert_eq!(
+        pool.primary_addr(),
+        sentinel.replica_set().primary().addr().to_string()
+    );
+    let mut con = pool.clone();
+    let _: () = con.set("k", 1).await.expect("SET on the believed primary");
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use redis::Value;
 use tokio::time::Instant;
 
@@ -19,6 +19,7 @@ use super::error::Error;
 use super::login::{LoginFailure, login_failure};
 use super::node::{Node, NodeId, NodeRef};
 use super::reply::{RoleReply, parse_role};
+use super::resolve::Resolved;
 use super::topology::{Refusal, Topology};
 use crate::health::{HealthState, ProbeResult, Role};
 use crate::route::{Discover, NoPrimary};
@@ -39,26 +40,53 @@ type Answer = Result<(RoleReply, Duration), Error>;
 impl<B: Backend> Topology<B> {
     /// One discovery run: returns the id of the primary, after recording what every node said.
     pub(crate) async fn discover(&self) -> Result<NodeId, NoPrimary> {
-        let preferred = match &self.settings.source {
+        // In Sentinel mode the primary is the one a majority of the sentinels names (or a
+        // newer `+switch-master`), once it claims the role itself.
+        let sentinels_say = match &self.settings.source {
             Source::Sentinel { sentinels, master } => {
-                self.learn_from_sentinels(sentinels, master).await
+                Some(self.learn_from_sentinels(sentinels, master).await)
             }
             Source::Static => None,
         };
         let nodes = self.nodes();
-        let answers = join_all(nodes.iter().map(|n| self.role_of(n))).await;
-        let claims = claims(&nodes, &answers);
+        // Host names are resolved beside `ROLE`, so that a node configured by name and
+        // reported by IP (or the reverse) is one node.
+        let mut resolved = Resolved::default();
+        let limit = self.settings.timeouts.connect_timeout();
+        let (answers, ()) = join(
+            join_all(nodes.iter().map(|n| self.role_of(n))),
+            resolved.add(nodes.iter().map(|n| &n.addr), limit),
+        )
+        .await;
+        resolved.add(reported_masters(&answers), limit).await;
+        let claims = claims(&nodes, &answers, &resolved);
         let current = self
             .node_of(self.router.active().endpoint())
             .map(|n| n.addr.clone());
-        let Some(primary) = choose_primary(&claims, preferred.as_ref(), current.as_ref()) else {
+        let chosen = match &sentinels_say {
+            None => choose_primary(&claims, None, current.as_ref()),
+            Some(Ok(p)) => claims
+                .iter()
+                .find(|(a, _, _)| resolved.same(a, p))
+                .map(|(a, _, _)| a.clone()),
+            Some(Err(_)) => None,
+        };
+        let Some(primary) = chosen else {
             // Roles and read fitness follow this run too: a node that now says `slave` is no
             // primary and, following no confirmed primary, serves no reads.
             for (node, answer) in nodes.iter().zip(&answers) {
-                self.apply(node, answer, None);
+                self.apply(node, answer, None, &resolved);
             }
             let refusal = refusal(&nodes, &answers);
             let why = no_primary(&nodes, &answers, refusal.as_ref());
+            let why = match sentinels_say {
+                Some(Err(no_quorum)) if refusal.is_none() => no_quorum,
+                Some(Ok(p)) if refusal.is_none() => NoPrimary::new(format!(
+                    "the sentinels name {p}, which does not claim the master role; {}",
+                    why.reason()
+                )),
+                _ => why,
+            };
             self.set_refusal(refusal);
             return Err(why);
         };
@@ -68,7 +96,7 @@ impl<B: Backend> Topology<B> {
             .find(|(a, _, _)| *a == primary)
             .map_or(0, |(_, offset, _)| *offset);
         for (node, answer) in nodes.iter().zip(&answers) {
-            self.apply(node, answer, Some((&primary, offset)));
+            self.apply(node, answer, Some((&primary, offset)), &resolved);
         }
         let Some(node) = nodes.iter().find(|n| n.addr == primary) else {
             return Err(NoPrimary::new(format!("{primary} is not a known node")));
@@ -128,7 +156,13 @@ impl<B: Backend> Topology<B> {
     /// Records what `node` said, given the chosen primary and its replication offset (`None`:
     /// the run found none): its health and role, whether it serves reads, and a new role epoch
     /// (connections dropped) when its role changed.
-    fn apply(&self, node: &Node<B>, answer: &Answer, primary: Option<(&NodeAddr, i64)>) {
+    fn apply(
+        &self,
+        node: &Node<B>,
+        answer: &Answer,
+        primary: Option<(&NodeAddr, i64)>,
+        resolved: &Resolved,
+    ) {
         let is_primary = primary.is_some_and(|(p, _)| node.addr == *p);
         let old = node.endpoint.role();
         record_probe(node, answer, is_primary);
@@ -144,7 +178,7 @@ impl<B: Backend> Topology<B> {
                 )),
                 Some((primary, primary_offset)),
             ) => {
-                let follows = master.as_ref().is_some_and(|m| same_node(m, primary));
+                let follows = master.as_ref().is_some_and(|m| resolved.same(m, primary));
                 let lag = replica_lag(primary_offset, *offset);
                 let within = self.settings.max_replica_lag.is_none_or(|max| lag <= max);
                 (follows && *link_up && within, lag)
@@ -206,8 +240,12 @@ fn record_probe<B: Backend>(node: &Node<B>, answer: &Answer, chosen: bool) {
 
 /// For each node that answered `master`: its address, offset, and how many of the answering
 /// replicas follow it with their link up.
-fn claims<B: Backend>(nodes: &[NodeRef<B>], answers: &[Answer]) -> Vec<(NodeAddr, i64, usize)> {
-    let follows = |a: &Answer, primary: &NodeAddr| matches!(a, Ok((RoleReply::Replica { master: Some(m), link_up: true, .. }, _)) if same_node(m, primary));
+fn claims<B: Backend>(
+    nodes: &[NodeRef<B>],
+    answers: &[Answer],
+    resolved: &Resolved,
+) -> Vec<(NodeAddr, i64, usize)> {
+    let follows = |a: &Answer, primary: &NodeAddr| matches!(a, Ok((RoleReply::Replica { master: Some(m), link_up: true, .. }, _)) if resolved.same(m, primary));
     nodes
         .iter()
         .zip(answers)
@@ -317,18 +355,12 @@ fn replica_lag(primary_offset: i64, offset: i64) -> u64 {
     u64::try_from(primary_offset.saturating_sub(offset)).unwrap_or(0)
 }
 
-/// Two addresses of the same node (host names compared without case; `localhost` and the
-/// loopback address count as one).
-pub(crate) fn same_node(a: &NodeAddr, b: &NodeAddr) -> bool {
-    fn canon(h: &str) -> String {
-        let h = h.to_ascii_lowercase();
-        if h == "localhost" || h == "::1" {
-            "127.0.0.1".to_owned()
-        } else {
-            h
-        }
-    }
-    a.port() == b.port() && canon(a.host()) == canon(b.host())
+/// The primaries the replicas among `answers` say they follow.
+fn reported_masters(answers: &[Answer]) -> impl Iterator<Item = &NodeAddr> {
+    answers.iter().filter_map(|a| match a {
+        Ok((RoleReply::Replica { master, .. }, _)) => master.as_ref(),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Sentinel: what the sentinels say about the primary and its replicas (for discovery and the
 //! first node list), and the `+switch-master` listener, a failover signal for discovery.
 
+use std::fmt::Write as _;
 use std::sync::Weak;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -85,50 +86,87 @@ pub(crate) async fn seed<B: Backend>(
 }
 
 impl<B: Backend> Topology<B> {
-    /// Asks every sentinel (in parallel), adds the nodes the majority names, and takes the
-    /// `+switch-master` hint: returns the primary the sentinels prefer, if any.
+    /// Asks every sentinel (in parallel) and adds the nodes the majority names. Returns the
+    /// primary the pool may believe: the one a majority of the *configured* sentinels names,
+    /// unless a `+switch-master` announcement (made by a sentinel a majority elected to lead
+    /// the failover) names a newer one that the majority has not caught up with yet.
     pub(crate) async fn learn_from_sentinels(
         &self,
         sentinels: &[NodeAddr],
         master: &str,
-    ) -> Option<NodeAddr> {
-        let mut preferred = None;
-        if let Some((primary, replicas)) = self.ask_sentinels(sentinels, master).await {
+    ) -> Result<NodeAddr, NoPrimary> {
+        let vote = self.ask_sentinels(sentinels, master).await;
+        if let Ok((primary, replicas)) = &vote {
             self.add_node(primary.clone());
             for r in replicas.iter().filter(|r| r.healthy) {
                 self.add_node(r.addr.clone());
             }
-            preferred = Some(primary);
         }
-        let hint = crate::sync::write(&self.sentinel_hint).take();
-        if let Some(h) = hint {
-            self.add_node(h.clone());
-            preferred = Some(h);
+        let mut hint = crate::sync::write(&self.sentinel_hint);
+        match (&vote, hint.as_ref()) {
+            // The majority caught up with the announcement: its word alone counts again.
+            (Ok((primary, _)), Some(h)) if h == primary => *hint = None,
+            (_, Some(h)) => {
+                let h = h.clone();
+                drop(hint);
+                self.add_node(h.clone());
+                return Ok(h);
+            }
+            (_, None) => {}
         }
-        preferred
+        vote.map(|(primary, _)| primary)
     }
 
-    /// The majority's answer (ties: the first sentinel's).
-    async fn ask_sentinels(&self, sentinels: &[NodeAddr], master: &str) -> Option<SentinelView> {
-        let asks = sentinels.iter().map(|addr| async move {
-            match ask(&self.backend, addr, master).await {
-                Ok(view) => Some(view),
-                Err(e) => {
-                    tracing::debug!(target: "switchover::redis", sentinel = %addr, error = %e, "sentinel query failed");
-                    None
-                }
-            }
-        });
-        let answers: Vec<SentinelView> = join_all(asks).await.into_iter().flatten().collect();
-        let mut best: Option<(usize, &SentinelView)> = None;
-        for a in &answers {
-            let votes = answers.iter().filter(|b| b.0 == a.0).count();
-            if best.is_none_or(|(v, _)| votes > v) {
-                best = Some((votes, a));
-            }
-        }
-        best.map(|(_, a)| a.clone())
+    /// The answer a majority of the configured sentinels gives, or why there is none.
+    async fn ask_sentinels(
+        &self,
+        sentinels: &[NodeAddr],
+        master: &str,
+    ) -> Result<SentinelView, NoPrimary> {
+        let asks = sentinels
+            .iter()
+            .map(|addr| ask(&self.backend, addr, master));
+        let answers = join_all(asks).await;
+        tally(sentinels, answers)
     }
+}
+
+/// The view a majority of `sentinels` (all configured, answering or not) shares, or why none
+/// does: what each sentinel said.
+fn tally(
+    sentinels: &[NodeAddr],
+    answers: Vec<Result<SentinelView, Error>>,
+) -> Result<SentinelView, NoPrimary> {
+    let needed = sentinels.len() / 2 + 1;
+    let named: Vec<&SentinelView> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    let best = named
+        .iter()
+        .map(|v| (named.iter().filter(|w| w.0 == v.0).count(), *v))
+        .max_by_key(|(votes, _)| *votes);
+    if let Some((votes, view)) = best
+        && votes >= needed
+    {
+        return Ok(view.clone());
+    }
+    let mut reason = format!(
+        "no quorum of sentinels: {} of the {} configured name the same master ({needed} needed; ",
+        best.map_or(0, |(v, _)| v),
+        sentinels.len(),
+    );
+    for (i, (addr, answer)) in sentinels.iter().zip(&answers).enumerate() {
+        if i > 0 {
+            reason.push_str(", ");
+        }
+        let _ = match answer {
+            Ok((primary, _)) => write!(reason, "{addr} names {primary}"),
+            Err(e) => {
+                tracing::debug!(target: "switchover::redis", sentinel = %addr, error = %e, "sentinel query failed");
+                write!(reason, "{addr}: {e}")
+            }
+        };
+    }
+    reason.push(')');
+    Err(NoPrimary::new(reason))
 }
 
 /// Subscribes to `+switch-master` on `sentinel` and turns each announcement for `master` into a
@@ -182,5 +220,47 @@ pub(crate) async fn listen(weak: Weak<Inner<RedisIo>>, sentinel: NodeAddr, maste
             .nth(failures.min(20) as usize)
             .unwrap_or(Duration::from_secs(1));
         tokio::time::sleep(delay.max(Duration::from_millis(10))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> NodeAddr {
+        NodeAddr::new("127.0.0.1", port).unwrap()
+    }
+
+    fn names(port: u16) -> Result<SentinelView, Error> {
+        Ok((addr(port), Vec::new()))
+    }
+
+    fn down() -> Result<SentinelView, Error> {
+        Err(Error::timeout(Duration::from_millis(250)))
+    }
+
+    #[test]
+    fn a_majority_of_the_configured_sentinels_decides() {
+        let three = [addr(1), addr(2), addr(3)];
+        // One of three answers: no quorum, whatever it says.
+        let err = tally(&three, vec![names(7000), down(), down()]).unwrap_err();
+        let why = err.reason();
+        assert!(
+            why.starts_with("no quorum of sentinels: 1 of the 3 configured name the same master (2 needed; 127.0.0.1:1 names 127.0.0.1:7000, 127.0.0.1:2: "),
+            "{why}"
+        );
+        // Two of three agree.
+        assert_eq!(
+            tally(&three, vec![names(7000), down(), names(7000)])
+                .unwrap()
+                .0,
+            addr(7000)
+        );
+        // Two answer and disagree.
+        assert!(tally(&three, vec![names(7000), names(7001), down()]).is_err());
+        // Two of two; one of one; one of two is not a majority.
+        assert!(tally(&three[..2], vec![names(7000), names(7000)]).is_ok());
+        assert!(tally(&three[..1], vec![names(7000)]).is_ok());
+        assert!(tally(&three[..2], vec![names(7000), down()]).is_err());
     }
 }
