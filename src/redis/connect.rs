@@ -364,3 +364,72 @@ impl AsyncWrite for Stream {
         each!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_hello_lengths_add_up() {
+        // Record length (bytes 3..5) and handshake length (bytes 6..9) match the message.
+        let record = usize::from(u16::from_be_bytes([CLIENT_HELLO[3], CLIENT_HELLO[4]]));
+        assert_eq!(record, CLIENT_HELLO.len() - 5);
+        let hello = usize::from(CLIENT_HELLO[7]) << 8 | usize::from(CLIENT_HELLO[8]);
+        assert_eq!(hello, CLIENT_HELLO.len() - 9);
+        assert_eq!(CLIENT_HELLO[..3], [0x16, 0x03, 0x01]);
+    }
+
+    /// A listener that answers the first bytes it reads with `reply` (`None`: never answers).
+    async fn server(reply: Option<&'static [u8]>) -> NodeAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = NodeAddr::from(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                if let Some(reply) = reply {
+                    let mut buf = [0u8; 64];
+                    s.readable().await.unwrap();
+                    let _ = s.try_read(&mut buf);
+                    s.writable().await.unwrap();
+                    let _ = s.try_write(reply);
+                }
+                held.push(s);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_silent_plaintext_node_is_named_tls_only_only_when_it_answers_tls() {
+        let limit = Duration::from_millis(200);
+        // A TLS server answers a ClientHello with an alert (0x15) or a handshake (0x16).
+        let tls_port = Connector::new(&server(Some(b"\x15\x03\x03\x00\x02\x02\x28")).await, None);
+        let err = tls_port.mismatch(limit).await.expect("a TLS-only port");
+        assert!(is_tls_failure(&err), "{err}");
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        // A plaintext server's RESP error, or silence (a frozen node): not TLS.
+        for reply in [Some(&b"-ERR Protocol error\r\n"[..]), None] {
+            let plain = Connector::new(&server(reply).await, None);
+            let started = tokio::time::Instant::now();
+            assert!(plain.mismatch(limit).await.is_none());
+            assert!(started.elapsed() < limit + Duration::from_millis(100));
+        }
+        // Nothing listening: not TLS either, at once.
+        let gone = NodeAddr::new("127.0.0.1", 1).unwrap();
+        assert!(Connector::new(&gone, None).mismatch(limit).await.is_none());
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn a_silent_tls_node_is_named_plaintext_when_it_answers_resp() {
+        use crate::tls::{Roots, TlsOptions};
+        let tls = TlsOptions::new().roots(Roots::Webpki).load().unwrap();
+        let limit = Duration::from_millis(200);
+        let plain = Connector::new(&server(Some(b"+PONG\r\n")).await, Some(&tls));
+        let err = plain.mismatch(limit).await.expect("a plaintext port");
+        assert!(is_tls_failure(&err), "{err}");
+        assert!(err.to_string().contains("redis://"), "{err}");
+        let silent = Connector::new(&server(None).await, Some(&tls));
+        assert!(silent.mismatch(limit).await.is_none());
+    }
+}
