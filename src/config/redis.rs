@@ -688,7 +688,7 @@ mod tests {
             assert!(err.to_string().starts_with(&format!("invalid `{path}`")));
             // The builder, given the same values, refuses them before connecting.
             let raw = builder_of(&config);
-            let built = raw.build().await.err().expect("refused");
+            let built = raw.build().await.expect_err("refused");
             let e = built
                 .config_error()
                 .unwrap_or_else(|| panic!("{path}: {built}"));

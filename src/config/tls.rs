@@ -24,7 +24,25 @@ use crate::tls::{Roots, TlsOptions, Verification};
 /// ```
 ///
 /// [`build_at`](Section::build_at) reads and checks every file, as the pools do when they are
-/// built, so a missing bundle is `redis.tls.ca_file` before any connection is tried.
+/// built, so a missing bundle is `redis.tls.ca_file` before any connection is tried. The
+/// Redis and Postgres sections hold one as `tls`; on its own:
+///
+/// ```no_run
+/// use serde::Deserialize;
+/// use switchover::config::{self, ConfigPath, Section, TlsConfig};
+///
+/// #[derive(Deserialize)]
+/// struct Service {
+///     tls: TlsConfig,
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let text = std::fs::read_to_string("service.toml")?;
+/// let service: Service = config::deserialize(toml::Deserializer::parse(&text)?)?;
+/// let options = service.tls.build_at(&ConfigPath::new("tls"))?; // a crate::tls::TlsOptions
+/// let loaded = options.load()?; // the rustls client config, for a connector of your own
+/// # let _ = loaded; Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
