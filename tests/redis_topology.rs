@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use switchover::health::HealthState;
 use switchover::redis::SplitPool;
-use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer};
+use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer, Reply, RespClient};
 use tokio::time::timeout;
 
 fn init_tracing() {
@@ -239,4 +240,72 @@ async fn two_sentinels_of_three_are_a_quorum() {
     );
     let mut con = pool.clone();
     let _: () = con.set("k", 1).await.expect("SET on the believed primary");
+}
+
+/// Item 6: a replica the sentinels stop reporting (stopped, then `SENTINEL RESET`) is pruned:
+/// gone from the replicas, no longer asked (its endpoint drained, not failing every run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_the_sentinels_forget_is_pruned() {
+    init_tracing();
+    let mut sentinel = RedisSentinel::start(2, 1).await.expect("sentinel fixture");
+    let pool = SplitPool::builder()
+        .sentinels(sentinel.sentinel_addrs().iter().map(|a| a.to_string()))
+        .master_name(sentinel.master_name())
+        .build()
+        .await
+        .expect("pool through sentinel");
+    assert_eq!(pool.replica_addrs().len(), 2);
+    let set = sentinel.replica_set_mut();
+    let gone_index = (0..set.nodes().len())
+        .find(|i| *i != set.primary_index())
+        .expect("a replica");
+    let gone = set.nodes()[gone_index].addr().to_string();
+    set.node_mut(gone_index)
+        .expect("node")
+        .kill()
+        .await
+        .expect("kill the replica");
+    let mut s = RespClient::connect(sentinel.sentinel_addrs()[0])
+        .await
+        .expect("sentinel client");
+    s.command(&["SENTINEL", "RESET", sentinel.master_name()])
+        .await
+        .expect("SENTINEL RESET");
+    // The sentinel re-learns the replicas from the primary: the stopped one is not among them.
+    let listed = |r: &Reply| match r {
+        Reply::Array(a) => a.len(),
+        _ => usize::MAX,
+    };
+    let started = tokio::time::Instant::now();
+    loop {
+        let r = s
+            .command(&["SENTINEL", "REPLICAS", sentinel.master_name()])
+            .await
+            .expect("SENTINEL REPLICAS");
+        if listed(&r) == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the sentinel still lists {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    timeout(DEADLINE, pool.rediscover())
+        .await
+        .expect("in time")
+        .expect("rediscover");
+    assert_eq!(pool.replica_addrs().len(), 1);
+    assert!(!pool.replica_addrs().contains(&gone));
+    let state = pool
+        .tracker()
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id().name() == gone)
+        .map(|e| e.state());
+    assert_eq!(
+        state,
+        Some(HealthState::Draining),
+        "the forgotten node is set aside, not probed down every run"
+    );
 }

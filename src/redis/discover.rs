@@ -48,7 +48,7 @@ impl<B: Backend> Topology<B> {
             }
             Source::Static => None,
         };
-        let nodes = self.nodes();
+        let nodes = self.known_nodes();
         // Host names are resolved beside `ROLE`, so that a node configured by name and
         // reported by IP (or the reverse) is one node.
         let mut resolved = Resolved::default();

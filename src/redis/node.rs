@@ -62,6 +62,9 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) drained_by_pool: AtomicBool,
     /// The node has answered `ROLE` at least once (so it is no TLS-only port).
     pub(crate) answered: AtomicBool,
+    /// The sentinels no longer report it: discovery does not ask it, reads skip it (its
+    /// endpoint is drained), until the sentinels report it again.
+    pub(crate) forgotten: AtomicBool,
 }
 
 pub(crate) type NodeRef<B> = Arc<Node<B>>;
@@ -96,6 +99,7 @@ impl<B: Backend> Node<B> {
             lag: AtomicU64::new(0),
             drained_by_pool: AtomicBool::new(false),
             answered: AtomicBool::new(false),
+            forgotten: AtomicBool::new(false),
         }
     }
 

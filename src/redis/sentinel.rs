@@ -98,9 +98,19 @@ impl<B: Backend> Topology<B> {
         let vote = self.ask_sentinels(sentinels, master).await;
         if let Ok((primary, replicas)) = &vote {
             self.add_node(primary.clone());
-            for r in replicas.iter().filter(|r| r.healthy) {
-                self.add_node(r.addr.clone());
+            for r in replicas {
+                if r.healthy {
+                    self.add_node(r.addr.clone());
+                } else {
+                    self.remember(&r.addr);
+                }
             }
+            // Nodes the majority no longer lists at all (removed, or forgotten after a
+            // `SENTINEL RESET`) are pruned; a listed node that is down is still asked.
+            let mut listed: Vec<NodeAddr> = replicas.iter().map(|r| r.addr.clone()).collect();
+            listed.push(primary.clone());
+            listed.extend(crate::sync::read(&self.sentinel_hint).clone());
+            self.forget_unlisted(&listed);
         }
         let mut hint = crate::sync::write(&self.sentinel_hint);
         match (&vote, hint.as_ref()) {

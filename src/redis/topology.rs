@@ -9,7 +9,7 @@ use super::config::{NodeAddr, Settings};
 use super::error::Error;
 use super::node::{Node, NodeId, NodeRef};
 use super::table::Table;
-use crate::health::{Endpoint, Role};
+use crate::health::{Endpoint, HealthState, Role};
 use crate::route::{Failback, Router};
 use crate::sync::lock;
 
@@ -95,8 +95,8 @@ impl<B: Backend> Topology<B> {
     /// The node at `addr`, added (to the router and the tracker too) if it is new.
     pub(crate) fn add_node(&self, addr: NodeAddr) -> Option<NodeRef<B>> {
         let _one_at_a_time = lock(&self.adding);
-        if let Some(n) = self.nodes.iter().find(|n| n.addr == addr) {
-            return Some(n.clone());
+        if let Some(n) = self.remember(&addr) {
+            return Some(n);
         }
         let id = node_id(self.nodes.iter().count(), &addr);
         let client = self.backend.client(&addr).ok()?;
@@ -107,6 +107,50 @@ impl<B: Backend> Topology<B> {
         self.nodes.push(node.clone())?;
         tracing::info!(target: "switchover::redis", node = %node.name, "node discovered");
         Some(node)
+    }
+
+    /// The known node at `addr`, asked again by discovery if it had been forgotten.
+    pub(crate) fn remember(&self, addr: &NodeAddr) -> Option<NodeRef<B>> {
+        let n = self.nodes.iter().find(|n| n.addr == *addr)?;
+        if n.forgotten.swap(false, Relaxed) {
+            tracing::info!(target: "switchover::redis", node = %n.name, "node reported again");
+            if n.drained_by_pool.swap(false, Relaxed) {
+                n.endpoint.clear();
+            }
+        }
+        Some(n.clone())
+    }
+
+    /// The nodes discovery asks: all but those the sentinels no longer report.
+    pub(crate) fn known_nodes(&self) -> Vec<NodeRef<B>> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.forgotten.load(Relaxed))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the failing nodes (other than the active one) that are not in `listed`: what a
+    /// majority of the sentinels reports. They keep their slot in the router and the tracker
+    /// (which cannot remove an endpoint), drained, and are no longer asked.
+    pub(crate) fn forget_unlisted(&self, listed: &[NodeAddr]) {
+        let active = self.router.active().id().index;
+        for n in self.nodes.iter() {
+            // A node that still answers is kept: a sentinel lists no replicas for a while
+            // after `SENTINEL RESET`, and a live replica is worth asking.
+            let failing = matches!(n.endpoint.state(), HealthState::Down | HealthState::Probing);
+            if n.id().index == active || listed.contains(&n.addr) || !failing {
+                continue;
+            }
+            if !n.forgotten.swap(true, Relaxed) {
+                tracing::info!(target: "switchover::redis", node = %n.name, "node no longer reported by the sentinels: forgotten");
+                n.link_up.store(false, Relaxed);
+                if n.endpoint.state() != HealthState::Draining {
+                    n.endpoint.drain();
+                    n.drained_by_pool.store(true, Relaxed);
+                }
+            }
+        }
     }
 
     /// The replicas serving reads now: up, link up, following the primary, within the lag
