@@ -233,3 +233,55 @@ fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     };
     (rest.len() >= len).then(|| rest.split_at(len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal DER `Certificate` with an empty TBS and the signature algorithm `oid`.
+    fn cert_with(oid: &[u8]) -> Vec<u8> {
+        let alg = [&[0x06, oid.len() as u8][..], oid].concat();
+        let alg = [&[0x30, alg.len() as u8][..], &alg].concat();
+        let body = [&[0x30, 0x00][..], &alg, &[0x03, 0x01, 0x00]].concat();
+        [&[0x30, body.len() as u8][..], &body].concat()
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_signature_algorithm() {
+        let sha256_ecdsa = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let sha384_ecdsa = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        let sha1_rsa = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05];
+        let ed25519 = [0x2b, 0x65, 0x70];
+        let der = cert_with(&sha256_ecdsa);
+        assert_eq!(signature_algorithm(&der), Some(&sha256_ecdsa[..]));
+        assert_eq!(end_point_hash(&der).map(|h| h.len()), Some(32));
+        assert_eq!(
+            end_point_hash(&cert_with(&sha384_ecdsa)).map(|h| h.len()),
+            Some(48)
+        );
+        // MD5 and SHA-1 are replaced by SHA-256 (RFC 5929).
+        assert_eq!(
+            end_point_hash(&cert_with(&sha1_rsa)).map(|h| h.len()),
+            Some(32)
+        );
+        assert_eq!(end_point_hash(&cert_with(&ed25519)), None);
+        // Not DER: no binding rather than a panic.
+        assert_eq!(end_point_hash(b"\x30\x85garbage"), None);
+        assert_eq!(end_point_hash(&[]), None);
+    }
+
+    #[cfg(feature = "testing")]
+    #[test]
+    fn a_test_ca_certificate_is_bound_with_sha256() {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let ca = crate::testing::TestCa::new().unwrap();
+        let cert = ca.server("pg", &["localhost"]).unwrap();
+        let der = CertificateDer::from_pem_file(cert.cert_path()).unwrap();
+        assert_eq!(
+            signature_algorithm(der.as_ref()),
+            Some(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02][..])
+        );
+        assert_eq!(end_point_hash(der.as_ref()).map(|h| h.len()), Some(32));
+    }
+}
