@@ -139,7 +139,11 @@ impl<B: Backend> Topology<B> {
             // A node that never answered and stays silent may speak the other protocol (a
             // TLS-only port waits for a handshake, a plaintext one for a line): asked on the
             // failure path only, until the node first answers.
-            Err(e) if !node.answered.load(Relaxed) => {
+            Err(e)
+                if !node.answered.load(Relaxed)
+                    && (e.is_timeout()
+                        || e.redis_error().is_some_and(|r| r.is_connection_dropped())) =>
+            {
                 match self.backend.mismatch(&node.client).await {
                     Some(why) => return Err(Error::node(&node.name, why)),
                     None => return Err(e),
