@@ -541,3 +541,28 @@ acquire = "2s"
         theirs.close();
     }
 }
+
+/// A value refused on a password line is reported without the TOML excerpt that quotes the
+/// line (and with it the secret).
+#[test]
+fn a_refused_value_does_not_quote_the_secret_line() {
+    use serde::de::{Deserializer, Error as _, IgnoredAny};
+
+    fn refuse<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        IgnoredAny::deserialize(d)?;
+        Err(D::Error::custom("not a valid password"))
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Service {
+        #[serde(deserialize_with = "refuse")]
+        password: String,
+    }
+    let text = "password = \"hunter2\"\n";
+    let de = toml::Deserializer::parse(text).expect("valid TOML");
+    let err = config::deserialize::<Service, _>(de).unwrap_err();
+    let shown = err.to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("not a valid password"), "{shown}");
+    assert_eq!(err.path(), "password");
+}

@@ -65,6 +65,45 @@ where
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        InvalidConfig::new(path, e.into_inner().to_string())
+        InvalidConfig::new(path, without_source_quote(&e.into_inner().to_string()))
     })
+}
+
+/// A deserializer's message without the lines that quote the document (TOML's
+/// `3 | password = "…` excerpt and its `|` / `^^^` markers): the quoted line may hold a secret.
+fn without_source_quote(message: &str) -> String {
+    let quotes_source = |line: &str| {
+        let rest = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        rest.trim_start().starts_with('|')
+    };
+    if !message.lines().any(quotes_source) {
+        return message.to_owned();
+    }
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| !quotes_source(line) && !line.trim().is_empty())
+        .collect();
+    kept.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_source_quote;
+
+    #[test]
+    fn source_quotes_are_left_out_of_messages() {
+        let toml_error = "TOML parse error at line 3, column 12\n  |\n3 | password = \"hunter2\n  |            ^\ninvalid basic string\n";
+        let cleaned = without_source_quote(toml_error);
+        assert_eq!(
+            cleaned,
+            "TOML parse error at line 3, column 12: invalid basic string"
+        );
+        assert!(!cleaned.contains("hunter2"));
+        assert_eq!(
+            without_source_quote("invalid type: integer `5`"),
+            "invalid type: integer `5`"
+        );
+    }
 }
