@@ -151,69 +151,10 @@ pub(crate) fn host_configs(
     t: &Timeouts,
     tls: &TlsPlan,
 ) -> Result<Vec<HostConfig>, ConfigError> {
-    let mut hosts = Vec::with_capacity(addrs.len());
-    for (address, port) in addrs {
-        let mut c = tokio_postgres::Config::new();
-        if let Some(u) = base.get_user() {
-            c.user(u);
-        }
-        if let Some(p) = base.get_password() {
-            c.password(p);
-        }
-        if let Some(d) = base.get_dbname() {
-            c.dbname(d);
-        }
-        if let Some(o) = base.get_options() {
-            c.options(o);
-        }
-        c.application_name(base.get_application_name().unwrap_or("switchover"));
-        c.channel_binding(base.get_channel_binding())
-            .port(port)
-            .connect_timeout(t.connect);
-        let name: Arc<str> = match &address {
-            Address::Tcp { host, .. } => {
-                c.host(host)
-                    .tcp_user_timeout(t.tcp_user_timeout)
-                    .keepalives(true)
-                    .keepalives_idle(t.keepalive_idle)
-                    .keepalives_interval(t.keepalive_interval)
-                    .keepalives_retries(t.keepalive_retries);
-                if host.contains(':') {
-                    format!("[{host}]:{port}").into()
-                } else {
-                    format!("{host}:{port}").into()
-                }
-            }
-            Address::Unix(dir) => {
-                #[cfg(unix)]
-                c.host_path(dir);
-                format!("{}/.s.PGSQL.{port}", dir.display()).into()
-            }
-        };
-        let tls_name = match &address {
-            Address::Tcp { tls_name, .. } => Some(tls_name.as_str()),
-            Address::Unix(_) => None,
-        };
-        c.ssl_mode(tls.client_mode(tls_name.is_some()));
-        let target = match &address {
-            Address::Tcp { host, .. } => host.clone(),
-            Address::Unix(dir) => dir.display().to_string(),
-        };
-        let mut request = CredentialRequest::new(target, port);
-        if let Some(u) = base.get_user() {
-            request = request.with_user(u.to_owned());
-        }
-        hosts.push(HostConfig {
-            name,
-            config: c,
-            request,
-            #[cfg(feature = "tls")]
-            tls: match tls_name {
-                Some(n) => tls.connector(n)?,
-                None => None,
-            },
-        });
-    }
+    let hosts = addrs
+        .into_iter()
+        .map(|(address, port)| host_config(base, &address, port, t, tls))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut seen = std::collections::HashSet::new();
     for h in &hosts {
         if !seen.insert(&h.name) {
@@ -224,6 +165,70 @@ pub(crate) fn host_configs(
         }
     }
     Ok(hosts)
+}
+
+/// The configuration of one host.
+fn host_config(
+    base: &tokio_postgres::Config,
+    address: &Address,
+    port: u16,
+    t: &Timeouts,
+    tls: &TlsPlan,
+) -> Result<HostConfig, ConfigError> {
+    let mut c = tokio_postgres::Config::new();
+    if let Some(u) = base.get_user() {
+        c.user(u);
+    }
+    if let Some(p) = base.get_password() {
+        c.password(p);
+    }
+    if let Some(d) = base.get_dbname() {
+        c.dbname(d);
+    }
+    if let Some(o) = base.get_options() {
+        c.options(o);
+    }
+    c.application_name(base.get_application_name().unwrap_or("switchover"));
+    c.channel_binding(base.get_channel_binding())
+        .port(port)
+        .connect_timeout(t.connect);
+    let (name, target, tls_name): (Arc<str>, String, Option<&str>) = match address {
+        Address::Tcp { host, tls_name } => {
+            c.host(host)
+                .tcp_user_timeout(t.tcp_user_timeout)
+                .keepalives(true)
+                .keepalives_idle(t.keepalive_idle)
+                .keepalives_interval(t.keepalive_interval)
+                .keepalives_retries(t.keepalive_retries);
+            let name = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            (name.into(), host.clone(), Some(tls_name))
+        }
+        Address::Unix(dir) => {
+            #[cfg(unix)]
+            c.host_path(dir);
+            let name = format!("{}/.s.PGSQL.{port}", dir.display());
+            (name.into(), dir.display().to_string(), None)
+        }
+    };
+    c.ssl_mode(tls.client_mode(tls_name.is_some()));
+    let mut request = CredentialRequest::new(target, port);
+    if let Some(u) = base.get_user() {
+        request = request.with_user(u.to_owned());
+    }
+    Ok(HostConfig {
+        name,
+        config: c,
+        request,
+        #[cfg(feature = "tls")]
+        tls: match tls_name {
+            Some(n) => tls.connector(n)?,
+            None => None,
+        },
+    })
 }
 
 /// The parse error's message, without any part of the input (which may hold a password).
