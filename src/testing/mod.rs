@@ -71,6 +71,7 @@ mod redis_tls;
 mod resp;
 mod sentinel;
 
+pub use certs::{IssuedCert, LOCALHOST_NAMES, TestCa};
 pub use dynamodb::{
     CACHE_ENV, DYNAMODB_LOCAL_DIR_ENV, DYNAMODB_LOCAL_NPM_VERSION, DynamoDbLocal, DynamoDbRegions,
     dynamodb_local_dir,
@@ -78,7 +79,6 @@ pub use dynamodb::{
 #[cfg(feature = "dynamodb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
-pub use certs::{IssuedCert, LOCALHOST_NAMES, TestCa};
 pub use error::Error;
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use postgres_tls::PgClusterBuilder;
