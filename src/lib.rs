@@ -25,7 +25,9 @@
 //! | fault-injecting TCP proxy and real-server fixtures | `testing` | `testing` |
 //! | `tower` layer: any `Service` through the executor, or over several upstreams with failover | `tower` | `tower` |
 //! | HTTP classification: statuses, `Retry-After`, idempotent methods, transport errors | `http` | `http` |
-//! | config from files: serde structs for the executor, budget, health tracker and router | `config` | `serde` |
+//! | config from files: serde structs for the executor, budget, health tracker, router and each adapter | `config` | `serde` |
+//! | credential providers: static, closure, cached with refresh; AWS IAM tokens for RDS and ElastiCache | [`auth`] | — (`aws-auth` for IAM) |
+//! | TLS for the Postgres and Redis pools (rustls, ring): roots, verification level, client certificates | `tls` | `tls` |
 //!
 //! `full` turns on every feature. With no feature the crate depends only on tokio, rand,
 //! thiserror and tracing (and pin-project-lite, which tokio already builds).
