@@ -309,3 +309,74 @@ async fn a_replica_the_sentinels_forget_is_pruned() {
         "the forgotten node is set aside, not probed down every run"
     );
 }
+
+/// `field` of a `SENTINEL MASTER` reply.
+fn master_field(reply: &Reply, field: &str) -> Option<String> {
+    let Reply::Array(items) = reply else {
+        return None;
+    };
+    items.chunks(2).find_map(|kv| match kv {
+        [k, v] if k.as_str() == Some(field) => v.as_str().map(str::to_owned),
+        _ => None,
+    })
+}
+
+/// Item 3: with the sentinels' `down-after-milliseconds` above the old fixed 10 s deadline
+/// (12 s here; 30 s when stock), one idempotent write through an all-default pool rides out
+/// the failover: the default deadline follows what `SENTINEL MASTER` reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_write_rides_out_a_failover_with_the_sentinels_own_down_after() {
+    init_tracing();
+    let mut sentinel = RedisSentinel::start(1, 1).await.expect("sentinel fixture");
+    let name = sentinel.master_name();
+    let mut s = RespClient::connect(sentinel.sentinel_addrs()[0])
+        .await
+        .expect("sentinel client");
+    s.command(&["SENTINEL", "SET", name, "down-after-milliseconds", "12000"])
+        .await
+        .expect("SENTINEL SET");
+    let master = s
+        .command(&["SENTINEL", "MASTER", name])
+        .await
+        .expect("SENTINEL MASTER");
+    assert_eq!(
+        master_field(&master, "down-after-milliseconds").as_deref(),
+        Some("12000")
+    );
+    let pool = SplitPool::builder()
+        .sentinels(sentinel.sentinel_addrs().iter().map(|a| a.to_string()))
+        .master_name(name)
+        .build()
+        .await
+        .expect("pool through sentinel");
+    let mut con = pool.idempotent();
+    let _: () = con.set("before", 1).await.expect("SET before");
+
+    let old = sentinel.kill_primary().await.expect("kill the primary");
+    let started = tokio::time::Instant::now();
+    let written: redis::RedisResult<()> = con.set("after", 2).await;
+    let took = started.elapsed();
+    written.expect("one write rides out the failover");
+    assert!(
+        took >= Duration::from_secs(10),
+        "the write waited for the sentinels (took {took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(22),
+        "within the derived deadline ({took:?})"
+    );
+    let new = sentinel
+        .wait_for_failover(old, DEADLINE)
+        .await
+        .expect("sentinel failover");
+    assert_eq!(pool.primary_addr(), new.to_string());
+    let node = sentinel
+        .replica_set()
+        .nodes()
+        .iter()
+        .find(|n| n.addr() == new)
+        .expect("the new primary");
+    let after = node.cmd(&["GET", "after"]).await.expect("GET");
+    assert_eq!(after.as_str(), Some("2"));
+    eprintln!("write across the failover took {took:?}");
+}

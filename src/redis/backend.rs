@@ -63,13 +63,13 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         async { None }
     }
 
-    /// Asks `sentinel` for `SENTINEL GET-MASTER-ADDR-BY-NAME master` and `SENTINEL REPLICAS
-    /// master`, within [`Timeouts::exchange`].
+    /// Asks `sentinel` for `SENTINEL GET-MASTER-ADDR-BY-NAME master`, `SENTINEL REPLICAS
+    /// master` and `SENTINEL MASTER master` (its timings), within [`Timeouts::exchange`].
     fn ask_sentinel<'a>(
         &'a self,
         sentinel: &'a NodeAddr,
         master: &'a str,
-    ) -> impl Future<Output = RedisResult<(Value, Value)>> + Send + 'a;
+    ) -> impl Future<Output = RedisResult<(Value, Value, Value)>> + Send + 'a;
 }
 
 /// The real backend: redis-rs.
@@ -213,7 +213,11 @@ impl Backend for RedisIo {
         client.to.mismatch(self.timeouts.connect_timeout()).await
     }
 
-    async fn ask_sentinel(&self, sentinel: &NodeAddr, master: &str) -> RedisResult<(Value, Value)> {
+    async fn ask_sentinel(
+        &self,
+        sentinel: &NodeAddr,
+        master: &str,
+    ) -> RedisResult<(Value, Value, Value)> {
         let to = self.sentinel(sentinel);
         let connect = self.timeouts.connect_timeout();
         let limit = self.timeouts.exchange();
@@ -235,7 +239,12 @@ impl Backend for RedisIo {
                 .arg(master)
                 .query_async(&mut c)
                 .await?;
-            Ok((m, r))
+            let t: Value = redis::cmd("SENTINEL")
+                .arg("MASTER")
+                .arg(master)
+                .query_async(&mut c)
+                .await?;
+            Ok((m, r, t))
         };
         tokio::time::timeout(limit, ask).await.map_err(|_| {
             redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))

@@ -58,10 +58,17 @@ type HealthCustomizer =
 /// | [`max_replica_lag`](Self::max_replica_lag) | no bound | replicas further behind serve no reads |
 /// | [`discovery_interval`](Self::discovery_interval) | 1 s | discovery while the primary is confirmed (a backstop) |
 /// | [`rediscovery_interval`](Self::rediscovery_interval) | 50 ms | discovery while the primary is in doubt; the least gap between runs |
-/// | [`retry_policy`](Self::retry_policy) | [`default_retry_policy`] | retries of every command |
+/// | [`retry_policy`](Self::retry_policy) | [`default_retry_policy`]; with Sentinel, its deadline after the sentinels' down-after (below) | retries of every command |
 /// | [`budget`](Self::budget) | none | a shared retry budget |
 /// | [`health`](Self::health) | [`HealthTracker::builder`]'s defaults | the nodes' health tracking |
 /// | [`dedicated_pool_size`](Self::dedicated_pool_size) | 8 | dedicated connections per node |
+///
+/// In Sentinel mode, unless a [`retry_policy`](Self::retry_policy) is given, the default
+/// policy's deadline is derived from what the first sentinel that answers reports
+/// (`SENTINEL MASTER`): its `down-after-milliseconds` plus the default 10 s (for the election
+/// and the switch), with as many attempts per second as the default. With stock Sentinel
+/// timings (down-after 30 s) a call may take up to 40 s, so that a write rides out a failover;
+/// set a retry policy for a shorter deadline.
 ///
 /// A write whose primary is in doubt waits for discovery up to the **wait limit**: one full
 /// discovery run (the connect plus the response timeout for `ROLE`; twice that with Sentinel,
@@ -483,10 +490,17 @@ impl SplitPoolBuilder {
     /// role within the wait limit (at once for a rejected login); a sentinel's error when none
     /// answers.
     pub async fn build(self) -> Result<SplitPool, Error> {
+        let derive_retry = self.retry.is_none();
         let mut parts = self.validate()?;
         if let Source::Sentinel { sentinels, master } = &parts.settings.source {
             // Seed the node list from the sentinels; discovery keeps it current.
-            parts.initial = super::sentinel::seed(&parts.backend, sentinels, master).await?;
+            let (initial, timings) =
+                super::sentinel::seed(&parts.backend, sentinels, master).await?;
+            parts.initial = initial;
+            if derive_retry && let Some(t) = timings {
+                parts.retry = super::sentinel::retry_policy_for(t);
+                tracing::debug!(target: "switchover::redis", down_after = ?t.down_after, failover_timeout = ?t.failover_timeout, deadline = ?parts.retry.deadline(), "retry deadline from the sentinels' timings");
+            }
         }
         SplitPool::start(parts).await
     }

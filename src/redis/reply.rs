@@ -1,6 +1,8 @@
 //! Parsers of the replies discovery reads: `ROLE`, `SENTINEL GET-MASTER-ADDR-BY-NAME`,
 //! `SENTINEL REPLICAS` and the `+switch-master` message.
 
+use std::time::Duration;
+
 use redis::Value;
 
 use super::config::NodeAddr;
@@ -145,6 +147,28 @@ pub(crate) fn parse_sentinel_replicas(v: &Value) -> Option<Vec<SentinelReplica>>
     )
 }
 
+/// The timings a sentinel monitors a master with (`SENTINEL MASTER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SentinelTimings {
+    /// `down-after-milliseconds`: silence before the master is subjectively down.
+    pub(crate) down_after: Duration,
+    /// `failover-timeout`: the bound of one failover attempt.
+    pub(crate) failover_timeout: Duration,
+}
+
+/// Parses `SENTINEL MASTER` (RESP2 flat key/value array or RESP3 map) for its timings.
+pub(crate) fn parse_sentinel_timings(v: &Value) -> Option<SentinelTimings> {
+    let f = fields(v);
+    let ms = |k: &str| {
+        let v = f.iter().find(|(key, _)| key == k)?;
+        v.1.trim().parse::<u64>().ok().map(Duration::from_millis)
+    };
+    Some(SentinelTimings {
+        down_after: ms("down-after-milliseconds")?,
+        failover_timeout: ms("failover-timeout")?,
+    })
+}
+
 /// Parses a `+switch-master` message: `<name> <old ip> <old port> <new ip> <new port>`.
 pub(crate) fn parse_switch_master(payload: &str, master: &str) -> Option<NodeAddr> {
     let parts: Vec<&str> = payload.split_whitespace().collect();
@@ -244,5 +268,21 @@ mod tests {
             Some(NodeAddr::new("10.0.0.2", 6380).unwrap())
         );
         assert_eq!(parse_switch_master("other 1 2 3 4", "mymaster"), None);
+        let master = Value::Array(vec![
+            bulk("name"),
+            bulk("mymaster"),
+            bulk("down-after-milliseconds"),
+            bulk("30000"),
+            bulk("failover-timeout"),
+            bulk("180000"),
+        ]);
+        assert_eq!(
+            parse_sentinel_timings(&master),
+            Some(SentinelTimings {
+                down_after: Duration::from_secs(30),
+                failover_timeout: Duration::from_secs(180),
+            })
+        );
+        assert_eq!(parse_sentinel_timings(&Value::Nil), None);
     }
 }

@@ -16,14 +16,15 @@ use super::error::Error;
 use super::login::{LoginFailure, login_failure};
 use super::pool::Inner;
 use super::reply::{
-    SentinelReplica, parse_master_addr, parse_sentinel_replicas, parse_switch_master,
+    SentinelReplica, SentinelTimings, parse_master_addr, parse_sentinel_replicas,
+    parse_sentinel_timings, parse_switch_master,
 };
 use super::topology::Topology;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::route::NoPrimary;
 
 /// One sentinel's answer: the primary it names and the replicas it lists.
-type SentinelView = (NodeAddr, Vec<SentinelReplica>);
+type SentinelView = (NodeAddr, Vec<SentinelReplica>, Option<SentinelTimings>);
 
 /// Asks `sentinel` about `master`.
 async fn ask<B: Backend>(
@@ -32,7 +33,7 @@ async fn ask<B: Backend>(
     master: &str,
 ) -> Result<SentinelView, Error> {
     let shown = sentinel.to_string();
-    let (m, r) =
+    let (m, r, t) =
         backend
             .ask_sentinel(sentinel, master)
             .await
@@ -41,7 +42,11 @@ async fn ask<B: Backend>(
                 None => Error::node(&shown, e),
             })?;
     match parse_master_addr(&m) {
-        Some(Some(primary)) => Ok((primary, parse_sentinel_replicas(&r).unwrap_or_default())),
+        Some(Some(primary)) => Ok((
+            primary,
+            parse_sentinel_replicas(&r).unwrap_or_default(),
+            parse_sentinel_timings(&t),
+        )),
         Some(None) => Err(Error::no_primary(NoPrimary::new(format!(
             "sentinel {shown} does not know master `{master}`"
         )))),
@@ -53,23 +58,23 @@ async fn ask<B: Backend>(
 }
 
 /// The first node list: the primary and replicas the first sentinel that answers names, asked
-/// in turn.
+/// in turn, with the timings it monitors the master with.
 pub(crate) async fn seed<B: Backend>(
     backend: &B,
     sentinels: &[NodeAddr],
     master: &str,
-) -> Result<Vec<NodeAddr>, Error> {
+) -> Result<(Vec<NodeAddr>, Option<SentinelTimings>), Error> {
     let mut last = None;
     for addr in sentinels {
         match ask(backend, addr, master).await {
-            Ok((primary, replicas)) => {
+            Ok((primary, replicas, timings)) => {
                 let mut nodes = vec![primary];
                 for rep in replicas {
                     if !nodes.contains(&rep.addr) {
                         nodes.push(rep.addr);
                     }
                 }
-                return Ok(nodes);
+                return Ok((nodes, timings));
             }
             // A sentinel that refused this client says more than one that is down.
             Err(e)
@@ -96,7 +101,7 @@ impl<B: Backend> Topology<B> {
         master: &str,
     ) -> Result<NodeAddr, NoPrimary> {
         let vote = self.ask_sentinels(sentinels, master).await;
-        if let Ok((primary, replicas)) = &vote {
+        if let Ok((primary, replicas, _)) = &vote {
             self.add_node(primary.clone());
             for r in replicas {
                 if r.healthy {
@@ -115,7 +120,7 @@ impl<B: Backend> Topology<B> {
         let mut hint = crate::sync::write(&self.sentinel_hint);
         match (&vote, hint.as_ref()) {
             // The majority caught up with the announcement: its word alone counts again.
-            (Ok((primary, _)), Some(h)) if h == primary => *hint = None,
+            (Ok((primary, _, _)), Some(h)) if h == primary => *hint = None,
             (_, Some(h)) => {
                 let h = h.clone();
                 drop(hint);
@@ -124,7 +129,7 @@ impl<B: Backend> Topology<B> {
             }
             (_, None) => {}
         }
-        vote.map(|(primary, _)| primary)
+        vote.map(|(primary, _, _)| primary)
     }
 
     /// The answer a majority of the configured sentinels gives, or why there is none.
@@ -168,7 +173,7 @@ fn tally(
             reason.push_str(", ");
         }
         let _ = match answer {
-            Ok((primary, _)) => write!(reason, "{addr} names {primary}"),
+            Ok((primary, _, _)) => write!(reason, "{addr} names {primary}"),
             Err(e) => {
                 tracing::debug!(target: "switchover::redis", sentinel = %addr, error = %e, "sentinel query failed");
                 write!(reason, "{addr}: {e}")
@@ -177,6 +182,30 @@ fn tally(
     }
     reason.push(')');
     Err(NoPrimary::new(reason))
+}
+
+/// The default retry policy in Sentinel mode, from the timings the sentinels report: the
+/// [default](super::default_retry_policy)'s deadline (10 s, for the election and the switch)
+/// after the sentinels' `down-after-milliseconds` (30 s when stock), so that a write rides
+/// out a failover with the sentinels' own timings; as many attempts per second as the
+/// default. `failover-timeout` bounds a failed election and retry (180 s when stock), longer
+/// than any write should wait: not added.
+pub(crate) fn retry_policy_for(timings: SentinelTimings) -> RetryPolicy {
+    let base = super::default_retry_policy();
+    let base_deadline = base.deadline().unwrap_or(Duration::from_secs(10));
+    let deadline = base_deadline.saturating_add(timings.down_after);
+    let scale = deadline
+        .as_millis()
+        .div_ceil(base_deadline.as_millis().max(1));
+    let attempts = u32::try_from(scale)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(base.max_attempts());
+    RetryPolicy::builder()
+        .max_attempts(attempts)
+        .deadline(deadline)
+        .backoff(*base.backoff())
+        .build()
+        .unwrap_or(base)
 }
 
 /// Subscribes to `+switch-master` on `sentinel` and turns each announcement for `master` into a
@@ -242,11 +271,30 @@ mod tests {
     }
 
     fn names(port: u16) -> Result<SentinelView, Error> {
-        Ok((addr(port), Vec::new()))
+        Ok((addr(port), Vec::new(), None))
     }
 
     fn down() -> Result<SentinelView, Error> {
         Err(Error::timeout(Duration::from_millis(250)))
+    }
+
+    #[test]
+    fn the_default_policy_rides_out_the_sentinels_down_after() {
+        let stock = SentinelTimings {
+            down_after: Duration::from_secs(30),
+            failover_timeout: Duration::from_secs(180),
+        };
+        let p = retry_policy_for(stock);
+        assert_eq!(p.deadline(), Some(Duration::from_secs(40)));
+        assert_eq!(p.max_attempts(), 160);
+        assert_eq!(p.backoff(), super::super::default_retry_policy().backoff());
+        let quick = SentinelTimings {
+            down_after: Duration::from_millis(1000),
+            failover_timeout: Duration::from_secs(180),
+        };
+        let p = retry_policy_for(quick);
+        assert_eq!(p.deadline(), Some(Duration::from_secs(11)));
+        assert_eq!(p.max_attempts(), 80);
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl Backend for Fake {
         self.with(|s| s.nodes[*node].resets += 1);
     }
 
-    async fn ask_sentinel(&self, _: &NodeAddr, _: &str) -> RedisResult<(Value, Value)> {
+    async fn ask_sentinel(&self, _: &NodeAddr, _: &str) -> RedisResult<(Value, Value, Value)> {
         Err(RedisError::from((
             redis::ErrorKind::Client,
             "the fake has no sentinels",
