@@ -12,7 +12,8 @@ use tempfile::TempDir;
 
 use super::Error;
 
-/// The names every server certificate of [`TestCa::localhost`] is valid for.
+/// The names a server certificate for a local fixture is valid for: pass them to
+/// [`TestCa::server`].
 pub const LOCALHOST_NAMES: &[&str] = &["localhost", "127.0.0.1"];
 
 /// A certificate authority made for one test run, in its own temporary directory.
