@@ -280,3 +280,67 @@ fn poll_timer<T, S>(
     aux.set(Aux::Empty);
     Poll::Ready(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use crate::Classification;
+    use crate::retry::{RetryPolicy, StopReason};
+
+    fn limited() -> RetryPolicy {
+        RetryPolicy::builder()
+            .max_attempts(1)
+            .deadline(Duration::from_millis(100))
+            .attempt_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_given_start_is_where_the_deadline_counts_from() {
+        let policy = limited();
+        let given = Instant::now();
+        tokio::time::advance(Duration::from_millis(40)).await;
+        let err = policy
+            .retry(std::future::pending::<Result<(), ()>>)
+            .classify_with(|_: &()| Classification::transient())
+            .run()
+            .started_at(given)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(given.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_given_start_the_first_poll_reads_the_clock() {
+        let policy = limited();
+        let run = policy
+            .retry(std::future::pending::<Result<(), ()>>)
+            .classify_with(|_: &()| Classification::transient())
+            .run();
+        tokio::time::advance(Duration::from_millis(40)).await;
+        let polled = Instant::now();
+        let err = run.await.unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(polled.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_given_to_an_unlimited_policy_changes_nothing() {
+        let policy = RetryPolicy::no_retry();
+        let given = Instant::now();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let v = policy
+            .retry(|| async { Ok::<_, ()>(7) })
+            .classify_with(|_: &()| Classification::transient())
+            .run()
+            .started_at(given)
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+    }
+}
