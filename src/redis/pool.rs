@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use super::attempt::PipelineReply;
+use super::attempt::Pipelined;
 use super::backend::{Backend, RedisIo};
 use super::command::{Route, route_pipeline, route_single};
 use super::dedicated::DedicatedConnection;
@@ -217,9 +217,8 @@ impl<B: Backend> Pool<B> {
         route: Route,
         cmd: &'a Cmd,
     ) -> impl Future<Output = RedisResult<Value>> + Send + 'a {
-        let send = move |mut c: B::Conn| async move { B::send(&mut c, cmd).await };
         let session = self.session.as_deref();
-        self.inner.run(route, self.idempotent, session, send)
+        self.inner.run(route, self.idempotent, session, cmd)
     }
 
     /// One pipeline (or transaction) through the runner.
@@ -230,20 +229,13 @@ impl<B: Backend> Pool<B> {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        let request = Pipelined {
+            pipeline,
+            offset,
+            count,
+        };
         self.inner
-            .run(
-                route,
-                self.idempotent,
-                self.session.as_deref(),
-                |mut c| async move {
-                    let values = B::send_pipeline(&mut c, pipeline, offset, count).await?;
-                    Ok(PipelineReply {
-                        values,
-                        pipeline,
-                        offset,
-                    })
-                },
-            )
+            .run(route, self.idempotent, self.session.as_deref(), &request)
             .await
             .map(|r| r.values)
     }
