@@ -481,6 +481,19 @@ fn refused(route: Route) -> RedisError {
     }
 }
 
+/// Boxes the future `make` builds, allocating first, so that the optimiser builds the future in
+/// its box: `Box::pin(fut)` builds it on the stack and copies all of it (kilobytes of state, of
+/// which only a few words are set before the first poll; callgrind: ~270 instructions per
+/// command).
+#[inline(always)]
+fn boxed<'a, T, F>(make: impl FnOnce() -> F) -> RedisFuture<'a, T>
+where
+    F: Future<Output = RedisResult<T>> + Send + 'a,
+{
+    let fut: Box<F> = Box::write(Box::new_uninit(), make());
+    Box::into_pin(fut)
+}
+
 impl ConnectionLike for SplitPool {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         // Routed before boxing, and each kind boxed on its own: a command's box holds only the
@@ -489,8 +502,8 @@ impl ConnectionLike for SplitPool {
             r @ (Route::Select | Route::Transaction | Route::Wait) => {
                 Box::pin(std::future::ready(Err(refused(r))))
             }
-            Route::Blocking { read, block } => Box::pin(self.blocking(cmd, read, block)),
-            route => Box::pin(self.pool.command(route, cmd)),
+            Route::Blocking { read, block } => boxed(|| self.blocking(cmd, read, block)),
+            route => boxed(|| self.pool.command(route, cmd)),
         }
     }
 
@@ -503,9 +516,9 @@ impl ConnectionLike for SplitPool {
         match route_pipeline(pipeline) {
             Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
             Route::Blocking { block, .. } => {
-                Box::pin(self.blocking_pipeline(pipeline, offset, count, block))
+                boxed(|| self.blocking_pipeline(pipeline, offset, count, block))
             }
-            route => Box::pin(self.pool.pipeline(route, pipeline, offset, count)),
+            route => boxed(|| self.pool.pipeline(route, pipeline, offset, count)),
         }
     }
 
