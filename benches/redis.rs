@@ -13,13 +13,25 @@
 //! test CA and verifying the server's IP address.
 //!
 //! Run with `cargo bench --bench redis --features redis,testing` (add `,tls` for the TLS run).
+//!
+//! Instructions per command: `redis --loop N raw|switchover` runs `N` batches of one side
+//! (after the same set-up) and nothing else; run it under callgrind with `N` and `2N` and
+//! divide the difference by `N × 64` (the server is another process, not counted):
+//!
+//! ```text
+//! bin=$(ls -t target/release/deps/redis-* | grep -v '\.d$' | head -1)
+//! for n in 2000 4000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null $bin --loop $n switchover 2>&1 |
+//!     grep 'refs:'
+//! done
+//! ```
 
 #[path = "support/interleave.rs"]
 mod interleave;
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
@@ -41,7 +53,13 @@ async fn batch<C: ConnectionLike + Clone + Send + Sync>(con: &C) {
     join_all(ops).await;
 }
 
-fn get_set(c: &mut Criterion) {
+/// The bench's runtime, server and both clients.
+fn setup() -> (
+    tokio::runtime::Runtime,
+    RedisServer,
+    redis::aio::MultiplexedConnection,
+    SplitPool,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -62,7 +80,11 @@ fn get_set(c: &mut Criterion) {
             .expect("pool");
         (server, raw, pool)
     });
+    (rt, server, raw, pool)
+}
 
+fn get_set(c: &mut Criterion) {
+    let (rt, server, raw, pool) = setup();
     let mut group = c.benchmark_group("redis_get_set");
     group.throughput(Throughput::Elements(2 * BATCH as u64));
     group.bench_function("raw", |b| b.to_async(&rt).iter(|| batch(&raw)));
@@ -143,8 +165,40 @@ fn get_set_tls(c: &mut Criterion) {
     drop(server);
 }
 
+/// `--loop N raw|switchover`: `N` batches through one side, for instruction counts.
+fn plain_loop(args: &[String]) {
+    let (n, side) = match args {
+        [n, side] => (n.parse::<u32>().expect("N"), side.as_str()),
+        _ => panic!("usage: redis --loop N raw|switchover"),
+    };
+    let (rt, server, raw, pool) = setup();
+    let start = std::time::Instant::now();
+    rt.block_on(async {
+        for _ in 0..n {
+            match side {
+                "raw" => batch(&raw).await,
+                "switchover" => batch(&pool).await,
+                _ => panic!("no side named {side:?}"),
+            }
+        }
+    });
+    let per_cmd = start.elapsed() / (n * 2 * BATCH as u32);
+    println!("{side}: {per_cmd:?} per command ({n} batches)");
+    drop(pool);
+    drop(server);
+}
+
 #[cfg(feature = "tls")]
 criterion_group!(benches, get_set, get_set_tls);
 #[cfg(not(feature = "tls"))]
 criterion_group!(benches, get_set);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--loop") {
+        plain_loop(&args[i + 1..]);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

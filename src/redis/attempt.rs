@@ -65,6 +65,60 @@ fn readonly_value(v: &Value) -> Option<RedisError> {
     }
 }
 
+/// What one call sends on a node's shared connection (a command, a pipeline), and the reply it
+/// reads. The attempt owns the connection and awaits this future on it directly: no future of
+/// its own around the backend's.
+pub(crate) trait Request<B: Backend>: Sync {
+    type Reply: Reply;
+
+    fn send<'c>(
+        &'c self,
+        conn: &'c mut B::Conn,
+    ) -> impl Future<Output = RedisResult<Self::Reply>> + Send + 'c;
+}
+
+impl<B: Backend> Request<B> for redis::Cmd {
+    type Reply = Value;
+
+    #[inline]
+    fn send<'c>(
+        &'c self,
+        conn: &'c mut B::Conn,
+    ) -> impl Future<Output = RedisResult<Value>> + Send + 'c {
+        B::send(conn, self)
+    }
+}
+
+/// `count` commands of `pipeline` from `offset`.
+pub(crate) struct Pipelined<'a> {
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) offset: usize,
+    pub(crate) count: usize,
+}
+
+impl<'a, B: Backend> Request<B> for Pipelined<'a> {
+    type Reply = PipelineReply<'a>;
+
+    fn send<'c>(
+        &'c self,
+        conn: &'c mut B::Conn,
+    ) -> impl Future<Output = RedisResult<PipelineReply<'a>>> + Send + 'c {
+        let Pipelined {
+            pipeline,
+            offset,
+            count,
+        } = *self;
+        async move {
+            let values = B::send_pipeline(conn, pipeline, offset, count).await?;
+            Ok(PipelineReply {
+                values,
+                pipeline,
+                offset,
+            })
+        }
+    }
+}
+
 /// The replies to a pipeline, with the pipeline they answer.
 pub(crate) struct PipelineReply<'a> {
     pub(crate) values: Vec<Value>,
@@ -195,20 +249,16 @@ struct How {
 }
 
 impl<B: Backend> Inner<B> {
-    /// Runs one command or pipeline (`send` on a node's shared connection): a write (or a
+    /// Runs one command or pipeline (`request` on a node's shared connection): a write (or a
     /// read-your-writes session's read in its window) on the confirmed primary, a read where
     /// the read policy says; retried by the runner per the pool's policy.
-    pub(crate) async fn run<T: Reply, F, Fut>(
+    pub(crate) async fn run<R: Request<B>>(
         &self,
         route: Route,
         idempotent: bool,
         session: Option<&Session>,
-        send: F,
-    ) -> RedisResult<T>
-    where
-        F: Fn(B::Conn) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
+        request: &R,
+    ) -> RedisResult<R::Reply> {
         // What the command is decides retry safety and whether it opens a read-your-writes
         // window; where it runs may differ (a session's read inside its window goes to the
         // primary, and stays a read).
@@ -227,7 +277,6 @@ impl<B: Backend> Inner<B> {
             Kind::Write => Target::Active,
             Kind::Read => Target::Read(&reads),
         };
-        let send = &send;
         // When the call first waited for a primary: set on the cold path only.
         let waiting = OnceLock::new();
         let waiting = &waiting;
@@ -240,7 +289,7 @@ impl<B: Backend> Inner<B> {
                     refused,
                     idempotent,
                 };
-                self.attempt(a.endpoint(), how, send, waiting)
+                self.attempt(a.endpoint(), how, request, waiting)
             })
             .target(target)
             .bounded_by(match kind {
@@ -303,17 +352,13 @@ impl<B: Backend> Inner<B> {
     /// keeps as little as it can across its awaits: the runner moves this future several times
     /// (and holds it twice), so every byte of it is copied a few times per command.
     #[inline]
-    async fn attempt<T: Reply, F, Fut>(
+    async fn attempt<R: Request<B>>(
         &self,
         ep: &Endpoint<NodeId>,
         how: How,
-        send: &F,
+        request: &R,
         waiting: &OnceLock<Instant>,
-    ) -> Result<T, AttemptError>
-    where
-        F: Fn(B::Conn) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
+    ) -> Result<R::Reply, AttemptError> {
         match how.kind {
             Kind::Write if self.rediscovery.in_doubt() || ep.role() != Role::Primary => {
                 // Boxed: the wait's state stays out of every command's future.
@@ -332,7 +377,7 @@ impl<B: Backend> Inner<B> {
             _ => {}
         }
         let node = self.node_of(ep)?;
-        let (id, conn) = match node.cached_connection() {
+        let (id, mut conn) = match node.cached_connection() {
             Some(c) => c,
             // Boxed: the connect's state stays out of every command's future.
             None => match Box::pin(node.connect(&self.topology.backend)).await {
@@ -345,7 +390,7 @@ impl<B: Backend> Inner<B> {
         };
         // redis-rs hands error replies back as values (`Value::ServerError`): the ones that say
         // "not here, not now" become errors so that they are retried.
-        match send(conn).await {
+        match request.send(&mut conn).await {
             Ok(v) => match v.failover_error() {
                 None => Ok(v),
                 Some(e) => {

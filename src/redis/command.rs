@@ -100,8 +100,8 @@ pub const READ_ONLY_COMMANDS: &[&str] = &[
 const MAX_NAME: usize = 24;
 
 /// A command name (at most [`MAX_NAME`] bytes, upper case) packed big-endian into three words,
-/// zero-padded: comparing keys orders names as comparing the strings does (no name holds a zero
-/// byte), so the table is searched with three integer comparisons a step, no `memcmp`.
+/// zero-padded: two names are equal when their keys are (no name holds a zero byte), so the
+/// table is searched with integer comparisons, no `memcmp`.
 type Key = [u64; 3];
 
 const fn key(name: &[u8]) -> Key {
@@ -114,26 +114,155 @@ const fn key(name: &[u8]) -> Key {
     k
 }
 
-/// [`READ_ONLY_COMMANDS`] as keys, in the same (sorted) order.
-const READ_ONLY_KEYS: [Key; READ_ONLY_COMMANDS.len()] = {
-    let mut keys = [[0u64; 3]; READ_ONLY_COMMANDS.len()];
+/// What a command name means for routing. A name not in the table is a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// An empty slot of the table: the name is not in it.
+    Unknown,
+    /// In [`READ_ONLY_COMMANDS`] (`XREAD` has its own kind).
+    Read,
+    /// `XREAD`: a read, blocking with a `BLOCK` option.
+    XRead,
+    /// `XREADGROUP`: a write, blocking with a `BLOCK` option.
+    XReadGroup,
+    /// Blocks for the seconds in its last argument (`BLPOP`, `BLMOVE`, ...).
+    BlockSecondsLast,
+    /// Blocks for the seconds in its first argument (`BLMPOP`, `BZMPOP`).
+    BlockSecondsFirst,
+    /// Blocks for the milliseconds in its last argument (`WAIT`, `WAITAOF`).
+    BlockMillisLast,
+    /// `SELECT`.
+    Select,
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`.
+    Transaction,
+}
+
+/// The names with a meaning besides "read" or "write".
+const SPECIAL: [(&str, Kind); 18] = [
+    ("XREAD", Kind::XRead),
+    ("XREADGROUP", Kind::XReadGroup),
+    ("BLPOP", Kind::BlockSecondsLast),
+    ("BRPOP", Kind::BlockSecondsLast),
+    ("BRPOPLPUSH", Kind::BlockSecondsLast),
+    ("BLMOVE", Kind::BlockSecondsLast),
+    ("BZPOPMIN", Kind::BlockSecondsLast),
+    ("BZPOPMAX", Kind::BlockSecondsLast),
+    ("BLMPOP", Kind::BlockSecondsFirst),
+    ("BZMPOP", Kind::BlockSecondsFirst),
+    ("WAIT", Kind::BlockMillisLast),
+    ("WAITAOF", Kind::BlockMillisLast),
+    ("SELECT", Kind::Select),
+    ("MULTI", Kind::Transaction),
+    ("EXEC", Kind::Transaction),
+    ("DISCARD", Kind::Transaction),
+    ("WATCH", Kind::Transaction),
+    ("UNWATCH", Kind::Transaction),
+];
+
+/// Slots of the open-addressing table (a power of two, well above the names it holds, so that
+/// most lookups compare one key).
+const SLOTS: usize = 512;
+
+/// The slot a key hashes to.
+#[inline]
+const fn slot(k: &Key) -> usize {
+    let x = k[0] ^ k[1].rotate_left(21) ^ k[2].rotate_left(42);
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+const fn insert(table: &mut [(Key, Kind); SLOTS], name: &str, kind: Kind) {
+    let k = key(name.as_bytes());
+    let mut i = slot(&k);
+    while !matches!(table[i].1, Kind::Unknown) {
+        i = (i + 1) % SLOTS;
+    }
+    table[i] = (k, kind);
+}
+
+/// Every name of [`READ_ONLY_COMMANDS`] and [`SPECIAL`] by key, with linear probing: a lookup
+/// ends at its key or at an empty slot.
+static TABLE: [(Key, Kind); SLOTS] = {
+    let mut table = [([0u64; 3], Kind::Unknown); SLOTS];
     let mut i = 0;
-    while i < keys.len() {
-        keys[i] = key(READ_ONLY_COMMANDS[i].as_bytes());
+    while i < SPECIAL.len() {
+        insert(&mut table, SPECIAL[i].0, SPECIAL[i].1);
         i += 1;
     }
-    keys
+    let mut i = 0;
+    while i < READ_ONLY_COMMANDS.len() {
+        if !matches!(
+            kind_in(&table, &key(READ_ONLY_COMMANDS[i].as_bytes())),
+            Kind::XRead
+        ) {
+            insert(&mut table, READ_ONLY_COMMANDS[i], Kind::Read);
+        }
+        i += 1;
+    }
+    table
 };
+
+const fn kind_in(table: &[(Key, Kind); SLOTS], k: &Key) -> Kind {
+    let mut i = slot(k);
+    loop {
+        let (key, kind) = table[i];
+        if matches!(kind, Kind::Unknown) || (key[0] == k[0] && key[1] == k[1] && key[2] == k[2]) {
+            return kind;
+        }
+        i = (i + 1) % SLOTS;
+    }
+}
+
+/// Upper-cases the ASCII letters of eight packed bytes at once (as `u8::to_ascii_uppercase`
+/// does each byte).
+#[inline]
+const fn upper(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let low7 = w & (0x7f * ONES);
+    // The top bit of each byte: at least `a`, above `z`, and (either way) not ASCII.
+    let from_a = low7 + (0x80 - b'a' as u64) * ONES;
+    let past_z = low7 + (0x80 - b'z' as u64 - 1) * ONES;
+    let lower = from_a & !past_z & !w & (0x80 * ONES);
+    w - (lower >> 2)
+}
+
+/// Up to eight bytes packed big-endian and zero-padded, with at most three loads (no `memcpy`).
+#[inline]
+fn word(b: &[u8]) -> u64 {
+    let n = b.len();
+    match n {
+        8.. => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        4..=7 => {
+            // Two overlapping four-byte loads; the bytes they share are equal, so `|` is exact.
+            let head = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let tail = u64::from(u32::from_be_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+            head << 32 | tail << (8 * (8 - n))
+        }
+        1..=3 => {
+            u64::from(b[0]) << 56
+                | u64::from(b[n / 2]) << (56 - 8 * (n / 2))
+                | u64::from(b[n - 1]) << (56 - 8 * (n - 1))
+        }
+        0 => 0,
+    }
+}
 
 /// The key of `name` in any case; `None` when it is too long to be one we know.
 #[inline]
 fn key_of(name: &[u8]) -> Option<Key> {
-    (name.len() <= MAX_NAME).then(|| key(name))
+    match name.len() {
+        0..=8 => Some([upper(word(name)), 0, 0]),
+        9..=MAX_NAME => {
+            let (first, rest) = name.split_at(8);
+            let (second, third) = rest.split_at(rest.len().min(8));
+            Some([upper(word(first)), upper(word(second)), upper(word(third))])
+        }
+        _ => None,
+    }
 }
 
 #[inline]
-fn is_read_only_key(k: &Key) -> bool {
-    READ_ONLY_KEYS.binary_search(k).is_ok()
+fn kind_of(name: &[u8]) -> Kind {
+    key_of(name).map_or(Kind::Unknown, |k| kind_in(&TABLE, &k))
 }
 
 /// `true` when the command `name` (any case) is in [`READ_ONLY_COMMANDS`].
@@ -146,7 +275,7 @@ fn is_read_only_key(k: &Key) -> bool {
 /// assert!(!is_read_only(b"MY.MODULE.GET"));
 /// ```
 pub fn is_read_only(name: &[u8]) -> bool {
-    key_of(name).is_some_and(|k| is_read_only_key(&k))
+    matches!(kind_of(name), Kind::Read | Kind::XRead)
 }
 
 fn eq_upper(name: &[u8], expected: &str) -> bool {
@@ -205,57 +334,36 @@ fn parse_millis(arg: Option<&[u8]>) -> Option<Duration> {
 
 /// Routes one command by its name (and, for `XREAD`/`XREADGROUP`, its `BLOCK` option).
 pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
-    const XREAD: Key = key(b"XREAD");
-    const BLPOP: Key = key(b"BLPOP");
-    const BRPOP: Key = key(b"BRPOP");
-    const BRPOPLPUSH: Key = key(b"BRPOPLPUSH");
-    const BLMOVE: Key = key(b"BLMOVE");
-    const BZPOPMIN: Key = key(b"BZPOPMIN");
-    const BZPOPMAX: Key = key(b"BZPOPMAX");
-    const BLMPOP: Key = key(b"BLMPOP");
-    const BZMPOP: Key = key(b"BZMPOP");
-    const WAIT: Key = key(b"WAIT");
-    const WAITAOF: Key = key(b"WAITAOF");
-    const XREADGROUP: Key = key(b"XREADGROUP");
-    const SELECT: Key = key(b"SELECT");
-    const MULTI: Key = key(b"MULTI");
-    const EXEC: Key = key(b"EXEC");
-    const DISCARD: Key = key(b"DISCARD");
-    const WATCH: Key = key(b"WATCH");
-    const UNWATCH: Key = key(b"UNWATCH");
-    let Some(k) = name_of(cmd).and_then(key_of) else {
+    let Some(name) = name_of(cmd) else {
         return Route::Write;
     };
-    if is_read_only_key(&k) {
-        if k == XREAD
-            && let Some(block) = xread_block(cmd)
-        {
-            return Route::Blocking { read: true, block };
-        }
-        return Route::Read;
-    }
     let last = || simple_args(cmd).last();
     let second = || simple_args(cmd).nth(1);
-    match k {
-        BLPOP | BRPOP | BRPOPLPUSH | BLMOVE | BZPOPMIN | BZPOPMAX => Route::Blocking {
-            read: false,
-            block: parse_seconds(last()),
+    match kind_of(name) {
+        Kind::Read => Route::Read,
+        Kind::Unknown => Route::Write,
+        Kind::XRead => match xread_block(cmd) {
+            Some(block) => Route::Blocking { read: true, block },
+            None => Route::Read,
         },
-        BLMPOP | BZMPOP => Route::Blocking {
-            read: false,
-            block: parse_seconds(second()),
-        },
-        WAIT | WAITAOF => Route::Blocking {
-            read: false,
-            block: parse_millis(last()),
-        },
-        XREADGROUP => match xread_block(cmd) {
+        Kind::XReadGroup => match xread_block(cmd) {
             Some(block) => Route::Blocking { read: false, block },
             None => Route::Write,
         },
-        SELECT => Route::Select,
-        MULTI | EXEC | DISCARD | WATCH | UNWATCH => Route::Transaction,
-        _ => Route::Write,
+        Kind::BlockSecondsLast => Route::Blocking {
+            read: false,
+            block: parse_seconds(last()),
+        },
+        Kind::BlockSecondsFirst => Route::Blocking {
+            read: false,
+            block: parse_seconds(second()),
+        },
+        Kind::BlockMillisLast => Route::Blocking {
+            read: false,
+            block: parse_millis(last()),
+        },
+        Kind::Select => Route::Select,
+        Kind::Transaction => Route::Transaction,
     }
 }
 
@@ -334,8 +442,44 @@ mod tests {
             assert!(name.len() <= MAX_NAME);
             assert!(name.bytes().all(|b| b != 0));
         }
-        // The packed keys keep the table's order, so they can be binary-searched.
-        assert!(READ_ONLY_KEYS.windows(2).all(|w| w[0] < w[1]));
+        // Every name is found under its own kind, and the table has room to spare.
+        let used = TABLE.iter().filter(|(_, k)| *k != Kind::Unknown).count();
+        assert_eq!(used, READ_ONLY_COMMANDS.len() + SPECIAL.len() - 1);
+        for (name, kind) in SPECIAL {
+            assert_eq!(kind_of(name.as_bytes()), kind, "{name}");
+        }
+        for name in [
+            "",
+            "A",
+            "ab",
+            "abc",
+            "abcd",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+        ] {
+            assert_eq!(
+                key_of(name.as_bytes()),
+                Some(key(name.as_bytes())),
+                "{name:?}"
+            );
+        }
+        let long = "abcdefghijklmnopqrstuvwx";
+        for n in 9..=MAX_NAME {
+            assert_eq!(
+                key_of(&long.as_bytes()[..n]),
+                Some(key(&long.as_bytes()[..n])),
+                "{n}"
+            );
+        }
+        for b in 0..=255u8 {
+            let word = u64::from_be_bytes([b; 8]);
+            assert_eq!(
+                upper(word),
+                u64::from_be_bytes([b.to_ascii_uppercase(); 8]),
+                "{b}"
+            );
+        }
         for name in READ_ONLY_COMMANDS {
             assert!(is_read_only(name.to_ascii_lowercase().as_bytes()), "{name}");
         }
