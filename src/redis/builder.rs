@@ -62,6 +62,7 @@ type HealthCustomizer =
 /// | [`budget`](Self::budget) | none | a shared retry budget |
 /// | [`health`](Self::health) | [`HealthTracker::builder`]'s defaults | the nodes' health tracking |
 /// | [`dedicated_pool_size`](Self::dedicated_pool_size) | 8 | dedicated connections per node |
+/// | [`observe`](Self::observe) | [`Observe`](crate::observe::Observe) named `redis`, 256 timeline events | the router's timeline and metrics label |
 ///
 /// In Sentinel mode, unless a [`retry_policy`](Self::retry_policy) is given, the default
 /// policy's deadline is derived from what the first sentinel that answers reports
@@ -311,6 +312,15 @@ impl SplitPoolBuilder {
     /// The most dedicated connections per node (at least 1).
     pub fn dedicated_pool_size(mut self, size: usize) -> Self {
         self.settings.dedicated_pool_size = size;
+        self
+    }
+
+    /// How the pool's router is observed: the name of its timeline and the `router` label of
+    /// its `switchover.*` metrics, and how many timeline events it keeps. Default:
+    /// `Observe::new("redis")` with 256 events. See [`SplitPool::health`] and
+    /// [`SplitPool::timeline`].
+    pub fn observe(mut self, observe: crate::observe::Observe) -> Self {
+        self.settings.observe = observe;
         self
     }
 

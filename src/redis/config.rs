@@ -379,6 +379,8 @@ pub(crate) struct Settings {
     pub(crate) discovery_interval: Duration,
     pub(crate) rediscovery_interval: Duration,
     pub(crate) dedicated_pool_size: usize,
+    /// How the router is observed (timeline name, `router` metrics label).
+    pub(crate) observe: crate::observe::Observe,
 }
 
 impl Default for Settings {
@@ -396,6 +398,7 @@ impl Default for Settings {
             discovery_interval: Duration::from_secs(1),
             rediscovery_interval: Duration::from_millis(50),
             dedicated_pool_size: 8,
+            observe: crate::observe::Observe::new("redis"),
         }
     }
 }

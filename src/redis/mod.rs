@@ -127,6 +127,7 @@ mod discover;
 mod error;
 mod login;
 mod node;
+mod observe;
 mod pool;
 mod reply;
 mod resolve;

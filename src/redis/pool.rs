@@ -284,7 +284,7 @@ impl SplitPool {
         })
     }
 
-    fn inner(&self) -> &Inner<RedisIo> {
+    pub(super) fn inner(&self) -> &Inner<RedisIo> {
         &self.pool.inner
     }
 

@@ -54,7 +54,9 @@ impl<B: Backend> Topology<B> {
             .enumerate()
             .map(|(i, a)| node_id(i, a))
             .collect();
-        let mut b = Router::builder(tracker).failback(Failback::Manual);
+        let mut b = Router::builder(tracker)
+            .failback(Failback::Manual)
+            .observe(settings.observe.clone());
         for id in &ids {
             b = b.endpoint(id.clone(), 0);
         }
