@@ -49,16 +49,7 @@ impl<B: Backend> Topology<B> {
             Source::Static => None,
         };
         let nodes = self.known_nodes();
-        // Host names are resolved beside `ROLE`, so that a node configured by name and
-        // reported by IP (or the reverse) is one node.
-        let mut resolved = Resolved::default();
-        let limit = self.settings.timeouts.connect_timeout();
-        let (answers, ()) = join(
-            join_all(nodes.iter().map(|n| self.role_of(n))),
-            resolved.add(nodes.iter().map(|n| &n.addr), limit),
-        )
-        .await;
-        resolved.add(reported_masters(&answers), limit).await;
+        let (answers, resolved) = self.ask_nodes(&nodes).await;
         let claims = claims(&nodes, &answers, &resolved);
         let current = self
             .node_of(self.router.active().endpoint())
@@ -72,23 +63,7 @@ impl<B: Backend> Topology<B> {
             Some(Err(_)) => None,
         };
         let Some(primary) = chosen else {
-            // Roles and read fitness follow this run too: a node that now says `slave` is no
-            // primary and, following no confirmed primary, serves no reads.
-            for (node, answer) in nodes.iter().zip(&answers) {
-                self.apply(node, answer, None, &resolved);
-            }
-            let refusal = refusal(&nodes, &answers);
-            let why = no_primary(&nodes, &answers, refusal.as_ref());
-            let why = match sentinels_say {
-                Some(Err(no_quorum)) if refusal.is_none() => no_quorum,
-                Some(Ok(p)) if refusal.is_none() => NoPrimary::new(format!(
-                    "the sentinels name {p}, which does not claim the master role; {}",
-                    why.reason()
-                )),
-                _ => why,
-            };
-            self.set_refusal(refusal);
-            return Err(why);
+            return Err(self.found_none(&nodes, &answers, &resolved, sentinels_say));
         };
         self.set_refusal(None);
         let offset = claims
@@ -110,6 +85,47 @@ impl<B: Backend> Topology<B> {
         }
         self.named_primary(node);
         Ok(node.id().clone())
+    }
+
+    /// `ROLE` on every node, in parallel, with their host names resolved beside, so that a
+    /// node configured by name and reported by IP (or the reverse) is one node.
+    async fn ask_nodes(&self, nodes: &[NodeRef<B>]) -> (Vec<Answer>, Resolved) {
+        let mut resolved = Resolved::default();
+        let limit = self.settings.timeouts.connect_timeout();
+        let (answers, ()) = join(
+            join_all(nodes.iter().map(|n| self.role_of(n))),
+            resolved.add(nodes.iter().map(|n| &n.addr), limit),
+        )
+        .await;
+        resolved.add(reported_masters(&answers), limit).await;
+        (answers, resolved)
+    }
+
+    /// Records a run that found no primary, and says why. Roles and read fitness follow it
+    /// too: a node that now says `slave` is no primary and, following no confirmed primary,
+    /// serves no reads.
+    fn found_none(
+        &self,
+        nodes: &[NodeRef<B>],
+        answers: &[Answer],
+        resolved: &Resolved,
+        sentinels_say: Option<Result<NodeAddr, NoPrimary>>,
+    ) -> NoPrimary {
+        for (node, answer) in nodes.iter().zip(answers) {
+            self.apply(node, answer, None, resolved);
+        }
+        let refusal = refusal(nodes, answers);
+        let why = no_primary(nodes, answers, refusal.as_ref());
+        let why = match sentinels_say {
+            Some(Err(no_quorum)) if refusal.is_none() => no_quorum,
+            Some(Ok(p)) if refusal.is_none() => NoPrimary::new(format!(
+                "the sentinels name {p}, which does not claim the master role; {}",
+                why.reason()
+            )),
+            _ => why,
+        };
+        self.set_refusal(refusal);
+        why
     }
 
     /// `ROLE` on `node`, through its shared connection, within one exchange.
