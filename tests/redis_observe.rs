@@ -1,0 +1,268 @@
+//! What a Redis `SplitPool` reports about itself, against real redis-server and redis-sentinel
+//! processes: its health document (JSON) through a Sentinel failover, the timeline's switch
+//! and phases, and the `switchover.*` metrics a recorder sees under the pool's router label.
+//! Real time (real servers): outcomes and generous bounds are asserted, figures are printed.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use redis::AsyncCommands;
+use serde_json::Value;
+use switchover::observe::{EventKind, Observe, Status};
+use switchover::redis::SplitPool;
+use switchover::testing::{RedisSentinel, RedisServer};
+use tokio::time::{Instant, sleep, timeout};
+
+const BOUND: Duration = Duration::from_secs(30);
+const ROUTER: &str = "redis-obs";
+
+/// The process-wide debugging recorder, installed once before any pool of this binary is
+/// built (metric handles are registered when the router is).
+fn recorder() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("the only recorder of this binary");
+        snapshotter
+    })
+}
+
+/// One snapshot of the recorder (taking one resets its counters).
+type Metrics = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// The sum of the counter `name` over the series whose labels include every `(key, value)`.
+fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
+    metrics
+        .iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .filter(|(key, ..)| {
+            labels
+                .iter()
+                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn json(pool: &SplitPool) -> Value {
+    serde_json::to_value(pool.health()).expect("health serializes")
+}
+
+fn checks<'a>(health: &'a Value, key: &str) -> &'a [Value] {
+    health["checks"][key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Polls the health until `pass`, within the bound.
+async fn until_pass(pool: &SplitPool, what: &str) -> Value {
+    timeout(BOUND, async {
+        loop {
+            let health = json(pool);
+            if health["status"] == "pass" {
+                return health;
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: health never passed: {}", json(pool)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_timeline_and_metrics_through_a_sentinel_failover() {
+    recorder();
+    let mut sentinel = RedisSentinel::start(2, 1).await.expect("sentinel fixture");
+    let pool = SplitPool::builder()
+        .sentinels(sentinel.sentinel_addrs().iter().map(|a| a.to_string()))
+        .master_name(sentinel.master_name())
+        .observe(Observe::new(ROUTER).timeline_capacity(512))
+        .build()
+        .await
+        .expect("pool through sentinel");
+    assert_eq!(pool.timeline().name(), ROUTER);
+    let old = sentinel.replica_set().primary().addr();
+    let mut con = pool.idempotent();
+    for i in 0..10 {
+        let _: () = con.set(format!("k{i}"), i).await.expect("steady SET");
+    }
+
+    // Steady: pass, the primary confirmed, both replicas linked.
+    let health = until_pass(&pool, "steady").await;
+    println!("health steady: {health}");
+    let primary = &checks(&health, "redis:primary")[0];
+    assert_eq!(primary["componentId"], old.to_string());
+    assert_eq!(primary["observedValue"]["role"], "primary");
+    assert_eq!(primary["observedValue"]["inDoubt"], false);
+    assert_eq!(primary["observedValue"]["generation"], 0);
+    let replicas = checks(&health, "redis:replica");
+    assert_eq!(replicas.len(), 2, "{health}");
+    for r in replicas {
+        assert_eq!(r["observedValue"]["role"], "replica", "{r}");
+        assert_eq!(r["observedValue"]["linkUp"], true, "{r}");
+        assert!(r["observedValue"]["lagBytes"].is_u64(), "{r}");
+    }
+
+    // Kill the primary; a watcher samples the health while the writes ride out the failover.
+    let done = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let watcher = tokio::spawn({
+        let (pool, done, seen) = (pool.clone(), Arc::clone(&done), Arc::clone(&seen));
+        async move {
+            while !done.load(Relaxed) {
+                let health = json(&pool);
+                {
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last().map(|h| &h["status"]) != Some(&health["status"]) {
+                        seen.push(health);
+                    }
+                }
+                sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    sentinel.kill_primary().await.expect("kill primary");
+    let started = Instant::now();
+    let mut written = false;
+    while started.elapsed() < BOUND {
+        if con.set::<_, _, ()>("after", 2).await.is_ok() {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "a write succeeded after the failover");
+    let gap = started.elapsed();
+    let new = sentinel
+        .wait_for_failover(old, BOUND)
+        .await
+        .expect("sentinel failover");
+    assert_eq!(pool.primary_addr(), new.to_string());
+    done.store(true, Relaxed);
+    watcher.await.expect("watcher");
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let statuses: Vec<&str> = seen.iter().map(|h| h["status"].as_str().unwrap()).collect();
+    println!("health statuses during the failover: {statuses:?}");
+    let degraded = seen
+        .iter()
+        .find(|h| h["status"] != "pass")
+        .unwrap_or_else(|| panic!("never degraded: {statuses:?}"));
+    println!("health during the failover: {degraded}");
+    // Sentinel takes seconds to elect a new primary: meanwhile no node takes writes.
+    let failed = seen
+        .iter()
+        .find(|h| h["status"] == "fail")
+        .unwrap_or_else(|| panic!("never failed while no node took writes: {statuses:?}"));
+    println!("health failing during the failover: {failed}");
+    let primary = &checks(failed, "redis:primary")[0];
+    assert_eq!(primary["status"], "fail", "{failed}");
+    assert_eq!(primary["observedValue"]["inDoubt"], true, "{failed}");
+
+    // Right after: warn (the old primary is down, a replica of its own slot), writes served.
+    let health = json(&pool);
+    println!("health after the switch: {health}");
+    assert_ne!(health["status"], "fail", "{health}");
+    let primary = &checks(&health, "redis:primary")[0];
+    assert_eq!(primary["componentId"], new.to_string(), "{health}");
+    assert_eq!(primary["observedValue"]["inDoubt"], false, "{health}");
+    assert!(primary["observedValue"]["generation"].as_u64().unwrap() >= 1);
+    let old_check = checks(&health, "redis:replica")
+        .iter()
+        .find(|c| c["componentId"] == old.to_string())
+        .unwrap_or_else(|| panic!("a check of the old primary in {health}"));
+    assert_eq!(old_check["status"], "warn", "{old_check}");
+    assert_eq!(pool.health().status, Status::Warn);
+
+    // The timeline has the switch, and the failover with its phases.
+    let events = pool.timeline().events();
+    assert!(
+        events.iter().any(|e| matches!(&e.kind,
+            EventKind::Switch { from, to, .. } if from.name() == old.to_string() && to.name() == new.to_string())),
+        "{events:?}"
+    );
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    println!("timeline: {kinds:?}");
+    let failover = pool.timeline().last_failover().expect("a failover");
+    assert_eq!(failover.from.name(), old.to_string());
+    assert_eq!(failover.to.name(), new.to_string());
+    let p = failover.phases;
+    assert_eq!(
+        p.detection + p.rediscovery + p.switch + p.first_success,
+        p.total()
+    );
+    println!(
+        "failover: detection {:?} rediscovery {:?} switch {:?} first success {:?} \
+         (total {:?}; the workload's write took {gap:?} after the kill)",
+        p.detection,
+        p.rediscovery,
+        p.switch,
+        p.first_success,
+        p.total()
+    );
+    assert!(
+        p.total() <= gap + Duration::from_millis(50),
+        "{p:?} vs {gap:?}"
+    );
+    let timeline = serde_json::to_value(pool.timeline()).expect("timeline serializes");
+    assert_eq!(
+        timeline["failovers"][0]["from"],
+        old.to_string(),
+        "{timeline}"
+    );
+
+    // The old primary comes back as a replica of the new one: pass again.
+    let index = sentinel
+        .replica_set()
+        .nodes()
+        .iter()
+        .position(|n: &RedisServer| n.addr() == old)
+        .expect("old primary in the set");
+    sentinel
+        .replica_set_mut()
+        .node_mut(index)
+        .expect("old primary")
+        .restart_as_replica_of(new)
+        .await
+        .expect("restart as a replica");
+    let health = until_pass(&pool, "after the restart").await;
+    println!("health after the old primary rejoined: {health}");
+    assert_eq!(
+        checks(&health, "redis:primary")[0]["componentId"],
+        new.to_string()
+    );
+    assert_eq!(checks(&health, "redis:replica").len(), 2, "{health}");
+
+    // The recorder saw the switch under the pool's router label.
+    let metrics = recorder().snapshot().into_vec();
+    let switches = counter(&metrics, "switchover.switches", &[("router", ROUTER)]);
+    let switch_events = pool
+        .timeline()
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Switch { .. }))
+        .count() as u64;
+    assert!(switch_events >= 1);
+    assert_eq!(
+        switches, switch_events,
+        "one switchover.switches per switch in the timeline, under router={ROUTER}"
+    );
+    assert!(
+        counter(
+            &metrics,
+            "switchover.attempts",
+            &[("router", ROUTER), ("outcome", "success")]
+        ) >= 10
+    );
+    pool.close();
+}
