@@ -15,6 +15,7 @@ use super::tls_plan::TlsPlan;
 use crate::auth::{CachedCredentials, CredentialProvider};
 use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder};
+use crate::observe::Observe;
 use crate::retry::{ExponentialBackoff, RetryBudget, RetryPolicy};
 
 /// Tunes the pool's health tracker (see [`FailoverPoolBuilder::health`]).
@@ -49,6 +50,7 @@ pub(crate) type HealthCustomizer =
 /// | [`retry_policy`](Self::retry_policy) | 10 attempts within 15 s, backoff 20 ms doubling to 250 ms, full jitter |
 /// | [`budget`](Self::budget) | none |
 /// | [`rediscovery_interval`](Self::rediscovery_interval) | 50 ms |
+/// | [`observe`](Self::observe) | [`Observe`] named `postgres`, 256 timeline events |
 /// | [`health`](Self::health) | a host is down after 2 transient failures in a row (calls, connects or probes), ejected 500 ms (× 2 per consecutive ejection, ≤ 10 s), back up after 2 probe successes; down hosts probed every 250 ms within the probe timeout; throttling never marks a host down |
 #[must_use]
 pub struct FailoverPoolBuilder {
@@ -70,6 +72,7 @@ pub struct FailoverPoolBuilder {
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsOptions>,
     credentials: Option<Arc<dyn CredentialProvider>>,
+    observe: Option<Observe>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
@@ -90,7 +93,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("rediscovery_interval", &self.rediscovery_interval)
             .field("health", &self.health.is_some())
             .field("ssl_mode", &self.ssl_mode)
-            .field("credentials", &self.credentials.is_some());
+            .field("credentials", &self.credentials.is_some())
+            .field("observe", &self.observe);
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish_non_exhaustive()
@@ -118,6 +122,7 @@ impl Default for FailoverPoolBuilder {
             #[cfg(feature = "tls")]
             tls: None,
             credentials: None,
+            observe: None,
         }
     }
 }
@@ -307,6 +312,16 @@ impl FailoverPoolBuilder {
         self
     }
 
+    /// How the pool's router is observed: the name of its timeline and the `router` label of
+    /// its `switchover.*` metrics (its deadpool pools report `db.client.connection.*` as
+    /// `{name}:main` and `{name}:read`), and how many timeline events it keeps. Default:
+    /// `Observe::new("postgres")` with 256 events. See [`FailoverPool::health`] and
+    /// [`FailoverPool::timeline`].
+    pub fn observe(mut self, observe: Observe) -> Self {
+        self.observe = Some(observe);
+        self
+    }
+
     /// Validates the settings and builds the pool. Must be called inside a Tokio runtime: it
     /// starts the health tracker's probe and the re-discovery, whose first run (probing every
     /// host for its role, in the background) starts at once.
@@ -377,6 +392,7 @@ impl FailoverPoolBuilder {
             login: self
                 .credentials
                 .map(|p| Login::new(p, self.timeouts.connect)),
+            observe: self.observe.unwrap_or_else(|| Observe::new("postgres")),
         };
         let mut health = health_defaults(settings.timeouts.probe);
         if let Some(customize) = self.health {

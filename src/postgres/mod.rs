@@ -127,6 +127,7 @@ mod error;
 mod hosts;
 mod login;
 mod manager;
+mod observe;
 mod pool;
 mod read;
 mod role;

@@ -85,11 +85,12 @@ impl FailoverPool {
         health: HealthTrackerBuilder<Arc<str>>,
     ) -> Result<Self, ConfigError> {
         let backend = PgBackend::new(hosts, settings.login.clone(), settings.timeouts.probe);
-        let topology = Topology::start(
+        let topology = Topology::start_observed(
             backend.clone(),
             backend.names(),
             health,
             settings.discovery(),
+            settings.observe.clone(),
         )?;
         let core = Arc::new(Core::new(settings, backend, topology)?);
         let s = &core.settings;
@@ -103,12 +104,14 @@ impl FailoverPool {
                 .build()
                 .map_err(|e| ConfigError::new("max_size", e.to_string()))
         };
-        Ok(FailoverPool {
+        let pool = FailoverPool {
             main: build(s.target_role)?,
             read: build(s.read_role)?,
             core: core.clone(),
             idempotent: false,
-        })
+        };
+        pool.start_metrics();
+        Ok(pool)
     }
 
     /// A handle whose [`run`](Self::run) and [`transaction`](Self::transaction) are declared

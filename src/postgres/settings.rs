@@ -7,6 +7,7 @@ use super::role::TargetRole;
 use super::timeouts::Timeouts;
 use super::topology::DiscoveryConfig;
 use crate::error::ConfigError;
+use crate::observe::Observe;
 use crate::retry::{ExponentialBackoff, Jitter, MAX_ATTEMPTS, RetryBudget, RetryPolicy};
 
 /// The validated settings of one [`FailoverPool`](super::FailoverPool) (hosts aside: they
@@ -25,6 +26,8 @@ pub(crate) struct Settings {
     pub(crate) rediscovery_interval: Duration,
     /// The credential provider of new connections, if any.
     pub(crate) login: Option<Login>,
+    /// How the pool's router is observed.
+    pub(crate) observe: Observe,
 }
 
 impl Settings {

@@ -19,6 +19,7 @@ use super::discover::{RoleDiscovery, RoleProbe};
 use super::role::{ServerRole, TargetRole};
 use crate::error::ConfigError;
 use crate::health::{Endpoint, HealthTracker, HealthTrackerBuilder, Role};
+use crate::observe::Observe;
 use crate::route::{Failback, Rediscovery, Router};
 
 /// What each host last said it is.
@@ -194,21 +195,35 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
-    /// Registers the hosts in a tracker built from `health` (with `backend`'s role probe), a
-    /// router over them by priority (manual failback: the role decides, never a preference
-    /// order), and starts re-discovery, whose first run starts at once.
+    /// [`start_observed`](Self::start_observed) with the default name, `postgres`.
+    #[cfg(test)]
     pub(crate) fn start<B: Backend>(
         backend: Arc<B>,
         names: Vec<Arc<str>>,
         health: HealthTrackerBuilder<Arc<str>>,
         config: DiscoveryConfig,
     ) -> Result<Topology, ConfigError> {
+        Self::start_observed(backend, names, health, config, Observe::new("postgres"))
+    }
+
+    /// Registers the hosts in a tracker built from `health` (with `backend`'s role probe), a
+    /// router over them by priority (manual failback: the role decides, never a preference
+    /// order) observed as `observe`, and starts re-discovery, whose first run starts at once.
+    pub(crate) fn start_observed<B: Backend>(
+        backend: Arc<B>,
+        names: Vec<Arc<str>>,
+        health: HealthTrackerBuilder<Arc<str>>,
+        config: DiscoveryConfig,
+        observe: Observe,
+    ) -> Result<Topology, ConfigError> {
         let roles = HostRoles::new(names.clone());
         let tracker = health
             .endpoints(names.iter().cloned())
             .probe(RoleProbe::new(backend.clone(), roles.clone()))
             .build()?;
-        let mut rb = Router::builder(&tracker).failback(Failback::Manual);
+        let mut rb = Router::builder(&tracker)
+            .failback(Failback::Manual)
+            .observe(observe);
         for (i, n) in names.iter().enumerate() {
             rb = rb.endpoint(n.clone(), i as u32);
         }
