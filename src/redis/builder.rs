@@ -18,9 +18,11 @@ use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
 use crate::route::{PreferReplica, PrimaryOnly, ReadPolicy, ReplicaOnly};
 
 /// The default retry policy of a pool: 40 attempts within a 10 s deadline, exponential backoff
-/// from 10 ms to 250 ms with full jitter. Long enough to ride out a Sentinel failover
-/// (`down-after-milliseconds` plus election), short waits so that writes resume soon after the
-/// new primary is confirmed.
+/// from 10 ms to 250 ms with full jitter: short waits so that writes resume soon after the new
+/// primary is confirmed. The 10 s deadline covers a failover of nodes listed statically and of
+/// sentinels with a `down-after-milliseconds` up to about 9 s; in Sentinel mode a pool built
+/// without a [`retry_policy`](SplitPoolBuilder::retry_policy) stretches it to the sentinels'
+/// own down-after plus 10 s (see the builder's defaults).
 pub fn default_retry_policy() -> RetryPolicy {
     let backoff = ExponentialBackoff::builder()
         .base(Duration::from_millis(10))

@@ -48,9 +48,12 @@
 //!   its attempt, for the core's [`Rediscovery`](crate::route::Rediscovery) to confirm one; if
 //!   that is another node, the attempt fails as "not executed" and is retried there at once.
 //! - **Discovery**: `ROLE` on every node in parallel (in Sentinel mode, after asking the
-//!   sentinels, whose choice wins among the nodes that claim `master`). It records each node's
-//!   role and health, and drains replicas unfit for reads (link down, lagging, following
-//!   another node). It runs at once on a failover signal (`READONLY`, a failure of the primary,
+//!   sentinels: the primary is the node a majority of the *configured* sentinels names, or a
+//!   newer `+switch-master`, once it claims `master` itself; without a majority no primary is
+//!   believed). It records each node's role and health, also in a run that finds no primary (a
+//!   demoted node is neither primary nor read from), and drains replicas unfit for reads (link
+//!   down, lagging, following another node: host names are resolved before addresses are
+//!   compared). Nodes the sentinels no longer list, and that fail, are forgotten. It runs at once on a failover signal (`READONLY`, a failure of the primary,
 //!   a sentinel's `+switch-master`), often while the primary is in doubt, and periodically as
 //!   a backstop; concurrent doubts share one run. A node whose role changed loses its
 //!   connections, and its dedicated connections go [stale](Error::is_stale).
