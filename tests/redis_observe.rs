@@ -12,7 +12,7 @@ use redis::AsyncCommands;
 use serde_json::Value;
 use switchover::observe::{EventKind, Observe, Status};
 use switchover::redis::SplitPool;
-use switchover::testing::{RedisSentinel, RedisServer};
+use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer};
 use tokio::time::{Instant, sleep, timeout};
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -264,5 +264,74 @@ async fn health_timeline_and_metrics_through_a_sentinel_failover() {
             &[("router", ROUTER), ("outcome", "success")]
         ) >= 10
     );
+    pool.close();
+}
+
+/// Polls the health until its status is `status`, within the bound.
+async fn until_status(pool: &SplitPool, status: &str, what: &str) -> Value {
+    timeout(BOUND, async {
+        loop {
+            let health = json(pool);
+            if health["status"] == status {
+                return health;
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: health never {status}: {}", json(pool)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_replica_warns_and_a_lost_primary_fails() {
+    recorder();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    set.wait_for_sync(BOUND).await.expect("replica in sync");
+    // The default name, and a short backstop so that discovery sees the replica go.
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.addr().to_string()))
+        .discovery_interval(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("static pool");
+    assert_eq!(pool.timeline().name(), "redis");
+    let mut con = pool.clone();
+    let _: () = con.set("k", 1).await.expect("SET");
+    until_status(&pool, "pass", "steady").await;
+    let replica = set.nodes()[1].addr().to_string();
+
+    // The replica goes: warn, writes still served by the primary.
+    set.node_mut(1)
+        .expect("replica")
+        .kill()
+        .await
+        .expect("kill replica");
+    let health = until_status(&pool, "warn", "replica killed").await;
+    println!("health with the replica down: {health}");
+    let r = checks(&health, "redis:replica")
+        .iter()
+        .find(|c| c["componentId"] == replica)
+        .unwrap_or_else(|| panic!("a check of {replica} in {health}"));
+    assert_eq!(r["status"], "warn", "{r}");
+    assert_eq!(
+        checks(&health, "redis:primary")[0]["status"],
+        "pass",
+        "{health}"
+    );
+    let _: () = con.set("k", 2).await.expect("SET with the replica down");
+
+    // The primary goes too: nothing takes writes, fail (503).
+    set.node_mut(0)
+        .expect("primary")
+        .kill()
+        .await
+        .expect("kill primary");
+    let _ = con.set::<_, _, ()>("k", 3).await;
+    let health = until_status(&pool, "fail", "primary killed").await;
+    println!("health with every node down: {health}");
+    let primary = &checks(&health, "redis:primary")[0];
+    assert_eq!(primary["status"], "fail", "{health}");
+    assert_eq!(primary["observedValue"]["inDoubt"], true, "{health}");
+    assert_eq!(pool.health().status.http_code(), 503);
     pool.close();
 }
