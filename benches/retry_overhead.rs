@@ -41,12 +41,7 @@
 //! place. The `*_inline_op` cases build the operation's future inline, which removes the move.
 //!
 //! `switchover_deadline` runs a policy with a deadline and an attempt timeout: it reads the
-//! clock, and builds no timer for an attempt that is ready at once. That clock reading is a
-//! bench artefact in part: benches build with the dev-dependencies' features, so Tokio's
-//! `test-util` is on and `tokio::time::Instant::now` checks for a paused clock (about 40
-//! instructions here against 28 for `std::time::Instant::now`, which is what it is in a build
-//! without `test-util`). A routed call (`Router::call`) hands the executor the runner's own
-//! reading, so there the executor reads no clock at all.
+//! clock, and builds no timer for an attempt that is ready at once.
 
 use std::future::Future;
 use std::hint::black_box;
