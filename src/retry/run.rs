@@ -153,7 +153,16 @@ where
             if this.attempt.is_none() {
                 // The first poll of a limited attempt. The clock is read before the operation
                 // is called: the deadline counts the call.
-                limit_first(this.limit, retry);
+                let start = match *this.limit {
+                    Some(given) => given.start,
+                    None => Instant::now(),
+                };
+                let limit = first_limit(retry.policy);
+                *this.limit = Some(FirstLimit {
+                    start,
+                    limit,
+                    timed: !retry.ends_within(limit.0),
+                });
                 this.attempt.set(Some((retry.op)()));
             }
             let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
@@ -202,23 +211,6 @@ fn poll_retrying<S: Future>(mut aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> 
     // The retries' state goes as soon as they end, as an awaited future's does.
     aux.set(Aux::Empty);
     Poll::Ready(out)
-}
-
-/// Sets the start and time limit of a first attempt, for a policy with a deadline or an
-/// attempt timeout: the start the caller gave (see [`Run::started_at`]) or now. Out of line, so
-/// that the unlimited first attempt stays short.
-#[inline(never)]
-fn limit_first<B, F, C, H>(slot: &mut Option<FirstLimit>, retry: &Retry<'_, B, F, C, H>) {
-    let start = match slot {
-        Some(given) => given.start,
-        None => Instant::now(),
-    };
-    let limit = first_limit(retry.policy);
-    *slot = Some(FirstLimit {
-        start,
-        limit,
-        timed: !retry.ends_within(limit.0),
-    });
 }
 
 /// The time a first attempt may take and whether the deadline is the tighter bound, for a
