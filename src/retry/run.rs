@@ -43,8 +43,7 @@ pin_project_lite::pin_project! {
         // The first attempt, once started: `None` until the first poll.
         #[pin]
         attempt: Option<Fut>,
-        // The first attempt's start and time limit, when the policy has them (before the first
-        // poll: the start the caller gave, if any, see `started_at`).
+        // The first attempt's deadline and time limit, when the policy has them.
         limit: Option<FirstLimit>,
         // The first attempt's timer, then the retries.
         #[pin]
@@ -66,14 +65,14 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// The start and time limit of a first attempt. Its deadline and the time it is cut at are
-/// sums with the start, made only when they are needed (a failure, a timer to build).
+/// The deadline and time limit of a first attempt.
 #[derive(Clone, Copy, Debug)]
 struct FirstLimit {
-    /// When the call started.
-    start: Instant,
+    deadline_at: Option<Instant>,
     /// The time the attempt may take and whether the deadline is the tighter bound.
     limit: (Duration, bool),
+    /// When the attempt times out.
+    at: Instant,
     /// Whether the executor times it (not when the operation ends by itself within the
     /// limit, see [`Retry::bounded_by`]).
     timed: bool,
@@ -90,24 +89,6 @@ impl<R, Fut, S, A> Run<R, Fut, S, A> {
             aux: Aux::Empty,
             start_retries,
         }
-    }
-}
-
-impl<'a, B, F, C, H, Fut, S, A> Run<Retry<'a, B, F, C, H>, Fut, S, A> {
-    /// Declares that the call started at `at`, a clock reading the caller took just before the
-    /// first poll (the runner's attempt start): a limited first attempt's deadline and limit
-    /// count from it, and the executor reads no clock of its own for them. One reading then
-    /// serves both sides, and their deadlines are equal.
-    #[inline]
-    pub(crate) fn started_at(mut self, at: Instant) -> Self {
-        if self.retry.as_ref().is_some_and(|r| r.policy.limited) && self.attempt.is_none() {
-            self.limit = Some(FirstLimit {
-                start: at,
-                limit: (Duration::ZERO, false),
-                timed: false,
-            });
-        }
-        self
     }
 }
 
@@ -141,40 +122,26 @@ where
             // Taken by the retries (or by a success: then this panics).
             return poll_retrying(this.aux, cx);
         };
-        let outcome = if this.attempt.is_none() && !retry.policy.limited {
-            // The first poll of an unlimited attempt: no clock, no timer, and (being one
-            // straight path) nothing left for the optimiser to re-check before the success.
-            this.attempt.set(Some((retry.op)()));
-            let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
-                unreachable!("the first attempt has started")
-            };
-            Some(ready!(attempt.poll(cx)))
-        } else {
-            if this.attempt.is_none() {
-                // The first poll of a limited attempt. The clock is read before the operation
-                // is called: the deadline counts the call.
-                let start = match *this.limit {
-                    Some(given) => given.start,
-                    None => Instant::now(),
-                };
+        if this.attempt.is_none() {
+            // The first poll. The clock is read before the operation is called: the deadline
+            // counts the call.
+            if retry.policy.limited {
                 let limit = first_limit(retry.policy);
                 *this.limit = Some(FirstLimit {
-                    start,
-                    limit,
-                    timed: !retry.ends_within(limit.0),
+                    timed: !retry.ends_within(limit.limit.0),
+                    ..limit
                 });
-                this.attempt.set(Some((retry.op)()));
             }
-            let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
-                unreachable!("the first attempt has started")
-            };
-            match *this.limit {
-                Some(limit) if limit.timed => {
-                    let at = || limit.start + limit.limit.0;
-                    ready!(poll_limited(attempt, this.aux.as_mut(), at, cx))
-                }
-                _ => Some(ready!(attempt.poll(cx))),
+            this.attempt.set(Some((retry.op)()));
+        }
+        let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
+            unreachable!("the first attempt has started")
+        };
+        let outcome = match *this.limit {
+            Some(limit) if limit.timed => {
+                ready!(poll_limited(attempt, this.aux.as_mut(), limit.at, cx))
             }
+            _ => Some(ready!(attempt.poll(cx))),
         };
         // An attempt that ended is dropped at once, as an awaited future is: whatever it holds
         // (a connection, a guard that records the outcome) is released before anything else.
@@ -190,10 +157,9 @@ where
             unreachable!("the first attempt keeps its operation until it fails")
         };
         let limit = *this.limit;
-        let deadline_at = limit.and_then(|l| Some(l.start + retry.policy.deadline?));
         let fut = Box::pin((this.start_retries)(Handover {
             retry,
-            deadline_at,
+            deadline_at: limit.and_then(|l| l.deadline_at),
             limit: limit.map(|l| l.limit),
             outcome,
         }));
@@ -203,36 +169,40 @@ where
 }
 
 #[inline]
-fn poll_retrying<S: Future>(mut aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
-    let out = match aux.as_mut().project() {
-        AuxProj::Retrying { fut } => ready!(fut.as_mut().poll(cx)),
+fn poll_retrying<S: Future>(aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
+    match aux.project() {
+        AuxProj::Retrying { fut } => fut.as_mut().poll(cx),
         _ => panic!("`Run` polled after it completed"),
-    };
-    // The retries' state goes as soon as they end, as an awaited future's does.
-    aux.set(Aux::Empty);
-    Poll::Ready(out)
+    }
 }
 
-/// The time a first attempt may take and whether the deadline is the tighter bound, for a
-/// policy with a deadline or an attempt timeout.
-#[inline]
-fn first_limit<B>(policy: &RetryPolicy<B>) -> (Duration, bool) {
-    match (policy.attempt_timeout, policy.deadline) {
+/// The first attempt's deadline and limit, for a policy with a deadline or an attempt
+/// timeout. Out of line, so that the unlimited first attempt stays short.
+#[inline(never)]
+fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
+    let now = Instant::now();
+    let deadline_at = policy.deadline.map(|d| now + d);
+    let limit = match (policy.attempt_timeout, policy.deadline) {
         (Some(t), Some(d)) => (t.min(d), d <= t),
         (Some(t), None) => (t, false),
         (None, Some(d)) => (d, true),
         // Not called without a limit; the longest one keeps it correct anyway.
         (None, None) => (MAX_DEADLINE, false),
+    };
+    FirstLimit {
+        deadline_at,
+        limit,
+        at: now + limit.0,
+        timed: true,
     }
 }
 
 /// Polls an attempt under its time limit as `tokio::time::Timeout` does, but builds the timer
 /// only when the attempt is not ready at once. `Ready(None)` when the limit passed.
-#[inline(always)]
 fn poll_limited<Fut: Future, S>(
     attempt: Pin<&mut Fut>,
     mut aux: Pin<&mut Aux<S>>,
-    at: impl FnOnce() -> Instant,
+    at: Instant,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Fut::Output>> {
     let had_budget_before = tokio::task::coop::has_budget_remaining();
@@ -243,20 +213,9 @@ fn poll_limited<Fut: Future, S>(
         }
         return Poll::Ready(Some(out));
     }
-    poll_timer(aux, at, had_budget_before, cx)
-}
-
-/// The timer of a limited first attempt that is not ready: built at its first use, polled, and
-/// dropped when it fires. `Ready(None)` when the limit passed.
-fn poll_timer<T, S>(
-    mut aux: Pin<&mut Aux<S>>,
-    at: impl FnOnce() -> Instant,
-    had_budget_before: bool,
-    cx: &mut Context<'_>,
-) -> Poll<Option<T>> {
     if let Aux::Empty = *aux {
         aux.set(Aux::Timer {
-            sleep: tokio::time::sleep_until(at()),
+            sleep: tokio::time::sleep_until(at),
         });
     }
     let AuxProj::Timer { sleep } = aux.as_mut().project() else {

@@ -247,40 +247,35 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         } = self;
         let attempt_timeout = policy.attempt_timeout();
         let deadline = policy.deadline();
+        let timed = attempt_timeout.is_some() || deadline.is_some();
         let classifier = &classifier;
         let call = CallState::new(router.observer());
         let state = &call;
         let mut number = 0u32;
-        // One clock reading starts the call: the first attempt's start (its latency, its cut)
-        // and, handed to the executor, the call's deadline and the first attempt's limit. Read
-        // in the first poll, just before the executor's first poll, as its own reading was.
-        let first_start = Instant::now();
+        // Set from the first attempt's start, which is read before the executor reads its own
+        // clock: this deadline is never later than the executor's.
         let mut deadline_at: Option<Instant> = None;
         let attempt = || {
             number += 1;
-            let (endpoint, failed, start, cut_after) = if number == 1 {
-                // The first attempt: no failure to avoid, no lock, no allocation, no clock
-                // reading but the call's, no instant to add up.
-                let cut_after = match (attempt_timeout, deadline) {
-                    (Some(t), Some(d)) => Some(t.min(d)),
-                    (t, d) => t.or(d),
-                };
-                (target.first(router), Vec::new(), first_start, cut_after)
+            let (endpoint, failed) = if number == 1 {
+                // The first attempt: no failure to avoid, no lock, no allocation.
+                (target.first(router), Vec::new())
             } else {
                 let failed = state.failed_snapshot();
-                let endpoint = target.next(router, &failed);
-                // A retry's own reading (the executor read its clock for this attempt's limit
-                // just before calling the operation; the cut times differ by that gap).
-                let start = Instant::now();
-                let left = deadline.map(|d| {
-                    let at = *deadline_at.get_or_insert(first_start + d);
-                    at.saturating_duration_since(start)
-                });
-                let cut_after = match (attempt_timeout, left) {
-                    (Some(t), Some(l)) => Some(t.min(l)),
-                    (t, l) => t.or(l),
-                };
-                (endpoint, failed, start, cut_after)
+                (target.next(router, &failed), failed)
+            };
+            // Read before the executor starts its timer, so `cut_at` is never later than it.
+            let start = Instant::now();
+            let cut_at = if timed {
+                if number == 1 {
+                    deadline_at = deadline.map(|d| start + d);
+                }
+                match (attempt_timeout.map(|t| start + t), deadline_at) {
+                    (Some(a), Some(d)) => Some(a.min(d)),
+                    (a, d) => a.or(d),
+                }
+            } else {
+                None
             };
             // `open`: a switch waits for its first success (same load as the generation).
             let (generation, open) = router.generation_and_open();
@@ -289,7 +284,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
                 guard: CutGuard {
                     endpoint,
                     start,
-                    cut_after,
+                    cut_at,
                     state,
                 },
                 router,
@@ -309,7 +304,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         if let Some(b) = budget {
             retry = retry.budget(b);
         }
-        let result = retry.run().started_at(first_start).await;
+        let result = retry.run().await;
         result.map_err(|e| {
             let (last, may_have_executed) = call.finish();
             if e.reason() == crate::retry::StopReason::BudgetExhausted {
@@ -392,16 +387,14 @@ impl<'r, K: EndpointId> CallState<'r, K> {
 struct CutGuard<'s, 'r, K: EndpointId> {
     endpoint: &'r Endpoint<K>,
     start: Instant,
-    /// The attempt is cut this long after `start` (`None`: never, or it ended). Kept as a
-    /// duration so that an attempt which ends adds no instants up.
-    cut_after: Option<Duration>,
+    cut_at: Option<Instant>,
     state: &'s CallState<'r, K>,
 }
 
 impl<K: EndpointId> Drop for CutGuard<'_, '_, K> {
     fn drop(&mut self) {
-        if let Some(after) = self.cut_after
-            && Instant::now().saturating_duration_since(self.start) >= after
+        if let Some(at) = self.cut_at
+            && Instant::now() >= at
         {
             self.state
                 .failed(self.endpoint, Classification::transient(), self.start, true);
@@ -439,7 +432,7 @@ where
         let result = ready!(this.fut.poll(cx));
         let guard = this.guard;
         // It ended: not a cut, whenever it is dropped.
-        guard.cut_after = None;
+        guard.cut_at = None;
         let (endpoint, start) = (guard.endpoint, guard.start);
         match &result {
             Ok(_) => {
