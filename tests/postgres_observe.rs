@@ -212,6 +212,17 @@ async fn health_timeline_and_metrics_through_a_kill_and_a_promotion() {
         .expect("a switch event");
     assert_eq!(switch, (old.clone(), new.clone()));
     let kinds: Vec<_> = events.iter().map(|e| e.kind.name()).collect();
+    // Suspected, then switched, then the failover closed by the first success.
+    let at = |kind| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {kinds:?}"))
+    };
+    assert!(
+        at("suspect") < at("switch") && at("switch") < at("failover"),
+        "{kinds:?}"
+    );
     assert!(kinds.contains(&"rediscovery_finished"), "{kinds:?}");
     let failover = timeline.last_failover().expect("a measured failover");
     assert_eq!(
