@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchover-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# No incremental cache: every feature set of the crate would keep its own (it grew to 30 GB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Install step. scripts/install-deps.sh installs the servers the tests start (Redis, Sentinel,
 # Postgres 15, Java 17, DynamoDB Local); this function adds what the checks themselves need.

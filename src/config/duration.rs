@@ -199,6 +199,45 @@ pub mod option {
     }
 }
 
+/// A duration that may also be switched off, for an `Option<Option<Duration>>` field: left out
+/// is `None` (the builder's default), `"off"` is `Some(None)`, `"200ms"` is `Some(Some(200 ms))`.
+pub mod switch {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// Serializes `Some(Some(d))` as its [`format()`](super::format) string, `Some(None)` as
+    /// `"off"` and `None` as a none.
+    ///
+    /// # Errors
+    ///
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(v: &Option<Option<Duration>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(Some(d)) => s.serialize_str(&super::format(*d)),
+            Some(None) => s.serialize_str("off"),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes `"off"` or a duration string.
+    ///
+    /// # Errors
+    ///
+    /// A value that is neither.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<Duration>>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if text == "off" {
+            return Ok(Some(None));
+        }
+        super::parse(&text)
+            .map(|d| Some(Some(d)))
+            .map_err(|e| de::Error::custom(format!("{e}; or \"off\"")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,10 +78,16 @@ pub struct TableConfig {
     /// The router's knobs (`failback`); see [`TableBuilder::failback`].
     pub router: RouterConfig,
     /// See [`TableBuilder::heartbeat`]: a duration, or `"off"`.
-    #[serde(with = "switch", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub heartbeat: Option<Option<Duration>>,
     /// See [`TableBuilder::suspect_after`]: a duration, or `"off"`.
-    #[serde(with = "switch", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub suspect_after: Option<Option<Duration>>,
     /// See [`TableBuilder::canary`].
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -327,36 +333,6 @@ impl Section for TableConfig {
     /// go through [`TableConfig::builder_with_sdk`].
     fn build_at(&self, at: &ConfigPath) -> Result<TableBuilder, InvalidConfig> {
         self.builder(None, at)
-    }
-}
-
-/// An optional duration that may also be switched off: `"200ms"` or `"off"`.
-mod switch {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    pub(super) fn serialize<S: Serializer>(
-        v: &Option<Option<Duration>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(Some(d)) => s.serialize_str(&crate::config::duration::format(*d)),
-            Some(None) => s.serialize_str("off"),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<Duration>>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        if text == "off" {
-            return Ok(Some(None));
-        }
-        crate::config::duration::parse(&text)
-            .map(|d| Some(Some(d)))
-            .map_err(|e| de::Error::custom(format!("{e}; or \"off\"")))
     }
 }
 

@@ -149,7 +149,10 @@ pub struct PoolConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_connects: Option<usize>,
     /// See [`FailoverPoolBuilder::verify_idle_after`]: a duration, or `"off"` (never).
-    #[serde(with = "switch", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub verify_idle_after: Option<Option<Duration>>,
     /// See [`FailoverPoolBuilder::reconnect_backoff`]; over the pool's default (20 ms doubling
     /// to 250 ms, full jitter).
@@ -616,36 +619,6 @@ mod role {
                 ],
             )),
         }
-    }
-}
-
-/// An optional duration that may also be switched off: `"10s"` or `"off"`.
-mod switch {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    pub(super) fn serialize<S: Serializer>(
-        v: &Option<Option<Duration>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(Some(d)) => s.serialize_str(&crate::config::duration::format(*d)),
-            Some(None) => s.serialize_str("off"),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<Duration>>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        if text == "off" {
-            return Ok(Some(None));
-        }
-        crate::config::duration::parse(&text)
-            .map(|d| Some(Some(d)))
-            .map_err(|e| de::Error::custom(format!("{e}; or \"off\"")))
     }
 }
 
