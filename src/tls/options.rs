@@ -10,7 +10,7 @@ use rustls::{ClientConfig, RootCertStore};
 
 use super::config::TlsConfig;
 use super::pem::{self, PemSource};
-use super::verify::{ChainOnly, Unverified};
+use super::verify::NoNameCheck;
 use crate::error::ConfigError;
 
 /// The certificate authorities a client trusts.
@@ -184,11 +184,13 @@ impl TlsOptions {
                 let roots = Arc::new(load_roots(&self.roots)?);
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(ChainOnly::new(roots, algorithms)))
+                    .with_custom_certificate_verifier(Arc::new(NoNameCheck::chain_only(
+                        roots, algorithms,
+                    )))
             }
             Verification::None => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified::new(algorithms))),
+                .with_custom_certificate_verifier(Arc::new(NoNameCheck::unverified(algorithms))),
         };
         let config = match (&self.client_cert, &self.client_key) {
             (None, None) => builder.with_no_client_auth(),

@@ -1,5 +1,5 @@
-//! The two server-certificate verifiers rustls does not ship: the chain without the name
-//! (`verify-ca`), and nothing but the handshake signatures (`require` without a root).
+//! The server-certificate verifier rustls does not ship, in its two forms: the chain without
+//! the name (`verify-ca`), and nothing but the handshake signatures (`require` without a root).
 
 use std::sync::Arc;
 
@@ -10,21 +10,40 @@ use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-/// Checks that the server's chain leads to a trusted root and is valid now, but not which
-/// names it is for (libpq's `sslmode=verify-ca`). Handshake signatures are checked.
+/// Never checks which names the server's certificate is for. With roots
+/// ([`NoNameCheck::chain_only`], libpq's `sslmode=verify-ca`) it checks that the chain leads to
+/// a trusted root and is valid now; without ([`NoNameCheck::unverified`], `sslmode=require`
+/// without `sslrootcert`: encrypted, not authenticated) it accepts any certificate. Either way
+/// the handshake signatures are checked against the certificate's key, so the connection is at
+/// least bound to whoever holds that key.
 #[derive(Debug)]
-pub(crate) struct ChainOnly {
-    roots: Arc<RootCertStore>,
+pub(crate) struct NoNameCheck {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ChainOnly {
-    pub(crate) fn new(roots: Arc<RootCertStore>, algorithms: WebPkiSupportedAlgorithms) -> Self {
-        ChainOnly { roots, algorithms }
+impl NoNameCheck {
+    /// The chain, not the name (`verify-ca`).
+    pub(crate) fn chain_only(
+        roots: Arc<RootCertStore>,
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> Self {
+        NoNameCheck {
+            roots: Some(roots),
+            algorithms,
+        }
+    }
+
+    /// Any certificate (`require` without a root).
+    pub(crate) fn unverified(algorithms: WebPkiSupportedAlgorithms) -> Self {
+        NoNameCheck {
+            roots: None,
+            algorithms,
+        }
     }
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NoNameCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -33,63 +52,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any server certificate (libpq's `sslmode=require` without `sslrootcert`: encrypted,
-/// not authenticated). The handshake signatures are still checked against the certificate's
-/// key, so the connection is at least bound to whoever holds that key.
-#[derive(Debug)]
-pub(crate) struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl Unverified {
-    pub(crate) fn new(algorithms: WebPkiSupportedAlgorithms) -> Self {
-        Unverified { algorithms }
-    }
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
