@@ -51,7 +51,9 @@
 //! use std::time::{Duration, SystemTime};
 //! use switchover::auth::{credentials_fn, CachedCredentials, CredentialError, CredentialProvider, CredentialRequest, Credentials};
 //!
-//! # async fn fetch_from_vault(_user: &str) -> Result<(String, Duration), std::io::Error> { unimplemented!() }
+//! # async fn fetch_from_vault(user: &str) -> Result<(String, Duration), std::io::Error> {
+//! #     std::env::var(format!("DB_PASSWORD_{user}")).map(|p| (p, Duration::from_secs(900))).map_err(std::io::Error::other)
+//! # }
 //! # async fn demo() -> Result<(), CredentialError> {
 //! let provider: Arc<dyn CredentialProvider> = Arc::new(CachedCredentials::new(credentials_fn(|req| async move {
 //!     let user = req.user().unwrap_or("app").to_owned();
