@@ -4,17 +4,20 @@
 //! (real servers): outcomes and generous bounds are asserted, figures are printed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::Value;
 use switchover::dynamo::{Item, RegionConfig, Table, Timeouts};
 use switchover::observe::{EventKind, Status};
 use switchover::route::Failback;
 use switchover::testing::{DynamoDbLocal, DynamoDbRegions};
 use tokio::time::{Instant, sleep, timeout};
+
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{counter, recorder};
 
 const TABLE: &str = "orders";
 const SCENARIO_BOUND: Duration = Duration::from_secs(60);
@@ -53,45 +56,6 @@ async fn warm(node: &DynamoDbLocal) {
 
 fn region(node: &DynamoDbLocal) -> RegionConfig {
     RegionConfig::endpoint(node.region(), node.endpoint_url())
-}
-
-/// The process-wide debugging recorder, installed once before any table of this binary is
-/// built (metric handles are registered when the router is).
-fn recorder() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder
-            .install()
-            .expect("the only recorder of this binary");
-        snapshotter
-    })
-}
-
-/// One snapshot of the recorder (taking one resets its counters).
-type Metrics = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// The sum of the counter `name` over the series whose labels include every `(key, value)`.
-fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
-    metrics
-        .iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .filter(|(key, ..)| {
-            labels
-                .iter()
-                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            _ => 0,
-        })
-        .sum()
 }
 
 /// Every attempt the workload made: (region, started, ended, succeeded).

@@ -4,16 +4,18 @@
 //! `switchover.*` and `db.client.connection.*` metrics a recorder sees under the pool's names.
 //! Real time (real servers): outcomes are asserted, figures are printed.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::Value;
 use switchover::observe::{EventKind, Observe, Status};
 use switchover::postgres::{Error, FailoverPool, FailoverPoolBuilder};
 use switchover::retry::RetryPolicy;
 use switchover::testing::{PgCluster, PgNode};
 use tokio::time::{Instant, sleep, timeout};
+
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{counter, gauge, recorder};
 
 /// Bounds every step that could hang if the pool were wrong.
 const BOUND: Duration = Duration::from_secs(60);
@@ -54,61 +56,6 @@ async fn insert(pool: &FailoverPool) -> Result<u64, Error> {
         Box::pin(async move { conn.execute("INSERT INTO items DEFAULT VALUES", &[]).await })
     })
     .await
-}
-
-/// The process-wide debugging recorder, installed once before any pool of this binary is
-/// built (metric handles are registered when the router and the pool are).
-fn recorder() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder
-            .install()
-            .expect("the only recorder of this binary");
-        snapshotter
-    })
-}
-
-type Metrics = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-fn series<'a>(
-    metrics: &'a Metrics,
-    name: &'a str,
-    labels: &'a [(&'a str, &'a str)],
-) -> impl Iterator<Item = &'a DebugValue> + 'a {
-    metrics
-        .iter()
-        .filter(move |(key, ..)| key.key().name() == name)
-        .filter(move |(key, ..)| {
-            labels
-                .iter()
-                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
-        })
-        .map(|(.., value)| value)
-}
-
-/// The sum of the counter `name` over the series whose labels include every `(key, value)`.
-fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
-    series(metrics, name, labels)
-        .map(|v| match v {
-            DebugValue::Counter(n) => *n,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// The gauge `name` of the series whose labels include every `(key, value)`.
-fn gauge(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    series(metrics, name, labels).find_map(|v| match v {
-        DebugValue::Gauge(g) => Some(g.into_inner()),
-        _ => None,
-    })
 }
 
 fn json(pool: &FailoverPool) -> Value {

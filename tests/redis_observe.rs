@@ -4,10 +4,9 @@
 //! Real time (real servers): outcomes and generous bounds are asserted, figures are printed.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use redis::AsyncCommands;
 use serde_json::Value;
 use switchover::observe::{EventKind, Observe, Status};
@@ -15,47 +14,12 @@ use switchover::redis::SplitPool;
 use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer};
 use tokio::time::{Instant, sleep, timeout};
 
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{counter, recorder};
+
 const BOUND: Duration = Duration::from_secs(30);
 const ROUTER: &str = "redis-obs";
-
-/// The process-wide debugging recorder, installed once before any pool of this binary is
-/// built (metric handles are registered when the router is).
-fn recorder() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder
-            .install()
-            .expect("the only recorder of this binary");
-        snapshotter
-    })
-}
-
-/// One snapshot of the recorder (taking one resets its counters).
-type Metrics = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// The sum of the counter `name` over the series whose labels include every `(key, value)`.
-fn counter(metrics: &Metrics, name: &str, labels: &[(&str, &str)]) -> u64 {
-    metrics
-        .iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .filter(|(key, ..)| {
-            labels
-                .iter()
-                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            _ => 0,
-        })
-        .sum()
-}
 
 fn json(pool: &SplitPool) -> Value {
     serde_json::to_value(pool.health()).expect("health serializes")
