@@ -88,6 +88,7 @@
 //! ```
 
 mod attempt;
+mod authority;
 mod builder;
 mod decide;
 mod event;
@@ -98,6 +99,10 @@ mod run;
 mod slots;
 
 pub use attempt::{Attempt, RouteError, Target};
+pub use authority::{
+    Authority, AuthorityError, AuthorityEvent, Follower, FollowerBuilder, Record, Rejection,
+    WhenUnreachable,
+};
 pub use builder::RouterBuilder;
 pub use event::{RouteEvent, SwitchReason};
 pub use read::{

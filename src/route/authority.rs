@@ -1,0 +1,877 @@
+//! The decision source of the router: local health (the default) or an external [`Authority`]
+//! that names the primary and an epoch, which a [`Follower`] makes the router follow.
+//!
+//! Following works through the endpoints' roles, the router's own vocabulary: the endpoint a
+//! record names becomes [`Role::Primary`] and every other one [`Role::Replica`], so the router
+//! (which never picks a known replica as primary) switches to the named endpoint at once, with
+//! a generation bump and its [`RouteEvent::Switched`](super::RouteEvent::Switched) (reason
+//! [`SwitchReason::Demoted`](super::SwitchReason::Demoted): the old primary is no longer the
+//! authority's), and never fails over by itself while it follows. Local health still says
+//! whether the named primary is reachable ([`Active::is_all_down`](super::Active::is_all_down)
+//! is `true` while it is not: writes then fail, they never go elsewhere) and still chooses
+//! which replica serves a read.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::router::Router;
+use crate::error::ConfigError;
+use crate::health::{EndpointId, Role};
+use crate::sync::lock;
+
+/// One decision of an authority: the endpoint it names as primary, and the epoch of that
+/// decision (epochs never go back; a new decision has a higher one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record<K> {
+    primary: K,
+    epoch: u64,
+    decided_at: Option<SystemTime>,
+    reason: Option<Arc<str>>,
+}
+
+impl<K> Record<K> {
+    /// A record naming `primary` at `epoch`.
+    pub fn new(primary: K, epoch: u64) -> Self {
+        Record {
+            primary,
+            epoch,
+            decided_at: None,
+            reason: None,
+        }
+    }
+
+    /// When the decision was recorded, by the wall clock of whoever recorded it (followers
+    /// report how long they took to follow it).
+    pub fn decided_at(mut self, at: SystemTime) -> Self {
+        self.decided_at = Some(at);
+        self
+    }
+
+    /// Why the decision was taken (for events and logs).
+    pub fn with_reason(mut self, reason: impl Into<Arc<str>>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The endpoint named as primary.
+    pub fn primary(&self) -> &K {
+        &self.primary
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// When it was decided, if the authority says.
+    pub fn decided(&self) -> Option<SystemTime> {
+        self.decided_at
+    }
+
+    /// Why, if the authority says.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// Why one read of an [`Authority`] gave no record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorityError {
+    unparsable: bool,
+    reason: Arc<str>,
+}
+
+impl AuthorityError {
+    /// The authority could not be reached (or did not answer in time).
+    pub fn unreachable(reason: impl Into<Arc<str>>) -> Self {
+        AuthorityError {
+            unparsable: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// The authority answered with a record that does not parse.
+    pub fn unparsable(reason: impl Into<Arc<str>>) -> Self {
+        AuthorityError {
+            unparsable: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// `true` for a record that does not parse, `false` for an unreachable authority.
+    pub fn is_unparsable(&self) -> bool {
+        self.unparsable
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for AuthorityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unparsable {
+            write!(f, "authority record does not parse: {}", self.reason)
+        } else {
+            write!(f, "authority unreachable: {}", self.reason)
+        }
+    }
+}
+
+impl std::error::Error for AuthorityError {}
+
+/// An external decision source: a lease record, Patroni's leader, a Sentinel quorum. One call
+/// of [`read`](Self::read) is one look at it (the [`Follower`] calls it every poll interval);
+/// it may also do the protocol's own work on the way (renew a lease, write a report).
+pub trait Authority<K>: Send + Sync + 'static {
+    /// The authority's current record.
+    fn read(&self) -> impl Future<Output = Result<Record<K>, AuthorityError>> + Send;
+}
+
+/// What a [`Follower`] does while its authority is unreachable.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WhenUnreachable {
+    /// Keep following the last good record (the default): no instance moves on its own view.
+    #[default]
+    KeepLast,
+    /// After the authority has been unreachable this long, let local health decide again (the
+    /// roles the follower set are cleared) until a record is read again.
+    FallBackAfter(Duration),
+}
+
+/// Why a record was ignored (the last good record stands).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection<K> {
+    /// It names an endpoint the router does not route.
+    UnknownEndpoint {
+        /// The endpoint named.
+        primary: K,
+        /// The record's epoch.
+        epoch: u64,
+    },
+    /// Its epoch is below the last good one.
+    EpochWentBack {
+        /// The record's epoch.
+        epoch: u64,
+        /// The last good epoch.
+        last: u64,
+    },
+    /// Same epoch as the last good record, another primary.
+    Conflicting {
+        /// The endpoint named.
+        primary: K,
+        /// The epoch.
+        epoch: u64,
+    },
+    /// It does not parse.
+    Unparsable {
+        /// Why.
+        reason: Arc<str>,
+    },
+}
+
+impl<K: fmt::Debug> fmt::Display for Rejection<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::UnknownEndpoint { primary, epoch } => {
+                write!(f, "epoch {epoch} names {primary:?}, which is not routed")
+            }
+            Rejection::EpochWentBack { epoch, last } => {
+                write!(f, "epoch {epoch} is below the last good epoch {last}")
+            }
+            Rejection::Conflicting { primary, epoch } => {
+                write!(
+                    f,
+                    "epoch {epoch} names {primary:?}, another primary than before"
+                )
+            }
+            Rejection::Unparsable { reason } => write!(f, "record does not parse: {reason}"),
+        }
+    }
+}
+
+/// What a [`Follower`] saw, sent to each [subscriber](Follower::subscribe) in order.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthorityEvent<K> {
+    /// A new record is followed: the router routes writes to `primary` from now on.
+    Followed {
+        /// The endpoint named.
+        primary: K,
+        /// The record's epoch.
+        epoch: u64,
+        /// The router's generation afterwards.
+        generation: u64,
+        /// Whether local health can reach it (else writes fail until it can, or a new record).
+        reachable: bool,
+        /// From the record's [`decided`](Record::decided) time to now, by this host's clock.
+        lag: Option<Duration>,
+        /// When.
+        at: Instant,
+    },
+    /// A record was ignored; the last good one stands.
+    Rejected {
+        /// Why.
+        rejection: Rejection<K>,
+        /// When.
+        at: Instant,
+    },
+    /// The authority could not be read (the first failure of an episode).
+    Unreachable {
+        /// Why.
+        reason: Arc<str>,
+        /// The epoch still followed (0: none yet).
+        keeping: u64,
+        /// When.
+        at: Instant,
+    },
+    /// Unreachable for the [`WhenUnreachable::FallBackAfter`] delay: local health decides.
+    FellBack {
+        /// When.
+        at: Instant,
+    },
+    /// The authority answered again after an unreachable episode.
+    Reachable {
+        /// When.
+        at: Instant,
+    },
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Authority`] made object-safe (one allocation per poll).
+trait AuthorityDyn<K>: Send + Sync {
+    fn read_boxed(&self) -> BoxFuture<'_, Result<Record<K>, AuthorityError>>;
+}
+
+impl<K: Send + 'static, A: Authority<K>> AuthorityDyn<K> for A {
+    fn read_boxed(&self) -> BoxFuture<'_, Result<Record<K>, AuthorityError>> {
+        Box::pin(self.read())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Config {
+    interval: Duration,
+    read_timeout: Duration,
+    unreachable: WhenUnreachable,
+}
+
+struct State<K> {
+    last: Option<Record<K>>,
+    /// Since when the authority has been unreachable (`None`: it answers).
+    unreachable_since: Option<Instant>,
+    /// Local health decides (before the first record, or after falling back).
+    local: bool,
+    subscribers: Vec<mpsc::UnboundedSender<AuthorityEvent<K>>>,
+}
+
+struct Shared<K> {
+    router: Router<K>,
+    authority: Box<dyn AuthorityDyn<K>>,
+    config: Config,
+    state: Mutex<State<K>>,
+    epoch: AtomicU64,
+    polls: AtomicU64,
+    closed: Arc<(AtomicBool, Notify)>,
+}
+
+impl<K> Drop for Shared<K> {
+    fn drop(&mut self) {
+        self.closed.0.store(true, Ordering::Release);
+        self.closed.1.notify_one();
+    }
+}
+
+/// Makes a [`Router`] follow an [`Authority`]: polls it every interval, follows each new good
+/// record, reports and ignores bad ones, and says when the authority is unreachable.
+///
+/// Cheap to clone (an `Arc`); the background task stops when the last clone is dropped.
+pub struct Follower<K> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for Follower<K> {
+    fn clone(&self) -> Self {
+        Follower {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K: EndpointId> fmt::Debug for Follower<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Follower")
+            .field("epoch", &self.epoch())
+            .field("local", &self.is_local())
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of [`Follower`]; made by [`Follower::builder`].
+#[must_use]
+pub struct FollowerBuilder<K> {
+    router: Router<K>,
+    config: Config,
+}
+
+impl<K: EndpointId> fmt::Debug for FollowerBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FollowerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: EndpointId> FollowerBuilder<K> {
+    /// How often the authority is read (default 250 ms): a new record is followed within this
+    /// plus one read.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.interval = interval;
+        self
+    }
+
+    /// The bound of one read; a read cut by it counts as unreachable (default 1 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.read_timeout = timeout;
+        self
+    }
+
+    /// What to do while the authority is unreachable (default [`WhenUnreachable::KeepLast`]).
+    pub fn when_unreachable(mut self, when: WhenUnreachable) -> Self {
+        self.config.unreachable = when;
+        self
+    }
+
+    /// Starts the background task; its first read is at once. Until a good record arrives,
+    /// local health decides.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field for a zero interval, read timeout or fallback delay,
+    /// or `runtime` outside a Tokio runtime.
+    pub fn start<A: Authority<K>>(self, authority: A) -> Result<Follower<K>, ConfigError> {
+        let c = self.config;
+        let fallback = match c.unreachable {
+            WhenUnreachable::FallBackAfter(d) => Some(d),
+            WhenUnreachable::KeepLast => None,
+        };
+        for (field, d) in [
+            ("poll_interval", Some(c.interval)),
+            ("read_timeout", Some(c.read_timeout)),
+            ("when_unreachable", fallback),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(ConfigError::new(field, "must be above zero"));
+            }
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::new("runtime", "must be started inside a Tokio runtime"))?;
+        let shared = Arc::new(Shared {
+            router: self.router,
+            authority: Box::new(authority),
+            config: c,
+            state: Mutex::new(State {
+                last: None,
+                unreachable_since: None,
+                local: true,
+                subscribers: Vec::new(),
+            }),
+            epoch: AtomicU64::new(0),
+            polls: AtomicU64::new(0),
+            closed: Arc::default(),
+        });
+        handle.spawn(poll_loop(
+            Arc::downgrade(&shared),
+            Arc::clone(&shared.closed),
+        ));
+        Ok(Follower { shared })
+    }
+}
+
+impl<K: EndpointId> Follower<K> {
+    /// A builder over `router`, with the documented defaults.
+    pub fn builder(router: &Router<K>) -> FollowerBuilder<K> {
+        FollowerBuilder {
+            router: router.clone(),
+            config: Config {
+                interval: Duration::from_millis(250),
+                read_timeout: Duration::from_secs(1),
+                unreachable: WhenUnreachable::KeepLast,
+            },
+        }
+    }
+
+    /// The router that follows.
+    pub fn router(&self) -> &Router<K> {
+        &self.shared.router
+    }
+
+    /// The epoch followed now (0 before the first good record). One atomic load.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
+    }
+
+    /// The last good record, if any.
+    pub fn record(&self) -> Option<Record<K>> {
+        lock(&self.shared.state).last.clone()
+    }
+
+    /// `true` while local health decides: before the first good record, and after falling
+    /// back (see [`WhenUnreachable::FallBackAfter`]).
+    pub fn is_local(&self) -> bool {
+        lock(&self.shared.state).local
+    }
+
+    /// `true` while the authority is unreachable.
+    pub fn is_unreachable(&self) -> bool {
+        lock(&self.shared.state).unreachable_since.is_some()
+    }
+
+    /// How many reads of the authority have finished.
+    pub fn polls(&self) -> u64 {
+        self.shared.polls.load(Ordering::Acquire)
+    }
+
+    /// A new subscription to every [`AuthorityEvent`], from now on (unbounded: none dropped).
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<AuthorityEvent<K>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.state).subscribers.push(tx);
+        rx
+    }
+
+    /// Stops polling: the last record stays followed.
+    pub fn close(&self) {
+        self.shared.closed.0.store(true, Ordering::Release);
+        self.shared.closed.1.notify_one();
+    }
+}
+
+impl<K: EndpointId> Shared<K> {
+    /// One poll: read the authority and act on the answer.
+    async fn poll_once(&self) {
+        let read = tokio::time::timeout(self.config.read_timeout, self.authority.read_boxed());
+        let answer = match read.await {
+            Ok(answer) => answer,
+            Err(_) => Err(AuthorityError::unreachable(format!(
+                "no answer within {:?}",
+                self.config.read_timeout
+            ))),
+        };
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        match answer {
+            Ok(record) => {
+                if state.unreachable_since.take().is_some() {
+                    tracing::info!(target: "switchover::route", "authority reachable again");
+                    emit(&mut state, AuthorityEvent::Reachable { at: now });
+                }
+                self.consider(&mut state, record, now);
+            }
+            Err(e) if e.is_unparsable() => {
+                state.unreachable_since = None;
+                let reason = e.reason.clone();
+                reject(&mut state, Rejection::Unparsable { reason }, now);
+            }
+            Err(e) => self.unreachable(&mut state, &e, now),
+        }
+        drop(state);
+        self.polls.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A record read: follow it if it is new and good, else say why not.
+    fn consider(&self, state: &mut State<K>, record: Record<K>, now: Instant) {
+        let known = self
+            .router
+            .endpoints()
+            .any(|(e, _)| e.id() == &record.primary);
+        if !known {
+            let (primary, epoch) = (record.primary, record.epoch);
+            return reject(state, Rejection::UnknownEndpoint { primary, epoch }, now);
+        }
+        if let Some(last) = &state.last {
+            if record.epoch < last.epoch {
+                let (epoch, last) = (record.epoch, last.epoch);
+                return reject(state, Rejection::EpochWentBack { epoch, last }, now);
+            }
+            if record.epoch == last.epoch {
+                if record.primary != last.primary {
+                    let (primary, epoch) = (record.primary, record.epoch);
+                    return reject(state, Rejection::Conflicting { primary, epoch }, now);
+                }
+                if !state.local {
+                    return; // nothing new
+                }
+            }
+        }
+        self.follow(state, record, now);
+    }
+
+    /// Makes the router route writes to `record`'s primary: its role Primary, every other
+    /// endpoint's Replica, then one evaluation of the router so the switch happens now.
+    fn follow(&self, state: &mut State<K>, record: Record<K>, now: Instant) {
+        for (endpoint, _) in self.router.endpoints() {
+            if endpoint.id() == &record.primary {
+                endpoint.set_role(Role::Primary);
+            }
+        }
+        for (endpoint, _) in self.router.endpoints() {
+            if endpoint.id() != &record.primary {
+                endpoint.set_role(Role::Replica);
+            }
+        }
+        let active = self.router.active();
+        let reachable = active.id() == &record.primary && !active.is_all_down();
+        let generation = active.generation();
+        self.epoch.store(record.epoch, Ordering::Release);
+        let lag = record
+            .decided_at
+            .and_then(|d| SystemTime::now().duration_since(d).ok());
+        tracing::info!(
+            target: "switchover::route",
+            primary = ?record.primary,
+            epoch = record.epoch,
+            generation,
+            reachable,
+            reason = record.reason.as_deref().unwrap_or(""),
+            "following the authority's record"
+        );
+        state.local = false;
+        emit(
+            state,
+            AuthorityEvent::Followed {
+                primary: record.primary.clone(),
+                epoch: record.epoch,
+                generation,
+                reachable,
+                lag,
+                at: now,
+            },
+        );
+        state.last = Some(record);
+    }
+
+    /// The authority could not be read: keep the last record, or fall back after the delay.
+    fn unreachable(&self, state: &mut State<K>, e: &AuthorityError, now: Instant) {
+        let since = match state.unreachable_since {
+            Some(since) => since,
+            None => {
+                state.unreachable_since = Some(now);
+                let keeping = self.epoch.load(Ordering::Acquire);
+                tracing::warn!(
+                    target: "switchover::route",
+                    reason = %e.reason,
+                    keeping,
+                    "authority unreachable; keeping the last record"
+                );
+                let reason = e.reason.clone();
+                emit(
+                    state,
+                    AuthorityEvent::Unreachable {
+                        reason,
+                        keeping,
+                        at: now,
+                    },
+                );
+                now
+            }
+        };
+        if let WhenUnreachable::FallBackAfter(after) = self.config.unreachable
+            && !state.local
+            && now.saturating_duration_since(since) >= after
+        {
+            for (endpoint, _) in self.router.endpoints() {
+                endpoint.set_role(Role::Unknown);
+            }
+            let _ = self.router.active();
+            state.local = true;
+            tracing::warn!(
+                target: "switchover::route",
+                unreachable_for = ?now.saturating_duration_since(since),
+                "authority unreachable; local health decides"
+            );
+            emit(state, AuthorityEvent::FellBack { at: now });
+        }
+    }
+}
+
+fn reject<K: EndpointId>(state: &mut State<K>, rejection: Rejection<K>, at: Instant) {
+    tracing::warn!(
+        target: "switchover::route",
+        rejection = %rejection,
+        last_epoch = state.last.as_ref().map_or(0, |r| r.epoch),
+        "authority record ignored; the last good record stands"
+    );
+    emit(state, AuthorityEvent::Rejected { rejection, at });
+}
+
+fn emit<K: Clone>(state: &mut State<K>, event: AuthorityEvent<K>) {
+    state
+        .subscribers
+        .retain(|tx| tx.send(event.clone()).is_ok());
+}
+
+async fn poll_loop<K: EndpointId>(weak: Weak<Shared<K>>, closed: Arc<(AtomicBool, Notify)>) {
+    loop {
+        if closed.0.load(Ordering::Acquire) {
+            return;
+        }
+        let interval = {
+            let Some(shared) = weak.upgrade() else { return };
+            shared.poll_once().await;
+            shared.config.interval
+        };
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = closed.1.notified() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::health::HealthTracker;
+
+    /// A scripted authority: answers from a queue, repeating the last answer.
+    struct Script(Mutex<VecDeque<Result<Record<&'static str>, AuthorityError>>>);
+
+    impl Script {
+        fn new(
+            answers: impl IntoIterator<Item = Result<Record<&'static str>, AuthorityError>>,
+        ) -> Self {
+            Script(Mutex::new(answers.into_iter().collect()))
+        }
+    }
+
+    impl Authority<&'static str> for Script {
+        async fn read(&self) -> Result<Record<&'static str>, AuthorityError> {
+            let mut q = lock(&self.0);
+            if q.len() > 1 {
+                q.pop_front().unwrap_or_else(|| unreachable!())
+            } else {
+                q.front().cloned().unwrap_or_else(|| unreachable!())
+            }
+        }
+    }
+
+    fn rec(p: &'static str, epoch: u64) -> Result<Record<&'static str>, AuthorityError> {
+        Ok(Record::new(p, epoch))
+    }
+
+    fn router() -> Router<&'static str> {
+        let t = HealthTracker::new(["a", "b", "c"]);
+        Router::builder(&t)
+            .endpoints(["a", "b", "c"])
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_good_records_and_ignores_bad_ones() {
+        let r = router();
+        let script = Script::new([
+            rec("b", 2),
+            rec("zz", 3),
+            rec("a", 1),
+            Err(AuthorityError::unparsable("epoch is not a number")),
+            rec("c", 2),
+            rec("b", 2),
+            rec("c", 3),
+        ]);
+        let start = Instant::now();
+        let f = Follower::builder(&r)
+            .poll_interval(Duration::from_millis(100))
+            .start(script)
+            .unwrap();
+        let mut ev = f.subscribe();
+        let mut next = async || ev.recv().await.unwrap();
+        let ms = |at: Instant| (at - start).as_millis();
+        match next().await {
+            AuthorityEvent::Followed {
+                primary,
+                epoch,
+                generation,
+                reachable,
+                at,
+                ..
+            } => {
+                assert_eq!((primary, epoch, generation, reachable), ("b", 2, 1, true));
+                assert_eq!(ms(at), 0);
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(r.active().id(), &"b");
+        assert_eq!(r.active().generation(), 1);
+        let expected = [
+            (
+                100,
+                Rejection::UnknownEndpoint {
+                    primary: "zz",
+                    epoch: 3,
+                },
+            ),
+            (200, Rejection::EpochWentBack { epoch: 1, last: 2 }),
+            (
+                300,
+                Rejection::Unparsable {
+                    reason: "epoch is not a number".into(),
+                },
+            ),
+            (
+                400,
+                Rejection::Conflicting {
+                    primary: "c",
+                    epoch: 2,
+                },
+            ),
+        ];
+        for (when, want) in expected {
+            match next().await {
+                AuthorityEvent::Rejected { rejection, at } => {
+                    assert_eq!((ms(at), rejection), (when, want));
+                }
+                e => panic!("{e:?}"),
+            }
+            assert_eq!(r.active().id(), &"b", "the last good record stands");
+            assert_eq!(f.epoch(), 2);
+        }
+        // Epoch 2 again (at 500 ms) is nothing new; epoch 3 (600 ms) is followed.
+        match next().await {
+            AuthorityEvent::Followed {
+                primary,
+                epoch,
+                generation,
+                at,
+                ..
+            } => {
+                assert_eq!((primary, epoch, generation, ms(at)), ("c", 3, 2, 600));
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(r.active().id(), &"c");
+        assert_eq!(f.record().unwrap().epoch(), 3);
+        assert!(!f.is_local());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_named_primary_is_kept_not_failed_over() {
+        let r = router();
+        let f = Follower::builder(&r)
+            .start(Script::new([rec("b", 7)]))
+            .unwrap();
+        let mut ev = f.subscribe();
+        assert!(matches!(
+            ev.recv().await,
+            Some(AuthorityEvent::Followed {
+                reachable: true,
+                ..
+            })
+        ));
+        let b = r.tracker().endpoint(&"b").unwrap();
+        while b.is_available() {
+            b.record_failure(crate::Classification::transient());
+        }
+        let active = r.active();
+        assert_eq!((active.id(), active.is_all_down()), (&"b", true));
+        // Local health would pick a; the authority's b stays until a new record.
+        assert!(r.tracker().is_available(&"a"));
+        assert!(b.readmit());
+        let active = r.active();
+        assert_eq!(
+            (active.id(), active.is_all_down(), active.generation()),
+            (&"b", false, 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_authority_keeps_the_last_record_or_falls_back() {
+        for fallback in [false, true] {
+            let r = router();
+            let down = || Err(AuthorityError::unreachable("connection refused"));
+            let mut answers = vec![rec("b", 4)];
+            answers.extend((0..6).map(|_| down()));
+            answers.push(rec("b", 4));
+            let when = if fallback {
+                WhenUnreachable::FallBackAfter(Duration::from_secs(1))
+            } else {
+                WhenUnreachable::KeepLast
+            };
+            let start = Instant::now();
+            let f = Follower::builder(&r)
+                .when_unreachable(when)
+                .start(Script::new(answers))
+                .unwrap();
+            let mut ev = f.subscribe();
+            let ms = |at: Instant| (at - start).as_millis();
+            assert!(matches!(
+                ev.recv().await,
+                Some(AuthorityEvent::Followed { epoch: 4, .. })
+            ));
+            match ev.recv().await.unwrap() {
+                AuthorityEvent::Unreachable { keeping, at, .. } => {
+                    assert_eq!((keeping, ms(at)), (4, 250));
+                }
+                e => panic!("{e:?}"),
+            }
+            if fallback {
+                // Unreachable since 250 ms; the poll at 1250 ms is 1 s later.
+                match ev.recv().await.unwrap() {
+                    AuthorityEvent::FellBack { at } => assert_eq!(ms(at), 1250),
+                    e => panic!("{e:?}"),
+                }
+                assert!(f.is_local());
+                let roles: Vec<_> = r.endpoints().map(|(e, _)| e.role()).collect();
+                assert_eq!(roles, [Role::Unknown; 3], "local health decides again");
+                // b is up: local health keeps it (failback to a waits its 30 s).
+                assert_eq!(r.active().id(), &"b");
+            } else {
+                assert_eq!(r.active().id(), &"b");
+            }
+            match ev.recv().await.unwrap() {
+                AuthorityEvent::Reachable { at } => assert_eq!(ms(at), 1750),
+                e => panic!("{e:?}"),
+            }
+            if fallback {
+                match ev.recv().await.unwrap() {
+                    AuthorityEvent::Followed {
+                        primary, epoch, at, ..
+                    } => {
+                        assert_eq!((primary, epoch, ms(at)), ("b", 4, 1750));
+                    }
+                    e => panic!("{e:?}"),
+                }
+            }
+            assert_eq!(r.active().id(), &"b");
+            assert!(!f.is_local() && !f.is_unreachable());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_durations_are_rejected() {
+        let r = router();
+        let e = Follower::builder(&r)
+            .poll_interval(Duration::ZERO)
+            .start(Script::new([rec("a", 1)]))
+            .unwrap_err();
+        assert_eq!(e.field(), "poll_interval");
+        let e = Follower::builder(&r)
+            .when_unreachable(WhenUnreachable::FallBackAfter(Duration::ZERO))
+            .start(Script::new([rec("a", 1)]))
+            .unwrap_err();
+        assert_eq!(e.field(), "when_unreachable");
+    }
+}
