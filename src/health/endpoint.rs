@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::core::Core;
 use super::probe::ProbeResult;
 use super::role::Role;
+use super::signal::DownSignal;
 use super::state::{HealthState, Machine, Override, TransitionReason};
 use crate::error::{Classification, Classify, ErrorClass};
 
@@ -198,6 +199,45 @@ impl<K: EndpointId> Endpoint<K> {
     /// [`throttling_marks_down`](super::HealthTrackerBuilder::throttling_marks_down).
     pub fn throttled_total(&self) -> u64 {
         self.inner.totals.0.throttled.load(Relaxed)
+    }
+
+    /// How many times the endpoint's state became [`Down`](HealthState::Down) (ejected by
+    /// failures, by a failed probe while probing, or [forced down](Self::force_down)) since it
+    /// was registered. One atomic load.
+    #[inline]
+    pub fn downs(&self) -> u64 {
+        self.inner.machine.downs().get()
+    }
+
+    /// A future that resolves once the endpoint is declared [`Down`](HealthState::Down) after
+    /// this call (the failure threshold or rate reached, a failed probe while probing,
+    /// [`force_down`](Self::force_down)), or at once if it is down already: what an adapter
+    /// `select!`s on to fail the calls in flight on a dead endpoint instead of waiting for the
+    /// kernel.
+    ///
+    /// The future is `'static`, `Send` and `Unpin` (it holds an `Arc`, not the endpoint). It
+    /// costs an `Arc` clone and two atomic loads to make; polled and not ready, one short lock
+    /// to register its waker and one when it is dropped.
+    ///
+    /// ```
+    /// use switchover::health::HealthTracker;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let tracker = HealthTracker::new(["a"]);
+    /// let a = tracker.endpoint(&"a").unwrap();
+    /// let down = a.down_signal();
+    /// a.force_down();
+    /// down.await;
+    /// assert_eq!(a.downs(), 1);
+    /// # }
+    /// ```
+    pub fn down_signal(&self) -> DownSignal {
+        let m = &self.inner.machine;
+        // The count first: a transition stores the state before it counts, so a count read
+        // before the state is never newer than it.
+        let seen = m.downs().get();
+        let down = m.raw_state() == HealthState::Down;
+        DownSignal::new(Arc::clone(m.downs()), seen, down)
     }
 
     /// A snapshot of the state and counters.

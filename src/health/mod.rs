@@ -80,6 +80,7 @@ mod endpoint;
 mod event;
 mod probe;
 mod role;
+mod signal;
 mod state;
 mod tracker;
 
@@ -89,5 +90,7 @@ pub use endpoint::{Endpoint, EndpointId, EndpointStats};
 pub use event::HealthEvent;
 pub use probe::{Probe, ProbeResult};
 pub use role::Role;
+pub use signal::DownSignal;
+pub(crate) use signal::{Signal, Wait};
 pub use state::{HealthState, Override, TransitionReason};
 pub use tracker::{HealthTracker, HealthTrackerBuilder};

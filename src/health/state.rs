@@ -10,6 +10,7 @@ use super::core::Core;
 use super::endpoint::{EndpointId, Padded};
 use super::event::HealthEvent;
 use super::role::Role;
+use super::signal::Signal;
 use crate::sync::lock;
 
 /// The health of one endpoint, as the tracker sees it.
@@ -198,6 +199,8 @@ pub(super) struct Machine<K> {
     /// The last classified failures, one byte each, newest in the low byte (see
     /// [`RecentFailures`](crate::observe::RecentFailures)). Written only by failures.
     recent: AtomicU64,
+    /// How many times the state became `Down`, and the futures waiting for the next time.
+    downs: Arc<Signal>,
     id: K,
     core: Arc<Core<K>>,
     // Written on (some) calls: kept away from the fields above.
@@ -225,6 +228,7 @@ impl<K> Machine<K> {
             down_until: AtomicU64::new(0),
             streak_start: AtomicU64::new(0),
             recent: AtomicU64::new(0),
+            downs: Arc::default(),
             id,
             core,
             window: Padded::default(),
@@ -236,6 +240,12 @@ impl<K> Machine<K> {
     #[inline]
     pub(super) fn id(&self) -> &K {
         &self.id
+    }
+
+    /// How many times the state became `Down`, and the futures waiting for the next time.
+    #[inline]
+    pub(super) fn downs(&self) -> &Arc<Signal> {
+        &self.downs
     }
 
     /// The tracker's shared core (policy, clock origin, subscribers).
@@ -455,6 +465,9 @@ impl<K: EndpointId> Machine<K> {
             let now = Instant::now();
             self.set_state(to, self.core.nanos(now));
             self.publish(from, to, reason, now, None);
+            if to == HealthState::Down {
+                self.downs.bump();
+            }
         }
     }
 
@@ -564,6 +577,7 @@ impl<K: EndpointId> Machine<K> {
             .store(now_n.saturating_add(duration_nanos(ejection)), Release);
         self.set_state(HealthState::Down, now_n);
         self.publish(from, HealthState::Down, reason, now, Some(ejection));
+        self.downs.bump();
         self.core.wake.notify_one();
     }
 

@@ -110,6 +110,7 @@ impl<K: EndpointId> RouterBuilder<K> {
             tracker: self.tracker,
             control: Mutex::new(Vec::new()),
             observer,
+            moved: Arc::default(),
         };
         // Start on the best available candidate, without events (nobody has subscribed yet).
         let w = match inner.best_up(usize::MAX, None) {

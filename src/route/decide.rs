@@ -190,6 +190,9 @@ impl<K: EndpointId> RouterInner<K> {
         let open = if switched { OPEN } else { w & OPEN };
         let new = pack(d.to, d.all_down, d.pinned, next_gen) | open;
         self.word.store(new, Ordering::Release);
+        if switched {
+            self.moved.set(next_gen);
+        }
         let at = Instant::now();
         let to_id = self.slot(d.to).endpoint.id();
         let mut events = Vec::new();

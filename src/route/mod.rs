@@ -92,6 +92,7 @@ mod authority;
 mod builder;
 mod decide;
 mod event;
+mod moved;
 mod read;
 mod rediscovery;
 mod router;
@@ -105,6 +106,7 @@ pub use authority::{
 };
 pub use builder::RouterBuilder;
 pub use event::{RouteEvent, SwitchReason};
+pub use moved::GenerationMoved;
 pub use read::{
     LowestLatency, PreferReplica, PrimaryOnly, ReadCandidates, ReadPolicy, ReplicaOnly, RoundRobin,
 };

@@ -120,6 +120,9 @@ pub(super) struct RouterInner<K> {
     pub(super) control: Mutex<Vec<mpsc::UnboundedSender<RouteEvent<K>>>>,
     /// The timeline and metrics (see [`crate::observe`]).
     pub(super) observer: Arc<Observer<K>>,
+    /// The generation again, for [`GenerationMoved`](super::GenerationMoved) futures: set
+    /// after each switch, which wakes them.
+    pub(super) moved: Arc<crate::health::Signal>,
 }
 
 pub(super) struct Slot<K> {
@@ -280,6 +283,12 @@ impl<K: EndpointId> Router<K> {
             }
         }
         inner.observer.first_success(endpoint, generation_seen, at);
+    }
+
+    /// What [`GenerationMoved`](super::GenerationMoved) futures wait on.
+    #[inline]
+    pub(super) fn moved_signal(&self) -> &Arc<crate::health::Signal> {
+        &self.inner.moved
     }
 
     /// The router's observer (timeline, metrics).
