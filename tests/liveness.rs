@@ -4,11 +4,13 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use switchover::Classification;
-use switchover::health::{HealthState, HealthTracker, ProbeResult};
+use switchover::health::{HealthState, HealthTracker, Probe, ProbeResult, Role};
+use switchover::retry::{ConstantBackoff, RetryPolicy};
 use switchover::route::Router;
 use tokio::time::{Instant, sleep};
 
@@ -190,4 +192,195 @@ async fn generation_moved_resolves_with_the_new_generation() {
     assert_eq!(router.active().id(), &"a");
     assert!(ready_now(&mut same));
     assert_eq!(same.await, 2);
+}
+
+/// A probe that records when each probe of each endpoint started, and answers after `delay`
+/// (up), or never for the endpoints in `hang`.
+#[derive(Clone, Default)]
+struct Recorder {
+    starts: Arc<Mutex<Vec<(&'static str, Duration)>>>,
+    delay: Duration,
+    hang: &'static [&'static str],
+    t0: Option<Instant>,
+}
+
+impl Recorder {
+    fn new(delay: Duration, hang: &'static [&'static str]) -> Self {
+        Recorder {
+            delay,
+            hang,
+            t0: Some(Instant::now()),
+            ..Recorder::default()
+        }
+    }
+
+    fn starts(&self, id: &str) -> Vec<Duration> {
+        let s = self.starts.lock().unwrap();
+        s.iter()
+            .filter(|(k, _)| *k == id)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+}
+
+impl Probe<&'static str> for Recorder {
+    fn probe(&self, id: &&'static str) -> impl Future<Output = ProbeResult> + Send {
+        let t0 = self.t0.unwrap_or_else(Instant::now);
+        self.starts.lock().unwrap().push((*id, t0.elapsed()));
+        let hang = self.hang.contains(id);
+        let delay = self.delay;
+        async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            sleep(delay).await;
+            ProbeResult::up().with_role(Role::Primary)
+        }
+    }
+}
+
+/// Three attempts of one call, each cut by its 50 ms attempt timeout, no backoff.
+fn cut_three_times() -> RetryPolicy<ConstantBackoff> {
+    RetryPolicy::builder()
+        .max_attempts(3)
+        .attempt_timeout(ms(50))
+        .backoff(ConstantBackoff::new(Duration::ZERO))
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug)]
+struct Never;
+impl switchover::Classify for Never {
+    fn classify(&self) -> Classification {
+        Classification::transient()
+    }
+}
+
+async fn hang_call(
+    router: &Router<&'static str>,
+) -> switchover::route::RouteError<&'static str, Never> {
+    router
+        .run_idempotent(&cut_three_times(), |_| async {
+            std::future::pending::<Result<(), Never>>().await
+        })
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_heartbeat_cut_attempts_ask_for_one_heartbeat_and_count_nothing() {
+    // The heartbeat answers up after 250 ms (within its 300 ms timeout); the regular one is
+    // due only at 1 s.
+    let probe = Recorder::new(ms(250), &[]);
+    let tracker = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .probe(probe.clone())
+        .heartbeat(ms(1000))
+        .probe_timeout(ms(300))
+        .build()
+        .unwrap();
+    let router = Router::builder(&tracker)
+        .endpoints(["a", "b"])
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let err = hang_call(&router).await;
+    assert_eq!(t0.elapsed(), ms(150));
+    assert!(err.timed_out());
+    assert_eq!(err.attempts(), 3);
+    let a = tracker.endpoint(&"a").unwrap();
+    // Cut at 50, 100 and 150 ms: one heartbeat, at once after the first cut; the other two
+    // came while it ran.
+    assert_eq!(probe.starts("a"), [ms(50)]);
+    assert!(probe.starts("b").is_empty());
+    let stats = a.stats();
+    assert_eq!(stats.state, HealthState::Up);
+    assert_eq!((stats.consecutive_failures, stats.failures_total), (0, 0));
+    assert_eq!(router.generation(), 0, "no failover");
+    // Its verdict (up, at 300 ms) counts; the next heartbeat is due 1 s after it started.
+    sleep(ms(1000)).await;
+    assert_eq!(probe.starts("a"), [ms(50), ms(1050)]);
+    assert_eq!(
+        (a.state(), a.stats().failures_total, a.downs()),
+        (HealthState::Up, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_that_hangs_after_a_cut_is_the_failure_that_counts() {
+    let probe = Recorder::new(Duration::ZERO, &["a"]);
+    let tracker = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .probe(probe.clone())
+        .heartbeat(ms(1000))
+        .probe_timeout(ms(300))
+        .build()
+        .unwrap();
+    let router = Router::builder(&tracker)
+        .endpoints(["a", "b"])
+        .build()
+        .unwrap();
+    hang_call(&router).await;
+    let a = tracker.endpoint(&"a").unwrap();
+    assert_eq!(a.stats().failures_total, 0);
+    // The heartbeat started at 50 ms times out at 350 ms: one transient failure.
+    sleep(ms(199)).await;
+    assert_eq!(a.stats().failures_total, 0);
+    sleep(ms(2)).await;
+    assert_eq!(a.stats().consecutive_failures, 1);
+    assert_eq!(probe.starts("a"), [ms(50)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_heartbeat_a_cut_attempt_is_a_transient_failure() {
+    // A probe but no heartbeat, and no probe at all: the cut counts as before.
+    let probed = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .probe(Recorder::new(Duration::ZERO, &[]))
+        .build()
+        .unwrap();
+    for tracker in [probed, HealthTracker::new(["a", "b"])] {
+        let router = Router::builder(&tracker)
+            .endpoints(["a", "b"])
+            .build()
+            .unwrap();
+        hang_call(&router).await;
+        let a = tracker.endpoint(&"a").unwrap();
+        assert_eq!((a.state(), a.downs()), (HealthState::Down, 1));
+        assert_eq!(a.stats().failures_total, 3);
+    }
+    // And by hand.
+    let tracker = HealthTracker::new(["a"]);
+    let a = tracker.endpoint(&"a").unwrap();
+    a.record_timeout();
+    assert_eq!(a.stats().consecutive_failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn record_timeout_by_hand_asks_for_a_heartbeat_unless_one_runs() {
+    let probe = Recorder::new(ms(100), &[]);
+    let tracker = HealthTracker::builder()
+        .endpoints(["a"])
+        .probe(probe.clone())
+        .heartbeat(ms(1000))
+        .build()
+        .unwrap();
+    let a = tracker.endpoint(&"a").unwrap();
+    sleep(ms(10)).await;
+    a.record_timeout();
+    sleep(ms(20)).await;
+    a.record_timeout(); // one runs (10..110): none more
+    sleep(ms(100)).await;
+    a.record_timeout(); // at 130: the last one is over, a new one
+    sleep(ms(1)).await;
+    assert_eq!(probe.starts("a"), [ms(10), ms(130)]);
+    assert_eq!(a.stats().failures_total, 0);
+    // Held by hand: nothing asked for, nothing owed after.
+    a.drain();
+    a.record_timeout();
+    sleep(ms(200)).await;
+    a.clear();
+    sleep(ms(1)).await;
+    assert_eq!(probe.starts("a"), [ms(10), ms(130)]);
 }

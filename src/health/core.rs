@@ -29,6 +29,9 @@ pub(crate) trait HealthSink<K>: Send + Sync {
 /// atomically stored instants, the subscribers and the probe task's wake-up.
 pub(crate) struct Core<K> {
     pub(crate) config: HealthConfig,
+    /// Heartbeats run: a heartbeat is configured and a probe task probes. Then an attempt cut
+    /// by a timeout asks for a heartbeat instead of counting as a failure.
+    pub(crate) beats: bool,
     pub(crate) epoch: Instant,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<HealthEvent<K>>>>,
     sinks: Mutex<Vec<Weak<dyn HealthSink<K>>>>,
@@ -36,9 +39,10 @@ pub(crate) struct Core<K> {
 }
 
 impl<K> Core<K> {
-    pub(crate) fn new(config: HealthConfig) -> Self {
+    pub(crate) fn new(config: HealthConfig, beats: bool) -> Self {
         Core {
             config,
+            beats,
             epoch: Instant::now(),
             subscribers: Mutex::new(Vec::new()),
             sinks: Mutex::new(Vec::new()),

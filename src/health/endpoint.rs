@@ -47,6 +47,9 @@ struct Inner<K> {
     // Written on (some) calls: kept away from the fields above.
     latency_ns: Padded<AtomicU64>,
     totals: Padded<Totals>,
+    /// A heartbeat asked for by an attempt cut by a timeout: the start of the latest such
+    /// attempt, in nanoseconds from the epoch + 1 (0: none). Taken by the probe task.
+    beat_wanted: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +113,7 @@ impl<K: EndpointId> Endpoint<K> {
                 machine: Machine::new(id, core),
                 latency_ns: Padded::default(),
                 totals: Padded::default(),
+                beat_wanted: AtomicU64::new(0),
             }),
         }
     }
@@ -326,6 +330,53 @@ impl<K: EndpointId> Endpoint<K> {
             _ => {}
         }
         self.failure(started);
+    }
+
+    /// Records a call cut by its attempt timeout or its deadline: slow is not dead.
+    ///
+    /// - With a [heartbeat](super::HealthTrackerBuilder::heartbeat) (and a probe) on the
+    ///   tracker, it does **not** count as a failure: it asks the probe task for a heartbeat of
+    ///   this endpoint now, unless one is running, and that heartbeat's verdict counts (a
+    ///   heartbeat that times out or answers down is one transient failure, and puts a
+    ///   [`Rediscovery`](crate::route::Rediscovery) whose active endpoint this is in doubt). One
+    ///   slow query on a healthy primary ejects nothing.
+    /// - Without one, it is
+    ///   [`record_failure`](Self::record_failure)`(`[`Classification::transient()`]`)`.
+    ///
+    /// The router's operation runner calls this for every attempt it cuts, so adapters need
+    /// not.
+    pub fn record_timeout(&self) {
+        self.record_timeout_at(None);
+    }
+
+    /// [`record_timeout`](Self::record_timeout) of an attempt that started at `started`: with
+    /// heartbeats, a probe that started at or after it (running or finished) already judges
+    /// the time the attempt hung, so none is asked for; without, the start of a failure streak.
+    pub(crate) fn record_timeout_at(&self, started: Option<Instant>) {
+        let m = &self.inner.machine;
+        let core = m.core();
+        if !core.beats {
+            self.record_failure_at(Classification::transient(), started, true);
+            return;
+        }
+        m.push_recent(crate::observe::RecentFailures::code(
+            Classification::transient(),
+            true,
+        ));
+        let at = core.nanos(started.unwrap_or_else(Instant::now));
+        self.inner
+            .beat_wanted
+            .fetch_max(at.saturating_add(1), Relaxed);
+        core.wake.notify_one();
+    }
+
+    /// Takes the heartbeat asked for by [`record_timeout`](Self::record_timeout), if any: the
+    /// start of the latest attempt that asked.
+    pub(crate) fn take_beat_request(&self) -> Option<Instant> {
+        match self.inner.beat_wanted.swap(0, Relaxed) {
+            0 => None,
+            n => Some(self.inner.machine.core().instant(n - 1)),
+        }
     }
 
     /// Records the outcome of a call: `Ok` as a success, `Err` through its [`Classify`]

@@ -172,6 +172,8 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
         let mut wake_at = now + cfg.probe_interval;
         for ep in inner.endpoints() {
             if ep.manual_override().is_some() {
+                // Held by hand: no probe, and none owed once the override is lifted.
+                let _ = ep.take_beat_request();
                 continue;
             }
             if !self.slots.contains_key(ep.id()) {
@@ -185,6 +187,11 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             let Some(slot) = self.slots.get_mut(ep.id()) else {
                 continue;
             };
+            // A heartbeat asked for by a cut attempt: not while a probe runs (its verdict
+            // counts), nor when a probe started since the attempt did.
+            let wanted = ep
+                .take_beat_request()
+                .is_some_and(|since| slot.last_start.is_none_or(|t| t < since));
             if slot.busy {
                 // Considered again when its probe ends.
                 continue;
@@ -199,10 +206,11 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
                 }
                 // An ejection that ended since the last probe started is probed at once.
                 HealthState::Probing => match slot.last_start {
-                    Some(t) if t >= ep.since() => t + cfg.probe_interval,
+                    Some(t) if t >= ep.since() && !wanted => t + cfg.probe_interval,
                     _ => now,
                 },
                 HealthState::Up => match cfg.heartbeat {
+                    _ if wanted => now,
                     Some(h) => slot.last_start.unwrap_or(slot.seen) + h,
                     None => continue,
                 },

@@ -93,7 +93,7 @@ impl<K: EndpointId> HealthTracker<K> {
     /// A tracker of `ids` with the default policy and no probe (see
     /// [`HealthTrackerBuilder`] for the defaults).
     pub fn new(ids: impl IntoIterator<Item = K>) -> Self {
-        Self::from_parts(HealthConfig::default(), ids)
+        Self::from_parts(HealthConfig::default(), false, ids)
     }
 
     /// A builder starting from the defaults.
@@ -105,10 +105,10 @@ impl<K: EndpointId> HealthTracker<K> {
         }
     }
 
-    fn from_parts(config: HealthConfig, ids: impl IntoIterator<Item = K>) -> Self {
+    fn from_parts(config: HealthConfig, beats: bool, ids: impl IntoIterator<Item = K>) -> Self {
         let tracker = HealthTracker {
             inner: Arc::new(TrackerInner {
-                core: Arc::new(Core::new(config)),
+                core: Arc::new(Core::new(config, beats)),
                 registry: RwLock::new(Registry {
                     by_id: HashMap::new(),
                     order: Vec::new(),
@@ -341,7 +341,9 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
     }
 
     /// Also probe endpoints that are up, this often (default: never). A failed heartbeat counts
-    /// as one transient failure.
+    /// as one transient failure. With a heartbeat (and a [`probe`](Self::probe)), an attempt
+    /// cut by a timeout is not a failure: it asks for a heartbeat at once, whose verdict counts
+    /// (see [`Endpoint::record_timeout`]).
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.config.heartbeat = Some(interval);
         self
@@ -365,7 +367,8 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
             })?),
             None => None,
         };
-        let tracker = HealthTracker::from_parts(config, self.ids);
+        let beats = config.heartbeat.is_some() && handle.is_some();
+        let tracker = HealthTracker::from_parts(config, beats, self.ids);
         if let (Some(spawn), Some(handle)) = (self.probe, handle) {
             let abort = spawn(Arc::downgrade(&tracker.inner), &handle);
             let _ = tracker.inner.prober.set(abort);

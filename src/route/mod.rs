@@ -26,7 +26,8 @@
 //!   picks at that moment (the active one, a read policy's choice, or endpoints not yet failed
 //!   in this call), the operation gets an [`Attempt`] (endpoint, number, generation, endpoints
 //!   already failed), the outcome is recorded on that endpoint with its latency (an attempt cut
-//!   by a timeout counts as a transient failure), and a failed call is a [`RouteError`] that
+//!   by a timeout is [`Endpoint::record_timeout`](crate::health::Endpoint::record_timeout): a
+//!   transient failure, or with a heartbeat a heartbeat now), and a failed call is a [`RouteError`] that
 //!   names the last endpoint and whether anything may have executed.
 //!
 //! Every switch is a [`RouteEvent`] to each [subscriber](Router::subscribe) and a `tracing`

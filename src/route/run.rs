@@ -354,7 +354,12 @@ impl<'r, K> CallState<'r, K> {
 impl<'r, K: EndpointId> CallState<'r, K> {
     /// Records a failed attempt on `endpoint` (its health and this call's book-keeping).
     fn failed(&self, endpoint: &'r Endpoint<K>, c: Classification, start: Instant, cut: bool) {
-        endpoint.record_failure_at(c, Some(start), cut);
+        if cut {
+            // Slow is not dead: with a heartbeat, its verdict counts instead.
+            endpoint.record_timeout_at(Some(start));
+        } else {
+            endpoint.record_failure_at(c, Some(start), false);
+        }
         self.observer
             .metrics
             .attempt_failed(RecentFailures::one(c, cut).outcome());
