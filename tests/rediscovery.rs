@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchover::health::{HealthState, HealthTracker, Role, TransitionReason};
+use switchover::health::{HealthState, HealthTracker, ProbeResult, Role, TransitionReason};
 use switchover::route::{Discover, Failback, NoPrimary, Rediscovery, Router};
 use tokio::time::{Instant, sleep};
 
@@ -311,4 +311,129 @@ async fn waiting_callers_do_not_ask_for_another_run() {
     }
     sleep(ms(1000)).await;
     assert_eq!(backend.runs(), 1, "one run answered every waiting caller");
+}
+
+/// A probe whose answer for "a" hangs (a frozen server); every other endpoint answers up.
+/// Records when each probe of "a" started.
+#[derive(Clone)]
+struct FrozenA {
+    t0: Instant,
+    starts: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl FrozenA {
+    fn new() -> Self {
+        FrozenA {
+            t0: Instant::now(),
+            starts: Arc::default(),
+        }
+    }
+}
+
+impl switchover::health::Probe<&'static str> for FrozenA {
+    fn probe(&self, id: &&'static str) -> impl Future<Output = ProbeResult> + Send {
+        let frozen = *id == "a";
+        if frozen {
+            self.starts.lock().unwrap().push(self.t0.elapsed());
+        }
+        async move {
+            if frozen {
+                std::future::pending::<()>().await;
+            }
+            ProbeResult::up()
+        }
+    }
+}
+
+fn heartbeat_tracker(ids: &[&'static str], probe: FrozenA) -> HealthTracker<&'static str> {
+    HealthTracker::builder()
+        .endpoints(ids.iter().copied())
+        .probe(probe)
+        .heartbeat(ms(200))
+        .probe_timeout(ms(300))
+        .build()
+        .unwrap()
+}
+
+fn starts(backend: &Scripted, t0: Instant) -> Vec<Duration> {
+    let s = backend.started.lock().unwrap();
+    s.iter().map(|t| *t - t0).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_heartbeat_of_the_active_endpoint_puts_the_primary_in_doubt_at_once() {
+    let t0 = Instant::now();
+    let probe = FrozenA::new();
+    let t = heartbeat_tracker(&["a", "b"], probe.clone());
+    let r = Router::builder(&t)
+        .endpoints(["a", "b"])
+        .failback(Failback::Manual)
+        .build()
+        .unwrap();
+    // The first run confirms "a"; the next ones find "b".
+    let backend = Scripted::new([(0, Ok("a")), (0, Ok("b"))]);
+    let d = Rediscovery::builder(&r).start(backend.clone()).unwrap();
+    d.primary().await.unwrap();
+    assert_eq!(backend.runs(), 1);
+    // The heartbeat of "a" is due at 200 ms and times out at 200 + 300 = 500 ms: the primary
+    // is in doubt and a run starts then, not a millisecond later.
+    sleep(ms(499)).await;
+    assert_eq!((d.runs(), d.in_doubt()), (1, false));
+    sleep(ms(1)).await;
+    tokio::task::yield_now().await;
+    // The next heartbeat (due at 400 ms) starts as the missed one ends.
+    assert_eq!(probe.starts.lock().unwrap().clone(), [ms(200), ms(500)]);
+    assert_eq!(starts(&backend, t0), [ms(0), ms(500)]);
+    assert_eq!(d.runs(), 2);
+    assert!(!d.in_doubt());
+    assert_eq!(
+        r.active().id(),
+        &"b",
+        "the run switched to the primary it found"
+    );
+    assert_eq!(r.generation(), 1);
+    // "a" counted one failed heartbeat: still up, not ejected for it.
+    let a = t.endpoint(&"a").unwrap();
+    assert_eq!(
+        (a.state(), a.stats().consecutive_failures),
+        (HealthState::Up, 1)
+    );
+    // Its next missed heartbeat (500 → 800 ms) is no longer the active endpoint's: no run.
+    sleep(ms(400)).await;
+    assert_eq!(probe.starts.lock().unwrap().clone(), [ms(200), ms(500), ms(800)]);
+    assert_eq!(d.runs(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_active_endpoint_declared_down_puts_the_primary_in_doubt_others_do_not() {
+    let t0 = Instant::now();
+    let (t, r) = setup(&["a", "b", "c"]);
+    let backend = Scripted::new([(0, Ok("a")), (10, Ok("b"))]);
+    let d = Rediscovery::builder(&r).start(backend.clone()).unwrap();
+    d.primary().await.unwrap();
+    sleep(ms(100)).await;
+    // A replica going down is not the primary's business.
+    for _ in 0..3 {
+        t.endpoint(&"c")
+            .unwrap()
+            .record_failure(switchover::Classification::transient());
+    }
+    sleep(ms(100)).await;
+    assert_eq!((d.runs(), d.in_doubt()), (1, false));
+    // The active one, ejected by failed calls at 200 ms: in doubt at once, one run then.
+    let a = t.endpoint(&"a").unwrap();
+    for _ in 0..3 {
+        a.record_failure(switchover::Classification::transient());
+    }
+    assert!(d.in_doubt(), "in doubt in the same instant");
+    let p = d.primary().await.unwrap();
+    assert_eq!(p.id(), &"b");
+    assert_eq!(starts(&backend, t0), [ms(0), ms(200)]);
+    assert_eq!(t0.elapsed(), ms(210));
+    // Forced down (a drill) counts as declared down too.
+    sleep(ms(100)).await;
+    t.endpoint(&"b").unwrap().force_down();
+    assert!(d.in_doubt());
+    sleep(ms(1)).await;
+    assert_eq!(starts(&backend, t0), [ms(0), ms(200), ms(310)]);
 }

@@ -23,6 +23,9 @@ pub(crate) trait HealthSink<K>: Send + Sync {
     /// A probe result (after its role and latency are stored, before it counts as a success
     /// or a failure).
     fn probe(&self, id: &K, result: &ProbeResult);
+    /// A heartbeat (a probe by the tracker's probe task of an endpoint that was up when it
+    /// started) timed out or answered down; called before it counts as a failure.
+    fn heartbeat_missed(&self, _id: &K) {}
 }
 
 /// State shared by a tracker and every endpoint handle: the policy, the time origin of the

@@ -416,6 +416,16 @@ impl<K: EndpointId> Endpoint<K> {
         }
     }
 
+    /// Tells the sinks that a heartbeat of this endpoint timed out or answered down (the probe
+    /// task calls it before recording that probe).
+    pub(crate) fn heartbeat_missed(&self) {
+        let id = self.id();
+        self.inner
+            .machine
+            .core()
+            .each_sink(|s| s.heartbeat_missed(id));
+    }
+
     /// Holds the endpoint [`Down`](HealthState::Down) until [`clear`](Self::clear)ed (drills,
     /// maintenance). Outcomes are still counted but change nothing.
     pub fn force_down(&self) {

@@ -224,7 +224,10 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             slot.last_start = Some(now);
             let id = ep.id().clone();
             let probe = Arc::clone(&self.probe);
-            let handle = self.probes.spawn(probe_once(probe, ep, cfg.probe_timeout));
+            let heartbeat = ep.raw_state() == HealthState::Up;
+            let handle = self
+                .probes
+                .spawn(probe_once(probe, ep, cfg.probe_timeout, heartbeat));
             self.running.insert(handle.id(), id);
         }
         wake_at
@@ -258,8 +261,14 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
     }
 }
 
-/// One probe of `ep`, bounded by `timeout`, recorded on the endpoint.
-async fn probe_once<K: EndpointId, P: Probe<K>>(probe: Arc<P>, ep: Endpoint<K>, timeout: Duration) {
+/// One probe of `ep`, bounded by `timeout`, recorded on the endpoint; a `heartbeat` (the
+/// endpoint was up) that fails is reported as missed first.
+async fn probe_once<K: EndpointId, P: Probe<K>>(
+    probe: Arc<P>,
+    ep: Endpoint<K>,
+    timeout: Duration,
+    heartbeat: bool,
+) {
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
         .await
@@ -272,6 +281,9 @@ async fn probe_once<K: EndpointId, P: Probe<K>>(probe: Arc<P>, ep: Endpoint<K>, 
             );
             ProbeResult::down()
         });
+    if heartbeat && !result.is_up() {
+        ep.heartbeat_missed();
+    }
     ep.record_probe_at(result, Some(started));
 }
 

@@ -16,13 +16,18 @@
 //!   [`backstop`](RediscoveryBuilder::backstop) otherwise; it stops when the last handle is
 //!   dropped or on [`close`](Rediscovery::close).
 //!
-//! A run that finds no primary puts the primary in doubt, whatever it was before.
+//! A run that finds no primary puts the primary in doubt, whatever it was before. So does, at
+//! once and in the core, a **missed heartbeat** of the router's active endpoint (a heartbeat of
+//! the tracker's probe task that timed out or answered down) and the active endpoint being
+//! **declared down** (see [`Endpoint::down_signal`]): an adapter configures the tracker's
+//! [`heartbeat`](crate::health::HealthTrackerBuilder::heartbeat) and probe, and writes no
+//! suspicion code of its own.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -30,7 +35,10 @@ use tokio::time::Instant;
 
 use super::router::Router;
 use crate::error::{Classification, Classify, ConfigError};
-use crate::health::{Endpoint, EndpointId, Role};
+use crate::health::{
+    Endpoint, EndpointId, HealthEvent, HealthSink, HealthState, ProbeResult, Role,
+};
+use crate::sync::lock;
 
 /// The protocol part of finding the primary: one run of asking the backend.
 ///
@@ -167,6 +175,9 @@ struct Shared<K> {
     state: watch::Sender<RunState>,
     signals: Arc<Signals>,
     config: Config,
+    /// The active endpoint a liveness signal put in doubt, for the task to announce (the sink
+    /// that sees the signal must not call back into the router).
+    announce: Mutex<Option<Endpoint<K>>>,
 }
 
 /// What the background task waits on; kept by the task, so the handles can go away.
@@ -286,7 +297,10 @@ impl<K: EndpointId> RediscoveryBuilder<K> {
             state,
             signals: Arc::default(),
             config: c,
+            announce: Mutex::new(None),
         });
+        let sink: Weak<dyn HealthSink<K>> = Arc::downgrade(&shared) as _;
+        shared.router.tracker().core().add_sink(sink);
         handle.spawn(run_loop(
             Arc::downgrade(&shared),
             Arc::clone(&shared.signals),
@@ -448,7 +462,56 @@ impl<K: EndpointId> Rediscovery<K> {
     }
 }
 
+/// The liveness signals, seen synchronously by the tracker: a missed heartbeat or a `Down`
+/// of the active endpoint puts the primary in doubt and asks for a run. Called with locks of
+/// the tracker held, so only atomics and this handle's own lock are touched here; the task
+/// announces the doubt.
+impl<K: EndpointId> HealthSink<K> for Shared<K> {
+    fn transition(&self, event: &HealthEvent<K>, _recent: u64) {
+        if event.to == HealthState::Down {
+            self.liveness_lost(&event.endpoint);
+        }
+    }
+
+    fn role_changed(&self, _id: &K, _from: Role, _to: Role) {}
+
+    fn probe(&self, _id: &K, _result: &ProbeResult) {}
+
+    fn heartbeat_missed(&self, id: &K) {
+        self.liveness_lost(id);
+    }
+}
+
 impl<K: EndpointId> Shared<K> {
+    /// `id` missed a heartbeat or was declared down: if it is the active endpoint (as last
+    /// decided; one atomic load), the primary is in doubt and a run is asked for.
+    fn liveness_lost(&self, id: &K) {
+        if self.signals.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let active = self.router.active_as_decided();
+        if active.id() != id {
+            return;
+        }
+        if !self.in_doubt.swap(true, Ordering::AcqRel) {
+            *lock(&self.announce) = Some(active.clone());
+        }
+        self.signals.trigger.notify_one();
+    }
+
+    /// Tells the timeline and the log about a doubt raised by a liveness signal.
+    fn announce(&self) {
+        let Some(endpoint) = lock(&self.announce).take() else {
+            return;
+        };
+        tracing::info!(
+            target: "switchover::route",
+            endpoint = ?endpoint.id(),
+            "primary in doubt: it missed a heartbeat or was declared down; rediscovering"
+        );
+        self.router.observer().suspect(&endpoint);
+    }
+
     /// One run: discover, then readmit and switch to the primary found.
     async fn run_once(&self) {
         let started_at = Instant::now();
@@ -559,6 +622,7 @@ async fn run_loop<K: EndpointId>(weak: Weak<Shared<K>>, signals: Arc<Signals>) {
             // This run answers every doubt raised so far; one raised while it runs asks for
             // the next.
             take_permit(&signals.trigger);
+            shared.announce();
             shared.run_once().await;
         }
         // Coalesce bursts: triggers that arrive meanwhile are kept by the `Notify` and served by

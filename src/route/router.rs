@@ -291,6 +291,14 @@ impl<K: EndpointId> Router<K> {
         &self.inner.moved
     }
 
+    /// The active endpoint as last decided, without re-evaluating (one atomic load): safe to
+    /// call from a health sink, with an endpoint's transition lock held.
+    #[inline]
+    pub(crate) fn active_as_decided(&self) -> &Endpoint<K> {
+        let w = self.inner.word.load(Ordering::Acquire);
+        &self.inner.slot(index(w)).endpoint
+    }
+
     /// The router's observer (timeline, metrics).
     #[inline]
     pub(crate) fn observer(&self) -> &Observer<K> {
