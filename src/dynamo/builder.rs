@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 
 use super::config::{Canary, RegionConfig, RegionName, Source, Timeouts, WriteMode};
+use super::fleet::{FleetLeaseBuilder, LeaseStore};
 use super::probe::CanaryProbe;
 use super::suspect::{Confirming, Shared, Signals, watch_downs};
 use super::table::{Inner, Slot, Table};
@@ -17,7 +18,7 @@ use crate::error::ConfigError;
 use crate::health::{HealthTracker, HealthTrackerBuilder, Probe};
 use crate::observe::Observe;
 use crate::retry::{ExponentialBackoff, Jitter, RetryBudget, RetryPolicy};
-use crate::route::{Failback, PrimaryOnly, ReadPolicy, Router};
+use crate::route::{Failback, Follower, PrimaryOnly, ReadPolicy, Router};
 
 /// The default heartbeat of the regions that are up.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(200);
@@ -34,6 +35,10 @@ pub const MAX_REGIONS: usize = 64;
 /// Slack added to the attempt timeout for the handle's own bound of an attempt, so the SDK's
 /// timeout (on the clients the handle builds) fires first and reports a proper `TimeoutError`.
 const GUARD_SLACK: Duration = Duration::from_millis(100);
+
+/// Starts the follower of a fleet authority on the table's router.
+type AuthorityStarter =
+    Box<dyn FnOnce(&Router<RegionName>) -> Result<Follower<RegionName>, ConfigError> + Send>;
 
 type HealthCustomizer =
     Box<dyn FnOnce(HealthTrackerBuilder<RegionName>) -> HealthTrackerBuilder<RegionName> + Send>;
@@ -78,6 +83,7 @@ pub struct TableBuilder {
     write_mode: WriteMode,
     budget: Option<RetryBudget>,
     observe: Option<Observe>,
+    authority: Option<AuthorityStarter>,
 }
 
 impl fmt::Debug for TableBuilder {
@@ -93,6 +99,7 @@ impl fmt::Debug for TableBuilder {
             .field("failback", &self.failback)
             .field("write_mode", &self.write_mode)
             .field("observe", &self.observe)
+            .field("authority", &self.authority.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +120,7 @@ impl TableBuilder {
             write_mode: WriteMode::default(),
             budget: None,
             observe: None,
+            authority: None,
         }
     }
 
@@ -207,6 +215,17 @@ impl TableBuilder {
     /// [`Table::health`] and [`Table::timeline`].
     pub fn observe(mut self, observe: Observe) -> Self {
         self.observe = Some(observe);
+        self
+    }
+
+    /// Follows a fleet lease for the active region instead of deciding alone (see
+    /// [`fleet`](super::fleet)): e.g.
+    /// `.authority(FleetLease::dynamodb(control_client, "control", "orders", host_id))`.
+    /// Default: none, this handle's own health decides. With an authority, writes go only to
+    /// the region the record names, in every [`WriteMode`]; reads still follow the read
+    /// policy over the regions this handle can reach.
+    pub fn authority<S: LeaseStore>(mut self, lease: FleetLeaseBuilder<S>) -> Self {
+        self.authority = Some(Box::new(move |router| lease.start(router)));
         self
     }
 
@@ -387,6 +406,7 @@ impl TableBuilder {
             router = router.endpoint(id.clone(), priority as u32);
         }
         let router = router.build()?;
+        let follower = self.authority.map(|start| start(&router)).transpose()?;
         let slots = regions
             .into_iter()
             .zip(signals)
@@ -431,6 +451,7 @@ impl TableBuilder {
                 probe_timeout: tracker.core().config.probe_timeout,
                 seen_generation: AtomicU64::new(generation),
                 seen_active: AtomicUsize::new(active),
+                follower,
             }),
         })
     }

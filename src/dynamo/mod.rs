@@ -103,6 +103,7 @@ mod call;
 mod classify;
 mod config;
 mod error;
+pub mod fleet;
 mod observe;
 mod ops;
 mod probe;

@@ -18,7 +18,7 @@ use super::config::{RegionName, WriteMode};
 use super::suspect::{Confirm, Signals};
 use crate::health::{Endpoint, HealthState, HealthTracker};
 use crate::retry::{RetryBudget, RetryPolicy};
-use crate::route::{ReadPolicy, RouteEvent, Router, SwitchError};
+use crate::route::{Follower, ReadPolicy, RouteEvent, Router, SwitchError};
 
 /// A handle on one logical DynamoDB table replicated in several regions (a Global Table) that
 /// sends each call to the right region and fails over between them.
@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) seen_generation: AtomicU64,
     /// The active region (slot index) at `seen_generation`.
     pub(crate) seen_active: AtomicUsize,
+    /// The fleet authority this handle follows, if any.
+    pub(crate) follower: Option<Follower<RegionName>>,
 }
 
 /// One region: its client, its physical table name and its health endpoint.
@@ -131,6 +133,12 @@ impl Table {
     /// The router (active region, generation, events) for advanced use.
     pub fn router(&self) -> &Router<RegionName> {
         &self.inner.router
+    }
+
+    /// The fleet authority this handle follows ([`TableBuilder::authority`]): its epoch, last
+    /// record and events. `None` when the handle decides alone.
+    pub fn follower(&self) -> Option<&Follower<RegionName>> {
+        self.inner.follower.as_ref()
     }
 
     /// The health tracker of the regions.
