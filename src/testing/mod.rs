@@ -14,6 +14,12 @@
 //! - DynamoDB Local: [`DynamoDbRegions`] of [`DynamoDbLocal`] processes, one per "region", that
 //!   can be killed, paused and resumed; with feature `dynamodb`, SDK clients (retries off,
 //!   timeouts on) and helpers to create tables and copy items between regions.
+//! - Partitions: [`NetNs`], a Linux network namespace behind a veth pair whose packets are
+//!   dropped on demand ([`NetNs::partition`] / [`NetNs::heal`], one-way variants), silently, so
+//!   keepalive and `TCP_USER_TIMEOUT` are exercised for real; servers start inside one with
+//!   [`RedisServer::start_in`], [`RedisReplicaSet::start_in_netns`] and
+//!   [`RedisSentinel::start_in_netns`] (each node in its own namespace). Root, `ip` and
+//!   `iptables` are required; a missing one is an error naming it.
 //! - TLS: [`TestCa`], a throw-away certificate authority that issues server and client
 //!   certificates as PEM files for the fixtures and the clients under test.
 //!
@@ -28,6 +34,12 @@
 //! RESP client, `pg_ctl`/`psql`, raw HTTP), so this module needs none of the client crates;
 //! only the DynamoDB helpers use the AWS SDK. Kill and pause use `SIGKILL`/`SIGSTOP`/`SIGCONT`
 //! on the fixture's own processes only. Do not pause Tokio's clock in tests that use them.
+//!
+//! Every server runs under `setpriv --pdeathsig KILL` (also through `ip netns exec` and the
+//! `setpriv --reuid postgres` of the Postgres fixture), forked from one thread that lives as
+//! long as the test process: a test that aborts (a stack overflow, `SIGKILL`) takes its servers
+//! down with it instead of leaving them running. Namespaces left by such a run are removed by
+//! the next run's first [`NetNs::create`] ([`sweep_stale`]).
 //!
 //! # Example
 //!
@@ -61,6 +73,7 @@
 mod certs;
 mod dynamodb;
 mod error;
+mod netns;
 mod postgres;
 mod postgres_tls;
 mod process;
@@ -80,6 +93,7 @@ pub use dynamodb::{
 #[cfg_attr(docsrs, doc(cfg(feature = "dynamodb")))]
 pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
 pub use error::Error;
+pub use netns::{Cut, NETNS_PREFIX, NetNs, sweep_stale};
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use postgres_tls::PgClusterBuilder;
 pub use proxy::{FaultProxy, Mode};

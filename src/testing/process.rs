@@ -2,13 +2,14 @@
 //! signals, and stopping them on drop.
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
 use super::Error;
@@ -176,11 +177,84 @@ pub(crate) fn send_signal(pid: u32, signal: &str) -> Result<(), Error> {
     }
 }
 
+/// Rewrites `cmd` so that the server it starts is killed (`SIGKILL`) when the test process
+/// dies, however it dies (a panic, a stack overflow, `abort`, `SIGKILL`): every `setpriv` on the
+/// exec chain gets `--pdeathsig KILL`, and a chain that does not start with `setpriv` is
+/// prefixed with `setpriv --pdeathsig KILL --`.
+///
+/// The kernel clears the parent-death signal when the credentials change, so a `setpriv
+/// --reuid` further down the chain (Postgres run as `postgres`) sets it again itself (it does so
+/// after changing the ids); `ip netns exec` keeps it. Every program on the chain execs the
+/// next one, so the server keeps the pid of the spawned child.
+fn with_parent_death_signal(cmd: &Command) -> Result<std::process::Command, Error> {
+    let std = cmd.as_std();
+    let is_setpriv = |p: &OsStr| Path::new(p).file_name() == Some(OsStr::new("setpriv"));
+    let mut chain: Vec<OsString> = Vec::new();
+    if !is_setpriv(std.get_program()) {
+        let setpriv = find_binary("setpriv", "apt-get install util-linux")?;
+        chain.extend([
+            setpriv.into_os_string(),
+            "--pdeathsig".into(),
+            "KILL".into(),
+        ]);
+        chain.push("--".into());
+    }
+    for part in std::iter::once(std.get_program()).chain(std.get_args()) {
+        chain.push(part.to_owned());
+        if is_setpriv(part) {
+            chain.extend(["--pdeathsig".into(), "KILL".into()]);
+        }
+    }
+    let mut out = std::process::Command::new(&chain[0]);
+    out.args(&chain[1..]);
+    for (key, value) in std.get_envs() {
+        match value {
+            Some(value) => out.env(key, value),
+            None => out.env_remove(key),
+        };
+    }
+    if let Some(dir) = std.get_current_dir() {
+        out.current_dir(dir);
+    }
+    Ok(out)
+}
+
+/// Spawns `cmd` from one thread that lives as long as the process: the parent-death signal
+/// fires when the *thread* that forked the child ends, so forking from a test's thread or a
+/// runtime's blocking pool would kill servers whose fixture moved elsewhere.
+fn spawn_from_spawner_thread(cmd: std::process::Command) -> std::io::Result<Child> {
+    type Job = (
+        std::process::Command,
+        mpsc::SyncSender<std::io::Result<Child>>,
+    );
+    static SPAWNER: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("switchover-fixture-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .map(|_| tx)
+            .map_err(|e| e.to_string())
+    });
+    let tx = spawner
+        .as_ref()
+        .map_err(|e| std::io::Error::other(format!("starting the spawner thread: {e}")))?;
+    let (reply, answer) = mpsc::sync_channel(1);
+    let gone = || std::io::Error::other("the fixture spawner thread is gone");
+    tx.send((cmd, reply)).map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
+}
+
 /// A long-running server process started by a fixture.
 ///
-/// On drop: if `drop_signal` is set it is sent first (after `CONT`, so a paused process can act
-/// on it) and the process gets up to two seconds to exit; then `SIGKILL`, and up to one second
-/// to be reaped. Drop never panics.
+/// The process is killed when the test process dies (see [`with_parent_death_signal`]), so an
+/// aborted test leaves no server behind. On drop: if `drop_signal` is set it is sent first
+/// (after `CONT`, so a paused process can act on it) and the process gets up to two seconds to
+/// exit; then `SIGKILL`, and up to one second to be reaped. Drop never panics.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     name: String,
@@ -208,10 +282,11 @@ impl ServerProcess {
         Self::spawn_command(name, cmd, cwd, log)
     }
 
-    /// Spawns a prepared command with stdout and stderr appended to `log`.
+    /// Spawns a prepared command with stdout and stderr appended to `log`. Only the program,
+    /// arguments, environment and directory of `cmd` are used.
     pub(crate) fn spawn_command(
         name: &str,
-        mut cmd: Command,
+        cmd: Command,
         cwd: &Path,
         log: &Path,
     ) -> Result<Self, Error> {
@@ -222,19 +297,14 @@ impl ServerProcess {
                 .open(log)
                 .map_err(|e| Error::io(format!("opening log file {}", log.display()), e))
         };
-        let out = open()?;
-        let err = open()?;
+        let mut cmd = with_parent_death_signal(&cmd)?;
         cmd.current_dir(cwd)
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(false);
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("spawning {name}"), e))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| Error::Invalid(format!("{name} exited before it got a pid")))?;
+            .stdout(open()?)
+            .stderr(open()?);
+        let child =
+            spawn_from_spawner_thread(cmd).map_err(|e| Error::io(format!("spawning {name}"), e))?;
+        let pid = child.id();
         Ok(Self {
             name: name.to_owned(),
             child,
@@ -288,20 +358,28 @@ impl ServerProcess {
             return Ok(());
         }
         self.child
-            .start_kill()
+            .kill()
             .map_err(|e| Error::io(format!("killing {}", self.name), e))?;
         self.wait_exit(Duration::from_secs(5)).await.map(drop)
     }
 
-    /// Waits for the process to exit on its own.
+    /// Waits for the process to exit on its own (polling every 10 ms).
     pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.map_err(|e| Error::io(format!("waiting for {}", self.name), e)),
-            Err(_) => Err(Error::timeout(
-                format!("{} to exit", self.name),
-                timeout,
-                self.log_tail(),
-            )),
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) => {}
+                Err(e) => return Err(Error::io(format!("waiting for {}", self.name), e)),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::timeout(
+                    format!("{} to exit", self.name),
+                    timeout,
+                    self.log_tail(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -332,7 +410,7 @@ impl Drop for ServerProcess {
                 return;
             }
         }
-        if self.child.start_kill().is_ok() && !self.reaped_within(Duration::from_secs(1)) {
+        if self.child.kill().is_ok() && !self.reaped_within(Duration::from_secs(1)) {
             tracing::warn!(pid = self.pid, name = %self.name, "killed server process not reaped within 1 s");
         }
     }

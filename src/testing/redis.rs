@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::Error;
 #[cfg(feature = "tls")]
 use super::RedisTls;
+use super::netns::{NetNs, Placement, bind_addr, not_in_netns};
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
     poll_until, port_in_use,
@@ -35,6 +36,8 @@ pub(super) struct Listen {
     #[cfg(feature = "tls")]
     pub(super) tls: Option<RedisTls>,
     pub(super) unix_socket: bool,
+    /// Where the servers run: loopback, or network namespaces.
+    pub(super) netns: Placement,
 }
 
 impl Listen {
@@ -44,6 +47,7 @@ impl Listen {
             #[cfg(feature = "tls")]
             tls: None,
             unix_socket: true,
+            netns: Placement::Loopback,
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct RedisServer {
     dir: TempDir,
     replica_of: Option<SocketAddr>,
     listen: Listen,
+    netns: Option<NetNs>,
 }
 
 impl RedisServer {
@@ -107,12 +112,26 @@ impl RedisServer {
         Self::launch("redis-replica", Some(primary), Listen::default()).await
     }
 
+    /// Starts a standalone server inside `netns`, bound to [`NetNs::addr`] (so
+    /// [`addr`](Self::addr) is on that address), and waits until it answers `PING`. The server
+    /// keeps the namespace alive; [`partition`](Self::partition) cuts it off.
+    pub async fn start_in(netns: &NetNs) -> Result<Self, Error> {
+        Self::launch("redis", None, Listen::in_netns(netns)).await
+    }
+
+    /// Starts a server inside `netns` that replicates from `primary` (an address reachable from
+    /// the namespace, e.g. a server in another namespace). Does not wait for the link.
+    pub async fn start_replica_of_in(primary: SocketAddr, netns: &NetNs) -> Result<Self, Error> {
+        Self::launch("redis-replica", Some(primary), Listen::in_netns(netns)).await
+    }
+
     pub(super) async fn launch(
         name: &str,
         replica_of: Option<SocketAddr>,
         listen: Listen,
     ) -> Result<Self, Error> {
         let bin = find_binary("redis-server", REDIS_HINT)?;
+        let netns = listen.netns.resolve().await?;
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self {
@@ -123,6 +142,7 @@ impl RedisServer {
                 replica_of,
                 process: None,
                 listen: listen.clone(),
+                netns: netns.clone(),
             };
             match server.spawn_and_wait().await {
                 Ok(()) => return Ok(server),
@@ -152,8 +172,12 @@ impl RedisServer {
             ]);
         }
         let name = format!("{} on port {}", self.name, self.port);
-        let process =
-            ServerProcess::spawn(&name, &self.bin, &args, self.dir.path(), &self.log_path())?;
+        let mut cmd = match &self.netns {
+            Some(ns) => ns.command(&self.bin),
+            None => tokio::process::Command::new(&self.bin),
+        };
+        cmd.args(&args);
+        let process = ServerProcess::spawn_command(&name, cmd, self.dir.path(), &self.log_path())?;
         self.process = Some(process);
         let dial = self.dial();
         poll_until(STARTUP_TIMEOUT, POLL, || {
@@ -202,8 +226,6 @@ impl RedisServer {
 
     fn common_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
-            "--bind",
-            "127.0.0.1",
             "--protected-mode",
             "no",
             "--save",
@@ -226,12 +248,39 @@ impl RedisServer {
         .map(|s| (*s).to_owned())
         .collect();
         args.push(self.dir.path().display().to_string());
+        args.extend(["--bind".to_owned(), self.ip().to_string()]);
         args
     }
 
-    /// `127.0.0.1:port` (the TLS port of a TLS server).
+    /// `127.0.0.1:port` (the TLS port of a TLS server); in a namespace, the namespace's
+    /// address.
     pub fn addr(&self) -> SocketAddr {
-        loopback(self.port)
+        SocketAddr::from((self.ip(), self.port))
+    }
+
+    fn ip(&self) -> Ipv4Addr {
+        bind_addr(self.netns.as_ref())
+    }
+
+    /// The network namespace the server runs in (`None` on the host's loopback).
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.netns.as_ref()
+    }
+
+    /// Drops every packet to and from the server's namespace ([`NetNs::partition`]). Fails
+    /// with [`Error::Invalid`] for a server not started in a namespace.
+    pub async fn partition(&self) -> Result<(), Error> {
+        self.own_netns()?.partition().await
+    }
+
+    /// Undoes [`partition`](Self::partition) ([`NetNs::heal`]).
+    pub async fn heal(&self) -> Result<(), Error> {
+        self.own_netns()?.heal().await
+    }
+
+    fn own_netns(&self) -> Result<&NetNs, Error> {
+        let name = || format!("{} on port {}", self.name, self.port);
+        self.netns.as_ref().ok_or_else(|| not_in_netns(&name()))
     }
 
     /// How the fixtures reach this server (TLS when it listens on TLS only).
@@ -270,11 +319,11 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:port/` (`rediss://` for a TLS server), for client crates that take
-    /// a URL.
+    /// `redis://127.0.0.1:port/` (`rediss://` for a TLS server; the namespace's address for a
+    /// server in one), for client crates that take a URL.
     pub fn url(&self) -> String {
         let scheme = if self.is_tls() { "rediss" } else { "redis" };
-        format!("{scheme}://127.0.0.1:{}/", self.port)
+        format!("{scheme}://{}/", self.addr())
     }
 
     /// The process id, while the fixture holds a process (`None` after [`kill`](Self::kill) or
@@ -414,11 +463,28 @@ impl RedisServer {
 }
 
 impl Listen {
+    /// Plaintext TCP inside `netns`.
+    fn in_netns(netns: &NetNs) -> Self {
+        Listen {
+            netns: Placement::In(netns.clone()),
+            ..Listen::default()
+        }
+    }
+
+    /// Plaintext TCP, each server in a namespace of its own.
+    pub(super) fn fresh_netns() -> Self {
+        Listen {
+            netns: Placement::Fresh,
+            ..Listen::default()
+        }
+    }
+
     #[cfg(feature = "tls")]
     pub(super) fn tls(tls: &RedisTls) -> Self {
         Listen {
             tls: Some(tls.clone()),
             unix_socket: false,
+            netns: Placement::Loopback,
         }
     }
 }
@@ -456,6 +522,12 @@ impl RedisReplicaSet {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub async fn start_tls(replicas: usize, tls: &RedisTls) -> Result<Self, Error> {
         Self::start_with(replicas, Listen::tls(tls)).await
+    }
+
+    /// As [`start`](Self::start), with every node in a [`NetNs`] of its own (replicating
+    /// across namespaces), so each can be partitioned alone ([`RedisServer::partition`]).
+    pub async fn start_in_netns(replicas: usize) -> Result<Self, Error> {
+        Self::start_with(replicas, Listen::fresh_netns()).await
     }
 
     pub(super) async fn start_with(replicas: usize, listen: Listen) -> Result<Self, Error> {

@@ -71,6 +71,15 @@ impl RedisSentinel {
         Self::start_with(replicas, sentinels, Listen::tls(tls)).await
     }
 
+    /// As [`start`](Self::start), with every node in a [`NetNs`](super::NetNs) of its own
+    /// ([`RedisReplicaSet::start_in_netns`]), so each can be partitioned alone
+    /// ([`RedisServer::partition`](super::RedisServer::partition)). The sentinels run on the
+    /// host's `127.0.0.1` (announcing that address to each other) and reach the nodes through
+    /// their veth pairs.
+    pub async fn start_in_netns(replicas: usize, sentinels: usize) -> Result<Self, Error> {
+        Self::start_with(replicas, sentinels, Listen::fresh_netns()).await
+    }
+
     async fn start_with(replicas: usize, sentinels: usize, listen: Listen) -> Result<Self, Error> {
         if !(1..=3).contains(&sentinels) {
             return Err(Error::Invalid(format!(
@@ -270,6 +279,13 @@ async fn start_sentinel(
             ip = primary.ip(),
             pport = primary.port(),
         );
+        // Sentinels announce the address of their link to the primary, here the host side of
+        // its veth pair, where they do not listen.
+        let text = if listen.netns.is_netns() {
+            text + "sentinel announce-ip 127.0.0.1\n"
+        } else {
+            text
+        };
         std::fs::write(&conf, text)
             .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
         let mut process = ServerProcess::spawn(
