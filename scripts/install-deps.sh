@@ -132,7 +132,19 @@ install_dynamodb_local() {
     fi
 }
 
+# The partition fixture (switchover::testing::NetNs): network namespaces and veth pairs from
+# iproute2, packet drops from iptables (either backend); it needs root at test time.
+install_netns() {
+    local missing=()
+    have ip || missing+=(iproute2)
+    have iptables-restore || missing+=(iptables)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 main() {
+    install_netns
     install_redis
     install_postgres
     install_java
