@@ -398,6 +398,7 @@ async fn heartbeat_probes_up_endpoints_and_reports_roles() {
         .endpoints(["a", "b"])
         .probe(world.probe())
         .heartbeat(ms(100))
+        .heartbeat_jitter(0.0)
         .build()
         .unwrap();
     let mut rx = t.subscribe();
@@ -475,6 +476,7 @@ async fn probe_task_stops_when_the_tracker_is_dropped() {
             std::future::ready(ProbeResult::up())
         })
         .heartbeat(ms(100))
+        .heartbeat_jitter(0.0)
         .build()
         .unwrap();
     let handle = t.endpoint(&"a").unwrap(); // endpoint handles do not keep the task alive

@@ -9,7 +9,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use switchover::Classification;
-use switchover::health::{HealthState, HealthTracker, Probe, ProbeResult, Role};
+use switchover::health::{
+    HealthState, HealthTracker, HealthTrackerBuilder, Probe, ProbeResult, Role,
+};
 use switchover::retry::{ConstantBackoff, RetryPolicy};
 use switchover::route::Router;
 use tokio::time::{Instant, sleep};
@@ -277,6 +279,7 @@ async fn with_a_heartbeat_cut_attempts_ask_for_one_heartbeat_and_count_nothing()
         .endpoints(["a", "b"])
         .probe(probe.clone())
         .heartbeat(ms(1000))
+        .heartbeat_jitter(0.0)
         .probe_timeout(ms(300))
         .build()
         .unwrap();
@@ -314,6 +317,7 @@ async fn a_heartbeat_that_hangs_after_a_cut_is_the_failure_that_counts() {
         .endpoints(["a", "b"])
         .probe(probe.clone())
         .heartbeat(ms(1000))
+        .heartbeat_jitter(0.0)
         .probe_timeout(ms(300))
         .build()
         .unwrap();
@@ -364,6 +368,7 @@ async fn record_timeout_by_hand_asks_for_a_heartbeat_unless_one_runs() {
         .endpoints(["a"])
         .probe(probe.clone())
         .heartbeat(ms(1000))
+        .heartbeat_jitter(0.0)
         .build()
         .unwrap();
     let a = tracker.endpoint(&"a").unwrap();
@@ -383,4 +388,117 @@ async fn record_timeout_by_hand_asks_for_a_heartbeat_unless_one_runs() {
     a.clear();
     sleep(ms(1)).await;
     assert_eq!(probe.starts("a"), [ms(10), ms(130)]);
+}
+
+/// The heartbeat starts of "a" over `span`, from a tracker built now with `tune` over a 200 ms
+/// heartbeat whose probe answers at once.
+async fn beats(
+    span: Duration,
+    tune: impl FnOnce(HealthTrackerBuilder<&'static str>) -> HealthTrackerBuilder<&'static str>,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let probe = Recorder::new(Duration::ZERO, &[]);
+    let builder = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .probe(probe.clone())
+        .heartbeat(ms(200));
+    let tracker = tune(builder).build().unwrap();
+    sleep(span).await;
+    drop(tracker);
+    (probe.starts("a"), probe.starts("b"))
+}
+
+fn gaps(starts: &[Duration]) -> Vec<Duration> {
+    let mut prev = Duration::ZERO;
+    starts
+        .iter()
+        .map(|t| {
+            let g = *t - prev;
+            prev = *t;
+            g
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_beat_lies_within_the_jitter_and_never_after_the_interval() {
+    // The default jitter (0.2) and an explicit one (0.5).
+    for (tune, lowest) in [(None, ms(160)), (Some(0.5), ms(100))] {
+        let (a, b) = beats(ms(20_000), |h| {
+            let h = h.heartbeat_seed(11);
+            match tune {
+                Some(f) => h.heartbeat_jitter(f),
+                None => h,
+            }
+        })
+        .await;
+        for starts in [&a, &b] {
+            let g = gaps(starts);
+            assert!(g.len() >= 100, "{} beats in 20 s", g.len());
+            assert!(
+                g.iter().all(|d| (lowest..=ms(200)).contains(d)),
+                "every gap in [{lowest:?}, 200ms]: {g:?}"
+            );
+            // Spread out, not one value: the lowest and highest fifth of the range are both hit.
+            let fifth = (ms(200) - lowest) / 5;
+            assert!(g.iter().any(|d| *d < lowest + fifth));
+            assert!(g.iter().any(|d| *d > ms(200) - fifth));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_jitter_beats_are_exactly_the_interval_apart() {
+    let (a, b) = beats(ms(2001), |h| h.heartbeat_jitter(0.0)).await;
+    let exact: Vec<_> = (1..=10).map(|n| ms(200 * n)).collect();
+    assert_eq!(a, exact);
+    assert_eq!(b, exact);
+}
+
+#[tokio::test(start_paused = true)]
+async fn trackers_and_endpoints_do_not_beat_in_step_and_a_seed_repeats_its_schedule() {
+    let span = ms(5000);
+    let (a1, b1) = beats(span, |h| h.heartbeat_seed(1)).await;
+    let (a2, _) = beats(span, |h| h.heartbeat_seed(2)).await;
+    let (a1_again, b1_again) = beats(span, |h| h.heartbeat_seed(1)).await;
+    assert_eq!(
+        (&a1_again, &b1_again),
+        (&a1, &b1),
+        "same seed, same schedule"
+    );
+    // Tokio's timers fire on whole milliseconds, so two schedules may meet now and then; in
+    // step they would meet on every beat.
+    let together = |x: &[Duration], y: &[Duration]| x.iter().filter(|t| y.contains(t)).count();
+    assert!(a1.len() >= 25);
+    assert!(
+        together(&a1, &a2) <= a1.len() / 5,
+        "two trackers: {a1:?} / {a2:?}"
+    );
+    assert!(
+        together(&a1, &b1) <= a1.len() / 5,
+        "two endpoints: {a1:?} / {b1:?}"
+    );
+    // Unseeded trackers draw from entropy.
+    let (e1, _) = beats(span, |h| h).await;
+    let (e2, _) = beats(span, |h| h).await;
+    assert_ne!(e1, e2);
+}
+
+#[tokio::test]
+async fn a_jitter_outside_zero_to_one_is_refused_naming_the_field() {
+    for bad in [f64::NAN, -0.1, 1.0, 1.5, f64::INFINITY] {
+        let err = HealthTracker::<&str>::builder()
+            .heartbeat(ms(200))
+            .heartbeat_jitter(bad)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "heartbeat_jitter", "{bad}");
+    }
+    for good in [0.0, 0.2, 0.999] {
+        assert!(
+            HealthTracker::<&str>::builder()
+                .heartbeat_jitter(good)
+                .build()
+                .is_ok()
+        );
+    }
 }

@@ -350,6 +350,7 @@ fn heartbeat_tracker(ids: &[&'static str], probe: FrozenA) -> HealthTracker<&'st
         .endpoints(ids.iter().copied())
         .probe(probe)
         .heartbeat(ms(200))
+        .heartbeat_jitter(0.0)
         .probe_timeout(ms(300))
         .build()
         .unwrap()

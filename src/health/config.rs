@@ -1,5 +1,8 @@
 use std::time::Duration;
 
+use rand::RngExt;
+use rand::rngs::SmallRng;
+
 use crate::error::ConfigError;
 
 /// Marks an endpoint down when too large a share of its recent outcomes failed, in addition to
@@ -79,6 +82,11 @@ pub(crate) struct HealthConfig {
     pub(crate) probe_interval: Duration,
     pub(crate) probe_timeout: Duration,
     pub(crate) heartbeat: Option<Duration>,
+    /// Each heartbeat is due `heartbeat × (1 − jitter × u)` after the previous probe started,
+    /// `u` uniform in `[0, 1]`.
+    pub(crate) heartbeat_jitter: f64,
+    /// The seed of the tracker's jitter RNG (`None`: from entropy).
+    pub(crate) heartbeat_seed: Option<u64>,
 }
 
 impl Default for HealthConfig {
@@ -96,6 +104,8 @@ impl Default for HealthConfig {
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
             heartbeat: None,
+            heartbeat_jitter: 0.2,
+            heartbeat_seed: None,
         }
     }
 }
@@ -111,6 +121,18 @@ impl HealthConfig {
         } else {
             Duration::from_secs_f64(secs).min(self.ejection_cap)
         }
+    }
+
+    /// The delay from one probe's start to the next heartbeat: `heartbeat × (1 − jitter × u)`
+    /// with `u` drawn from `rng` (no draw without jitter), so never later than `heartbeat`.
+    pub(crate) fn next_beat(&self, heartbeat: Duration, rng: &mut SmallRng) -> Duration {
+        let h = u64::try_from(heartbeat.as_nanos()).unwrap_or(u64::MAX);
+        // At most a day (validated), so `h × jitter` fits a u64 exactly enough.
+        let most = (h as f64 * self.heartbeat_jitter) as u64;
+        if most == 0 {
+            return heartbeat;
+        }
+        Duration::from_nanos(h - rng.random_range(0..=most.min(h)))
     }
 
     pub(crate) fn validate(mut self) -> Result<Self, ConfigError> {
@@ -167,6 +189,15 @@ impl HealthConfig {
             return Err(ConfigError::new(
                 "heartbeat",
                 format!("must be above zero and at most one day, got {h:?}"),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.heartbeat_jitter) {
+            return Err(ConfigError::new(
+                "heartbeat_jitter",
+                format!(
+                    "must be a fraction in [0, 1), got {}",
+                    self.heartbeat_jitter
+                ),
             ));
         }
         if let Some(rate) = self.failure_rate {
@@ -281,6 +312,27 @@ mod tests {
             ),
             (
                 HealthConfig {
+                    heartbeat_jitter: f64::NAN,
+                    ..Default::default()
+                },
+                "heartbeat_jitter",
+            ),
+            (
+                HealthConfig {
+                    heartbeat_jitter: -0.1,
+                    ..Default::default()
+                },
+                "heartbeat_jitter",
+            ),
+            (
+                HealthConfig {
+                    heartbeat_jitter: 1.0,
+                    ..Default::default()
+                },
+                "heartbeat_jitter",
+            ),
+            (
+                HealthConfig {
                     failure_rate: Some(FailureRate::new(1.5, 10)),
                     ..Default::default()
                 },
@@ -298,6 +350,33 @@ mod tests {
             assert_eq!(c.validate().unwrap_err().field(), field);
         }
         assert!(HealthConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn beats_are_never_later_than_the_heartbeat_nor_earlier_than_its_jitter_allows() {
+        use rand::SeedableRng;
+        let mut rng = SmallRng::seed_from_u64(7);
+        let h = ms(200);
+        let jittered = HealthConfig {
+            heartbeat_jitter: 0.2,
+            ..HealthConfig::default()
+        };
+        let beats: Vec<_> = (0..1000).map(|_| jittered.next_beat(h, &mut rng)).collect();
+        assert!(beats.iter().all(|d| (ms(160)..=ms(200)).contains(d)));
+        // Spread over the range, not stuck at one end.
+        assert!(beats.iter().any(|d| *d < ms(170)));
+        assert!(beats.iter().any(|d| *d > ms(190)));
+        let exact = HealthConfig {
+            heartbeat_jitter: 0.0,
+            ..HealthConfig::default()
+        };
+        assert!((0..100).all(|_| exact.next_beat(h, &mut rng) == h));
+        // Close to 1: down to almost nothing, never zero-length overflow.
+        let wide = HealthConfig {
+            heartbeat_jitter: 0.999_999,
+            ..HealthConfig::default()
+        };
+        assert!((0..100).all(|_| wide.next_beat(h, &mut rng) <= h));
     }
 
     #[test]

@@ -3,6 +3,8 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
@@ -111,8 +113,9 @@ impl ProbeResult {
 
 /// What the probe task knows of one endpoint.
 struct Slot {
-    /// When the task first saw the endpoint: where its heartbeats start from until it is probed.
-    seen: Instant,
+    /// When its next heartbeat is due (while it is up): a jittered interval after its last
+    /// probe started, or after the task first saw it.
+    next_beat: Instant,
     /// When its last probe started.
     last_start: Option<Instant>,
     /// A probe of it is running.
@@ -130,8 +133,15 @@ pub(crate) async fn run_prober<K: EndpointId, P: Probe<K>>(
     tracker: Weak<TrackerInner<K>>,
     probe: Arc<P>,
 ) {
+    let seed = tracker
+        .upgrade()
+        .and_then(|t| t.core().config.heartbeat_seed);
     let mut task = ProbeTask {
         probe,
+        rng: match seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        },
         slots: HashMap::new(),
         probes: JoinSet::new(),
         running: HashMap::new(),
@@ -158,6 +168,8 @@ pub(crate) async fn run_prober<K: EndpointId, P: Probe<K>>(
 /// The probe task's state between wake-ups.
 struct ProbeTask<K, P> {
     probe: Arc<P>,
+    /// Draws the heartbeats' jitter: one stream per tracker, seeded or from entropy.
+    rng: SmallRng,
     slots: HashMap<K, Slot>,
     probes: JoinSet<()>,
     /// The endpoint of each running probe, by task id: a probe that panics still frees its slot.
@@ -178,7 +190,7 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             }
             if !self.slots.contains_key(ep.id()) {
                 let slot = Slot {
-                    seen: now,
+                    next_beat: self.beat_after(&cfg, now),
                     last_start: None,
                     busy: false,
                 };
@@ -211,7 +223,7 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
                 },
                 HealthState::Up => match cfg.heartbeat {
                     _ if wanted => now,
-                    Some(h) => slot.last_start.unwrap_or(slot.seen) + h,
+                    Some(_) => slot.next_beat,
                     None => continue,
                 },
                 _ => continue,
@@ -222,6 +234,9 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             }
             slot.busy = true;
             slot.last_start = Some(now);
+            if let Some(h) = cfg.heartbeat {
+                slot.next_beat = now + cfg.next_beat(h, &mut self.rng);
+            }
             let id = ep.id().clone();
             let probe = Arc::clone(&self.probe);
             let heartbeat = ep.raw_state() == HealthState::Up;
@@ -231,6 +246,15 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             self.running.insert(handle.id(), id);
         }
         wake_at
+    }
+
+    /// When the first heartbeat of an endpoint first seen at `now` is due (`now` without a
+    /// heartbeat: unused).
+    fn beat_after(&mut self, cfg: &super::config::HealthConfig, now: Instant) -> Instant {
+        match cfg.heartbeat {
+            Some(h) => now + cfg.next_beat(h, &mut self.rng),
+            None => now,
+        }
     }
 
     /// Frees the slot of the probe that ended (`done`) and of every other probe that has ended

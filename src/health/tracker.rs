@@ -227,6 +227,17 @@ impl<K: EndpointId> HealthTracker<K> {
 /// | [`probe_interval`](Self::probe_interval) | 1 s |
 /// | [`probe_timeout`](Self::probe_timeout) | 500 ms |
 /// | [`heartbeat`](Self::heartbeat) | off (up endpoints are not probed) |
+/// | [`heartbeat_jitter`](Self::heartbeat_jitter) | 0.2: each beat 80–100 % of the interval after the last probe |
+/// | [`heartbeat_seed`](Self::heartbeat_seed) | from entropy |
+///
+/// **What the probes cost**: each endpoint that is up is probed once per beat, on average every
+/// `heartbeat × (1 − jitter / 2)` and never less than `heartbeat × (1 − jitter)` apart:
+/// `1 / (heartbeat × (1 − jitter / 2))` probes per endpoint per second per tracker (200 ms with
+/// the default jitter: 5.6 a second, at most 6.25). An attempt cut by a timeout may move one
+/// forward (at most one probe running per endpoint, and none when one started since the cut
+/// attempt did, see [`Endpoint::record_timeout`]). Endpoints that are down or probing are
+/// probed once per [`probe_interval`](Self::probe_interval). Each probe is one request of the
+/// adapter's probe (a `ROLE`, a role query, a canary read).
 #[must_use]
 pub struct HealthTrackerBuilder<K> {
     config: HealthConfig,
@@ -349,13 +360,32 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
         self
     }
 
+    /// Spreads the heartbeats: each is due `heartbeat × (1 − fraction × u)` after the previous
+    /// probe of the endpoint started, `u` uniform in `[0, 1]` drawn per beat and per endpoint
+    /// (default 0.2; at least 0, below 1). A beat is never later than the
+    /// [`heartbeat`](Self::heartbeat) interval, so the time to detect a silent endpoint keeps
+    /// its bound, and many instances (or endpoints) started together do not probe in step.
+    /// With 0, beats are exactly `heartbeat` apart.
+    pub fn heartbeat_jitter(mut self, fraction: f64) -> Self {
+        self.config.heartbeat_jitter = fraction;
+        self
+    }
+
+    /// Seeds the tracker's jitter RNG (default: from entropy), so that its heartbeat schedule
+    /// is reproducible (tests, benches). Give each tracker its own seed.
+    pub fn heartbeat_seed(mut self, seed: u64) -> Self {
+        self.config.heartbeat_seed = Some(seed);
+        self
+    }
+
     /// Validates the policy, registers the endpoints and starts the probe task (if any).
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field for a zero threshold or count, a zero ejection base,
     /// a growth below 1, a cap below the base, a zero interval or timeout, durations over a
-    /// day, an invalid failure rate, or a probe when no Tokio runtime is running.
+    /// day, an invalid failure rate, a heartbeat jitter outside `[0, 1)` (or NaN), or a probe
+    /// when no Tokio runtime is running.
     pub fn build(self) -> Result<HealthTracker<K>, ConfigError> {
         let config = self.config.validate()?;
         let handle = match &self.probe {

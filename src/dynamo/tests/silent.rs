@@ -1,12 +1,24 @@
 //! Silent regions under the paused clock: suspicion, the confirming canary, heartbeats.
 
 use super::*;
+use crate::health::HealthTrackerBuilder;
 
 /// A table with the handle's defaults for heartbeats (200 ms, 300 ms bound) and suspicion
 /// (100 ms, a 200 ms confirming canary) over `r1` and `r2`, whose probes answer up except
 /// where frozen. Each region has a latency sample of 1 ms (a region that was serving, then
-/// went silent; with no sample yet, its canary gets the heartbeat's 300 ms bound).
+/// went silent; with no sample yet, its canary gets the heartbeat's 300 ms bound). The
+/// tracker's heartbeat jitter is off, so beats are exactly 200 ms apart.
 fn silent(frozen: &[&str]) -> (Table, Prober) {
+    silent_with(frozen, |h| h.heartbeat_jitter(0.0))
+}
+
+/// [`silent`] with the tracker tuned by `health`.
+fn silent_with(
+    frozen: &[&str],
+    health: impl FnOnce(HealthTrackerBuilder<RegionName>) -> HealthTrackerBuilder<RegionName>
+    + Send
+    + 'static,
+) -> (Table, Prober) {
     let prober = Prober::default();
     for r in ["r1", "r2"] {
         if frozen.contains(&r) {
@@ -15,7 +27,10 @@ fn silent(frozen: &[&str]) -> (Table, Prober) {
             prober.set_up(r);
         }
     }
-    let table = defaults().build_with_probe(prober.probe()).unwrap();
+    let table = defaults()
+        .health(health)
+        .build_with_probe(prober.probe())
+        .unwrap();
     for slot in &table.inner.regions {
         slot.endpoint
             .record_success_with_latency(Duration::from_millis(1));
@@ -158,10 +173,25 @@ async fn a_missed_heartbeat_makes_the_region_suspect_and_two_put_it_down() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_default_heartbeat_costs_five_requests_per_region_per_second() {
-    let (table, prober) = silent(&[]);
+async fn the_default_heartbeat_costs_five_to_six_requests_per_region_per_second() {
+    // 200 ms with the tracker's default jitter of 0.2: each beat 160 to 200 ms after the last.
+    let (table, prober) = silent_with(&[], |h| h);
     tokio::time::sleep(Duration::from_millis(1001)).await;
-    assert_eq!((prober.probes_of("r1"), prober.probes_of("r2")), (5, 5));
+    for region in ["r1", "r2"] {
+        let beats: Vec<u64> = prober
+            .probe_log()
+            .iter()
+            .filter(|(r, _)| r == region)
+            .map(|(_, t)| *t)
+            .collect();
+        assert!((5..=6).contains(&beats.len()), "{region}: {beats:?}");
+        assert!(
+            beats
+                .windows(2)
+                .all(|w| (160..=200).contains(&(w[1] - w[0]))),
+            "{region}: {beats:?}"
+        );
+    }
     drop(table);
 
     let prober = Prober::default();
