@@ -80,6 +80,7 @@ fn every_field_set() -> Dependency {
             probe_interval: Some(ms(100)),
             probe_timeout: Some(ms(50)),
             heartbeat: Some(ms(5000)),
+            heartbeat_jitter: Some(0.3),
         },
         router: RouterConfig {
             failback: Some(Failback::After(ms(90_000))),
@@ -310,6 +311,10 @@ const REFUSED: &[(&str, &str)] = &[
         "api.health.probe_timeout",
     ),
     ("[health]\nheartbeat = \"0s\"", "api.health.heartbeat"),
+    (
+        "[health]\nheartbeat_jitter = 1.0",
+        "api.health.heartbeat_jitter",
+    ),
 ];
 
 #[test]

@@ -3,7 +3,7 @@
 
 /// The health tracker builder's fields: a pool's `build` reports them as they are, and
 /// [`HealthConfig`](super::HealthConfig) spells them the same.
-pub(super) const HEALTH: [&str; 11] = [
+pub(super) const HEALTH: [&str; 12] = [
     "failure_threshold",
     "failure_rate",
     "recovery_successes",
@@ -15,4 +15,5 @@ pub(super) const HEALTH: [&str; 11] = [
     "probe_interval",
     "probe_timeout",
     "heartbeat",
+    "heartbeat_jitter",
 ];

@@ -23,6 +23,7 @@ use crate::health::{EndpointId, FailureRate, HealthTracker, HealthTrackerBuilder
 /// probe_interval = "1s"
 /// probe_timeout = "500ms"
 /// heartbeat = "5s"
+/// heartbeat_jitter = 0.2
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,6 +79,9 @@ pub struct HealthConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub heartbeat: Option<Duration>,
+    /// See [`heartbeat_jitter`](HealthTrackerBuilder::heartbeat_jitter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_jitter: Option<f64>,
 }
 
 /// A [`FailureRate`] from a config file: `{ ratio = 0.5, window = 100 }`.
@@ -106,6 +110,7 @@ pub struct HealthSettings {
     probe_interval: Option<Duration>,
     probe_timeout: Option<Duration>,
     heartbeat: Option<Duration>,
+    heartbeat_jitter: Option<f64>,
 }
 
 impl HealthSettings {
@@ -147,6 +152,9 @@ impl HealthSettings {
         if let Some(d) = self.heartbeat {
             builder = builder.heartbeat(d);
         }
+        if let Some(f) = self.heartbeat_jitter {
+            builder = builder.heartbeat_jitter(f);
+        }
         builder
     }
 }
@@ -173,6 +181,7 @@ impl Section for HealthConfig {
             probe_interval: self.probe_interval,
             probe_timeout: self.probe_timeout,
             heartbeat: self.heartbeat,
+            heartbeat_jitter: self.heartbeat_jitter,
         };
         settings
             .apply(HealthTracker::<u8>::builder())
