@@ -7,7 +7,9 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use switchover::testing::{Cut, Error, NetNs, RedisReplicaSet, RedisServer, Reply};
+use switchover::testing::{
+    Cut, DynamoDbRegions, Error, NetNs, RedisReplicaSet, RedisServer, Reply,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -189,5 +191,43 @@ async fn a_replica_in_another_namespace_syncs_and_catches_up_after_a_partition()
     assert_eq!(
         text(set.nodes()[1].cmd(&["GET", "k"]).await.unwrap()),
         "during"
+    );
+}
+
+#[tokio::test]
+async fn a_dynamodb_region_in_a_namespace_answers_and_goes_silent_alone() {
+    let regions = DynamoDbRegions::start_in_netns(&["us-east-1", "eu-west-1"])
+        .await
+        .unwrap();
+    let (east, west) = (
+        regions.region("us-east-1").unwrap(),
+        regions.region("eu-west-1").unwrap(),
+    );
+    assert_eq!(east.addr().ip(), east.netns().unwrap().addr());
+    assert_eq!(east.endpoint_url(), format!("http://{}", east.addr()));
+    assert_ne!(east.addr().ip(), west.addr().ip());
+    assert!(
+        east.list_tables_raw(SYNC)
+            .await
+            .unwrap()
+            .contains("TableNames")
+    );
+
+    east.partition().await.unwrap();
+    let err = east.list_tables_raw(SILENCE).await.unwrap_err();
+    assert!(err.is_timeout(), "a partitioned region answered: {err}");
+    assert!(
+        west.list_tables_raw(SYNC)
+            .await
+            .unwrap()
+            .contains("TableNames")
+    );
+
+    east.heal().await.unwrap();
+    assert!(
+        east.list_tables_raw(SYNC)
+            .await
+            .unwrap()
+            .contains("TableNames")
     );
 }

