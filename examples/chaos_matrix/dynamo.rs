@@ -90,6 +90,7 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     );
     let work = Workload::start(Arc::new(DynamoOps(table.clone())), deadline);
     tokio::time::sleep(WARM_UP).await;
+    let injected = Instant::now();
     let marks = match inject(fault, &mut regions, &proxy, &table, &name, t0).await {
         Ok(m) => m,
         Err(e) => {
@@ -101,7 +102,10 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
         Gap::FirstWriteAfter(a) => a,
         Gap::LongestBetween(_, to) => to,
     };
-    tokio::time::sleep_until(anchor.max(Instant::now()) + AFTER).await;
+    // Calls caught by the fault may run to their deadline: wait for them too, so the gap is
+    // measured rather than cut off.
+    let end = (anchor + AFTER).max(injected + deadline + Duration::from_secs(1));
+    tokio::time::sleep_until(end.max(Instant::now())).await;
     let record = work.finish().await;
     log(
         &name,
@@ -141,9 +145,10 @@ async fn inject(
     t0: Instant,
 ) -> Result<Marks, Error> {
     let at = Instant::now();
+    // Until its process is gone, a region may still ack writes.
     let lost_region = |note: &str| Marks {
         loss: ServerLoss {
-            exposed_until: Some(at),
+            exposed_until: Some(Instant::now()),
             safe_before: None,
         },
         read_from: vec![SECONDARY],
@@ -189,6 +194,7 @@ async fn inject(
         Fault::AllDown => {
             regions.region_mut(PREFERRED)?.kill().await?;
             regions.region_mut(SECONDARY)?.kill().await?;
+            let down_at = Instant::now();
             log(name, t0, "both regions killed");
             tokio::time::sleep(Duration::from_secs(1)).await;
             regions.region_mut(PREFERRED)?.restart().await?;
@@ -197,7 +203,7 @@ async fn inject(
             let back = Instant::now();
             Marks {
                 loss: ServerLoss {
-                    exposed_until: Some(at),
+                    exposed_until: Some(down_at),
                     safe_before: None,
                 },
                 note: "writes acked before the outage count as server_lost (restarted empty)"

@@ -90,6 +90,7 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     log(&name, t0, "cluster up, pool built");
     let work = Workload::start(Arc::new(PgOps::new(pool.clone())), DEADLINE);
     tokio::time::sleep(WARM_UP).await;
+    let injected = Instant::now();
     let marks = match inject(fault, &mut cluster, &proxy, &name, t0).await {
         Ok(m) => m,
         Err(e) => {
@@ -101,7 +102,10 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
         Gap::FirstWriteAfter(a) => a,
         Gap::LongestBetween(_, to) => to,
     };
-    tokio::time::sleep_until(anchor.max(Instant::now()) + AFTER).await;
+    // Calls caught by the fault may run to their deadline: wait for them too, so the gap is
+    // measured rather than cut off.
+    let end = (anchor + AFTER).max(injected + DEADLINE + Duration::from_secs(1));
+    tokio::time::sleep_until(end.max(Instant::now())).await;
     let record = work.finish().await;
     log(
         &name,
@@ -218,12 +222,13 @@ async fn failover(
 ) -> Result<Marks, Error> {
     let before = lsn(&cluster.nodes()[0].wal_lsn().await?)?;
     let read_at = Instant::now();
-    let fault_at = Instant::now();
     let frozen = match fault {
         Fault::Kill => cluster.node_mut(0)?.kill().await.map(|()| Vec::new())?,
         Fault::Stop => cluster.node_mut(0)?.stop().await.map(|()| Vec::new())?,
         _ => freeze(&cluster.nodes()[0]).await?,
     };
+    // Until the server is gone (or frozen), it may still ack writes.
+    let fault_at = Instant::now();
     log(name, t0, format!("{} the primary", fault.name()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reached = lsn(&cluster.nodes()[1].wal_lsn().await?)?;

@@ -67,6 +67,7 @@ where
     let t0 = Instant::now();
     let work = Workload::start(Arc::new(RedisOps::new(pool.clone())), DEADLINE);
     tokio::time::sleep(WARM_UP).await;
+    let injected = Instant::now();
     let marks = match inject(t0).await {
         Ok(m) => m,
         Err(e) => {
@@ -78,16 +79,20 @@ where
         Gap::FirstWriteAfter(a) => a,
         Gap::LongestBetween(_, to) => to,
     };
-    tokio::time::sleep_until(anchor.max(Instant::now()) + AFTER).await;
+    // Calls caught by the fault may run to their deadline: wait for them too, so the gap is
+    // measured rather than cut off.
+    let end = (anchor + AFTER).max(injected + DEADLINE + Duration::from_secs(1));
+    tokio::time::sleep_until(end.max(Instant::now())).await;
     let record = work.finish().await;
     log(
         name,
         t0,
         format!(
-            "workload stopped: {} calls; pool generation {}, switches {}",
+            "workload stopped: {} calls; pool generation {}, switches {}, discovery runs {}",
             record.ops.len(),
             pool.status().generation,
-            pool.status().switches
+            pool.status().switches,
+            pool.status().discoveries
         ),
     );
     for e in &record.errors {
@@ -119,13 +124,14 @@ async fn sentinel_cell(fault: Fault) -> Result<Run, Error> {
         let primary = fx.replica_set().primary();
         let before = offset(primary, "master_repl_offset").await?;
         let read_at = Instant::now();
-        let fault_at = Instant::now();
         let node = fx.replica_set_mut().primary_mut();
         match fault {
             Fault::Kill => node.kill().await?,
             Fault::Stop => node.shutdown().await?,
             _ => node.pause()?,
         }
+        // Until the process is gone (or frozen), it may still ack writes.
+        let fault_at = Instant::now();
         log(&name, t0, format!("{} the primary", fault.name()));
         // Bytes already on their way still arrive; then the replicas' offsets stand still.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -235,9 +241,9 @@ async fn pair_cell(fault: Fault) -> Result<Run, Error> {
                 note: String::new(),
             });
         }
-        let down_at = Instant::now();
         set.node_mut(p)?.kill().await?;
         set.node_mut(r)?.kill().await?;
+        let down_at = Instant::now();
         log(&name, t0, "both nodes killed");
         tokio::time::sleep(Duration::from_secs(1)).await;
         set.node_mut(p)?.restart().await?;
