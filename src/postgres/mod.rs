@@ -128,6 +128,7 @@ mod hosts;
 mod login;
 mod manager;
 mod observe;
+pub mod patroni;
 mod pool;
 mod read;
 mod role;

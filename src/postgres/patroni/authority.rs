@@ -1,0 +1,267 @@
+//! [`Patroni`]: the leader Patroni names, read from its REST API, as an [`Authority`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::cluster::{self, ClusterView, Leader};
+use super::epoch::Epochs;
+use super::http::{self, HttpError};
+use crate::route::{Authority, AuthorityError, Record};
+use crate::sync::lock;
+
+/// The leader of a Patroni cluster as an [`Authority`] over a pool's hosts: one
+/// [`read`](Authority::read) asks `GET /cluster` of every configured member at once and names
+/// the leader's Postgres (`host:port`, which must be one of the pool's hosts, written the same
+/// way), with the epoch described in the [module docs](super#epochs).
+///
+/// Made by [`PatroniBuilder`](super::PatroniBuilder); usually started at once with
+/// [`follow`](super::PatroniBuilder::follow).
+///
+/// Bad answers never stop the others from counting: a member that is unreachable, answers
+/// with an HTTP error, or sends a body that does not parse (not JSON, no `members`, two
+/// leaders) is logged (a `tracing` warning when its problem changes, target
+/// `switchover::postgres`) and ignored. When several members answer, the answer with the
+/// highest epoch wins, so a member with a stale view cannot move the pool back. The read fails
+/// only when no member names a usable leader: [`AuthorityError::unparsable`] when every
+/// answer was bad, else [`AuthorityError::unreachable`] (which includes "no member names a
+/// leader", Patroni's state during a switchover).
+pub struct Patroni {
+    members: Vec<Arc<str>>,
+    hosts: Vec<Arc<str>>,
+    request_timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    epochs: Epochs,
+    /// The highest epoch returned so far.
+    returned: u64,
+    /// The last problem logged per member, so a lasting one is warned about once.
+    problems: Vec<Option<String>>,
+}
+
+impl fmt::Debug for Patroni {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Patroni")
+            .field("members", &self.members)
+            .field("hosts", &self.hosts)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one member said.
+#[derive(Debug)]
+pub(super) enum Answer {
+    View(ClusterView),
+    /// No answer (refused, reset, timed out).
+    Unreachable(String),
+    /// An HTTP error status or a body that does not parse.
+    Bad(String),
+}
+
+/// The best leader of a read so far.
+struct Best {
+    id: Arc<str>,
+    epoch: u64,
+    leader: Leader,
+    member: usize,
+}
+
+impl Patroni {
+    pub(super) fn new(
+        members: Vec<Arc<str>>,
+        hosts: Vec<Arc<str>>,
+        request_timeout: Duration,
+    ) -> Self {
+        let state = State {
+            problems: vec![None; members.len()],
+            ..State::default()
+        };
+        Patroni {
+            members,
+            hosts,
+            request_timeout,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The REST API addresses asked, as `host:port`.
+    pub fn members(&self) -> impl Iterator<Item = &str> + '_ {
+        self.members.iter().map(|m| &**m)
+    }
+
+    /// Every member's answer, in member order.
+    async fn ask_all(&self) -> Vec<Answer> {
+        let mut set = JoinSet::new();
+        for (i, member) in self.members.iter().enumerate() {
+            let (member, timeout) = (member.clone(), self.request_timeout);
+            set.spawn(async move { (i, ask(&member, timeout).await) });
+        }
+        let mut answers: Vec<Answer> = self
+            .members
+            .iter()
+            .map(|_| Answer::Unreachable("no answer".into()))
+            .collect();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, answer)) = joined {
+                answers[i] = answer;
+            }
+        }
+        answers
+    }
+
+    /// The pool's id of `addr` (`host:port`), if it is one of its hosts.
+    fn host(&self, addr: &str) -> Option<&Arc<str>> {
+        self.hosts.iter().find(|h| &***h == addr)
+    }
+
+    /// Logs member `i`'s problem: a warning when it is new, else at debug.
+    fn note(&self, state: &mut State, i: usize, problem: Option<String>) {
+        if state.problems[i] == problem {
+            if let Some(p) = &problem {
+                tracing::debug!(target: "switchover::postgres", member = %self.members[i], problem = %p, "patroni member");
+            }
+            return;
+        }
+        match &problem {
+            Some(p) => tracing::warn!(
+                target: "switchover::postgres",
+                member = %self.members[i],
+                problem = %p,
+                "patroni member answer ignored"
+            ),
+            None => tracing::info!(
+                target: "switchover::postgres",
+                member = %self.members[i],
+                "patroni member answers again"
+            ),
+        }
+        state.problems[i] = problem;
+    }
+
+    /// Picks the record of one round of answers.
+    pub(super) fn decide(&self, answers: Vec<Answer>) -> Result<Record<Arc<str>>, AuthorityError> {
+        let mut state = lock(&self.state);
+        let mut best: Option<Best> = None;
+        let mut unknown: Option<(Leader, usize)> = None;
+        let mut summary = Vec::new();
+        let mut bad = 0;
+        let mut answered = 0;
+        for (i, answer) in answers.into_iter().enumerate() {
+            let member = &self.members[i];
+            let leader = match answer {
+                Answer::View(view) => {
+                    answered += 1;
+                    match view.leader {
+                        Some(leader) => leader,
+                        None => {
+                            self.note(&mut state, i, None);
+                            summary.push(format!("{member}: no leader"));
+                            continue;
+                        }
+                    }
+                }
+                Answer::Unreachable(why) => {
+                    summary.push(format!("{member}: {why}"));
+                    tracing::debug!(target: "switchover::postgres", member = %member, problem = %why, "patroni member unreachable");
+                    continue;
+                }
+                Answer::Bad(why) => {
+                    bad += 1;
+                    summary.push(format!("{member}: {why}"));
+                    self.note(&mut state, i, Some(why));
+                    continue;
+                }
+            };
+            let Some(id) = self.host(&leader.addr).cloned() else {
+                let why = format!(
+                    "leader {:?} at {}, which is not one of the pool's hosts",
+                    leader.name, leader.addr
+                );
+                summary.push(format!("{member}: {why}"));
+                self.note(&mut state, i, Some(why));
+                unknown.get_or_insert((leader, i));
+                continue;
+            };
+            self.note(&mut state, i, None);
+            let Some(epoch) = state.epochs.epoch(&id, leader.timeline) else {
+                summary.push(format!(
+                    "{member}: leader {:?} has no timeline yet",
+                    leader.name
+                ));
+                continue;
+            };
+            if best.as_ref().is_none_or(|b| epoch > b.epoch) {
+                best = Some(Best {
+                    id,
+                    epoch,
+                    leader,
+                    member: i,
+                });
+            }
+        }
+        if let Some(b) = best {
+            if b.epoch >= state.returned {
+                state.epochs.follow(&b.id, b.leader.timeline);
+                state.returned = b.epoch;
+            }
+            let timeline = b
+                .leader
+                .timeline
+                .map_or("unpublished".into(), |t| t.to_string());
+            let reason = format!(
+                "patroni leader {:?} ({}, timeline {timeline}) per {}",
+                b.leader.name, b.leader.state, self.members[b.member]
+            );
+            return Ok(Record::new(b.id, b.epoch).with_reason(reason));
+        }
+        if let Some((leader, _)) = unknown {
+            // The follower reports a record naming an endpoint it does not route.
+            let id: Arc<str> = Arc::from(leader.addr.as_str());
+            let epoch = state.epochs.epoch(&id, leader.timeline).unwrap_or(0);
+            return Ok(
+                Record::new(id, epoch).with_reason(format!("patroni leader {:?}", leader.name))
+            );
+        }
+        let summary = summary.join("; ");
+        if bad > 0 && answered == 0 {
+            Err(AuthorityError::unparsable(summary))
+        } else {
+            Err(AuthorityError::unreachable(summary))
+        }
+    }
+}
+
+/// One member's answer to `GET /cluster`.
+async fn ask(member: &str, timeout: Duration) -> Answer {
+    match http::get(member, "/cluster", timeout).await {
+        Ok(r) => Answer::from_response(r.status, &r.body),
+        Err(HttpError::Unreachable(e)) => Answer::Unreachable(e),
+        Err(HttpError::Malformed(e)) => Answer::Bad(e),
+    }
+}
+
+impl Answer {
+    /// A member's answer from its HTTP status and body.
+    pub(super) fn from_response(status: u16, body: &[u8]) -> Answer {
+        if status != 200 {
+            return Answer::Bad(format!("/cluster answered HTTP {status}"));
+        }
+        match cluster::parse(body) {
+            Ok(view) => Answer::View(view),
+            Err(e) => Answer::Bad(format!("/cluster body: {e}")),
+        }
+    }
+}
+
+impl Authority<Arc<str>> for Patroni {
+    async fn read(&self) -> Result<Record<Arc<str>>, AuthorityError> {
+        let answers = self.ask_all().await;
+        self.decide(answers)
+    }
+}
