@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -19,7 +20,10 @@ use super::suspect::AvoidSuspects;
 use super::table::{Inner, Slot, Table};
 use crate::error::{Classification, Execution};
 use crate::retry::StopReason;
-use crate::route::{RouteError, Target};
+use crate::route::{Follower, RouteError, Target};
+
+/// How often a write held for an unreachable authority-named region looks at its health.
+const HOLD_POLL: Duration = Duration::from_millis(20);
 
 /// Which regions an attempt may go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +208,13 @@ impl Inner {
         E: ProvideErrorMetadata,
     {
         let signals = &*slot.signals;
+        if access != Access::Read
+            && !slot.endpoint.is_available()
+            && let Some(follower) = &self.follower
+            && !self.hold(slot, follower).await
+        {
+            return Err(Failure::Redirected);
+        }
         if access != Access::Read && signals.is_suspect() && !self.verdict(slot).await {
             return Err(Failure::Redirected);
         }
@@ -260,6 +271,26 @@ impl Inner {
                 })
             }
         }
+    }
+
+    /// A write for the region a fleet authority names, which this handle cannot reach: it must
+    /// not go elsewhere, so it waits (at most the confirm timeout) for the region to come back
+    /// (`true`) or for a new decision (`false`: redirected, the runner picks the new region at
+    /// once), instead of spinning through its attempts.
+    #[cold]
+    async fn hold(&self, slot: &Slot, follower: &Follower<RegionName>) -> bool {
+        let seen = follower.epoch();
+        let end = Instant::now() + self.confirm_timeout;
+        while Instant::now() < end {
+            if slot.endpoint.is_available() {
+                return true;
+            }
+            tokio::select! {
+                () = follower.epoch_changed(seen) => return false,
+                () = tokio::time::sleep(HOLD_POLL.min(end - Instant::now())) => {}
+            }
+        }
+        slot.endpoint.is_available()
     }
 
     /// Waits for a suspect region's verdict, at most the confirm timeout: `false` when it was

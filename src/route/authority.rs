@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use super::router::Router;
@@ -282,6 +282,8 @@ struct Shared<K> {
     config: Config,
     state: Mutex<State<K>>,
     epoch: AtomicU64,
+    /// The epoch too, for waiters.
+    epoch_tx: watch::Sender<u64>,
     polls: AtomicU64,
     closed: Arc<(AtomicBool, Notify)>,
 }
@@ -389,6 +391,7 @@ impl<K: EndpointId> FollowerBuilder<K> {
                 subscribers: Vec::new(),
             }),
             epoch: AtomicU64::new(0),
+            epoch_tx: watch::Sender::new(0),
             polls: AtomicU64::new(0),
             closed: Arc::default(),
         });
@@ -421,6 +424,13 @@ impl<K: EndpointId> Follower<K> {
     /// The epoch followed now (0 before the first good record). One atomic load.
     pub fn epoch(&self) -> u64 {
         self.shared.epoch.load(Ordering::Acquire)
+    }
+
+    /// Waits until the followed epoch is no longer `seen` (a new record was followed).
+    pub async fn epoch_changed(&self, seen: u64) {
+        let mut rx = self.shared.epoch_tx.subscribe();
+        // The sender lives as long as `self`: the wait only ends by a change.
+        let _ = rx.wait_for(|e| *e != seen).await;
     }
 
     /// The last good record, if any.
@@ -535,6 +545,7 @@ impl<K: EndpointId> Shared<K> {
         let reachable = active.id() == &record.primary && !active.is_all_down();
         let generation = active.generation();
         self.epoch.store(record.epoch, Ordering::Release);
+        self.epoch_tx.send_replace(record.epoch);
         let lag = record
             .decided_at
             .and_then(|d| SystemTime::now().duration_since(d).ok());
