@@ -8,7 +8,7 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use switchover::testing::{
-    Cut, DynamoDbRegions, Error, NetNs, RedisReplicaSet, RedisServer, Reply,
+    Cut, DynamoDbRegions, Error, NetNs, PgCluster, RedisReplicaSet, RedisServer, Reply,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -230,4 +230,36 @@ async fn a_dynamodb_region_in_a_namespace_answers_and_goes_silent_alone() {
             .unwrap()
             .contains("TableNames")
     );
+}
+
+#[tokio::test]
+async fn a_postgres_standby_in_another_namespace_replays_and_catches_up_after_a_partition() {
+    let cluster = PgCluster::start_in_netns(1).await.unwrap();
+    let (primary, standby) = (&cluster.nodes()[0], &cluster.nodes()[1]);
+    assert_eq!(primary.host(), primary.netns().unwrap().addr().to_string());
+    assert_ne!(primary.host(), standby.host());
+    assert!(standby.is_in_recovery().await.unwrap());
+    primary
+        .sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')")
+        .await
+        .unwrap();
+    cluster.wait_for_replay(1, SYNC).await.unwrap();
+    assert_eq!(standby.sql("SELECT v FROM t").await.unwrap(), "before");
+
+    // The standby is cut off: TCP to it is silent, the fixture still reaches it through its
+    // Unix socket, and it does not see what the primary writes meanwhile.
+    standby.partition().await.unwrap();
+    assert_connect_is_silent(standby.addr()).await;
+    primary
+        .sql("INSERT INTO t VALUES ('during')")
+        .await
+        .unwrap();
+    let lsn = primary.wal_lsn().await.unwrap();
+    let behind = standby.wait_for_replay(&lsn, SILENCE).await.unwrap_err();
+    assert!(behind.is_timeout(), "{behind}");
+    assert_eq!(standby.sql("SELECT count(*) FROM t").await.unwrap(), "1");
+
+    standby.heal().await.unwrap();
+    standby.wait_for_replay(&lsn, SYNC).await.unwrap();
+    assert_eq!(standby.sql("SELECT count(*) FROM t").await.unwrap(), "2");
 }

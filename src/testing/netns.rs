@@ -298,6 +298,23 @@ impl NetNs {
         cmd.args(["netns", "exec", &self.inner.name]).arg(program);
         cmd
     }
+
+    /// `cmd` (its program, arguments, environment and directory) run inside the namespace.
+    pub(crate) fn wrap(&self, cmd: &Command) -> Command {
+        let std = cmd.as_std();
+        let mut out = self.command(std.get_program());
+        out.args(std.get_args());
+        for (key, value) in std.get_envs() {
+            match value {
+                Some(value) => out.env(key, value),
+                None => out.env_remove(key),
+            };
+        }
+        if let Some(dir) = std.get_current_dir() {
+            out.current_dir(dir);
+        }
+        out
+    }
 }
 
 impl Inner {

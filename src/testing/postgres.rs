@@ -1,6 +1,6 @@
 //! Postgres 15 fixtures: a primary and streaming standbys.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use super::Error;
+use super::netns::{NetNs, Placement, bind_addr, not_in_netns};
 use super::postgres_tls::{NodeSetup, PgClusterBuilder};
 use super::process::{
     COMMAND_TIMEOUT, POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port,
@@ -112,6 +113,9 @@ pub struct PgNode {
     dir: TempDir,
     bin: PgBin,
     setup: NodeSetup,
+    /// `127.0.0.1`, or the address of [`netns`](Self::netns).
+    host: String,
+    netns: Option<NetNs>,
 }
 
 impl PgNode {
@@ -127,14 +131,38 @@ impl PgNode {
         log_tail(&self.log_path(), 20)
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port`; in a namespace, the namespace's address.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        SocketAddr::from((bind_addr(self.netns.as_ref()), self.port))
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
+    /// `127.0.0.1`, or the namespace's address for a node in one.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The network namespace the node runs in (`None` on the host's loopback).
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.netns.as_ref()
+    }
+
+    /// Drops every packet to and from the node's namespace ([`NetNs::partition`]): clients and
+    /// replication peers see silence. The fixture's own [`sql`](Self::sql) goes through the
+    /// Unix socket and keeps working. Fails with [`Error::Invalid`] for a node not started in a
+    /// namespace.
+    pub async fn partition(&self) -> Result<(), Error> {
+        self.own_netns()?.partition().await
+    }
+
+    /// Undoes [`partition`](Self::partition) ([`NetNs::heal`]).
+    pub async fn heal(&self) -> Result<(), Error> {
+        self.own_netns()?.heal().await
+    }
+
+    fn own_netns(&self) -> Result<&NetNs, Error> {
+        self.netns
+            .as_ref()
+            .ok_or_else(|| not_in_netns(&format!("{} on port {}", self.name, self.port)))
     }
 
     /// The port.
@@ -143,17 +171,19 @@ impl PgNode {
     }
 
     /// A libpq key/value connection string:
-    /// `host=127.0.0.1 port=N user=postgres dbname=postgres`.
+    /// `host=127.0.0.1 port=N user=postgres dbname=postgres` (the namespace's address for a
+    /// node in one).
     pub fn conn_string(&self) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.port
+            "host={} port={} user=postgres dbname=postgres",
+            self.host, self.port
         )
     }
 
-    /// A URL: `postgres://postgres@127.0.0.1:N/postgres`.
+    /// A URL: `postgres://postgres@127.0.0.1:N/postgres` (the namespace's address for a node
+    /// in one).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!("postgres://postgres@{}/postgres", self.addr())
     }
 
     /// The directory of the server's Unix socket (`unix_socket_directories`): connect with
@@ -179,7 +209,7 @@ impl PgNode {
             .arg(self.data_dir())
             .arg("-p")
             .arg(self.port.to_string());
-        cmd.arg("-c").arg("listen_addresses=127.0.0.1");
+        cmd.arg("-c").arg(format!("listen_addresses={}", self.host));
         cmd.arg("-c")
             .arg(format!("unix_socket_directories={}", dir.display()));
         for setting in [
@@ -202,6 +232,9 @@ impl PgNode {
             cmd.arg("-c").arg(setting);
         }
         let name = format!("{} on port {}", self.name, self.port);
+        if let Some(ns) = &self.netns {
+            cmd = ns.wrap(&cmd);
+        }
         let process = ServerProcess::spawn_command(&name, cmd, &dir, &self.log_path())?
             .with_drop_signal("QUIT");
         self.process = Some(process);
@@ -217,7 +250,7 @@ impl PgNode {
                 "-t",
                 "1",
                 "-h",
-                "127.0.0.1",
+                &self.host,
                 "-p",
                 &self.port.to_string(),
                 "-U",
@@ -415,8 +448,8 @@ impl PgNode {
     /// standby has not replayed past the point where the new primary's timeline forked.
     pub async fn follow(&self, primary: &PgNode) -> Result<(), Error> {
         self.sql(&format!(
-            "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres'",
-            primary.port
+            "ALTER SYSTEM SET primary_conninfo = 'host={} port={} user=postgres'",
+            primary.host, primary.port
         ))
         .await?;
         self.sql("SELECT pg_reload_conf()").await.map(drop)
@@ -500,8 +533,31 @@ impl PgCluster {
         standbys: usize,
         setup: NodeSetup,
     ) -> Result<Self, Error> {
+        Self::launch_nodes(bin_dir, standbys, setup, false).await
+    }
+
+    /// As [`start`](Self::start), with every node in a [`NetNs`] of its own: the standbys
+    /// stream from the primary across namespaces, and each node can be partitioned alone
+    /// ([`PgNode::partition`]). `pg_hba.conf` also trusts `10.203.0.0/16` (the namespaces'
+    /// addresses) for connections and replication.
+    pub async fn start_in_netns(standbys: usize) -> Result<Self, Error> {
+        Self::launch_nodes(None, standbys, NodeSetup::default(), true).await
+    }
+
+    async fn launch_nodes(
+        bin_dir: Option<PathBuf>,
+        standbys: usize,
+        setup: NodeSetup,
+        netns: bool,
+    ) -> Result<Self, Error> {
         let bin = PgBin::locate(bin_dir.unwrap_or_else(PgBin::default_dir))?;
-        let primary = launch(&bin, "postgres-primary", None, &setup).await?;
+        let place = if netns {
+            Placement::Fresh
+        } else {
+            Placement::Loopback
+        };
+        let primary_ns = place.resolve().await?;
+        let primary = launch(&bin, "postgres-primary", None, &setup, primary_ns).await?;
         let mut nodes = vec![primary];
         for i in 0..standbys {
             let standby = launch(
@@ -509,6 +565,7 @@ impl PgCluster {
                 &format!("postgres-standby-{}", i + 1),
                 Some(&nodes[0]),
                 &setup,
+                place.resolve().await?,
             )
             .await?;
             nodes.push(standby);
@@ -575,6 +632,7 @@ async fn launch(
     name: &str,
     primary: Option<&PgNode>,
     setup: &NodeSetup,
+    netns: Option<NetNs>,
 ) -> Result<PgNode, Error> {
     let mut last = None;
     for _ in 0..PORT_ATTEMPTS {
@@ -591,6 +649,8 @@ async fn launch(
             dir,
             bin: bin.clone(),
             setup: setup.clone(),
+            host: bind_addr(netns.as_ref()).to_string(),
+            netns: netns.clone(),
         };
         let data = node.data_dir();
         let mut cmd = match primary {
@@ -611,7 +671,7 @@ async fn launch(
                 let mut cmd = bin.server_command("pg_basebackup", node.dir.path())?;
                 cmd.arg("-D").arg(&data).args([
                     "-h",
-                    "127.0.0.1",
+                    &primary.host,
                     "-p",
                     &primary.port.to_string(),
                     "-U",
@@ -634,6 +694,9 @@ async fn launch(
         run(&mut cmd, what, COMMAND_TIMEOUT).await?;
         if primary.is_none() {
             setup.write_hba(&data)?;
+            if netns.is_some() {
+                trust_namespaces(&data)?;
+            }
         }
         match node.spawn_and_wait().await {
             Ok(()) => {}
@@ -649,6 +712,21 @@ async fn launch(
         return Ok(node);
     }
     Err(last.unwrap_or_else(|| Error::Invalid("no port attempt made".into())))
+}
+
+/// Appends `trust` rules for the namespaces' addresses (10.203.0.0/16) to `pg_hba.conf`.
+fn trust_namespaces(data: &Path) -> Result<(), Error> {
+    use std::io::Write;
+    let path = data.join("pg_hba.conf");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(
+                b"host all all 10.203.0.0/16 trust\nhost replication all 10.203.0.0/16 trust\n",
+            )
+        })
+        .map_err(|e| Error::io(format!("appending to {}", path.display()), e))
 }
 
 async fn wait_streaming(node: &PgNode) -> Result<(), Error> {
