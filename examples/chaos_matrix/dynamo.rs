@@ -33,7 +33,6 @@ pub async fn run(fault: Fault) -> Run {
         Fault::Demote => Run::NotApplicable(
             "DynamoDB has no read-only role or demotion: every region takes writes".into(),
         ),
-        Fault::Partition => Run::Broken(crate::PARTITION_MISSING.into()),
         _ => cell(fault)
             .await
             .unwrap_or_else(|e| Run::Broken(e.to_string())),
@@ -64,14 +63,24 @@ impl Marks {
 async fn cell(fault: Fault) -> Result<Run, Error> {
     let name = format!("dynamodb/{}", fault.name());
     let t0 = Instant::now();
-    let mut regions = DynamoDbRegions::start(&[PREFERRED, SECONDARY]).await?;
+    // Partitioned: every region in its own network namespace, reached directly.
+    let partition = fault == Fault::Partition;
+    let mut regions = if partition {
+        DynamoDbRegions::start_in_netns(&[PREFERRED, SECONDARY]).await?
+    } else {
+        DynamoDbRegions::start(&[PREFERRED, SECONDARY]).await?
+    };
     regions.create_table(TABLE, "pk").await?;
     warm_up(&regions).await?;
     let proxy = FaultProxy::start(regions.region(PREFERRED)?.addr()).await?;
     let table = Table::builder(TABLE)
         .region(RegionConfig::endpoint(
             PREFERRED,
-            format!("http://{}", proxy.addr()),
+            if partition {
+                regions.region(PREFERRED)?.endpoint_url()
+            } else {
+                format!("http://{}", proxy.addr())
+            },
         ))
         .region(RegionConfig::endpoint(
             SECONDARY,
@@ -125,6 +134,10 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
         regions.region_mut(PREFERRED)?.resume()?;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if partition {
+        // Dropped packets never reached it: nothing is applied late; heal to read it.
+        regions.region(PREFERRED)?.heal().await?;
+    }
     let mut stored = Stored::default();
     for region in &marks.read_from {
         read_region(regions.region(region)?, &mut stored).await?;
@@ -166,6 +179,10 @@ async fn inject(
         }
         Fault::Freeze => {
             regions.region_mut(PREFERRED)?.pause()?;
+            Marks::new(Gap::FirstWriteAfter(at))
+        }
+        Fault::Partition => {
+            regions.region(PREFERRED)?.partition().await?;
             Marks::new(Gap::FirstWriteAfter(at))
         }
         Fault::Reset => {

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Faults: `kill9` (SIGKILL), `stop` (graceful), `sigstop` (frozen process), `partition`
-//! (packets dropped; needs the testing kit's network-namespace fixture), `rst` (every
+//! (packets dropped inside a network namespace: needs root, `ip` and `iptables`), `rst` (every
 //! connection reset by the fault proxy), `latency` (the proxy delays every reply), `demote`
 //! (read-only fence / demotion while another node takes over), `flap` (the proxy resets, passes,
 //! resets, ...), `alldown` (every server down, then back), `failback` (the preferred node
@@ -57,8 +57,9 @@ pub enum Run {
     Broken(String),
 }
 
-/// Why the partition cells do not run yet.
-pub const PARTITION_MISSING: &str = "needs the testing kit's network-namespace partition fixture (issue 11 item 6), not on main yet";
+/// Why the Postgres partition cell does not run yet.
+pub const PARTITION_MISSING: &str = "needs Postgres nodes in network namespaces from the testing kit \
+     (NetNs has landed for Redis and DynamoDB only)";
 
 /// How long the workload runs before the fault.
 pub const WARM_UP: Duration = Duration::from_millis(1500);

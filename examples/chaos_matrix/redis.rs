@@ -26,10 +26,9 @@ const PROMOTION_LIMIT: Duration = Duration::from_secs(20);
 
 pub async fn run(fault: Fault) -> Run {
     let result = match fault {
-        Fault::Kill | Fault::Stop | Fault::Freeze => sentinel_cell(fault).await,
+        Fault::Kill | Fault::Stop | Fault::Freeze | Fault::Partition => sentinel_cell(fault).await,
         Fault::Reset | Fault::Latency | Fault::Flap => proxy_cell(fault).await,
         Fault::Demote | Fault::AllDown => pair_cell(fault).await,
-        Fault::Partition => return Run::Broken(crate::PARTITION_MISSING.into()),
         Fault::Failback => {
             return Run::NotApplicable(
                 "no preferred node: the pool follows whichever node is primary \
@@ -106,11 +105,16 @@ where
     })
 }
 
-/// Kill, graceful stop or SIGSTOP of the primary of a Sentinel set (2 replicas, 3 sentinels);
-/// Sentinel promotes a replica.
+/// Kill, graceful stop, SIGSTOP or partition of the primary of a Sentinel set (2 replicas, 3
+/// sentinels; for the partition each node in its own network namespace); Sentinel promotes a
+/// replica.
 async fn sentinel_cell(fault: Fault) -> Result<Run, Error> {
     let name = format!("redis/{}", fault.name());
-    let mut fx = RedisSentinel::start(2, 3).await?;
+    let mut fx = if fault == Fault::Partition {
+        RedisSentinel::start_in_netns(2, 3).await?
+    } else {
+        RedisSentinel::start(2, 3).await?
+    };
     let pool = SplitPool::builder()
         .sentinels(fx.sentinel_addrs().iter().map(|a| a.to_string()))
         .master_name(fx.master_name())
@@ -128,6 +132,7 @@ async fn sentinel_cell(fault: Fault) -> Result<Run, Error> {
         match fault {
             Fault::Kill => node.kill().await?,
             Fault::Stop => node.shutdown().await?,
+            Fault::Partition => node.partition().await?,
             _ => node.pause()?,
         }
         // Until the process is gone (or frozen), it may still ack writes.
