@@ -18,6 +18,17 @@
 //!   query) run by a background task for endpoints that are down or probing, and optionally as a
 //!   heartbeat for endpoints that are up. Probes report up/down, and optionally a [`Role`] and a
 //!   latency; each is bounded by a timeout. The task stops when the tracker is dropped.
+//! - **Heartbeats** (liveness): with [`HealthTrackerBuilder::heartbeat`], endpoints that are up
+//!   are probed too, at a [jittered](HealthTrackerBuilder::heartbeat_jitter) interval (never
+//!   later than the interval; instances do not probe in step). A missed heartbeat of a
+//!   router's active endpoint puts a [`Rediscovery`](crate::route::Rediscovery) in doubt at
+//!   once.
+//! - **Slow is not dead**: with a heartbeat, an attempt cut by its timeout
+//!   ([`Endpoint::record_timeout`]) counts nothing and asks for a heartbeat now; that
+//!   heartbeat's verdict counts.
+//! - **Declared down**: [`Endpoint::downs`] counts the times the endpoint went
+//!   [`Down`](HealthState::Down), and [`Endpoint::down_signal`] is a future that resolves at
+//!   the next one, so an adapter can fail the calls in flight on a dead endpoint at once.
 //! - **Growing ejections**: a failure while probing ejects again for longer (growth factor per
 //!   consecutive ejection, capped), so a flapping endpoint is not re-admitted every few hundred
 //!   milliseconds. The streak resets once the endpoint has stayed up for `stable_after`.
