@@ -101,15 +101,18 @@ impl fmt::Display for Cell {
     }
 }
 
-/// The cells of `-- quick`: one loud and one silent failover per backend, plus the
-/// wrong-role path where a backend has one (see the README).
-const QUICK: [(Backend, Fault); 6] = [
+/// The cells of `-- quick` (about two minutes here): per backend one loud failover (kill -9)
+/// and its silent ones (frozen process, packet-drop partition), plus the Postgres read-only
+/// fence, the one wrong-role path a caller could see.
+const QUICK: [(Backend, Fault); 8] = [
     (Backend::Redis, Fault::Kill),
-    (Backend::Redis, Fault::Freeze),
+    (Backend::Redis, Fault::Partition),
     (Backend::Postgres, Fault::Kill),
+    (Backend::Postgres, Fault::Freeze),
     (Backend::Postgres, Fault::Demote),
     (Backend::Dynamo, Fault::Kill),
     (Backend::Dynamo, Fault::Freeze),
+    (Backend::Dynamo, Fault::Partition),
 ];
 
 /// Which cells a run covers.

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --all-features --example chaos_matrix               # every cell
-//! cargo run --release --all-features --example chaos_matrix -- quick      # six cells, for CI
+//! cargo run --release --all-features --example chaos_matrix -- quick      # eight cells, for CI
 //! cargo run --release --all-features --example chaos_matrix -- only redis/sigstop
 //! ```
 //!
