@@ -36,6 +36,8 @@ use crate::route::LowestLatency;
 /// discovery_interval = "1s"
 /// rediscovery_interval = "50ms"
 /// dedicated_pool_size = 8
+/// heartbeat = "200ms"                  # or "off"
+/// heartbeat_timeout = "300ms"
 ///
 /// [redis.timeouts]
 /// connect = "250ms"
@@ -130,6 +132,18 @@ pub struct RedisConfig {
     /// See [`SplitPoolBuilder::dedicated_pool_size`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedicated_pool_size: Option<usize>,
+    /// See [`SplitPoolBuilder::heartbeat`]: a duration, or `"off"`.
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat: Option<Option<Duration>>,
+    /// See [`SplitPoolBuilder::heartbeat_timeout`].
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
     /// See [`SplitPoolBuilder::retry_policy`]; built over [`default_retry_policy`].
     pub retry: RetryConfig,
     /// See [`SplitPoolBuilder::budget`]; left out, no budget.
@@ -222,6 +236,8 @@ impl fmt::Debug for RedisConfig {
             .field("discovery_interval", &self.discovery_interval)
             .field("rediscovery_interval", &self.rediscovery_interval)
             .field("dedicated_pool_size", &self.dedicated_pool_size)
+            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("retry", &self.retry)
             .field("budget", &self.budget)
             .field("health", &self.health);
@@ -242,6 +258,8 @@ impl RedisConfig {
         match error.field() {
             "connect_timeout" => at.join("timeouts").invalid("connect", error.reason()),
             "response_timeout" => at.join("timeouts").invalid("response", error.reason()),
+            // The pool's own knobs, though the tracker has fields of the same name.
+            "heartbeat" | "heartbeat_timeout" => at.rejected(error.clone()),
             f if super::fields::HEALTH.contains(&f) => at.join("health").rejected(error.clone()),
             #[cfg(feature = "tls")]
             "roots" | "client_cert" | "client_key" | "server_name" => {
@@ -327,6 +345,18 @@ impl RedisConfig {
         if self.dedicated_pool_size == Some(0) {
             return Err(at.invalid("dedicated_pool_size", "must be at least 1"));
         }
+        for (field, d) in [
+            ("heartbeat", self.heartbeat.flatten()),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+        ] {
+            match d {
+                Some(d) if d.is_zero() => return Err(at.invalid(field, "must be above zero")),
+                Some(d) if d > MAX_DEADLINE => {
+                    return Err(at.invalid(field, format!("{d:?} is longer than a day")));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 }
@@ -390,6 +420,12 @@ impl Section for RedisConfig {
         }
         if let Some(n) = self.dedicated_pool_size {
             b = b.dedicated_pool_size(n);
+        }
+        if let Some(h) = self.heartbeat {
+            b = b.heartbeat(h);
+        }
+        if let Some(t) = self.heartbeat_timeout {
+            b = b.heartbeat_timeout(t);
         }
         if self.retry != RetryConfig::default() {
             b = b.retry_policy(

@@ -56,6 +56,8 @@ fn every_field_set() -> RedisConfig {
         discovery_interval: Some(ms(2000)),
         rediscovery_interval: Some(ms(20)),
         dedicated_pool_size: Some(2),
+        heartbeat: Some(None),
+        heartbeat_timeout: Some(ms(250)),
         retry: RetryConfig {
             max_attempts: Some(7),
             backoff: Some(config::BackoffConfig {
@@ -95,6 +97,8 @@ fn a_redis_config_round_trips_through_toml() {
         "password = \"hunter2\"",
         "read_from = \"lowest_latency\"",
         "rediscovery_interval = \"20ms\"",
+        "heartbeat = \"off\"",
+        "heartbeat_timeout = \"250ms\"",
         "[redis.timeouts]",
         "response = \"400ms\"",
         "[redis.retry.backoff]",
@@ -126,6 +130,7 @@ fn a_file_sets_what_it_says_on_the_builder() {
         "discovery_interval: 2s",
         "rediscovery_interval: 20ms",
         "dedicated_pool_size: 2",
+        "heartbeat: None, heartbeat_timeout: Some(250ms)",
     ] {
         assert!(shown.contains(part), "{part} in {shown}");
     }
@@ -249,6 +254,14 @@ fn refused() -> Vec<(Change, &'static str)> {
             "redis.health.failure_threshold",
         ),
         (
+            Box::new(|c| c.heartbeat = Some(Some(Duration::ZERO))),
+            "redis.heartbeat",
+        ),
+        (
+            Box::new(|c| c.heartbeat_timeout = Some(Duration::ZERO)),
+            "redis.heartbeat_timeout",
+        ),
+        (
             Box::new(|c| c.health.ejection_growth = Some(0.5)),
             "redis.health.ejection_growth",
         ),
@@ -314,6 +327,12 @@ fn builder_of(config: &RedisConfig) -> SplitPoolBuilder {
     }
     if let Some(n) = config.dedicated_pool_size {
         b = b.dedicated_pool_size(n);
+    }
+    if let Some(h) = config.heartbeat {
+        b = b.heartbeat(h);
+    }
+    if let Some(t) = config.heartbeat_timeout {
+        b = b.heartbeat_timeout(t);
     }
     let health = config.health.clone();
     b.health(move |mut h| {

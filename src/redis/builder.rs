@@ -9,6 +9,7 @@ use super::backend::RedisIo;
 use super::config::{NodeAddr, ReadFrom, Settings, Source, Timeouts, check_duration};
 use super::connect::{TlsOptions, load_tls};
 use super::error::Error;
+use super::heartbeat::Heartbeat;
 use super::node::NodeId;
 use super::pool::{Parts, SplitPool};
 use crate::auth::{CredentialProvider, Secret};
@@ -65,6 +66,16 @@ type HealthCustomizer =
 /// | [`health`](Self::health) | [`HealthTracker::builder`]'s defaults | the nodes' health tracking |
 /// | [`dedicated_pool_size`](Self::dedicated_pool_size) | 8 | dedicated connections per node |
 /// | [`observe`](Self::observe) | [`Observe`](crate::observe::Observe) named `redis`, 256 timeline events | the router's timeline and metrics label |
+/// | [`heartbeat`](Self::heartbeat) | 200 ms (jittered by the tracker, never later) | `ROLE` on each node that is up, on its own control connection |
+/// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms | a heartbeat unanswered this long is missed; also the bound of each node's `ROLE` reply in discovery |
+///
+/// **The heartbeat's cost**: one `ROLE` per node that is up every 200 ms or a little less
+/// (the tracker's jitter only shortens the gap): about 5 to 6 requests per node per second per
+/// pool (clones share it), plus one control connection per node. A missed heartbeat of the
+/// primary puts it in doubt at once (a discovery run); a node that misses the tracker's failure
+/// threshold in a row is declared down, and what waits on its connections fails at once. A
+/// command slower than the response timeout is not a missed heartbeat: the heartbeat's
+/// verdict, not the slow call, judges the node.
 ///
 /// In Sentinel mode, unless a [`retry_policy`](Self::retry_policy) is given, the default
 /// policy's deadline is derived from what the first sentinel that answers reports
@@ -326,11 +337,36 @@ impl SplitPoolBuilder {
         self
     }
 
+    /// Asks each node that is up `ROLE` this often, on a control connection of its own
+    /// (`None`: no heartbeat; a silent node is then found by the calls that wait for it, and
+    /// by the discovery backstop). Default 200 ms. See the heartbeat's cost above.
+    pub fn heartbeat(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.settings.heartbeat = interval.into();
+        self
+    }
+
+    /// How long a heartbeat may go unanswered before the node missed it (default 300 ms). It
+    /// may exceed the response timeout: a node slower than the commands' timeout but within
+    /// this one is slow, not dead. With the heartbeat on, it also bounds each node's `ROLE`
+    /// reply in a discovery run, so that a silent node does not hold a run for the response
+    /// timeout.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.heartbeat_timeout = Some(timeout);
+        self
+    }
+
     /// Checks every setting; returns the pool's parts, with the nodes of a static topology.
     fn validate(mut self) -> Result<Parts<RedisIo>, ConfigError> {
         let initial = self.validate_source()?;
         self.validate_settings()?;
-        let mut tracker = HealthTracker::builder();
+        // The heartbeat first, so that the caller's `health` settings win.
+        let mut tracker = HealthTracker::builder().probe_timeout(self.settings.heartbeat_timeout());
+        let mut heartbeat = None;
+        if let Some(every) = self.settings.heartbeat {
+            let (probe, slot) = Heartbeat::new();
+            tracker = tracker.heartbeat(every).probe(probe);
+            heartbeat = Some(slot);
+        }
         if let Some(customize) = self.health {
             tracker = customize(tracker);
         }
@@ -344,6 +380,7 @@ impl SplitPoolBuilder {
                 .unwrap_or_else(|| Box::new(PreferReplica::new())),
             tracker: tracker.build()?,
             initial,
+            heartbeat,
         })
     }
 
@@ -479,6 +516,12 @@ impl SplitPoolBuilder {
                 "db",
                 format!("{} is not a database number", s.db),
             ));
+        }
+        if let Some(h) = s.heartbeat {
+            check_duration("heartbeat", h)?;
+        }
+        if let Some(t) = s.heartbeat_timeout {
+            check_duration("heartbeat_timeout", t)?;
         }
         if s.dedicated_pool_size == 0 {
             return Err(ConfigError::new(

@@ -2,11 +2,23 @@
 
 use super::*;
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The field `validate` refuses, or "accepted". Inside a runtime, as `build` is: the
+/// heartbeat's probe task starts with the tracker.
 fn field(b: SplitPoolBuilder) -> &'static str {
-    match b.validate() {
-        Err(e) => e.field(),
-        Ok(_) => "accepted",
-    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match b.validate() {
+            Err(e) => e.field(),
+            Ok(_) => "accepted",
+        }
+    })
 }
 
 #[test]
@@ -38,6 +50,19 @@ fn bad_input_is_refused_at_build() {
             node().health(|h| h.failure_threshold(0)),
             "failure_threshold",
         ),
+        (node().heartbeat(Duration::ZERO), "heartbeat"),
+        (
+            node().heartbeat_timeout(Duration::ZERO),
+            "heartbeat_timeout",
+        ),
+        // A heartbeat more patient than the commands: slow is not dead.
+        (
+            node()
+                .timeouts(Timeouts::new().connect(ms(100)).response(ms(100)))
+                .heartbeat_timeout(ms(300)),
+            "accepted",
+        ),
+        (node().heartbeat(None), "accepted"),
         (
             SplitPool::builder().nodes(["127.0.0.1:1", "127.0.0.1:2"]),
             "accepted",

@@ -381,7 +381,19 @@ pub(crate) struct Settings {
     pub(crate) dedicated_pool_size: usize,
     /// How the router is observed (timeline name, `router` metrics label).
     pub(crate) observe: crate::observe::Observe,
+    /// How often each node in use is asked `ROLE` on its control connection (`None`: never;
+    /// discovery and the calls alone judge the nodes).
+    pub(crate) heartbeat: Option<Duration>,
+    /// How long a heartbeat's `ROLE` may take before the node counts as silent; with the
+    /// heartbeat on, also the bound of each node's `ROLE` reply in a discovery run (`None`:
+    /// the default, see [`heartbeat_timeout`](Self::heartbeat_timeout)).
+    pub(crate) heartbeat_timeout: Option<Duration>,
 }
+
+/// The default heartbeat of the nodes in use.
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(200);
+/// The default bound of one heartbeat.
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(300);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -399,19 +411,44 @@ impl Default for Settings {
             rediscovery_interval: Duration::from_millis(50),
             dedicated_pool_size: 8,
             observe: crate::observe::Observe::new("redis"),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            heartbeat_timeout: None,
         }
     }
 }
 
 impl Settings {
-    /// The longest one discovery run may take: a Sentinel query (in Sentinel mode), then
-    /// `ROLE` on every node, in parallel, each bounded by [`Timeouts::exchange`].
+    /// The longest one discovery run may take: a Sentinel query (in Sentinel mode, bounded by
+    /// [`Timeouts::exchange`]), then `ROLE` on every node, in parallel, each bounded by
+    /// [`role_exchange`](Self::role_exchange).
     pub(crate) fn discovery_run_bound(&self) -> Duration {
-        let steps = match self.source {
-            Source::Static => 1,
-            Source::Sentinel { .. } => 2,
+        let sentinels = match self.source {
+            Source::Static => Duration::ZERO,
+            Source::Sentinel { .. } => self.timeouts.exchange(),
         };
-        self.timeouts.exchange().saturating_mul(steps)
+        sentinels.saturating_add(self.role_exchange())
+    }
+
+    /// The bound of one heartbeat: as set, else 300 ms.
+    pub(crate) fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT)
+    }
+
+    /// How long a node's `ROLE` reply may take in discovery: the heartbeat's bound when the
+    /// heartbeat is on (a node that silent would miss its heartbeat too), else the response
+    /// timeout.
+    pub(crate) fn role_timeout(&self) -> Duration {
+        match self.heartbeat {
+            Some(_) => self.heartbeat_timeout(),
+            None => self.timeouts.response_timeout(),
+        }
+    }
+
+    /// The longest one `ROLE` exchange in discovery may take: connecting, then the reply.
+    pub(crate) fn role_exchange(&self) -> Duration {
+        self.timeouts
+            .connect_timeout()
+            .saturating_add(self.role_timeout())
     }
 }
 

@@ -71,7 +71,7 @@ impl<B: Backend> Topology<B> {
             .find(|(a, _, _)| *a == primary)
             .map_or(0, |(_, offset, _)| *offset);
         for (node, answer) in nodes.iter().zip(&answers) {
-            self.apply(node, answer, Some((&primary, offset)), &resolved);
+            self.apply(node, answer, Follows::Primary(&primary, offset), &resolved);
         }
         let Some(node) = nodes.iter().find(|n| n.addr == primary) else {
             return Err(NoPrimary::new(format!("{primary} is not a known node")));
@@ -92,18 +92,50 @@ impl<B: Backend> Topology<B> {
     async fn ask_nodes(&self, nodes: &[NodeRef<B>]) -> (Vec<Answer>, Resolved) {
         let mut resolved = Resolved::default();
         let limit = self.settings.timeouts.connect_timeout();
-        let (answers, ()) = join(
+        let (mut answers, ()) = join(
             join_all(nodes.iter().map(|n| self.role_of(n))),
             resolved.add(nodes.iter().map(|n| &n.addr), limit),
         )
         .await;
+        if answers.iter().all(Result::is_err) {
+            self.ask_other_protocol(nodes, &mut answers).await;
+        }
         resolved.add(reported_masters(&answers), limit).await;
         (answers, resolved)
     }
 
+    /// When no node answered: a node that never answered and stays silent may speak the other
+    /// protocol (a TLS-only port waits for a handshake, a plaintext one for a line), so each
+    /// such node is asked once in it, in parallel. (Only then: a node frozen while others
+    /// answer must not lengthen every run.)
+    async fn ask_other_protocol(&self, nodes: &[NodeRef<B>], answers: &mut [Answer]) {
+        let silent = |n: &Node<B>, a: &Answer| match a {
+            Err(e) => {
+                !n.answered.load(Relaxed)
+                    && (e.is_timeout()
+                        || e.redis_error().is_some_and(|r| r.is_connection_dropped()))
+            }
+            Ok(_) => false,
+        };
+        let asked = nodes.iter().zip(answers.iter()).map(|(n, a)| async move {
+            match silent(n, a) {
+                true => self.backend.mismatch(&n.client).await,
+                false => None,
+            }
+        });
+        let found = join_all(asked).await;
+        for ((node, answer), why) in nodes.iter().zip(answers.iter_mut()).zip(found) {
+            if let Some(why) = why {
+                *answer = Err(Error::node(&node.name, why));
+            }
+        }
+    }
+
     /// Records a run that found no primary, and says why. Roles and read fitness follow it
-    /// too: a node that now says `slave` is no primary and, following no confirmed primary,
-    /// serves no reads.
+    /// too: a node that now says `slave` is no primary. A replica still serves reads while it
+    /// follows the [last primary](Self::last_known_primary) (its data is as fresh as when its
+    /// link dropped: a primary stopped or mid-failover leaves reads served), unless a lag bound
+    /// is set, which no run without a primary can check.
     fn found_none(
         &self,
         nodes: &[NodeRef<B>],
@@ -111,8 +143,12 @@ impl<B: Backend> Topology<B> {
         resolved: &Resolved,
         sentinels_say: Option<Result<NodeAddr, NoPrimary>>,
     ) -> NoPrimary {
+        let last = match self.settings.max_replica_lag {
+            None => self.last_known_primary(nodes, answers, resolved),
+            Some(_) => None,
+        };
         for (node, answer) in nodes.iter().zip(answers) {
-            self.apply(node, answer, None, resolved);
+            self.apply(node, answer, Follows::Last(last.as_ref()), resolved);
         }
         let refusal = refusal(nodes, answers);
         let why = no_primary(nodes, answers, refusal.as_ref());
@@ -128,81 +164,93 @@ impl<B: Backend> Topology<B> {
         why
     }
 
-    /// `ROLE` on `node`, through its shared connection, within one exchange.
+    /// The primary the replicas may still follow in a run that found none: the node discovery
+    /// last named primary; before any was named (a pool started during an outage), the node
+    /// most of the answering replicas follow. `None` when that node answered as a replica
+    /// itself (it was demoted: nobody's data is current).
+    fn last_known_primary(
+        &self,
+        nodes: &[NodeRef<B>],
+        answers: &[Answer],
+        resolved: &Resolved,
+    ) -> Option<NodeAddr> {
+        let last = match self.last_primary() {
+            Some(n) => n.addr.clone(),
+            None => {
+                let masters: Vec<&NodeAddr> = reported_masters(answers).collect();
+                let most = masters
+                    .iter()
+                    .max_by_key(|m| masters.iter().filter(|o| resolved.same(o, m)).count())?;
+                (*most).clone()
+            }
+        };
+        let demoted = nodes.iter().zip(answers).any(|(n, a)| {
+            resolved.same(&n.addr, &last) && matches!(a, Ok((RoleReply::Replica { .. }, _)))
+        });
+        (!demoted).then_some(last)
+    }
+
+    /// `ROLE` on `node`, through its control connection: the connect within the connect
+    /// timeout, the reply within [`role_timeout`](super::config::Settings::role_timeout).
     async fn role_of(&self, node: &Node<B>) -> Answer {
         let started = Instant::now();
-        let limit = self.settings.timeouts.exchange();
+        let limit = self.settings.role_exchange();
+        let bounds = (
+            self.settings.timeouts.connect_timeout(),
+            self.settings.role_timeout(),
+        );
         let ask = async {
-            let (id, mut c) = node
-                .connection(&self.backend)
+            match node
+                .control(&self.backend, bounds, &redis::cmd("ROLE"))
                 .await
-                .map_err(|e| Error::node(&node.name, e))?;
-            match B::send(&mut c, &redis::cmd("ROLE")).await {
+            {
                 Ok(Value::ServerError(e)) => Err(Error::node(&node.name, e.into())),
                 Ok(v) => Ok(v),
-                Err(e) => {
-                    node.drop_connection(id);
-                    Err(Error::node(&node.name, e))
-                }
+                Err(e) => Err(Error::node(&node.name, e)),
             }
         };
         let reply = match tokio::time::timeout(limit, ask).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout(limit)),
         };
-        let reply = match reply {
-            Ok(v) => v,
-            // A node that never answered and stays silent may speak the other protocol (a
-            // TLS-only port waits for a handshake, a plaintext one for a line): asked on the
-            // failure path only, until the node first answers.
-            Err(e)
-                if !node.answered.load(Relaxed)
-                    && (e.is_timeout()
-                        || e.redis_error().is_some_and(|r| r.is_connection_dropped())) =>
-            {
-                match self.backend.mismatch(&node.client).await {
-                    Some(why) => return Err(Error::node(&node.name, why)),
-                    None => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
+        let reply = reply?;
         node.answered.store(true, Relaxed);
         let role =
             parse_role(&reply).ok_or_else(|| Error::protocol(&node.name, "not a ROLE reply"))?;
         Ok((role, started.elapsed()))
     }
 
-    /// Records what `node` said, given the chosen primary and its replication offset (`None`:
-    /// the run found none): its health and role, whether it serves reads, and a new role epoch
-    /// (connections dropped) when its role changed.
-    fn apply(
-        &self,
-        node: &Node<B>,
-        answer: &Answer,
-        primary: Option<(&NodeAddr, i64)>,
-        resolved: &Resolved,
-    ) {
-        let is_primary = primary.is_some_and(|(p, _)| node.addr == *p);
+    /// Records what `node` said, given whom the replicas should follow: its health and role,
+    /// whether it serves reads, and a new role epoch (connections dropped) when its role
+    /// changed.
+    fn apply(&self, node: &Node<B>, answer: &Answer, follows: Follows<'_>, resolved: &Resolved) {
+        let is_primary = matches!(follows, Follows::Primary(p, _) if node.addr == *p);
         let old = node.endpoint.role();
         record_probe(node, answer, is_primary);
-        let (usable, lag) = match (answer, primary) {
-            (
-                Ok((
-                    RoleReply::Replica {
-                        master,
-                        link_up,
-                        offset,
-                    },
-                    _,
-                )),
-                Some((primary, primary_offset)),
-            ) => {
-                let follows = master.as_ref().is_some_and(|m| resolved.same(m, primary));
-                let lag = replica_lag(primary_offset, *offset);
+        let replica = match answer {
+            Ok((
+                RoleReply::Replica {
+                    master,
+                    link_up,
+                    offset,
+                },
+                _,
+            )) => Some((master.as_ref(), *link_up, *offset)),
+            _ => None,
+        };
+        let (usable, lag) = match (replica, follows) {
+            (Some((master, link_up, offset)), Follows::Primary(primary, primary_offset)) => {
+                let follows = master.is_some_and(|m| resolved.same(m, primary));
+                let lag = replica_lag(primary_offset, offset);
                 let within = self.settings.max_replica_lag.is_none_or(|max| lag <= max);
-                (follows && *link_up && within, lag)
+                (follows && link_up && within, lag)
             }
+            // No primary now: a replica of the last one keeps serving reads, its lag as last
+            // measured.
+            (Some((Some(master), _, _)), Follows::Last(Some(last))) => (
+                resolved.same(master, last) && !resolved.same(&node.addr, last),
+                node.lag.load(Relaxed),
+            ),
             _ => (false, 0),
         };
         node.lag.store(lag, Relaxed);
@@ -230,6 +278,15 @@ impl<B: Backend> Topology<B> {
             node.role_changed(&self.backend);
         }
     }
+}
+
+/// Whom the replicas of a run should follow.
+#[derive(Clone, Copy)]
+enum Follows<'a> {
+    /// The primary the run chose, and its replication offset.
+    Primary(&'a NodeAddr, i64),
+    /// The run found none: the last primary, if the replicas may still serve its data.
+    Last(Option<&'a NodeAddr>),
 }
 
 /// Records a node's answer as a probe: up with its role, or down. `chosen`: this node is the

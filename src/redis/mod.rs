@@ -128,6 +128,7 @@ mod connect;
 mod dedicated;
 mod discover;
 mod error;
+mod heartbeat;
 mod login;
 mod node;
 mod observe;

@@ -49,6 +49,9 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) endpoint: Endpoint<NodeId>,
     conn: RwLock<Option<(u64, B::Conn)>>,
     connecting: tokio::sync::Mutex<()>,
+    /// The control connection: `ROLE` for the heartbeat and discovery, apart from the callers'
+    /// traffic (made on first use, dropped when it fails).
+    control: tokio::sync::Mutex<Option<B::Conn>>,
     /// The bound of one connect, handshake and wait for the connect lock included.
     connect_bound: Duration,
     /// Bumped by discovery whenever the node's role changes: dedicated connections of an older
@@ -93,6 +96,7 @@ impl<B: Backend> Node<B> {
             endpoint,
             conn: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            control: tokio::sync::Mutex::new(None),
             connect_bound,
             role_epoch: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
@@ -112,14 +116,6 @@ impl<B: Backend> Node<B> {
     #[inline]
     pub(crate) fn cached_connection(&self) -> Option<(u64, B::Conn)> {
         read(&self.conn).as_ref().map(|(id, c)| (*id, c.clone()))
-    }
-
-    /// The shared connection (with its id), made on first use.
-    pub(crate) async fn connection(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
-        match self.cached_connection() {
-            Some(c) => Ok(c),
-            None => self.connect(backend).await,
-        }
     }
 
     /// Makes the shared connection (or waits for the caller making it).
@@ -143,6 +139,40 @@ impl<B: Backend> Node<B> {
         *write(&self.conn) = Some((id, made.clone()));
         tracing::debug!(target: "switchover::redis", node = %self.name, "connected");
         Ok((id, made))
+    }
+
+    /// Sends `cmd` on the control connection (made first if there is none, within `connect`)
+    /// and reads its reply within `reply`; a connection that fails is dropped, so the next call
+    /// makes a new one. (A reply that times out leaves the connection: redis-rs drops the late
+    /// reply.)
+    pub(crate) async fn control(
+        &self,
+        backend: &B,
+        (connect, reply): (Duration, Duration),
+        cmd: &redis::Cmd,
+    ) -> Result<redis::Value, RedisError> {
+        let timed_out = || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        let mut conn = {
+            let mut slot = self.control.lock().await;
+            match slot.as_ref() {
+                Some(c) => c.clone(),
+                None => {
+                    let made = tokio::time::timeout(connect, backend.connect(&self.client))
+                        .await
+                        .map_err(|_| timed_out())??;
+                    *slot = Some(made.clone());
+                    made
+                }
+            }
+        };
+        match tokio::time::timeout(reply, B::send(&mut conn, cmd)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                *self.control.lock().await = None;
+                Err(e)
+            }
+            Err(_) => Err(timed_out()),
+        }
     }
 
     /// Forgets the shared connection `id` (a newer one is kept).
@@ -212,7 +242,7 @@ mod tests {
                 let backend = backend.clone();
                 tokio::spawn(async move {
                     let started = tokio::time::Instant::now();
-                    let r = node.connection(&backend).await;
+                    let r = node.connect(&backend).await;
                     (r.is_err(), started.elapsed())
                 })
             })

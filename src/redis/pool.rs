@@ -100,10 +100,15 @@ pub(crate) struct Parts<B: Backend> {
     pub(crate) read_policy: Box<dyn ReadPolicy<NodeId>>,
     pub(crate) tracker: HealthTracker<NodeId>,
     pub(crate) initial: Vec<super::config::NodeAddr>,
+    /// Where the tracker's heartbeat finds the pool (`None`: no heartbeat).
+    pub(crate) heartbeat: Option<super::heartbeat::PoolSlot<B>>,
 }
 
 impl<B: Backend> Inner<B> {
-    /// Registers the nodes, starts discovery and waits for it to confirm a primary.
+    /// Registers the nodes, starts discovery and waits for its first run. A run that finds no
+    /// primary (the primary stopped, a failover under way) still starts the pool, with the
+    /// primary in doubt: writes wait for one within their deadlines, reads go to the replicas.
+    /// Only a refusal (a rejected login, a failed TLS handshake) fails the start.
     pub(crate) async fn start(p: Parts<B>) -> Result<Arc<Self>, Error> {
         if p.initial.is_empty() {
             return Err(Error::no_primary(crate::route::NoPrimary::new(
@@ -116,6 +121,7 @@ impl<B: Backend> Inner<B> {
         let (interval, backstop) = (s.rediscovery_interval, s.discovery_interval);
         let topology = Arc::new(Topology::new(p.backend, p.settings, &p.tracker, p.initial)?);
         let router = topology.router.clone();
+        let started = tokio::time::Instant::now();
         let rediscovery = Rediscovery::builder(&router)
             .interval(interval)
             .backstop(Some(backstop))
@@ -138,8 +144,15 @@ impl<B: Backend> Inner<B> {
             bounds,
             closed: AtomicBool::new(false),
         });
-        if let Err(e) = inner.rediscovery.primary().await {
-            return Err(inner.no_primary(e));
+        if let Some(slot) = p.heartbeat {
+            let _ = slot.set(Arc::downgrade(&inner));
+        }
+        match inner.rediscovery.rediscover_after(started).await {
+            Ok(_) => {}
+            Err(e) if e.is_permanent() => return Err(inner.no_primary(e)),
+            Err(e) => {
+                tracing::warn!(target: "switchover::redis", reason = %e.reason(), "started with the primary in doubt");
+            }
         }
         Ok(inner)
     }

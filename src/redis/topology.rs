@@ -94,6 +94,19 @@ impl<B: Backend> Topology<B> {
         self.nodes.get(endpoint.id().index as usize)
     }
 
+    /// The node of the router's endpoint number `index`.
+    pub(crate) fn node_at(&self, index: u32) -> Option<&NodeRef<B>> {
+        self.nodes.get(index as usize)
+    }
+
+    /// The node discovery last named primary, if any did.
+    pub(crate) fn last_primary(&self) -> Option<&NodeRef<B>> {
+        match self.last_primary.load(Relaxed) {
+            u32::MAX => None,
+            i => self.node_at(i),
+        }
+    }
+
     /// The node at `addr`, added (to the router and the tracker too) if it is new.
     pub(crate) fn add_node(&self, addr: NodeAddr) -> Option<NodeRef<B>> {
         let _one_at_a_time = lock(&self.adding);

