@@ -716,5 +716,35 @@ async fn primary_only_writes_never_leave_the_named_region() {
         .await
         .unwrap();
     assert_eq!(scan.count(), 0, "no write left the named region");
+    // A write started now waits for its region or a new decision; the holder moves the fleet
+    // to eu-west-1 (epoch 4) while it waits, and it lands there within its deadline.
+    let writer = {
+        let table = table.clone();
+        tokio::spawn(async move { table.put_item(item("held")).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut moved = store.load("orders").await.unwrap().unwrap();
+    let expected = moved.version;
+    moved.active = "eu-west-1".into();
+    moved.epoch = 4;
+    moved.version += 1;
+    assert!(store.write("orders", &moved, Some(expected)).await.unwrap());
+    writer
+        .await
+        .unwrap()
+        .expect("the held write follows the new decision");
+    assert_eq!(
+        (follower.epoch(), table.active_region().as_str()),
+        (4, "eu-west-1")
+    );
+    let got = regions[1]
+        .client()
+        .get_item()
+        .table_name("orders")
+        .key("pk", AttributeValue::S("held".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item.is_some(), "the held write is in eu-west-1");
     proxies[0].set_mode(Mode::Pass).await.unwrap();
 }

@@ -24,6 +24,9 @@ use crate::route::{Follower, RouteError, Target};
 
 /// How often a write held for an unreachable authority-named region looks at its health.
 const HOLD_POLL: Duration = Duration::from_millis(20);
+/// A held write gives up this long before the call's deadline, so the deadline never cuts it
+/// (a cut attempt may have executed; a held one surely did not).
+const HOLD_MARGIN: Duration = Duration::from_millis(20);
 
 /// Which regions an attempt may go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +151,8 @@ impl<'t, F> Call<'t, F> {
             idempotent,
         } = self;
         let inner = &*table.inner;
+        // No held write outlives the call's deadline (the runner's starts a moment later).
+        let deadline = inner.policy.deadline().map(|d| Instant::now() + d);
         let read_policy = AvoidSuspects(inner);
         let target = match access {
             Access::Read => Target::Read(&read_policy),
@@ -160,7 +165,7 @@ impl<'t, F> Call<'t, F> {
                 let slot = inner.slot(attempt.endpoint());
                 let fut = op(&slot.client, &slot.table);
                 async move {
-                    let failure = match inner.attempt(slot, access, fut).await {
+                    let failure = match inner.attempt(slot, access, deadline, fut).await {
                         Ok(value) => return Ok(value),
                         Err(failure) => failure,
                     };
@@ -201,6 +206,7 @@ impl Inner {
         &self,
         slot: &Slot,
         access: Access,
+        deadline: Option<Instant>,
         fut: Fut,
     ) -> Result<T, Failure<E>>
     where
@@ -211,7 +217,7 @@ impl Inner {
         if access != Access::Read
             && !slot.endpoint.is_available()
             && let Some(follower) = &self.follower
-            && !self.hold(slot, follower).await
+            && !self.hold(slot, follower, deadline).await
         {
             return Err(Failure::Redirected);
         }
@@ -274,13 +280,22 @@ impl Inner {
     }
 
     /// A write for the region a fleet authority names, which this handle cannot reach: it must
-    /// not go elsewhere, so it waits (at most the confirm timeout) for the region to come back
-    /// (`true`) or for a new decision (`false`: redirected, the runner picks the new region at
-    /// once), instead of spinning through its attempts.
+    /// not go elsewhere, so it waits for the region to come back (`true`) or for a new decision
+    /// (`false`: redirected, never sent; the runner picks the new region at once), at most the
+    /// attempt bound and never past shortly before the call's deadline, instead of spinning
+    /// through its attempts.
     #[cold]
-    async fn hold(&self, slot: &Slot, follower: &Follower<RegionName>) -> bool {
+    async fn hold(
+        &self,
+        slot: &Slot,
+        follower: &Follower<RegionName>,
+        deadline: Option<Instant>,
+    ) -> bool {
         let seen = follower.epoch();
-        let end = Instant::now() + self.confirm_timeout;
+        let mut end = Instant::now() + self.attempt_guard;
+        if let Some(d) = deadline {
+            end = end.min(d.checked_sub(HOLD_MARGIN).unwrap_or(d));
+        }
         while Instant::now() < end {
             if slot.endpoint.is_available() {
                 return true;

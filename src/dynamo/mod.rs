@@ -97,6 +97,15 @@
 //!
 //! With [`WriteMode::AnyHealthy`] two regions may take writes for the same item for a moment,
 //! and a Global Table settles such conflicts by **last writer wins**; see the variant's docs.
+//!
+//! # One decision for the fleet
+//!
+//! Each handle decides alone by default, so in a partial outage the instances of a service
+//! may write to two regions at once. [`TableBuilder::authority`] with a
+//! [`fleet::FleetLease`] makes every instance follow one control record instead (a lease in a
+//! DynamoDB table you name, written with conditional writes only): writes go only to the
+//! region it names, and a write whose instance cannot reach that region waits for it or for
+//! a new decision within its deadline, then fails; it never writes elsewhere. See [`fleet`].
 
 mod builder;
 mod call;
