@@ -502,3 +502,67 @@ async fn a_jitter_outside_zero_to_one_is_refused_naming_the_field() {
         );
     }
 }
+
+/// Discovery that finds "a" on its first run and "b" on every later one.
+struct AThenB(Arc<Mutex<u32>>);
+
+impl switchover::route::Discover<&'static str> for AThenB {
+    fn discover(
+        &self,
+    ) -> impl Future<Output = Result<&'static str, switchover::route::NoPrimary>> + Send {
+        let mut n = self.0.lock().unwrap();
+        *n += 1;
+        let found = if *n == 1 { "a" } else { "b" };
+        async move { Ok(found) }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_primary_moves_the_generation_at_the_missed_heartbeat_and_is_down_after_three() {
+    // "a" freezes at once: its probes never answer. Heartbeat 200 ms, bound 300 ms.
+    let probe = Recorder::new(Duration::ZERO, &["a"]);
+    let tracker = HealthTracker::builder()
+        .endpoints(["a", "b"])
+        .probe(probe.clone())
+        .heartbeat(ms(200))
+        .heartbeat_jitter(0.0)
+        .probe_timeout(ms(300))
+        .build()
+        .unwrap();
+    let router = Router::builder(&tracker)
+        .endpoints(["a", "b"])
+        .failback(switchover::route::Failback::Manual)
+        .build()
+        .unwrap();
+    let rediscovery = switchover::route::Rediscovery::builder(&router)
+        .start(AThenB(Arc::default()))
+        .unwrap();
+    let t0 = Instant::now();
+    assert_eq!(rediscovery.primary().await.unwrap().id(), &"a");
+    // A call in flight on "a" since 10 ms, under generation 0, that never gets an answer: it
+    // waits on the generation and on "a" being declared down, whichever comes first.
+    sleep(ms(10)).await;
+    let seen = router.generation();
+    let a = tracker.endpoint(&"a").unwrap();
+    let (moved, down) = (router.generation_moved(seen), a.down_signal());
+    let in_flight = tokio::spawn(async move {
+        tokio::select! {
+            g = moved => ("generation moved", g, t0.elapsed()),
+            () = down => ("declared down", 0, t0.elapsed()),
+        }
+    });
+    let down_at = tokio::spawn({
+        let signal = a.down_signal();
+        async move {
+            signal.await;
+            t0.elapsed()
+        }
+    });
+    // The heartbeat at 200 ms times out at 500 ms: a run at once switches to "b".
+    assert_eq!(in_flight.await.unwrap(), ("generation moved", 1, ms(500)));
+    assert_eq!(router.active().id(), &"b");
+    // "a" itself is down after its third missed heartbeat: 500, 800, 1100 ms.
+    assert_eq!(down_at.await.unwrap(), ms(1100));
+    assert_eq!(probe.starts("a"), [ms(200), ms(500), ms(800)]);
+    assert_eq!((a.downs(), rediscovery.runs()), (1, 2));
+}
