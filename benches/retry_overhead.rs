@@ -19,6 +19,9 @@
 //! - criterion (`cargo bench --bench retry_overhead`);
 //! - a plain timed loop: `retry_overhead --loop N [NAME…]` runs `N` calls of each named case
 //!   (all when none is named) and prints the time per call;
+//! - interleaved blocks: `retry_overhead --interleave ROUNDS BLOCK [NAME…]` runs a block of
+//!   each case in turn, `ROUNDS` times, and prints each case's median time per call: the
+//!   measure to trust on a loaded machine;
 //! - instructions per call: run the loop under callgrind with `N` and `2N` calls and divide the
 //!   difference by `N`, which cancels start-up and runtime construction:
 //!
@@ -42,6 +45,12 @@
 //!
 //! `switchover_deadline` runs a policy with a deadline and an attempt timeout: it reads the
 //! clock, and builds no timer for an attempt that is ready at once.
+//!
+//! `*_may_fail` call an operation whose outcome the optimiser cannot know. [`operation`]
+//! always returns `Ok`, and a wrapper whose first poll is inlined around it may lose its
+//! failure path to dead-code elimination; these cases keep that path, as a real operation
+//! does, so they are the fairer comparison between wrappers (each pays for what it keeps
+//! ready for a failure: registers, stores, a larger frame).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -78,6 +87,18 @@ async fn operation(x: u64) -> Result<u64, Transient> {
     Ok(black_box(x))
 }
 
+/// [`operation`] whose outcome the optimiser cannot know: `operation` always returns `Ok`,
+/// and once the wrapper is inlined around it the optimiser may delete the failure path
+/// altogether, which no real operation allows.
+#[inline(never)]
+async fn operation_may_fail(x: u64) -> Result<u64, Transient> {
+    if black_box(false) {
+        Err(Transient)
+    } else {
+        Ok(black_box(x))
+    }
+}
+
 /// One first-try success through each wrapper. Not inlined into the caller, and configured
 /// through `black_box`, so every measure runs the same machine code for each call.
 mod first_try {
@@ -112,7 +133,7 @@ mod first_try {
     pub(crate) type Case = (&'static str, fn(&Setup) -> u64);
 
     /// The cases by name, in the order they are reported.
-    pub(crate) const CASES: [Case; 10] = [
+    pub(crate) const CASES: [Case; 14] = [
         ("direct", |_| direct()),
         ("switchover", |s| switchover(black_box(&s.policy))),
         ("switchover_budget", |s| {
@@ -127,6 +148,14 @@ mod first_try {
             switchover_inline_op(black_box(&s.policy))
         }),
         ("tokio_retry_inline_op", |_| tokio_retry_inline_op()),
+        ("direct_may_fail", |_| direct_may_fail()),
+        ("switchover_may_fail", |s| {
+            switchover_may_fail(black_box(&s.policy))
+        }),
+        ("switchover_budget_may_fail", |s| {
+            switchover_budget_may_fail(black_box(&s.policy), black_box(&s.budget))
+        }),
+        ("tokio_retry_may_fail", |_| tokio_retry_may_fail()),
     ];
 
     #[inline(never)]
@@ -197,6 +226,38 @@ mod first_try {
     }
 
     #[inline(never)]
+    pub(crate) fn direct_may_fail() -> u64 {
+        poll_once(operation_may_fail(black_box(1))).unwrap_or(0)
+    }
+
+    #[inline(never)]
+    pub(crate) fn switchover_may_fail(policy: &RetryPolicy) -> u64 {
+        poll_once(policy.retry(|| operation_may_fail(black_box(1))).run()).unwrap_or(0)
+    }
+
+    #[inline(never)]
+    pub(crate) fn switchover_budget_may_fail(policy: &RetryPolicy, budget: &RetryBudget) -> u64 {
+        poll_once(
+            policy
+                .retry(|| operation_may_fail(black_box(1)))
+                .budget(budget)
+                .run(),
+        )
+        .unwrap_or(0)
+    }
+
+    #[inline(never)]
+    pub(crate) fn tokio_retry_may_fail() -> u64 {
+        let strategy = tokio_retry::strategy::ExponentialBackoff::from_millis(50)
+            .map(tokio_retry::strategy::jitter)
+            .take(2);
+        poll_once(tokio_retry::Retry::start(strategy, || {
+            operation_may_fail(black_box(1))
+        }))
+        .unwrap_or(0)
+    }
+
+    #[inline(never)]
     pub(crate) fn tokio_retry_inline_op() -> u64 {
         let strategy = tokio_retry::strategy::ExponentialBackoff::from_millis(50)
             .map(tokio_retry::strategy::jitter)
@@ -248,6 +309,50 @@ fn plain_loop(args: &[String]) {
         }
         let per_call = start.elapsed().as_secs_f64() * 1e9 / n as f64;
         println!("{name}: {per_call:.2} ns per call ({n} calls)");
+    }
+}
+
+/// `--interleave ROUNDS BLOCK [NAME…]`: `ROUNDS` rounds, each running a block of `BLOCK`
+/// first-try calls of every named case in turn, then the median time per call of each case.
+/// Under load (other processes, frequency changes) criterion's one-case-after-the-other order
+/// favours whichever case ran in a quiet moment; alternating blocks gives every case the same
+/// conditions.
+fn interleaved(args: &[String]) {
+    let usage = "usage: retry_overhead --interleave ROUNDS BLOCK [NAME...]";
+    let rounds: usize = args.first().and_then(|s| s.parse().ok()).expect(usage);
+    let block: u32 = args.get(1).and_then(|s| s.parse().ok()).expect(usage);
+    let names = &args[2..];
+    let cases: Vec<_> = first_try::CASES
+        .iter()
+        .filter(|(name, _)| names.is_empty() || names.iter().any(|n| n == name))
+        .collect();
+    assert!(!cases.is_empty(), "no first-try case named {names:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let setup = first_try::Setup::new();
+    let mut times = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for ((_, call), times) in cases.iter().zip(&mut times) {
+            let start = Instant::now();
+            for _ in 0..block {
+                black_box(call(black_box(&setup)));
+            }
+            times.push(start.elapsed().as_secs_f64() * 1e9 / f64::from(block));
+        }
+    }
+    for ((name, _), times) in cases.iter().zip(&mut times) {
+        times.sort_by(f64::total_cmp);
+        let (lo, mid, hi) = (
+            times[rounds / 10],
+            times[rounds / 2],
+            times[rounds * 9 / 10],
+        );
+        println!(
+            "{name}: median {mid:.2} ns per call (p10 {lo:.2}, p90 {hi:.2}; {rounds} rounds of {block})"
+        );
     }
 }
 
@@ -335,6 +440,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--loop") {
         plain_loop(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--interleave") {
+        interleaved(&args[i + 1..]);
         return;
     }
     benches();

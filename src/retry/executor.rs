@@ -52,6 +52,8 @@ pub struct Retry<'a, B, F, C = ByClassify, H = ()> {
     pub(super) idempotent: bool,
     /// Each attempt ends by itself within this long (see [`Retry::bounded_by`]).
     pub(super) bound: Option<Duration>,
+    /// When the call started, if the caller read the clock for it (see [`Retry::started_at`]).
+    pub(super) started_at: Option<Instant>,
 }
 
 impl<B: fmt::Debug, F, C, H> fmt::Debug for Retry<'_, B, F, C, H> {
@@ -74,6 +76,7 @@ impl<'a, B, F> Retry<'a, B, F> {
             budget: None,
             idempotent: false,
             bound: None,
+            started_at: None,
         }
     }
 }
@@ -104,6 +107,14 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         self
     }
 
+    /// Declares that the call started at `at`, a clock reading the caller took just before
+    /// the first poll (the runner's first attempt start): the deadline and the first
+    /// attempt's limit count from it, and the first attempt reads no clock of its own.
+    pub(crate) fn started_at(mut self, at: Instant) -> Self {
+        self.started_at = Some(at);
+        self
+    }
+
     /// `true` when an attempt limited to `limit` needs no timer of ours.
     #[inline]
     pub(super) fn ends_within(&self, limit: Duration) -> bool {
@@ -121,6 +132,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             budget: self.budget,
             idempotent: self.idempotent,
             bound: self.bound,
+            started_at: self.started_at,
         }
     }
 
@@ -147,14 +159,16 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
             budget: self.budget,
             idempotent: self.idempotent,
             bound: self.bound,
+            started_at: self.started_at,
         }
     }
 
     /// Runs the call: attempts the operation until it succeeds or the policy says stop.
     ///
     /// A first-try success allocates nothing and takes no lock; it reads the clock only when
-    /// the policy has a deadline or an attempt timeout, and builds a timer only when such an
-    /// attempt is not ready at once. The retry path (schedule, waits) lives in one heap
+    /// the policy has a deadline or an attempt timeout, and builds a timer (one allocation)
+    /// only when such an attempt is not ready at once and not [bounded](Self::bounded_by) by
+    /// the operation itself. The retry path (schedule, waits) lives in one heap
     /// allocation made at the first failure, which keeps the returned [`Run`] future small and
     /// its success path short. Nothing runs until the future is polled: the operation is first
     /// called by the first poll. Each attempt's future is dropped as soon as it ends.

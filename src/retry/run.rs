@@ -34,8 +34,14 @@ pin_project_lite::pin_project! {
     ///
     /// The first attempt is polled in place by a hand-written state machine: a policy without
     /// deadline or attempt timeout reads no clock and builds no timer, and one with them builds
-    /// its timer only when the attempt is not ready at once. Only a failure moves the call into
-    /// one heap allocation for the retries.
+    /// its timer only when the attempt is not ready at once (nor bounded by the operation
+    /// itself, see [`Retry::bounded_by`]). Only a failure moves the call into one heap
+    /// allocation for the retries.
+    ///
+    /// The timer and the retries are both held through a `Box`, so that dropping this future
+    /// is one inlined tag check: with a `Sleep` in place its drop glue was an out-of-line call
+    /// that took the future's address, and the optimiser then kept every field in memory
+    /// (callgrind, first-try success: 73 → 46 instructions per call, direct 26).
     #[must_use = "futures do nothing unless polled"]
     pub struct Run<R, Fut, S, A> {
         // The call; taken by a success or, at the first failure, by the retries.
@@ -58,21 +64,22 @@ pin_project_lite::pin_project! {
     #[repr(u8)]
     enum Aux<S> {
         Empty,
-        // Built when a limited first attempt is not ready at once.
-        Timer { #[pin] sleep: Sleep },
+        // Built when a limited first attempt is not ready at once; boxed, so that this enum's
+        // drop is small enough to inline (see `Run`).
+        Timer { sleep: Pin<Box<Sleep>> },
         // The rest of the call, after a failed first attempt.
         Retrying { fut: Pin<Box<S>> },
     }
 }
 
-/// The deadline and time limit of a first attempt.
+/// The start and time limit of a first attempt; the instants built from them only when needed
+/// (a timer to build, retries to start).
 #[derive(Clone, Copy, Debug)]
 struct FirstLimit {
-    deadline_at: Option<Instant>,
+    /// When the call started: the deadline counts from here.
+    start: Instant,
     /// The time the attempt may take and whether the deadline is the tighter bound.
     limit: (Duration, bool),
-    /// When the attempt times out.
-    at: Instant,
     /// Whether the executor times it (not when the operation ends by itself within the
     /// limit, see [`Retry::bounded_by`]).
     timed: bool,
@@ -126,7 +133,7 @@ where
             // The first poll. The clock is read before the operation is called: the deadline
             // counts the call.
             if retry.policy.limited {
-                let limit = first_limit(retry.policy);
+                let limit = first_limit(retry.policy, retry.started_at);
                 *this.limit = Some(FirstLimit {
                     timed: !retry.ends_within(limit.limit.0),
                     ..limit
@@ -139,7 +146,7 @@ where
         };
         let outcome = match *this.limit {
             Some(limit) if limit.timed => {
-                ready!(poll_limited(attempt, this.aux.as_mut(), limit.at, cx))
+                ready!(poll_limited(attempt, this.aux.as_mut(), &limit, cx))
             }
             _ => Some(ready!(attempt.poll(cx))),
         };
@@ -157,9 +164,10 @@ where
             unreachable!("the first attempt keeps its operation until it fails")
         };
         let limit = *this.limit;
+        let deadline_at = limit.and_then(|l| l.deadline_at(retry.policy));
         let fut = Box::pin((this.start_retries)(Handover {
             retry,
-            deadline_at: limit.and_then(|l| l.deadline_at),
+            deadline_at,
             limit: limit.map(|l| l.limit),
             outcome,
         }));
@@ -168,20 +176,34 @@ where
     }
 }
 
+/// Polls the retries, through their allocation: out of line, so that the first attempt's
+/// path stays short.
+#[inline(never)]
+fn poll_boxed<S: Future>(fut: Pin<&mut S>, cx: &mut Context<'_>) -> Poll<S::Output> {
+    fut.poll(cx)
+}
+
 #[inline]
 fn poll_retrying<S: Future>(aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
     match aux.project() {
-        AuxProj::Retrying { fut } => fut.as_mut().poll(cx),
+        AuxProj::Retrying { fut } => poll_boxed(fut.as_mut(), cx),
         _ => panic!("`Run` polled after it completed"),
     }
 }
 
-/// The first attempt's deadline and limit, for a policy with a deadline or an attempt
-/// timeout. Out of line, so that the unlimited first attempt stays short.
+impl FirstLimit {
+    /// The call's deadline.
+    fn deadline_at<B>(&self, policy: &RetryPolicy<B>) -> Option<Instant> {
+        policy.deadline.map(|d| self.start + d)
+    }
+}
+
+/// The first attempt's start and limit, for a policy with a deadline or an attempt timeout:
+/// from `started_at` when the caller read the clock for the call, else from a reading of its
+/// own. Out of line, so that the unlimited first attempt stays short.
 #[inline(never)]
-fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
-    let now = Instant::now();
-    let deadline_at = policy.deadline.map(|d| now + d);
+fn first_limit<B>(policy: &RetryPolicy<B>, started_at: Option<Instant>) -> FirstLimit {
+    let start = started_at.unwrap_or_else(Instant::now);
     let limit = match (policy.attempt_timeout, policy.deadline) {
         (Some(t), Some(d)) => (t.min(d), d <= t),
         (Some(t), None) => (t, false),
@@ -190,9 +212,8 @@ fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
         (None, None) => (MAX_DEADLINE, false),
     };
     FirstLimit {
-        deadline_at,
+        start,
         limit,
-        at: now + limit.0,
         timed: true,
     }
 }
@@ -202,7 +223,7 @@ fn first_limit<B>(policy: &RetryPolicy<B>) -> FirstLimit {
 fn poll_limited<Fut: Future, S>(
     attempt: Pin<&mut Fut>,
     mut aux: Pin<&mut Aux<S>>,
-    at: Instant,
+    limit: &FirstLimit,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Fut::Output>> {
     let had_budget_before = tokio::task::coop::has_budget_remaining();
@@ -215,7 +236,7 @@ fn poll_limited<Fut: Future, S>(
     }
     if let Aux::Empty = *aux {
         aux.set(Aux::Timer {
-            sleep: tokio::time::sleep_until(at),
+            sleep: Box::pin(tokio::time::sleep_until(limit.start + limit.limit.0)),
         });
     }
     let AuxProj::Timer { sleep } = aux.as_mut().project() else {
@@ -224,10 +245,113 @@ fn poll_limited<Fut: Future, S>(
     // When the attempt itself used up the task's budget, the timer is polled unconstrained, so
     // that an attempt which always exhausts the budget still times out (as `Timeout` does).
     if had_budget_before && !tokio::task::coop::has_budget_remaining() {
-        ready!(pin!(tokio::task::coop::unconstrained(sleep)).poll(cx));
+        ready!(pin!(tokio::task::coop::unconstrained(sleep.as_mut())).poll(cx));
     } else {
-        ready!(sleep.poll(cx));
+        ready!(sleep.as_mut().poll(cx));
     }
     aux.set(Aux::Empty);
     Poll::Ready(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::{Instant, advance};
+
+    use crate::Classification;
+    use crate::retry::{ConstantBackoff, RetryPolicy, StopReason};
+
+    fn transient(_: &()) -> Classification {
+        Classification::transient()
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn policy() -> RetryPolicy<ConstantBackoff> {
+        RetryPolicy::builder()
+            .max_attempts(3)
+            .deadline(ms(100))
+            .backoff(ConstantBackoff::new(ms(10)))
+            .build()
+            .unwrap()
+    }
+
+    /// A start handed in by the caller is where the deadline counts from: read 60 ms before
+    /// the first poll, a 100 ms deadline leaves the first attempt 40 ms.
+    #[tokio::test(start_paused = true)]
+    async fn a_given_start_is_where_the_deadline_counts_from() {
+        let start = Instant::now();
+        advance(ms(60)).await;
+        let polled = Instant::now();
+        let err = policy()
+            .retry(std::future::pending::<Result<(), ()>>)
+            .started_at(start)
+            .classify_with(transient)
+            .idempotent(true)
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(err.attempts(), 1);
+        assert_eq!(polled.elapsed(), ms(40));
+        assert_eq!(start.elapsed(), ms(100));
+    }
+
+    /// Without a given start the first poll reads the clock: the whole deadline is left,
+    /// however long ago the future was made.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_start_the_first_poll_reads_the_clock() {
+        let p = policy();
+        let fut = p
+            .retry(std::future::pending::<Result<(), ()>>)
+            .classify_with(transient)
+            .idempotent(true)
+            .run();
+        advance(ms(60)).await;
+        let polled = Instant::now();
+        let err = fut.await.unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(polled.elapsed(), ms(100));
+    }
+
+    /// The first attempt's timer lives on the heap, and an attempt that ends before it
+    /// drops it: a limited attempt that answers after a pending first poll succeeds, and the
+    /// call's deadline still holds for the retries that follow a timed-out one.
+    #[tokio::test(start_paused = true)]
+    async fn a_limited_first_attempt_pending_then_ready_succeeds() {
+        let p = RetryPolicy::builder()
+            .attempt_timeout(ms(50))
+            .deadline(ms(120))
+            .backoff(ConstantBackoff::new(ms(10)))
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let got = p
+            .retry(|| async {
+                tokio::time::sleep(ms(30)).await;
+                Ok::<_, ()>(7)
+            })
+            .classify_with(transient)
+            .run()
+            .await;
+        assert_eq!(got.ok(), Some(7));
+        assert_eq!(start.elapsed(), ms(30));
+
+        // Every attempt hangs: cut at 50, 10 wait, cut at 110, then 10 ms would reach the
+        // deadline: stop there, at 110 ms.
+        let start = Instant::now();
+        let err = p
+            .retry(std::future::pending::<Result<(), ()>>)
+            .classify_with(transient)
+            .idempotent(true)
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(err.attempts(), 2);
+        assert_eq!(start.elapsed(), ms(110));
+    }
 }

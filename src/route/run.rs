@@ -252,9 +252,9 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         let call = CallState::new(router.observer());
         let state = &call;
         let mut number = 0u32;
-        // Set from the first attempt's start, which is read before the executor reads its own
-        // clock: this deadline is never later than the executor's.
-        let mut deadline_at: Option<Instant> = None;
+        // The call's one clock reading before its first attempt: that attempt's start, and
+        // (handed to the executor) where the deadline and the first attempt's limit count from.
+        let first_start = Instant::now();
         let attempt = || {
             number += 1;
             let (endpoint, failed) = if number == 1 {
@@ -264,15 +264,22 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
                 let failed = state.failed_snapshot();
                 (target.next(router, &failed), failed)
             };
-            // Read before the executor starts its timer, so `cut_at` is never later than it.
-            let start = Instant::now();
-            let cut_at = if timed {
-                if number == 1 {
-                    deadline_at = deadline.map(|d| start + d);
-                }
-                match (attempt_timeout.map(|t| start + t), deadline_at) {
-                    (Some(a), Some(d)) => Some(a.min(d)),
-                    (a, d) => a.or(d),
+            let start = if number == 1 {
+                first_start
+            } else {
+                Instant::now()
+            };
+            // When the executor cuts this attempt, as a time after its start: the attempt
+            // timeout or what is left of the deadline, whichever is tighter.
+            let cut_after = if timed {
+                let left = match deadline {
+                    Some(d) if number == 1 => Some(d),
+                    Some(d) => Some(d.saturating_sub(start.saturating_duration_since(first_start))),
+                    None => None,
+                };
+                match (attempt_timeout, left) {
+                    (Some(t), Some(l)) => Some(t.min(l)),
+                    (t, l) => t.or(l),
                 }
             } else {
                 None
@@ -284,7 +291,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
                 guard: CutGuard {
                     endpoint,
                     start,
-                    cut_at,
+                    cut_after,
                     state,
                 },
                 router,
@@ -295,6 +302,7 @@ impl<'a, K: EndpointId, B, F, C, H> RoutedCall<'a, K, B, F, C, H> {
         };
         let mut retry = policy
             .retry(attempt)
+            .started_at(first_start)
             .idempotent(idempotent)
             .classify_with(ByRef(classifier))
             .with_hook(hook);
@@ -392,14 +400,15 @@ impl<'r, K: EndpointId> CallState<'r, K> {
 struct CutGuard<'s, 'r, K: EndpointId> {
     endpoint: &'r Endpoint<K>,
     start: Instant,
-    cut_at: Option<Instant>,
+    /// How long after `start` the executor cuts the attempt (`None`: never; or it ended).
+    cut_after: Option<Duration>,
     state: &'s CallState<'r, K>,
 }
 
 impl<K: EndpointId> Drop for CutGuard<'_, '_, K> {
     fn drop(&mut self) {
-        if let Some(at) = self.cut_at
-            && Instant::now() >= at
+        if let Some(after) = self.cut_after
+            && self.start.elapsed() >= after
         {
             self.state
                 .failed(self.endpoint, Classification::transient(), self.start, true);
@@ -437,7 +446,7 @@ where
         let result = ready!(this.fut.poll(cx));
         let guard = this.guard;
         // It ended: not a cut, whenever it is dropped.
-        guard.cut_at = None;
+        guard.cut_after = None;
         let (endpoint, start) = (guard.endpoint, guard.start);
         match &result {
             Ok(_) => {
