@@ -1,15 +1,15 @@
 //! Fixture servers do not outlive an aborted test: each test here re-runs itself as a child
-//! process that starts a fixture, prints the server's pid and aborts (no destructor runs), then
-//! checks that the server died with it.
+//! process that starts a fixture, prints the server's pid and aborts or is killed with
+//! `SIGKILL` (no destructor runs), then checks that the server died with it.
 //!
-//! Needs redis-server and Postgres 15 (`scripts/install-deps.sh`); the namespace case needs root,
+//! Needs redis-server, Postgres 15, Java 17 and DynamoDB Local (`scripts/install-deps.sh`); the namespace case needs root,
 //! `ip` and `iptables`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchover::testing::{NetNs, PgCluster, RedisServer, sweep_stale};
+use switchover::testing::{DynamoDbLocal, NetNs, PgCluster, RedisServer, sweep_stale};
 
 /// Set in the child: which fixture to start before aborting.
 const CHILD_ENV: &str = "SWITCHOVER_REAPING_CHILD";
@@ -87,6 +87,17 @@ fn report_and_abort(pids: &[Option<u32>]) -> ! {
     std::process::abort()
 }
 
+/// In the child: report the pid and die by `SIGKILL` (as an OOM killer or a CI timeout would).
+fn report_and_get_killed(pids: &[Option<u32>]) -> ! {
+    for pid in pids {
+        println!("server-pid {}", pid.expect("a started server has a pid"));
+    }
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", &std::process::id().to_string()])
+        .status();
+    unreachable!("SIGKILL did not kill the test process")
+}
+
 fn is_child(name: &str) -> bool {
     std::env::var(CHILD_ENV).is_ok_and(|v| v == name)
 }
@@ -149,4 +160,17 @@ async fn a_server_in_a_namespace_dies_with_its_aborted_test_and_the_namespace_is
             .any(|l| l.split_whitespace().next() == Some(left.as_str())),
         "{left} is still there after the sweep (swept {swept:?})"
     );
+}
+
+#[tokio::test]
+async fn a_dynamodb_local_region_dies_with_its_sigkilled_test() {
+    const NAME: &str = "a_dynamodb_local_region_dies_with_its_sigkilled_test";
+    if is_child(NAME) {
+        let region = DynamoDbLocal::start("us-east-1").await.unwrap();
+        report_and_get_killed(&[region.pid()]);
+    }
+    let aborted = tokio::task::spawn_blocking(|| run_aborting_child(NAME))
+        .await
+        .unwrap();
+    assert_all_die(&aborted.pids);
 }
