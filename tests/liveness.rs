@@ -45,6 +45,7 @@ async fn downs_counts_each_time_the_state_became_down() {
     assert_eq!(a.downs(), 0, "below the threshold");
     fail(1, &a);
     assert_eq!((a.state(), a.downs()), (HealthState::Down, 1));
+    assert_eq!(a.stats().downs, 1);
     // More failures while down change nothing.
     fail(3, &a);
     assert_eq!(a.downs(), 1);

@@ -80,6 +80,9 @@ pub struct EndpointStats {
     pub failures_total: u64,
     /// Throttled outcomes since the endpoint was registered.
     pub throttled_total: u64,
+    /// Times the state became [`Down`](HealthState::Down) since the endpoint was registered
+    /// (see [`Endpoint::downs`]).
+    pub downs: u64,
     /// The moving average of the latencies recorded, if any.
     pub latency: Option<Duration>,
     /// When the endpoint entered its current state.
@@ -259,6 +262,7 @@ impl<K: EndpointId> Endpoint<K> {
             ejections: m.ejections(),
             failures_total: i.totals.0.failures.load(Relaxed),
             throttled_total: i.totals.0.throttled.load(Relaxed),
+            downs: self.downs(),
             latency: self.latency(),
             since: self.since(),
             down_until: down_until.filter(|_| state == HealthState::Down),
