@@ -872,6 +872,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn epoch_changed_wakes_on_the_next_followed_record() {
+        let r = router();
+        let start = Instant::now();
+        let script = Script::new([rec("a", 1), rec("a", 1), rec("a", 1), rec("b", 2)]);
+        let f = Follower::builder(&r)
+            .poll_interval(Duration::from_millis(100))
+            .start(script)
+            .unwrap();
+        f.epoch_changed(0).await;
+        assert_eq!((f.epoch(), (Instant::now() - start).as_millis()), (1, 0));
+        f.epoch_changed(1).await;
+        // Polls at 100 and 200 ms repeat epoch 1; the one at 300 ms brings epoch 2.
+        assert_eq!((f.epoch(), (Instant::now() - start).as_millis()), (2, 300));
+        assert_eq!(r.active().id(), &"b");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn zero_durations_are_rejected() {
         let r = router();
         let e = Follower::builder(&r)
