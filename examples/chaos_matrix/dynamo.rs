@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::cell::Fault;
 use crate::workload::{BoxFuture, Gap, OpError, Ops, ServerLoss, Stored, Workload};
-use crate::{AFTER, Run, WARM_UP, log};
+use crate::{AFTER, LATENCY_MS, Run, WARM_UP, log, log_lost};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -142,6 +142,7 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     for region in &marks.read_from {
         read_region(regions.region(region)?, &mut stored).await?;
     }
+    log_lost(&name, t0, injected, &record.lost_acks(&stored, marks.loss));
     Ok(Run::Measured {
         counts: record.counts(&stored, marks.loss, marks.gap),
         note: marks.note,
@@ -190,7 +191,7 @@ async fn inject(
             Marks::new(Gap::FirstWriteAfter(at))
         }
         Fault::Latency => {
-            let delay = Duration::from_millis(400);
+            let delay = Duration::from_millis(LATENCY_MS);
             let jitter = Duration::ZERO;
             proxy.set_mode(Mode::Latency { delay, jitter }).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;

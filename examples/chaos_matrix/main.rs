@@ -61,6 +61,27 @@ pub enum Run {
 pub const PARTITION_MISSING: &str = "needs Postgres nodes in network namespaces from the testing kit \
      (NetNs has landed for Redis and DynamoDB only)";
 
+/// The latency cell's delay of every reply chunk, for 2 s: below every timeout of the
+/// adapters, so that slow must not be taken for dead.
+pub const LATENCY_MS: u64 = 250;
+
+/// Logs when the writes counted as lost were acked, relative to the fault.
+pub fn log_lost(cell: &str, start: Instant, fault: Instant, acks: &[Instant]) {
+    if let (Some(first), Some(last)) = (acks.iter().min(), acks.iter().max()) {
+        let rel = |t: Instant| t.saturating_duration_since(fault).as_millis();
+        log(
+            cell,
+            start,
+            format!(
+                "{} lost writes acked {}..{} ms after the fault",
+                acks.len(),
+                rel(*first),
+                rel(*last)
+            ),
+        );
+    }
+}
+
 /// How long the workload runs before the fault.
 pub const WARM_UP: Duration = Duration::from_millis(1500);
 /// How long it runs after the cell's anchor (the new primary, the heal).

@@ -14,7 +14,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::cell::Fault;
 use crate::workload::{BoxFuture, Gap, OpError, Ops, Record, ServerLoss, Stored, Workload};
-use crate::{AFTER, Run, WARM_UP, log};
+use crate::{AFTER, LATENCY_MS, Run, WARM_UP, log, log_lost};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -123,6 +123,7 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     let stored = stored(&cluster.nodes()[marks.primary], &record).await;
     signal("CONT", &marks.frozen).await?;
     let stored = stored?;
+    log_lost(&name, t0, injected, &record.lost_acks(&stored, marks.loss));
     Ok(Run::Measured {
         counts: record.counts(&stored, marks.loss, marks.gap),
         note: marks.note,
@@ -183,7 +184,7 @@ async fn inject(
                     Gap::FirstWriteAfter(at)
                 }
                 Fault::Latency => {
-                    let delay = Duration::from_millis(400);
+                    let delay = Duration::from_millis(LATENCY_MS);
                     let jitter = Duration::ZERO;
                     proxy.set_mode(Mode::Latency { delay, jitter }).await?;
                     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::cell::Fault;
 use crate::workload::{BoxFuture, Gap, OpError, Ops, ServerLoss, Stored, Workload};
-use crate::{AFTER, Run, WARM_UP, log};
+use crate::{AFTER, LATENCY_MS, Run, WARM_UP, log, log_lost};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -55,6 +55,9 @@ struct Marks {
     loss: ServerLoss,
     primary: SocketAddr,
     note: String,
+    /// Nodes to ask `ROLE` at the end: if another one is primary by then (a second
+    /// failover), its data is what counts.
+    recheck: Vec<SocketAddr>,
 }
 
 /// Runs the workload through `pool`, injects the fault with `inject` after the warm-up, keeps
@@ -97,7 +100,19 @@ where
     for e in &record.errors {
         log(name, t0, format!("error seen: {e}"));
     }
-    let stored = stored(marks.primary, &record).await?;
+    let mut primary = marks.primary;
+    for addr in &marks.recheck {
+        if *addr != primary && role(*addr).await.as_deref() == Some("master") {
+            log(
+                name,
+                t0,
+                format!("{addr} is primary at the end, not {primary}"),
+            );
+            primary = *addr;
+        }
+    }
+    let stored = stored(primary, &record).await?;
+    log_lost(name, t0, injected, &record.lost_acks(&stored, marks.loss));
     Ok(Run::Measured {
         counts: record.counts(&stored, marks.loss, marks.gap),
         note: marks.note,
@@ -159,6 +174,7 @@ async fn sentinel_cell(fault: Fault) -> Result<Run, Error> {
             },
             primary: new,
             note: format!("old primary offset {before}, new primary had {reached}"),
+            recheck: replicas.clone(),
         })
     };
     measure(&name, pool, inject).await
@@ -183,7 +199,7 @@ async fn proxy_cell(fault: Fault) -> Result<Run, Error> {
                 Gap::FirstWriteAfter(at)
             }
             Fault::Latency => {
-                let delay = Duration::from_millis(400);
+                let delay = Duration::from_millis(LATENCY_MS);
                 let jitter = Duration::ZERO;
                 proxy.set_mode(Mode::Latency { delay, jitter }).await?;
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -210,6 +226,7 @@ async fn proxy_cell(fault: Fault) -> Result<Run, Error> {
             loss: ServerLoss::default(),
             primary: server.addr(),
             note: String::new(),
+            recheck: Vec::new(),
         })
     };
     measure(&name, pool, inject).await
@@ -244,6 +261,7 @@ async fn pair_cell(fault: Fault) -> Result<Run, Error> {
                 loss: ServerLoss::default(),
                 primary: replica,
                 note: String::new(),
+                recheck: vec![primary],
             });
         }
         set.node_mut(p)?.kill().await?;
@@ -263,6 +281,7 @@ async fn pair_cell(fault: Fault) -> Result<Run, Error> {
             },
             primary,
             note: "writes acked before the outage count as server_lost (restarted empty)".into(),
+            recheck: vec![replica],
         })
     };
     measure(&name, pool, inject).await
@@ -301,6 +320,15 @@ fn watch_promotion(
             "no replica of {replicas:?} became primary within {PROMOTION_LIMIT:?}"
         ))
     })
+}
+
+/// The role a node reports, from a fresh side connection (`None`: no answer).
+async fn role(addr: SocketAddr) -> Option<String> {
+    let timeout = Duration::from_millis(500);
+    let mut c = RespClient::connect_with_timeout(addr, timeout).await.ok()?;
+    let reply = c.command(&["ROLE"]).await.ok()?;
+    let first = reply.as_array()?.first()?.as_str()?;
+    Some(first.to_owned())
 }
 
 /// A replication offset from `INFO replication`.

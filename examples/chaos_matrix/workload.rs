@@ -240,6 +240,20 @@ impl Record {
         }
     }
 
+    /// When the acked writes counted as lost were acked (for the log).
+    pub fn lost_acks(&self, stored: &Stored, loss: ServerLoss) -> Vec<Instant> {
+        self.ops
+            .iter()
+            .filter(|op| op.ok && !loss.exposed(op.end))
+            .filter(|op| match op.kind {
+                Kind::Read => false,
+                Kind::Idempotent => !stored.idempotent.contains(&op.id),
+                Kind::Once => !stored.once.contains_key(&op.id),
+            })
+            .map(|op| op.end)
+            .collect()
+    }
+
     /// The cell's counts from what was stored, which losses the server owns, and the gap rule.
     pub fn counts(&self, stored: &Stored, loss: ServerLoss, gap: Gap) -> Counts {
         let mut c = Counts {
