@@ -11,15 +11,19 @@
 //!   server that also listens on a Unix socket.
 //! - Postgres 15: [`PgCluster`] (primary + streaming standbys) of [`PgNode`]s that can be killed,
 //!   promoted, fenced read-only and waited on until they replay the primary's WAL.
+//! - Patroni: [`PatroniCluster`] (etcd + 2–3 [`PatroniMember`]s running Postgres 15, short TTLs)
+//!   with a planned switchover, a killed leader and a member that rejoins.
 //! - DynamoDB Local: [`DynamoDbRegions`] of [`DynamoDbLocal`] processes, one per "region", that
 //!   can be killed, paused and resumed; with feature `dynamodb`, SDK clients (retries off,
 //!   timeouts on) and helpers to create tables and copy items between regions.
 //! - Partitions: [`NetNs`], a Linux network namespace behind a veth pair whose packets are
 //!   dropped on demand ([`NetNs::partition`] / [`NetNs::heal`], one-way variants), silently, so
 //!   keepalive and `TCP_USER_TIMEOUT` are exercised for real; servers start inside one with
-//!   [`RedisServer::start_in`], [`RedisReplicaSet::start_in_netns`] and
-//!   [`RedisSentinel::start_in_netns`] (each node in its own namespace). Root, `ip` and
-//!   `iptables` are required; a missing one is an error naming it.
+//!   [`RedisServer::start_in`], [`DynamoDbLocal::start_in`], and, each node in its own
+//!   namespace, [`RedisReplicaSet::start_in_netns`], [`RedisSentinel::start_in_netns`],
+//!   [`PgCluster::start_in_netns`] and [`DynamoDbRegions::start_in_netns`]; then
+//!   `partition()` / `heal()` on the node. Root, `ip` and `iptables` are required; a missing
+//!   one is an error naming it.
 //! - TLS: [`TestCa`], a throw-away certificate authority that issues server and client
 //!   certificates as PEM files for the fixtures and the clients under test.
 //!
@@ -74,6 +78,7 @@ mod certs;
 mod dynamodb;
 mod error;
 mod netns;
+mod patroni;
 mod postgres;
 mod postgres_tls;
 mod process;
@@ -94,6 +99,7 @@ pub use dynamodb::{
 pub use dynamodb::{CLIENT_CONNECT_TIMEOUT, CLIENT_OPERATION_TIMEOUT};
 pub use error::Error;
 pub use netns::{Cut, NETNS_PREFIX, NetNs, sweep_stale};
+pub use patroni::{PATRONI_TTL, PatroniCluster, PatroniMember};
 pub use postgres::{PG_BIN_ENV, PgCluster, PgNode};
 pub use postgres_tls::PgClusterBuilder;
 pub use proxy::{FaultProxy, Mode};
