@@ -30,6 +30,8 @@ use crate::retry::{ExponentialBackoff, Jitter, MAX_DEADLINE, RetryPolicy};
 /// target_role = "primary"              # primary | prefer_standby | standby | any | prefer_primary
 /// read_role = "prefer_standby"
 /// rediscovery_interval = "50ms"
+/// heartbeat = "200ms"                  # or "off"
+/// heartbeat_timeout = "300ms"
 /// # or all of it, libpq style (may hold the password too; never shown):
 /// # connection_string = "host=db1,db2 user=app dbname=orders sslmode=verify-full"
 ///
@@ -122,6 +124,18 @@ pub struct PostgresConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub rediscovery_interval: Option<Duration>,
+    /// See [`FailoverPoolBuilder::heartbeat`]: a duration, or `"off"`.
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat: Option<Option<Duration>>,
+    /// See [`FailoverPoolBuilder::heartbeat_timeout`].
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
     /// See [`FailoverPoolBuilder::retry_policy`]; built over the pool's default policy (10
     /// attempts within 15 s, backoff 20 ms doubling to 250 ms, full jitter).
     pub retry: RetryConfig,
@@ -263,6 +277,8 @@ impl fmt::Debug for PostgresConfig {
             .field("pool", &self.pool)
             .field("timeouts", &self.timeouts)
             .field("rediscovery_interval", &self.rediscovery_interval)
+            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("retry", &self.retry)
             .field("budget", &self.budget)
             .field("health", &self.health);
@@ -317,6 +333,7 @@ impl PostgresConfig {
         let timeouts = |field: &str| at.join("timeouts").invalid(field, error.reason());
         match error.field() {
             "max_size" | "max_concurrent_connects" | "verify_idle_after" => pool(),
+            f @ ("heartbeat" | "heartbeat_timeout") => at.invalid(f, error.reason()),
             "probe_timeout" if self.health.probe_timeout.is_some() => {
                 at.join("health").rejected(error.clone())
             }
@@ -526,6 +543,23 @@ impl Section for PostgresConfig {
                 ));
             }
             b = b.rediscovery_interval(d);
+        }
+        for (field, d) in [
+            ("heartbeat", self.heartbeat.flatten()),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+        ] {
+            if d.is_some_and(|d| d.is_zero() || d > MAX_DEADLINE) {
+                return Err(at.invalid(
+                    field,
+                    "must be above zero and at most a day (heartbeat: or \"off\")",
+                ));
+            }
+        }
+        if let Some(h) = self.heartbeat {
+            b = b.heartbeat(h);
+        }
+        if let Some(t) = self.heartbeat_timeout {
+            b = b.heartbeat_timeout(t);
         }
         if self.retry != RetryConfig::default() {
             b = b.retry_policy(

@@ -69,6 +69,8 @@ fn every_field_set() -> PostgresConfig {
             keepalive_retries: Some(2),
         },
         rediscovery_interval: Some(ms(25)),
+        heartbeat: Some(Some(ms(150))),
+        heartbeat_timeout: Some(ms(250)),
         retry: RetryConfig {
             max_attempts: Some(6),
             ..RetryConfig::default()
@@ -103,6 +105,8 @@ fn a_postgres_config_round_trips_through_toml() {
         "read_role = \"standby\"",
         "[postgres.pool]",
         "verify_idle_after = \"off\"",
+        "heartbeat = \"150ms\"",
+        "heartbeat_timeout = \"250ms\"",
         "tcp_user_timeout = \"2s500ms\"",
         "[postgres.pool.reconnect_backoff]",
     ] {
@@ -183,6 +187,8 @@ async fn a_file_builds_the_pool_it_says() {
         "connect: 500ms, login: 800ms",
         "keepalive_retries: 2",
         "rediscovery_interval: 25ms",
+        "heartbeat: Some(150ms)",
+        "heartbeat_timeout: 250ms",
         "max_attempts: 6",
         "budget: true",
         "health: true",
@@ -197,10 +203,11 @@ async fn a_file_builds_the_pool_it_says() {
     assert_eq!(pool.read_role(), TargetRole::Standby);
     let health = pool.tracker().core().config;
     assert_eq!(health.failure_threshold, 3);
-    // The pool's own defaults stay where the file says nothing; its probe timeout is the
-    // file's.
+    // The pool's own defaults stay where the file says nothing; with the heartbeat on, the
+    // tracker's probes are bounded by the file's heartbeat timeout.
     assert_eq!(health.ejection_base, ms(500));
-    assert_eq!(health.probe_timeout, ms(700));
+    assert_eq!(health.heartbeat, Some(ms(150)));
+    assert_eq!(health.probe_timeout, ms(250));
 }
 
 #[tokio::test]
@@ -335,6 +342,14 @@ async fn every_refused_value_names_its_path() {
         (
             Box::new(|c| c.rediscovery_interval = Some(Duration::ZERO)),
             "postgres.rediscovery_interval",
+        ),
+        (
+            Box::new(|c| c.heartbeat = Some(Some(Duration::ZERO))),
+            "postgres.heartbeat",
+        ),
+        (
+            Box::new(|c| c.heartbeat_timeout = Some(Duration::ZERO)),
+            "postgres.heartbeat_timeout",
         ),
         (
             Box::new(|c| c.retry.max_attempts = Some(0)),

@@ -133,10 +133,10 @@ impl FailoverPool {
                 .await
                 .ok()
                 .and_then(Result::err),
-            _ => tokio::time::timeout_at(until, t.rediscovery.rediscover_after(t.started_at))
+            _ => tokio::time::timeout_at(until, self.first_run_or_preferred(side.role))
                 .await
                 .ok()
-                .and_then(Result::err),
+                .flatten(),
         };
         let Some(limit) = limit else {
             return Settled::Ready(Cow::Borrowed(policy));
@@ -145,6 +145,25 @@ impl FailoverPool {
         match policy.to_builder().deadline(left).build() {
             Ok(p) if !left.is_zero() => Settled::Ready(Cow::Owned(p)),
             _ => Settled::OutOfTime(why),
+        }
+    }
+
+    /// Waits for the first discovery run to end, or for a host that `role` prefers to be
+    /// found before it ends (a frozen host then holds no read up for its probe timeout).
+    /// Returns why the run found no primary, if it did not.
+    async fn first_run_or_preferred(&self, role: TargetRole) -> Option<NoPrimary> {
+        let t = &self.core.topology;
+        let mut run = std::pin::pin!(t.rediscovery.rediscover_after(t.started_at));
+        loop {
+            let mut recorded = std::pin::pin!(t.roles.recorded());
+            recorded.as_mut().enable();
+            if t.preferred_available(role) {
+                return None;
+            }
+            tokio::select! {
+                result = &mut run => return result.err(),
+                () = recorded => {}
+            }
         }
     }
 

@@ -10,10 +10,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::{PgConnection, connect};
+use super::conn::{PgConnection, connect, query_role};
 use super::discover::primaries::Lineage;
 use super::error::Error;
 use super::hosts::HostConfig;
+use super::kept::Kept;
 use super::login::Login;
 use super::role::ServerRole;
 use crate::error::{Classify, ErrorClass};
@@ -101,13 +102,14 @@ impl From<&Error> for ProbeError {
     }
 }
 
-/// The real backend: the host configurations, the credential provider if there is one, and
-/// the login deadline of a probe.
+/// The real backend: the host configurations, the credential provider if there is one, the
+/// login deadline of a probe, and the connection kept per host for probes and discovery.
 #[derive(Debug)]
 pub(crate) struct PgBackend {
     hosts: Vec<HostConfig>,
     login: Option<Login>,
     probe_timeout: Duration,
+    kept: Kept,
 }
 
 impl PgBackend {
@@ -117,10 +119,38 @@ impl PgBackend {
         probe_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(PgBackend {
+            kept: Kept::new(hosts.len()),
             hosts,
             login,
             probe_timeout,
         })
+    }
+
+    /// Drops the connections kept for probes (the pool was closed).
+    pub(crate) fn close(&self) {
+        self.kept.close();
+    }
+
+    /// Host `host`'s kept connection, made within the probe timeout when there is none open.
+    async fn kept(&self, host: usize) -> Result<Arc<PgConnection>, ProbeError> {
+        self.kept
+            .get(host, || self.connect(host, 0, self.probe_timeout))
+            .await
+            .map_err(|e| ProbeError::from(&e))
+    }
+
+    /// The role of host `host`, asked with one query on its kept connection (which is
+    /// forgotten when the query fails, so the next probe connects again).
+    async fn ask_role(&self, host: usize) -> Result<(Arc<PgConnection>, ServerRole), ProbeError> {
+        let conn = self.kept(host).await?;
+        match query_role(conn.client()).await {
+            Ok(role) => Ok((conn, role)),
+            Err(e) => {
+                self.kept.discard(host, &conn);
+                let e = Error::postgres(self.hosts[host].name.clone(), e);
+                Err(ProbeError::from(&e))
+            }
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<Arc<str>> {
@@ -141,19 +171,16 @@ impl PgBackend {
     }
 }
 
+/// Probes and discovery ask on the host's kept connection (a heartbeat costs one round trip
+/// of `SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')`, no
+/// login); a connection that broke or failed a query is replaced at the next ask.
 impl Backend for PgBackend {
     async fn probe(&self, host: usize) -> Result<ServerRole, ProbeError> {
-        self.inspect(host).await.map(|r| r.role)
+        self.ask_role(host).await.map(|(_, role)| role)
     }
 
     async fn inspect(&self, host: usize) -> Result<HostReport, ProbeError> {
-        let conn = self
-            .connect(host, 0, self.probe_timeout)
-            .await
-            .map_err(|e| ProbeError::from(&e))?;
-        // `connect` learns the role (from the login reply, or with one query on servers that
-        // do not report it) before it returns.
-        let role = conn.role().unwrap_or(ServerRole::ReadOnly);
+        let (conn, role) = self.ask_role(host).await?;
         if role != ServerRole::Primary {
             return Ok(HostReport {
                 role,

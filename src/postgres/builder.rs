@@ -50,6 +50,8 @@ pub(crate) type HealthCustomizer =
 /// | [`retry_policy`](Self::retry_policy) | 10 attempts within 15 s, backoff 20 ms doubling to 250 ms, full jitter |
 /// | [`budget`](Self::budget) | none |
 /// | [`rediscovery_interval`](Self::rediscovery_interval) | 50 ms |
+/// | [`heartbeat`](Self::heartbeat) | every 200 ms per host (a little less: jittered), on the host's kept connection |
+/// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms |
 /// | [`observe`](Self::observe) | [`Observe`] named `postgres`, 256 timeline events |
 /// | [`health`](Self::health) | a host is down after 2 transient failures in a row (calls, connects or probes), ejected 500 ms (× 2 per consecutive ejection, ≤ 10 s), back up after 2 probe successes; down hosts probed every 250 ms within the probe timeout; throttling never marks a host down |
 #[must_use]
@@ -67,6 +69,8 @@ pub struct FailoverPoolBuilder {
     retry_policy: Option<RetryPolicy>,
     budget: Option<RetryBudget>,
     rediscovery_interval: Duration,
+    heartbeat: Option<Duration>,
+    heartbeat_timeout: Duration,
     health: Option<HealthCustomizer>,
     ssl_mode: Option<SslMode>,
     #[cfg(feature = "tls")]
@@ -91,6 +95,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("retry_policy", &self.retry_policy)
             .field("budget", &self.budget.is_some())
             .field("rediscovery_interval", &self.rediscovery_interval)
+            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("health", &self.health.is_some())
             .field("ssl_mode", &self.ssl_mode)
             .field("credentials", &self.credentials.is_some())
@@ -117,6 +123,8 @@ impl Default for FailoverPoolBuilder {
             retry_policy: None,
             budget: None,
             rediscovery_interval: Duration::from_millis(50),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             health: None,
             ssl_mode: None,
             #[cfg(feature = "tls")]
@@ -261,6 +269,38 @@ impl FailoverPoolBuilder {
         self
     }
 
+    /// How often every host that is up is asked its role on the connection the pool keeps to
+    /// it for probes (`SELECT pg_is_in_recovery(), current_setting(...)`, one round trip, no
+    /// login); `None` turns the heartbeat off. Default: 200 ms (each beat a little early, by
+    /// up to 20 %, so pools do not beat in step).
+    ///
+    /// A beat that does not answer within [`heartbeat_timeout`](Self::heartbeat_timeout)
+    /// counts against the host: a frozen or partitioned primary is suspected at its first
+    /// missed beat (the core's re-discovery runs at once) and declared down at the second
+    /// (every connection to it then ends, see the [module docs](super)), instead of waiting
+    /// for a query or the kernel. A query cut by its timeout on a host whose heartbeat
+    /// answers is slow, not dead: it is not counted against the host.
+    ///
+    /// Cost: at most `1 / interval × 1.25` round trips per host per second per pool (6.25 at
+    /// the default), and one connection per host. Off, a silent host is found by the query
+    /// timeout, the acquire timeout, `tcp_user_timeout` or keepalive, whichever comes first.
+    pub fn heartbeat(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.heartbeat = interval.into();
+        self
+    }
+
+    /// How long one heartbeat (and, with the heartbeat on, any probe of a host by the health
+    /// tracker, which reconnects when its kept connection broke) may take before it counts as
+    /// missed; with the heartbeat on, also how long a re-discovery run waits for a host that
+    /// does not answer before it decides without it (the host's probe goes on in the
+    /// background, within the [probe timeout](Self::probe_timeout)). Default 300 ms: far above
+    /// a round trip to a healthy server in the same region, short enough that a silent
+    /// primary is suspected within about half a second.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
     /// Tunes the health tracker of the hosts, e.g.
     /// `.health(|h| h.failure_threshold(3).ejection_cap(Duration::from_secs(30)))`; the pool's
     /// defaults are in the table above. The endpoints (one per host, id `host:port`) and the
@@ -366,13 +406,17 @@ impl FailoverPoolBuilder {
                 "must be above zero (use `None` to never verify)",
             ));
         }
-        if self.rediscovery_interval.is_zero()
-            || self.rediscovery_interval > crate::retry::MAX_DEADLINE
-        {
-            return Err(ConfigError::new(
-                "rediscovery_interval",
-                "must be above zero and at most a day",
-            ));
+        for (field, d) in [
+            ("rediscovery_interval", Some(self.rediscovery_interval)),
+            ("heartbeat", self.heartbeat),
+            ("heartbeat_timeout", Some(self.heartbeat_timeout)),
+        ] {
+            if d.is_some_and(|d| d.is_zero() || d > crate::retry::MAX_DEADLINE) {
+                return Err(ConfigError::new(
+                    field,
+                    "must be above zero and at most a day",
+                ));
+            }
         }
         let hosts = hosts::host_configs(&base, addrs, &self.timeouts, &tls)?;
         let settings = Settings {
@@ -389,12 +433,14 @@ impl FailoverPoolBuilder {
             },
             budget: self.budget,
             rediscovery_interval: self.rediscovery_interval,
+            heartbeat: self.heartbeat,
+            heartbeat_timeout: self.heartbeat_timeout,
             login: self
                 .credentials
                 .map(|p| Login::new(p, self.timeouts.connect)),
             observe: self.observe.unwrap_or_else(|| Observe::new("postgres")),
         };
-        let mut health = health_defaults(settings.timeouts.probe);
+        let mut health = health_defaults(&settings);
         if let Some(customize) = self.health {
             health = customize(health);
         }
@@ -402,14 +448,25 @@ impl FailoverPoolBuilder {
     }
 }
 
-/// The tracker defaults documented above.
-fn health_defaults(probe_timeout: Duration) -> HealthTrackerBuilder<Arc<str>> {
-    HealthTracker::builder()
+/// The default heartbeat interval.
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(200);
+/// The default heartbeat timeout.
+pub(crate) const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The tracker defaults documented above: with the heartbeat on, the tracker beats every host
+/// that is up and bounds all its probes by the heartbeat timeout; off, by the probe timeout.
+fn health_defaults(settings: &Settings) -> HealthTrackerBuilder<Arc<str>> {
+    let health = HealthTracker::builder()
         .failure_threshold(2)
         .ejection_base(Duration::from_millis(500))
         .ejection_cap(Duration::from_secs(10))
-        .probe_interval(Duration::from_millis(250))
-        .probe_timeout(probe_timeout)
+        .probe_interval(Duration::from_millis(250));
+    match settings.heartbeat {
+        Some(interval) => health
+            .heartbeat(interval)
+            .probe_timeout(settings.heartbeat_timeout),
+        None => health.probe_timeout(settings.timeouts.probe),
+    }
 }
 
 #[cfg(test)]
@@ -467,6 +524,11 @@ mod tests {
         assert_eq!(
             field(local().verify_idle_after(Some(Duration::ZERO))),
             "verify_idle_after"
+        );
+        assert_eq!(field(local().heartbeat(Duration::ZERO)), "heartbeat");
+        assert_eq!(
+            field(local().heartbeat_timeout(Duration::ZERO)),
+            "heartbeat_timeout"
         );
         assert_eq!(
             field(FailoverPool::builder().connection_string("host=a,b port=1,2,3")),
@@ -553,6 +615,30 @@ mod tests {
         );
         let dbg = format!("{:?}", FailoverPool::builder().health(|h| h));
         assert!(dbg.contains("health: true"), "{dbg}");
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_is_on_by_default_bounds_the_trackers_probes_and_can_be_turned_off() {
+        let port = closed_port();
+        let config = |b: FailoverPoolBuilder| {
+            let pool = b.host("127.0.0.1", port).build().unwrap();
+            pool.close();
+            pool.tracker().core().config
+        };
+        let on = config(FailoverPool::builder());
+        assert_eq!(on.heartbeat, Some(DEFAULT_HEARTBEAT));
+        assert_eq!(on.probe_timeout, DEFAULT_HEARTBEAT_TIMEOUT);
+        let tuned = config(
+            FailoverPool::builder()
+                .heartbeat(Duration::from_millis(100))
+                .heartbeat_timeout(Duration::from_millis(150)),
+        );
+        assert_eq!(tuned.heartbeat, Some(Duration::from_millis(100)));
+        assert_eq!(tuned.probe_timeout, Duration::from_millis(150));
+        // Off: the tracker probes only hosts that are down, within the probe timeout.
+        let off = config(FailoverPool::builder().heartbeat(None));
+        assert_eq!(off.heartbeat, None);
+        assert_eq!(off.probe_timeout, Timeouts::default().probe);
     }
 
     #[tokio::test]

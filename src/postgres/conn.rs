@@ -4,8 +4,10 @@ use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio_postgres::{Client, NoTls};
 
 use super::error::Error;
@@ -59,6 +61,20 @@ where
     ))
 }
 
+/// What ends a connection's driver task before the server does: resolves with why (for the
+/// log). See [`PgConnection::end_when`].
+pub(crate) type End = Pin<Box<dyn Future<Output = &'static str> + Send>>;
+
+/// How a driver task ended.
+enum Ended {
+    /// The server closed the connection, or the client was dropped.
+    Server,
+    /// The connection failed.
+    Lost(tokio_postgres::Error),
+    /// Its [`End`] resolved, with this reason.
+    Cut(&'static str),
+}
+
 /// A pooled connection: a [`tokio_postgres::Client`] (it derefs to one) tagged with the host it
 /// is on, the role that host reported, and the router generation it was made in.
 ///
@@ -72,6 +88,8 @@ pub struct PgConnection {
     host_name: Arc<str>,
     generation: u64,
     state: Arc<ConnState>,
+    /// Hands the driver task what ends it (see [`end_when`](Self::end_when)).
+    end: Option<oneshot::Sender<End>>,
 }
 
 impl fmt::Debug for PgConnection {
@@ -133,6 +151,16 @@ impl PgConnection {
 
     pub(crate) fn conn_state(&self) -> &ConnState {
         &self.state
+    }
+
+    /// Ends the connection when `end` resolves: its driver task stops, so every request
+    /// pending on it (also one of a client checked out and being awaited) fails at once with
+    /// tokio-postgres' "connection closed", and later ones too. Set once; later calls are
+    /// ignored.
+    pub(crate) fn end_when(&mut self, end: End) {
+        if let Some(tx) = self.end.take() {
+            let _ = tx.send(end);
+        }
     }
 
     /// Asks the server for its role with one query (the fallback for servers that do not
@@ -239,23 +267,46 @@ where
 
     let task_state = state.clone();
     let task_host = host.name.clone();
+    let (end_tx, end_rx) = oneshot::channel::<End>();
     tokio::spawn(async move {
+        let mut handed: Option<oneshot::Receiver<End>> = Some(end_rx);
+        let mut end: Option<End> = None;
         let result = poll_fn(|cx| {
+            if let Some(rx) = handed.as_mut()
+                && let Poll::Ready(got) = Pin::new(rx).poll(cx)
+            {
+                handed = None;
+                end = got.ok();
+            }
+            if let Some(why) = end.as_mut().and_then(|e| match e.as_mut().poll(cx) {
+                Poll::Ready(why) => Some(why),
+                Poll::Pending => None,
+            }) {
+                return Poll::Ready(Ended::Cut(why));
+            }
             let polled = Pin::new(&mut connection).poll(cx);
             if task_state.reports_role()
                 && let Some(role) = role_from_parameters(&connection)
             {
                 task_state.set_role(role);
             }
-            polled
+            polled.map(|r| r.map_or_else(Ended::Lost, |()| Ended::Server))
         })
         .await;
         task_state.closed.store(true, Ordering::Release);
+        // Dropping the connection fails every request still pending on its client.
+        drop(connection);
         match result {
-            Ok(()) => {
+            Ended::Server => {
                 tracing::trace!(target: "switchover::postgres", host = %task_host, "connection closed")
             }
-            Err(e) => tracing::debug!(
+            Ended::Cut(why) => tracing::debug!(
+                target: "switchover::postgres",
+                host = %task_host,
+                reason = why,
+                "connection ended by the pool"
+            ),
+            Ended::Lost(e) => tracing::debug!(
                 target: "switchover::postgres",
                 host = %task_host,
                 error = %e,
@@ -270,6 +321,7 @@ where
         host_name: host.name.clone(),
         generation,
         state,
+        end: Some(end_tx),
     };
     if reported.is_none() {
         match tokio::time::timeout(login, conn.query_role()).await {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use super::backend::PgBackend;
-use super::conn::PgConnection;
+use super::conn::{End, PgConnection};
 use super::error::Error;
 use super::read::RolePolicy;
 use super::role::{ServerRole, TargetRole};
 use super::settings::Settings;
 use super::topology::{HostRoles, Topology};
+use crate::health::HealthState;
 use crate::retry::RetryPolicy;
 use crate::route::Target;
 
@@ -83,7 +84,8 @@ impl Core {
     ///
     /// # Errors
     ///
-    /// The connect's error; [`Error::wrong_role`] when the server is not of a role `target`
+    /// The connect's error; [`Error::no_host`] when the host was declared down (or, for the
+    /// primary, the primary moved) during the connect; [`Error::wrong_role`] when the server is not of a role `target`
     /// accepts (the connection is closed); closed when the pool is.
     pub(crate) async fn connect(
         &self,
@@ -93,7 +95,17 @@ impl Core {
     ) -> Result<PgConnection, Error> {
         let _permit = self.connects.acquire().await.map_err(|_| Error::closed())?;
         let login = self.settings.timeouts.login;
-        let conn = self.backend.connect(host, generation, login).await?;
+        // A connect to a host that is declared down, or to the primary that moved away, is
+        // abandoned at once: on a frozen host it would wait out the login timeout.
+        let mut end = self.end_of(host, generation);
+        let mut conn = tokio::select! {
+            conn = self.backend.connect(host, generation, login) => conn?,
+            why = &mut end => {
+                let why = format!("{}: {why} while connecting", self.topology.name(host));
+                return Err(Error::no_host(target, Some(Arc::from(why))));
+            }
+        };
+        conn.end_when(end);
         let role = conn.role().unwrap_or(ServerRole::ReadOnly);
         self.topology.record_role(host, role);
         let name = self.topology.name(host);
@@ -111,9 +123,39 @@ impl Core {
         Ok(conn)
     }
 
+    /// What ends a connection to `host` made in `generation`: the host declared down (from
+    /// now on: a connection made to a host that is down already, as a last resort, is not
+    /// ended for it), or, for the host that was the router's primary then, the primary moving
+    /// away.
+    fn end_of(&self, host: usize, generation: u64) -> End {
+        let t = &self.topology;
+        let endpoint = &t.endpoints[host];
+        let down = (endpoint.state() != HealthState::Down).then(|| endpoint.down_signal());
+        let moved = (t.active_index() == host).then(|| t.router.generation_moved(generation));
+        Box::pin(async move {
+            let down = async move {
+                match down {
+                    Some(d) => d.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let moved = async move {
+                match moved {
+                    Some(m) => drop(m.await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = down => "host declared down",
+                () = moved => "the primary moved",
+            }
+        })
+    }
+
     /// Stops handing out connections: no more connects, no more re-discovery.
     pub(crate) fn close(&self) {
         self.connects.close();
         self.topology.rediscovery.close();
+        self.backend.close();
     }
 }

@@ -33,14 +33,18 @@ pub(crate) mod primaries;
 /// probes keep running in the background and record what they find; two hosts found writable
 /// in one run are warned about (and, when the later one outranks the primary, a run switches
 /// to it).
-/// The first run of a pool waits for every probe, so the roles of all hosts are known before
-/// the first connection is placed.
+/// The first run of a pool gives every host the same `grace` once a primary answered, so the
+/// roles of the hosts that answer at once are known before the first connection is placed; a
+/// frozen host costs that run `grace`, never a probe timeout (a pool built while its first
+/// host is stopped and its second promoted is placed within about 50 ms).
 pub(crate) struct RoleDiscovery<B> {
     backend: Arc<B>,
     roles: Arc<HostRoles>,
     router: Router<Arc<str>>,
     endpoints: Vec<Endpoint<Arc<str>>>,
     probe_timeout: Duration,
+    /// How long the run waits for a host that has not answered before it decides without it.
+    silence: Duration,
     /// How long the current primary's answer waits for the other hosts.
     grace: Duration,
 }
@@ -52,6 +56,7 @@ impl<B: Backend> RoleDiscovery<B> {
         router: Router<Arc<str>>,
         endpoints: Vec<Endpoint<Arc<str>>>,
         probe_timeout: Duration,
+        silence: Duration,
         grace: Duration,
     ) -> Self {
         RoleDiscovery {
@@ -60,6 +65,7 @@ impl<B: Backend> RoleDiscovery<B> {
             router,
             endpoints,
             probe_timeout,
+            silence,
             grace,
         }
     }
@@ -74,10 +80,11 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
         let endpoints = self.endpoints.clone();
         let timeout = self.probe_timeout;
         let grace = self.grace;
+        let silence = self.silence;
         let active = self.router.active();
         let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
         async move {
-            let wait_all = !roles.learned();
+            let first = !roles.learned();
             let run = roles.writable.next_run();
             let started = Instant::now();
             let (tx, rx) = mpsc::unbounded_channel();
@@ -94,11 +101,12 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 roles: &roles,
                 endpoints: &all,
                 current,
-                wait_all,
+                first,
                 grace,
+                silent_at: started + silence,
             };
             let (found, writable) = collect(rx, &decide).await;
-            if wait_all {
+            if first {
                 roles.mark_learned();
             }
             roles.writable.finish(run);
@@ -127,14 +135,17 @@ struct Decide<'a> {
     roles: &'a HostRoles,
     endpoints: &'a [Endpoint<Arc<str>>],
     current: Option<usize>,
-    wait_all: bool,
+    /// The pool's first run: any primary's answer waits `grace` for the other hosts.
+    first: bool,
     grace: Duration,
+    /// When the run stops waiting for hosts that have not answered.
+    silent_at: Instant,
 }
 
-/// Takes the probes' answers as they come until the best writable host is decided (with
-/// `wait_all`, until every probe answered): what each host answered so far, and the writable
-/// ones. The current primary's own answer waits up to `grace` for the other available hosts,
-/// so a standby promoted beside it is seen in the same run; a new primary is named at once.
+/// Takes the probes' answers as they come until the best writable host is decided: what each
+/// host answered so far, and the writable ones. The current primary's own answer (in the first
+/// run, any primary's) waits up to `grace` for the other available hosts, so a standby
+/// promoted beside it is seen in the same run; otherwise a new primary is named at once.
 async fn collect(
     mut rx: mpsc::UnboundedReceiver<(usize, Result<HostReport, ProbeError>)>,
     d: &Decide<'_>,
@@ -143,12 +154,10 @@ async fn collect(
     let mut writable = Vec::new();
     let mut until = None;
     loop {
-        let next = match until {
-            Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-            None => rx.recv().await,
+        let wait_until = until.map_or(d.silent_at, |t: Instant| t.min(d.silent_at));
+        let next = match tokio::time::timeout_at(wait_until, rx.recv()).await {
+            Ok(next) => next,
+            Err(_) => break,
         };
         let Some((i, outcome)) = next else { break };
         if let Ok(r) = &outcome
@@ -161,14 +170,14 @@ async fn collect(
             });
         }
         found[i] = Some(outcome);
-        let Some(b) = best(&writable).filter(|_| !d.wait_all) else {
+        let Some(b) = best(&writable) else {
             continue;
         };
         if outranked(&b, &found, d.roles, d.current) {
             continue;
         }
         let others = (0..found.len()).any(|j| found[j].is_none() && d.endpoints[j].is_available());
-        if !(b.current && others) {
+        if !((b.current || d.first) && others) {
             break;
         }
         until.get_or_insert_with(|| Instant::now() + d.grace);

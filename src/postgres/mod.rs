@@ -58,6 +58,25 @@
 //!   primary is re-checked every 5 s. A connection of an older generation (also one whose
 //!   connect straddled a switch), on an unavailable host, or whose server changed role is never
 //!   handed out again.
+//! - **Liveness.** Every host that is up is asked its role every 200 ms (the
+//!   [heartbeat](FailoverPoolBuilder::heartbeat), jittered, one round trip on a connection the
+//!   pool keeps per host), within 300 ms. A frozen or partitioned primary (no error, only
+//!   silence: a stopped process, a paused VM, dropped packets) is suspected at its first
+//!   missed beat and re-discovery runs at once; a run does not wait for a host that stays
+//!   silent past the heartbeat timeout, and the first host that answers as the writable
+//!   primary wins. The first run of a new pool waits for no frozen host either, so `build()`
+//!   and the first `get()` work during an outage.
+//! - **In-flight cancellation.** Every connection to a host ends when the host is declared
+//!   down, and every connection to the primary ends when the primary moves (the generation
+//!   grows): pooled ones, connects under way, and those checked out by [`get`](FailoverPool::get)
+//!   and being awaited. Their pending requests fail at once with tokio-postgres' "connection
+//!   closed" (transient, may have executed, a failover signal). In
+//!   [`transaction`](FailoverPool::transaction) a statement cut before `COMMIT` was rolled
+//!   back and is retried on the new primary in the same call, a `COMMIT` cut in flight is
+//!   [`ErrorKind::OutcomeUnknown`]; [`run`](FailoverPool::run) is retried when idempotent.
+//! - **Slow is not dead.** With the heartbeat on, a step cut by the query timeout on a host
+//!   whose heartbeat answers switches nothing, evicts nothing else, and puts nothing in doubt:
+//!   it asks for a heartbeat now, whose verdict counts.
 //! - **Two writable primaries** (a standby promoted while the old primary still takes writes)
 //!   are decided deterministically, never by which answers first: within one cluster the
 //!   higher timeline wins, else the current primary stays; a `tracing` warning names the hosts
@@ -66,7 +85,20 @@
 //!   connection lost after `COMMIT` was sent is
 //!   [`ErrorKind::OutcomeUnknown`], never a success or a plain failure.
 //! - **Deadlines everywhere** ([`Timeouts`]); the defaults of every knob are on
-//!   [`FailoverPoolBuilder`].
+//!   [`FailoverPoolBuilder`]:
+//!
+//! | path | bounded by (default) |
+//! |---|---|
+//! | [`get`](FailoverPool::get), [`get_read`](FailoverPool::get_read): waiting for a primary, a slot, connects, retries | acquire timeout (5 s) |
+//! | one connect and login | login timeout (3 s; TCP connect 2 s), and ended at once when its host is declared down or the primary moves |
+//! | [`run`](FailoverPool::run), [`transaction`](FailoverPool::transaction) as a whole | the retry policy's deadline (15 s) |
+//! | each of their steps (`BEGIN`, the closure, `COMMIT`) | query timeout (10 s) |
+//! | a statement on a connection from `get` whose host froze or was cut off | the heartbeat: the connection ends when the host is declared down or the primary moves (about 0.5 to 1 s with the defaults); with the heartbeat off, `tcp_user_timeout` (5 s) for unacknowledged data, keepalive (about 8 s) when idle |
+//! | a statement on a connection from `get` on a live, slow server | none of ours: use the server's `statement_timeout` |
+//! | the check of an idle connection | recycle timeout (1 s) |
+//! | a heartbeat, and any probe of the health tracker | heartbeat timeout (300 ms; with the heartbeat off, the probe timeout) |
+//! | one host's answer in a re-discovery run | probe timeout (2 s); the run decides without a host silent for the heartbeat timeout |
+//! | waiting for a primary to be confirmed | twice the probe timeout plus the re-discovery interval (4.05 s), and always the caller's own deadline |
 //!
 //! # TLS, credentials and Unix sockets
 //!
@@ -113,8 +145,12 @@
 //! - With two writable primaries the pool follows one, but the other still takes writes from
 //!   anyone else: fence or stop it. Writes already sent to the losing one stay there.
 //! - The runner's closures return `tokio_postgres::Error`; carry your own errors in `T`.
-//! - A checked-out connection is not interrupted by a failover; the caller sees the error of its
-//!   own statement (give it to [`FailoverPool::report`] to start the re-discovery at once).
+//! - A connection from [`get`](FailoverPool::get) ended by a failover fails with
+//!   tokio-postgres' own "connection closed" error: the pool cannot tell a statement that was
+//!   not sent from one in flight there (both may have executed, as the error says); the runner
+//!   methods tell them apart. Statements on a live but slow server are bounded only by the
+//!   server's `statement_timeout`.
+//! - The pool keeps one extra connection per host for the heartbeat, probes and re-discovery.
 
 mod acquire;
 mod backend;
@@ -125,6 +161,7 @@ mod core;
 mod discover;
 mod error;
 mod hosts;
+mod kept;
 mod login;
 mod manager;
 mod observe;

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::acquire::{AttemptError, Settled, no_primary};
 use super::conn::PgConnection;
-use super::error::{Error, Stop};
+use super::error::{Error, ErrorKind, Stop};
 use super::pool::{BoxFuture, FailoverPool, PooledConnection};
 use crate::error::{Classification, Classify, ErrorClass, Execution};
 use crate::retry::RetryPolicy;
@@ -320,8 +320,34 @@ impl FailoverPool {
         } else {
             drop(conn);
         }
+        if error.kind() == ErrorKind::QueryTimeout && self.core.settings.heartbeat.is_some() {
+            return slow(error, classification, attempt);
+        }
         Box::pin(self.after_attempt(&self.core.main, error, classification, attempt, observed_at))
             .await
+    }
+}
+
+/// A step cut by the query timeout on a pool with the heartbeat on: slow is not dead. The
+/// host's health hears of it through
+/// [`Endpoint::record_timeout`](crate::health::Endpoint::record_timeout), which asks for a
+/// heartbeat now whose verdict counts, never as a failure of its own, and it starts no
+/// re-discovery: the heartbeat tells a dead host from a slow query. Only the cut connection
+/// (busy with the statement) was dropped. (Without a heartbeat the cut is a transient
+/// failure that starts a re-discovery, as `record_timeout` itself says.)
+fn slow(
+    error: Error,
+    classification: Classification,
+    attempt: &Attempt<'_, Arc<str>>,
+) -> AttemptError {
+    attempt.endpoint().record_timeout();
+    // Retried as the error says (an idempotent handle, or before COMMIT), but not counted by
+    // the runner: it was recorded above. The core has no "cut by the operation's own
+    // timeout" outcome; `redirected` is the one the runner records without counting.
+    let classification = Classification::redirected().with_execution(classification.execution());
+    AttemptError {
+        error,
+        classification,
     }
 }
 

@@ -24,6 +24,9 @@ pub(crate) struct Settings {
     pub(crate) retry_policy: RetryPolicy,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) rediscovery_interval: Duration,
+    /// The heartbeat interval (`None`: off) and timeout.
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) heartbeat_timeout: Duration,
     /// The credential provider of new connections, if any.
     pub(crate) login: Option<Login>,
     /// How the pool's router is observed.
@@ -44,9 +47,14 @@ impl Settings {
     }
 
     pub(crate) fn discovery(&self) -> DiscoveryConfig {
+        let probe_timeout = self.timeouts.probe;
         DiscoveryConfig {
             interval: self.rediscovery_interval,
-            probe_timeout: self.timeouts.probe,
+            probe_timeout,
+            silence: match self.heartbeat {
+                Some(_) => self.heartbeat_timeout.min(probe_timeout),
+                None => probe_timeout,
+            },
         }
     }
 }

@@ -94,6 +94,12 @@ fn role(r: ServerRole) -> Answer {
 /// The topology a pool builds, over the fake: hosts `h0:5432`, `h1:5432`, ... in priority
 /// order, the pool's health defaults, re-discovery every 50 ms while in doubt.
 fn topology(fake: &Arc<Fake>) -> Topology {
+    topology_with_silence(fake, PROBE_TIMEOUT)
+}
+
+/// [`topology`] whose runs stop waiting for a host that has not answered after `silence` (the
+/// heartbeat timeout of a pool with the heartbeat on).
+fn topology_with_silence(fake: &Arc<Fake>, silence: Duration) -> Topology {
     let names = (0..fake.probes.len())
         .map(|i| Arc::from(format!("h{i}:5432")))
         .collect();
@@ -106,6 +112,7 @@ fn topology(fake: &Arc<Fake>) -> Topology {
     let config = DiscoveryConfig {
         interval: INTERVAL,
         probe_timeout: PROBE_TIMEOUT,
+        silence,
     };
     Topology::start(fake.clone(), names, health, config).unwrap()
 }
@@ -115,7 +122,7 @@ fn active(t: &Topology) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_first_run_learns_every_role_then_confirms_the_primary() {
+async fn the_first_run_learns_the_roles_that_answer_within_its_grace_then_confirms_the_primary() {
     let fake = Fake::new(&[
         (role(Standby), 30),
         (role(Primary), 10),
@@ -130,14 +137,23 @@ async fn the_first_run_learns_every_role_then_confirms_the_primary() {
     assert_eq!(&**primary.id(), "h1:5432");
     assert_eq!(
         started.elapsed(),
-        ms(200),
-        "the first run waits for the slowest host"
+        ms(10) + INTERVAL,
+        "the primary's answer waits the grace (the interval) for the others, not the slowest"
     );
     assert!(t.roles.learned());
     assert_eq!(active(&t), "h1:5432");
     assert_eq!(t.router.generation(), 1);
     assert_eq!(t.server_role(0), Some(Standby));
     assert_eq!(t.server_role(1), Some(Primary));
+    assert_eq!(t.server_role(2), None, "still being probed");
+    assert_eq!(
+        t.endpoints[2].role(),
+        Role::Unknown,
+        "not answered within the grace"
+    );
+
+    // The slow host's probe goes on in the background and records its role.
+    sleep(ms(201) - started.elapsed()).await;
     assert_eq!(t.server_role(2), Some(ReadOnly));
     assert_eq!(
         t.endpoints[2].role(),
@@ -145,6 +161,73 @@ async fn the_first_run_learns_every_role_then_confirms_the_primary() {
         "read-only is a replica"
     );
     assert_eq!([fake.probes(0), fake.probes(1), fake.probes(2)], [1, 1, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_first_host_costs_the_first_run_its_grace_not_a_probe_timeout() {
+    // Issue 11: with the first host stopped and the second promoted, the first `get()` took
+    // 2 004 ms (the first run waited for the stopped host's probe timeout).
+    let fake = Fake::new(&[(Hang, 0), (role(Primary), 5)]);
+    let t = topology(&fake);
+    let started = Instant::now();
+    let primary = t.rediscovery.primary().await.unwrap();
+    assert_eq!(&**primary.id(), "h1:5432");
+    assert_eq!(started.elapsed(), ms(5) + INTERVAL);
+    assert_eq!((active(&t), t.router.generation()), ("h1:5432".into(), 1));
+    assert!(!t.rediscovery.in_doubt());
+    assert_eq!(t.server_role(0), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_run_with_every_host_silent_finds_no_primary_within_one_probe_timeout() {
+    let fake = Fake::new(&[(Hang, 0), (Hang, 0)]);
+    let t = topology(&fake);
+    let started = Instant::now();
+    let err = t.rediscovery.primary().await.unwrap_err();
+    assert!(!err.is_permanent(), "{err}");
+    assert!(t.rediscovery.in_doubt());
+    assert!(
+        started.elapsed() >= PROBE_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    // Host 1 comes back as the primary: a later run of the same pool finds it.
+    fake.set(1, role(Primary), 5);
+    let primary = t.rediscovery.primary().await.unwrap();
+    assert_eq!(&**primary.id(), "h1:5432");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_heartbeat_a_run_decides_without_a_silent_host_after_the_heartbeat_timeout() {
+    let silence = ms(300);
+    let fake = Fake::new(&[(role(Primary), 5), (role(Standby), 5)]);
+    let t = topology_with_silence(&fake, silence);
+    t.rediscovery.primary().await.unwrap();
+    assert_eq!((active(&t), t.router.generation()), ("h0:5432".into(), 0));
+
+    // h0 freezes before h1 is promoted: the run hears h1 say "standby" and h0 nothing; it
+    // ends at the silence bound, not at the probe timeout, naming what it heard.
+    fake.set(0, Hang, 0);
+    sleep(ms(100)).await;
+    let observed = Instant::now();
+    let err = t.rediscovery.rediscover_after(observed).await.unwrap_err();
+    assert_eq!(observed.elapsed(), silence);
+    assert!(
+        err.reason().contains("h0:5432=no answer") && err.reason().contains("h1:5432=standby"),
+        "{err}"
+    );
+    assert!(t.rediscovery.in_doubt());
+
+    // h1 is promoted: the next run names it as soon as it answers, h0 still silent.
+    fake.set(1, role(Primary), 5);
+    let observed = Instant::now();
+    let generation = t.rediscovery.rediscover_after(observed).await.unwrap();
+    assert_eq!((active(&t), generation), ("h1:5432".into(), 1));
+    assert!(
+        observed.elapsed() <= INTERVAL + ms(5),
+        "{:?}",
+        observed.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::backend::Backend;
@@ -33,8 +33,10 @@ use crate::route::{Failback, Rediscovery, Router};
 pub(crate) struct HostRoles {
     names: Vec<Arc<str>>,
     read_only: Vec<AtomicBool>,
-    /// The first discovery run, which waits for every host, has finished.
+    /// The first discovery run has finished.
     learned: AtomicBool,
+    /// Woken when a host's role is recorded.
+    recorded: Notify,
     /// Which hosts were last seen writable, and on which timeline.
     pub(crate) writable: Writable,
 }
@@ -46,6 +48,7 @@ impl HostRoles {
             writable: Writable::new(names.len()),
             names,
             learned: AtomicBool::new(false),
+            recorded: Notify::new(),
         })
     }
 
@@ -92,6 +95,7 @@ impl HostRoles {
         let before = self.server_role(i, endpoint);
         self.note(i, role);
         endpoint.set_role(health_role(role));
+        self.recorded.notify_waiters();
         if before != Some(role) {
             tracing::info!(
                 target: "switchover::postgres",
@@ -109,6 +113,12 @@ impl HostRoles {
 
     pub(crate) fn mark_learned(&self) {
         self.learned.store(true, Ordering::Release);
+    }
+
+    /// Resolves at the next [`record`](Self::record) after it was
+    /// [enabled](tokio::sync::futures::Notified::enable) or first polled.
+    pub(crate) fn recorded(&self) -> tokio::sync::futures::Notified<'_> {
+        self.recorded.notified()
     }
 }
 
@@ -177,6 +187,9 @@ pub(crate) struct DiscoveryConfig {
     pub(crate) interval: Duration,
     /// The deadline of one role probe.
     pub(crate) probe_timeout: Duration,
+    /// How long a run waits for a host that does not answer before it decides without it
+    /// (at most the probe timeout).
+    pub(crate) silence: Duration,
 }
 
 /// The hosts, their health and roles, the router and the re-discovery.
@@ -238,6 +251,7 @@ impl Topology {
             router.clone(),
             endpoints.clone(),
             config.probe_timeout,
+            config.silence,
             config.interval,
         );
         // A run takes at most one probe timeout; a caller may arrive just after one started

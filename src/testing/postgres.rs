@@ -12,7 +12,7 @@ use super::netns::{NetNs, Placement, bind_addr, not_in_netns};
 use super::postgres_tls::{NodeSetup, PgClusterBuilder};
 use super::process::{
     COMMAND_TIMEOUT, POLL, PORT_ATTEMPTS, STARTUP_TIMEOUT, ServerProcess, find_binary, free_port,
-    is_root, log_tail, poll_until, port_in_use, run,
+    is_root, log_tail, poll_until, port_in_use, run, send_signal,
 };
 
 /// Environment variable naming the directory that holds `initdb`, `pg_ctl`, `postgres`,
@@ -359,6 +359,8 @@ impl PgNode {
     }
 
     async fn stop_with(&mut self, mode: &str) -> Result<(), Error> {
+        // A paused server would not act on pg_ctl's signal.
+        self.resume()?;
         let Some(mut process) = self.process.take() else {
             return Ok(());
         };
@@ -387,6 +389,53 @@ impl PgNode {
     pub async fn restart(&mut self) -> Result<(), Error> {
         self.stop().await?;
         self.spawn_and_wait().await
+    }
+
+    /// Freezes the server as a stuck host or a paused VM would look: `SIGSTOP` to the
+    /// postmaster, then to every process it started (backends, WAL sender and writer,
+    /// checkpointer...). The kernel keeps accepting and acknowledging TCP connections, so
+    /// clients see no error, only silence: connects hang in the login, queries never answer.
+    /// Undone by [`resume`](Self::resume), and before [`stop`](Self::stop), [`kill`](Self::kill),
+    /// [`restart`](Self::restart) and on drop.
+    ///
+    /// # Errors
+    ///
+    /// The server is not running, or a signal could not be sent.
+    pub fn pause(&mut self) -> Result<(), Error> {
+        let process = self
+            .process
+            .as_mut()
+            .ok_or_else(|| Error::Invalid(format!("{} is not running", self.name)))?;
+        let postmaster = process.pid();
+        // The postmaster first, so it forks no new child; then its children, listed twice in
+        // case one was forked just before the postmaster stopped.
+        process.signal("STOP")?;
+        for _ in 0..2 {
+            for child in children_of(postmaster) {
+                // A child may have exited since it was listed.
+                let _ = send_signal(child, "STOP");
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`pause`](Self::pause): `SIGCONT` to the postmaster's children, then to the
+    /// postmaster. Harmless on a server that is not paused.
+    ///
+    /// # Errors
+    ///
+    /// A signal could not be sent to the postmaster.
+    pub fn resume(&mut self) -> Result<(), Error> {
+        let Some(process) = self.process.as_mut() else {
+            return Ok(());
+        };
+        if process.exited().is_some() {
+            return Ok(());
+        }
+        for child in children_of(process.pid()) {
+            let _ = send_signal(child, "CONT");
+        }
+        process.signal("CONT")
     }
 
     /// Promotes a standby: `pg_ctl promote`, then waits (up to 30 s) until
@@ -454,6 +503,32 @@ impl PgNode {
         .await?;
         self.sql("SELECT pg_reload_conf()").await.map(drop)
     }
+}
+
+impl Drop for PgNode {
+    fn drop(&mut self) {
+        // Children left stopped would outlive the postmaster's shutdown.
+        let _ = self.resume();
+    }
+}
+
+/// The processes whose parent is `parent` (from `/proc/<pid>/stat`); empty where `/proc` cannot
+/// be read.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 /// Turns psql's stderr into an [`Error::Sql`], picking the SQLSTATE out of the verbose

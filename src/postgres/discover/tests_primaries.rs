@@ -89,6 +89,7 @@ fn topology(fake: &Arc<Fake>) -> Topology {
     let config = DiscoveryConfig {
         interval: ms(50),
         probe_timeout: PROBE_TIMEOUT,
+        silence: PROBE_TIMEOUT,
     };
     Topology::start(fake.clone(), names, health, config).unwrap()
 }
