@@ -122,8 +122,19 @@ async fn a_one_way_cut_is_silent_too_and_only_in_its_direction() {
 
 #[tokio::test]
 async fn namespaces_get_distinct_subnets_and_clean_up_on_drop() {
+    let started = Instant::now();
     let a = NetNs::create().await.unwrap();
+    let created = started.elapsed();
     let b = NetNs::create().await.unwrap();
+    let started = Instant::now();
+    b.partition().await.unwrap();
+    let partitioned = started.elapsed();
+    let started = Instant::now();
+    b.heal().await.unwrap();
+    println!(
+        "NetNs::create {created:?}, partition {partitioned:?}, heal {:?}",
+        started.elapsed()
+    );
     assert_ne!(a.name(), b.name());
     assert_ne!(a.addr(), b.addr());
     assert_ne!(a.host_addr(), b.host_addr());
