@@ -483,6 +483,12 @@ impl<B: Backend> Inner<B> {
     /// Drops a broken connection and puts the primary in doubt when the failure says it may
     /// no longer be one (`READONLY`, or a failure of the primary that counts against it).
     fn after_failure(&self, node: &Node<B>, conn_id: Option<u64>, e: &RedisError) {
+        // A reply slower than the response timeout, from a node whose heartbeat is on: slow,
+        // not dead. The shared connection stays (redis-rs drops the late reply) and the
+        // heartbeat's verdict, not this call, decides whether the primary is in doubt.
+        if e.is_timeout() && self.topology.settings.heartbeat.is_some() {
+            return;
+        }
         if (e.kind() == ErrorKind::Io || e.is_timeout() || e.is_connection_dropped())
             && let Some(id) = conn_id
         {
