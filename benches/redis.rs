@@ -94,8 +94,8 @@ fn get_set(c: &mut Criterion) {
     // Drift-proof comparison: alternate blocks of raw and pool batches.
     rt.block_on(interleave::interleaved(
         "get_set batch",
-        30,
-        20,
+        200,
+        10,
         || batch(&raw),
         || batch(&pool),
     ));
@@ -156,8 +156,8 @@ fn get_set_tls(c: &mut Criterion) {
 
     rt.block_on(interleave::interleaved(
         "get_set batch over TLS",
-        30,
-        20,
+        200,
+        10,
         || batch(&raw),
         || batch(&pool),
     ));
