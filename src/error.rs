@@ -116,6 +116,7 @@ pub struct Classification {
     execution: Execution,
     retry_after: Option<Duration>,
     redirected: bool,
+    timed_out: bool,
 }
 
 impl Classification {
@@ -127,6 +128,7 @@ impl Classification {
             execution: Execution::MayHaveExecuted,
             retry_after: None,
             redirected: false,
+            timed_out: false,
         }
     }
 
@@ -193,7 +195,26 @@ impl Classification {
             execution: Execution::NotExecuted,
             retry_after: Some(Duration::ZERO),
             redirected: true,
+            timed_out: false,
         }
+    }
+
+    /// Marks the attempt as having run out of time inside the operation (a client's own
+    /// response timeout, such as redis-rs's): recorded on the endpoint like an attempt the
+    /// runner cut, with [`Endpoint::record_timeout`](crate::health::Endpoint::record_timeout)
+    /// — with a heartbeat, slow is not dead and the heartbeat's verdict counts — not as a
+    /// failure. The class and execution are unchanged.
+    #[inline]
+    #[must_use]
+    pub const fn timed_out(mut self) -> Self {
+        self.timed_out = true;
+        self
+    }
+
+    /// `true` when marked [`timed_out`](Self::timed_out).
+    #[inline]
+    pub const fn is_timed_out(&self) -> bool {
+        self.timed_out
     }
 
     /// `true` for a [`redirected`](Self::redirected) refusal.

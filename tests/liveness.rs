@@ -391,6 +391,46 @@ async fn record_timeout_by_hand_asks_for_a_heartbeat_unless_one_runs() {
     assert_eq!(probe.starts("a"), [ms(10), ms(130)]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_error_classified_timed_out_is_judged_like_a_cut() {
+    // A client's own response timeout (inside the operation) is an error, not a cut: marked
+    // `timed_out`, it counts nothing with a heartbeat and asks for one heartbeat now.
+    let probe = Recorder::new(ms(100), &[]);
+    let tracker = HealthTracker::builder()
+        .endpoints(["a"])
+        .probe(probe.clone())
+        .heartbeat(ms(1000))
+        .heartbeat_jitter(0.0)
+        .build()
+        .unwrap();
+    let a = tracker.endpoint(&"a").unwrap();
+    sleep(ms(10)).await;
+    let slow = Classification::transient().timed_out();
+    assert!(slow.is_timed_out() && !Classification::transient().is_timed_out());
+    for _ in 0..3 {
+        a.record_failure(slow);
+    }
+    sleep(ms(1)).await;
+    assert_eq!(probe.starts("a"), [ms(10)]);
+    assert_eq!((a.state(), a.stats().failures_total), (HealthState::Up, 0));
+
+    // Without a heartbeat it is the transient failure it always was: three in a row eject.
+    let bare = HealthTracker::new(["a"]);
+    let a = bare.endpoint(&"a").unwrap();
+    for _ in 0..3 {
+        a.record_failure(slow);
+    }
+    assert_eq!(
+        (a.state(), a.stats().failures_total),
+        (HealthState::Down, 3)
+    );
+    // A permanent error marked timed out is still the caller's fault: nothing counted.
+    let b = HealthTracker::new(["b"]);
+    let b = b.endpoint(&"b").unwrap();
+    b.record_failure(Classification::permanent().timed_out());
+    assert_eq!(b.stats().failures_total, 0);
+}
+
 /// The heartbeat starts of "a" over `span`, from a tracker built now with `tune` over a 200 ms
 /// heartbeat whose probe answers at once.
 async fn beats(

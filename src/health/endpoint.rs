@@ -312,6 +312,11 @@ impl<K: EndpointId> Endpoint<K> {
         started: Option<Instant>,
         timed_out: bool,
     ) {
+        if classification.is_timed_out() && classification.counts_against_endpoint() {
+            // Out of time inside the operation: judged like an attempt the runner cut.
+            self.record_timeout_at(started);
+            return;
+        }
         if classification.class() != ErrorClass::Permanent {
             self.inner
                 .machine
