@@ -14,6 +14,9 @@
 //! [`TlsConfig`](switchover::tls::TlsConfig)). IDs: `postgres_tls/raw` and
 //! `postgres_tls/switchover`; interleaved labels `tls_simple_query` and `tls_checkout`.
 //!
+//! A third interleaved comparison, `heartbeat`, runs the same call through a pool with the
+//! heartbeat off (its "raw") and through one with the default heartbeat (its "switchover").
+//!
 //! Run with `cargo bench --bench postgres --features postgres,testing` (add `,tls` for the TLS
 //! group).
 
@@ -124,6 +127,39 @@ fn bench(c: &mut Criterion) {
             drop(pool.get().await.unwrap());
         },
     ));
+    // The heartbeat's cost (issue 11; target ≤ 1 %): the same call through a pool with the
+    // heartbeat off ("raw" in the line) and through the pool above, with the default heartbeat
+    // (200 ms, one round trip per beat on a kept connection), against the same server.
+    let quiet = rt.block_on(async {
+        let quiet = FailoverPool::builder()
+            .connection_string(node.conn_string())
+            .max_size(16)
+            .heartbeat(None)
+            .build()
+            .expect("switchover pool without a heartbeat");
+        quiet
+            .get()
+            .await
+            .unwrap()
+            .simple_query("SELECT 1")
+            .await
+            .unwrap();
+        quiet
+    });
+    rt.block_on(interleave::interleaved(
+        "heartbeat (raw = heartbeat off, switchover = on)",
+        30,
+        200,
+        || async {
+            let client = quiet.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+        || async {
+            let client = pool.get().await.unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+        },
+    ));
+    drop(quiet);
     drop(pool);
     drop(raw);
     drop(cluster);

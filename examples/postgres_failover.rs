@@ -1,6 +1,11 @@
 //! A Postgres failover drill: a primary and a streaming standby from the testing kit, an
-//! INSERT/SELECT workload through [`FailoverPool`], the primary killed and the standby promoted
-//! while the workload runs.
+//! INSERT/SELECT workload through [`FailoverPool`], the primary killed (or, with `-- silent`,
+//! frozen) and the standby promoted while the workload runs.
+//!
+//! `-- silent` freezes the primary instead of killing it: `SIGSTOP` to the postmaster and
+//! every process it started ([`PgNode::pause`](switchover::testing::PgNode::pause)), so the
+//! kernel keeps accepting and acknowledging and no error ever reaches the client; only the
+//! pool's heartbeat can tell. The frozen server is resumed when the drill ends.
 //!
 //! Prints a timeline and ends with one line:
 //!
@@ -19,7 +24,8 @@
 //!
 //! Run with `cargo run --release --example postgres_failover --features postgres,testing`, or
 //! over TLS with `cargo run --release --example postgres_failover --features
-//! postgres,testing,tls -- tls`.
+//! postgres,testing,tls -- tls`; add `silent` for the frozen primary (`-- silent`, `-- silent
+//! tls`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let ms = move |at: Instant| at.saturating_duration_since(t0).as_millis() as u64;
     let tls = std::env::args().skip(1).any(|a| a == "tls");
+    let silent = std::env::args().skip(1).any(|a| a == "silent");
     println!(
         "[{:>6} ms] starting a primary and a standby{}",
         0,
@@ -157,16 +164,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let killed_at = Instant::now();
-    println!(
-        "[{:>6} ms] killing the primary (pg_ctl stop -m immediate)",
-        ms(killed_at)
-    );
-    cluster.kill_primary().await?;
-    println!(
-        "[{:>6} ms] primary dead; promoting the standby",
-        ms(Instant::now())
-    );
+    if silent {
+        println!(
+            "[{:>6} ms] freezing the primary (SIGSTOP to the postmaster and its children)",
+            ms(Instant::now())
+        );
+        cluster.primary_mut().pause()?;
+        println!(
+            "[{:>6} ms] primary frozen; promoting the standby",
+            ms(Instant::now())
+        );
+    } else {
+        println!(
+            "[{:>6} ms] killing the primary (pg_ctl stop -m immediate)",
+            ms(Instant::now())
+        );
+        cluster.kill_primary().await?;
+        println!(
+            "[{:>6} ms] primary dead; promoting the standby",
+            ms(Instant::now())
+        );
+    }
     cluster.promote(1).await?;
     let promoted_at = Instant::now();
     println!(
