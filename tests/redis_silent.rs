@@ -152,3 +152,80 @@ async fn a_sentinel_pool_builds_with_its_primary_frozen_and_follows_the_promotio
     assert_eq!(pool.primary_addr(), new.to_string());
     println!("sentinel: build {built_in:?}, first write {waited:?} after the build started");
 }
+
+/// Issue 11 (in-flight cancellation): with the primary frozen (`SIGSTOP`), commands pending on
+/// its shared connection fail as soon as the heartbeat has it declared down, not at the
+/// response timeout (5 s here; before, they waited all of it): a write that may have run
+/// there fails (not idempotent), an idempotent one is retried in the same call and lands on
+/// the replica promoted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_pending_on_a_frozen_primary_fail_when_it_is_declared_down() {
+    init_tracing();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    let old = set.primary().addr().to_string();
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.url()))
+        .timeouts(switchover::redis::Timeouts::new().response(Duration::from_secs(5)))
+        .build()
+        .await
+        .expect("pool");
+    let mut con = pool.clone();
+    let _: () = con
+        .set("k", "0")
+        .await
+        .expect("the shared connection is made");
+    let endpoint = pool
+        .tracker()
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id().name() == old)
+        .expect("the primary's endpoint");
+    let downs = endpoint.downs();
+
+    set.primary_mut().pause().expect("SIGSTOP");
+    let frozen_at = Instant::now();
+    let plain = tokio::spawn({
+        let mut con = pool.clone();
+        async move {
+            let r: redis::RedisResult<()> = con.set("plain", 1).await;
+            (r, frozen_at.elapsed())
+        }
+    });
+    let idempotent = tokio::spawn({
+        let mut con = pool.idempotent();
+        async move {
+            let r: redis::RedisResult<()> = con.set("idem", 1).await;
+            (r, frozen_at.elapsed())
+        }
+    });
+    let (r, failed_after) = timeout(DEADLINE, plain).await.expect("in time").unwrap();
+    let err = r.expect_err("sent to the frozen primary: may have run, not retried");
+    assert!(
+        err.is_connection_dropped() || err.to_string().contains("broken pipe"),
+        "{err:?} after {failed_after:?}"
+    );
+    assert!(
+        failed_after < Duration::from_secs(3),
+        "failed at the verdict ({failed_after:?}), not at the 5 s response timeout"
+    );
+    assert!(
+        endpoint.downs() > downs,
+        "the frozen primary was declared down"
+    );
+
+    set.node_mut(1)
+        .unwrap()
+        .promote()
+        .await
+        .expect("REPLICAOF NO ONE");
+    let (r, done_after) = timeout(DEADLINE, idempotent)
+        .await
+        .expect("in time")
+        .unwrap();
+    r.expect("the idempotent write is retried on the promoted replica");
+    let on_new = set.nodes()[1].cmd(&["GET", "idem"]).await.expect("GET");
+    assert_eq!(on_new.as_str(), Some("1"));
+    println!(
+        "frozen primary: pending write failed after {failed_after:?}, idempotent one done after {done_after:?}"
+    );
+}

@@ -6,7 +6,10 @@
 //! no boxing, no dynamic dispatch.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::FutureExt as _;
 
 use redis::aio::{MultiplexedConnection, PubSub};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisResult, Value};
@@ -16,6 +19,15 @@ use super::connect::{Connector, Tls};
 use super::error::Error;
 use super::login::Login;
 use super::spares::{Lease, Spares};
+
+/// What ends a connection: once it resolves, the connection's task stops, and every request
+/// pending on the connection fails at once (redis-rs: a broken pipe, "may have executed").
+pub(crate) type Cut = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A cut that never comes: the connection ends only when it breaks or is dropped.
+pub(crate) fn never() -> Cut {
+    Box::pin(std::future::pending())
+}
 
 /// How the pool talks to its nodes and sentinels.
 pub(crate) trait Backend: Send + Sync + Sized + 'static {
@@ -27,10 +39,11 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
     /// What is needed to reach `addr` (no I/O).
     fn client(&self, addr: &NodeAddr) -> Result<Self::Client, Error>;
 
-    /// Opens a shared connection; the caller bounds the time it takes.
+    /// Opens a shared connection, which ends at `cut`; the caller bounds the time it takes.
     fn connect(
         &self,
         client: &Self::Client,
+        cut: Cut,
     ) -> impl Future<Output = RedisResult<Self::Conn>> + Send;
 
     /// Sends one command and reads its reply, bounded by the response timeout. Error replies
@@ -136,14 +149,20 @@ impl RedisIo {
             .await
     }
 
-    /// A dedicated connection to `node`, logged in with the credentials of this moment.
-    pub(crate) async fn dedicated(&self, node: &NodeClient) -> RedisResult<Lease> {
+    /// A dedicated connection to `node`, logged in with the credentials of this moment; a new
+    /// one ends at `cut`.
+    pub(crate) async fn dedicated(&self, node: &NodeClient, cut: Cut) -> RedisResult<Lease> {
         let limit = self.timeouts.connect_timeout();
+        let cut = cut.shared();
         let open = || {
-            self.login
-                .open(node.to.addr(), self.db, limit, |info| async move {
-                    node.to.multiplexed(&info, &self.dedicated, limit).await
-                })
+            self.login.open(node.to.addr(), self.db, limit, |info| {
+                let cut = Box::pin(cut.clone());
+                async move {
+                    node.to
+                        .multiplexed(&info, &self.dedicated, limit, cut)
+                        .await
+                }
+            })
         };
         node.spares.get(open).await
     }
@@ -178,11 +197,13 @@ impl Backend for RedisIo {
         })
     }
 
-    async fn connect(&self, client: &NodeClient) -> RedisResult<MultiplexedConnection> {
+    async fn connect(&self, client: &NodeClient, cut: Cut) -> RedisResult<MultiplexedConnection> {
         let limit = self.timeouts.connect_timeout();
+        let cut = cut.shared();
         self.login
-            .open(client.to.addr(), self.db, limit, |info| async move {
-                client.to.multiplexed(&info, &self.shared, limit).await
+            .open(client.to.addr(), self.db, limit, |info| {
+                let cut = Box::pin(cut.clone());
+                async move { client.to.multiplexed(&info, &self.shared, limit, cut).await }
             })
             .await
     }
@@ -226,7 +247,7 @@ impl Backend for RedisIo {
                 .sentinel_login
                 .open(sentinel, 0, connect, |info| {
                     let to = &to;
-                    async move { to.multiplexed(&info, &self.shared, connect).await }
+                    async move { to.multiplexed(&info, &self.shared, connect, never()).await }
                 })
                 .await?;
             let m: Value = redis::cmd("SENTINEL")

@@ -85,12 +85,14 @@ impl Connector {
         &self.addr
     }
 
-    /// A multiplexed connection logged in with `login`, within `limit` (connect and login).
+    /// A multiplexed connection logged in with `login`, within `limit` (connect and login),
+    /// that ends at `cut`.
     pub(crate) async fn multiplexed(
         &self,
         login: &RedisConnectionInfo,
         config: &AsyncConnectionConfig,
         limit: Duration,
+        cut: super::backend::Cut,
     ) -> RedisResult<MultiplexedConnection> {
         let open = async {
             let stream = self.stream().await?;
@@ -98,8 +100,14 @@ impl Connector {
                 MultiplexedConnection::new_with_config(login, stream, config.clone())
                     .await
                     .map_err(|e| self.at_login(e))?;
-            // Ends when the last clone of the connection is dropped.
-            tokio::spawn(driver);
+            // Ends when the last clone of the connection is dropped, or at the cut: dropping
+            // the driver fails every request pending on the connection at once.
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = driver => {}
+                    () = cut => {}
+                }
+            });
             Ok(conn)
         };
         bounded(limit, open).await

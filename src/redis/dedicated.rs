@@ -49,7 +49,7 @@ impl DedicatedConnection {
     ) -> Result<Self, Error> {
         let epoch = node.role_epoch.load(Relaxed);
         let conn = io
-            .dedicated(&node.client)
+            .dedicated(&node.client, node.down_cut())
             .await
             .map_err(|e| Error::dedicated(&node.name, "connection failed", Some(e)))?;
         Ok(DedicatedConnection {

@@ -226,7 +226,8 @@ impl<B: Backend> Topology<B> {
     fn apply(&self, node: &Node<B>, answer: &Answer, follows: Follows<'_>, resolved: &Resolved) {
         let is_primary = matches!(follows, Follows::Primary(p, _) if node.addr == *p);
         let old = node.endpoint.role();
-        record_probe(node, answer, is_primary);
+        let another = matches!(follows, Follows::Primary(..)) && !is_primary;
+        record_probe(node, answer, is_primary, another);
         let replica = match answer {
             Ok((
                 RoleReply::Replica {
@@ -262,10 +263,12 @@ impl<B: Backend> Topology<B> {
         // A node unfit for reads (link down, lagging, following another node, another
         // self-declared primary, unreachable) is drained in the tracker, so the read policy
         // skips it; it is cleared when it is fit again. A drain the pool did not make is left
-        // alone.
+        // alone. With the heartbeat on, an unreachable node is left to it: a drain would stop
+        // its heartbeats, so it would never be declared down (and what waits on it never cut).
         let unfit = !is_primary && !usable;
+        let judged_by_heartbeat = answer.is_err() && self.settings.heartbeat.is_some();
         let ep = &node.endpoint;
-        if unfit && ep.state() == HealthState::Up {
+        if unfit && !judged_by_heartbeat && ep.state() == HealthState::Up {
             ep.drain();
             node.drained_by_pool.store(true, Relaxed);
         } else if !unfit
@@ -290,10 +293,12 @@ enum Follows<'a> {
 }
 
 /// Records a node's answer as a probe: up with its role, or down. `chosen`: this node is the
-/// primary the run names. Another node claiming `master` (split brain, a restarted old primary)
-/// is recorded as a replica, so the router never takes it for a primary candidate; an
-/// unreachable node keeps its role.
-fn record_probe<B: Backend>(node: &Node<B>, answer: &Answer, chosen: bool) {
+/// primary the run names; `another`: the run names another node. Another node claiming
+/// `master` (split brain, a restarted old primary) is recorded as a replica, so the router
+/// never takes it for a primary candidate; so is a primary that does not answer while the run
+/// names another (a frozen old primary: what is still sent to it is no write to the primary);
+/// any other unreachable node keeps its role.
+fn record_probe<B: Backend>(node: &Node<B>, answer: &Answer, chosen: bool, another: bool) {
     let ep = &node.endpoint;
     match answer {
         Ok((RoleReply::Primary { .. }, latency)) => {
@@ -310,7 +315,10 @@ fn record_probe<B: Backend>(node: &Node<B>, answer: &Answer, chosen: bool) {
         Ok((RoleReply::Sentinel, _)) => ep.record_probe(ProbeResult::down()),
         Err(e) => {
             tracing::debug!(target: "switchover::redis", node = %node.name, error = %e, "ROLE failed");
-            ep.record_probe(ProbeResult::down());
+            match another && ep.role() == Role::Primary {
+                true => ep.record_probe(ProbeResult::down().with_role(Role::Replica)),
+                false => ep.record_probe(ProbeResult::down()),
+            }
         }
     }
 }

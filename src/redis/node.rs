@@ -3,14 +3,15 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::RedisError;
 
-use super::backend::Backend;
+use super::backend::{Backend, Cut, never};
 use super::config::NodeAddr;
-use crate::health::Endpoint;
+use crate::health::{Endpoint, HealthState};
+use crate::route::Router;
 use crate::sync::{read, write};
 
 /// The id of one node in the pool's [`Router`](crate::route::Router) and
@@ -43,6 +44,10 @@ impl fmt::Debug for NodeId {
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) struct Node<B: Backend> {
+    /// Itself, for the task of its shared connection (which must not keep it alive).
+    me: Weak<Node<B>>,
+    /// The pool's router: a shared connection ends when the primary moves off its node.
+    router: Router<NodeId>,
     pub(crate) addr: NodeAddr,
     pub(crate) name: String,
     pub(crate) client: B::Client,
@@ -87,9 +92,12 @@ impl<B: Backend> Node<B> {
         addr: NodeAddr,
         client: B::Client,
         endpoint: Endpoint<NodeId>,
+        router: Router<NodeId>,
         connect_bound: Duration,
-    ) -> Self {
-        Node {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            router,
             name: addr.to_string(),
             addr,
             client,
@@ -104,7 +112,7 @@ impl<B: Backend> Node<B> {
             drained_by_pool: AtomicBool::new(false),
             answered: AtomicBool::new(false),
             forgotten: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The node's id (its endpoint's).
@@ -134,8 +142,8 @@ impl<B: Backend> Node<B> {
         if let Some((id, c)) = read(&self.conn).as_ref() {
             return Ok((*id, c.clone()));
         }
-        let made = backend.connect(&self.client).await?;
         let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
+        let made = backend.connect(&self.client, self.cut(id)).await?;
         *write(&self.conn) = Some((id, made.clone()));
         tracing::debug!(target: "switchover::redis", node = %self.name, "connected");
         Ok((id, made))
@@ -157,9 +165,10 @@ impl<B: Backend> Node<B> {
             match slot.as_ref() {
                 Some(c) => c.clone(),
                 None => {
-                    let made = tokio::time::timeout(connect, backend.connect(&self.client))
-                        .await
-                        .map_err(|_| timed_out())??;
+                    let made =
+                        tokio::time::timeout(connect, backend.connect(&self.client, never()))
+                            .await
+                            .map_err(|_| timed_out())??;
                     *slot = Some(made.clone());
                     made
                 }
@@ -172,6 +181,40 @@ impl<B: Backend> Node<B> {
                 Err(e)
             }
             Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// When the shared connection `id` ends by itself: the node is declared down, or the
+    /// primary moves off it while it has missed its heartbeat (a live node that was demoted
+    /// keeps the connection: its answers, `READONLY` included, say what happened better than
+    /// a cut). The connection is forgotten first, so that no new request is sent on it; then
+    /// its task stops, and every request pending on it fails at once.
+    fn cut(&self, id: u64) -> Cut {
+        let me = self.me.clone();
+        let down = self.down_cut();
+        let moved = moved_off(self.router.clone(), self.endpoint.clone());
+        Box::pin(async move {
+            let why = tokio::select! {
+                () = down => "declared down",
+                () = moved => "the primary moved off it while it missed its heartbeat",
+            };
+            if let Some(node) = me.upgrade() {
+                let mut slot = write(&node.conn);
+                if slot.as_ref().is_some_and(|(current, _)| *current == id) {
+                    *slot = None;
+                }
+                drop(slot);
+                tracing::info!(target: "switchover::redis", node = %node.name, why, "ended the shared connection: what waited on it fails now");
+            }
+        })
+    }
+
+    /// Resolves when the node is next declared down (never when it is down already: a
+    /// connection made to a node that is down is made to be used).
+    pub(crate) fn down_cut(&self) -> Cut {
+        match self.endpoint.state() {
+            HealthState::Down => never(),
+            _ => Box::pin(self.endpoint.down_signal()),
         }
     }
 
@@ -190,6 +233,21 @@ impl<B: Backend> Node<B> {
         self.role_epoch.fetch_add(1, Relaxed);
         *write(&self.conn) = None;
         backend.reset(&self.client);
+    }
+}
+
+/// Resolves when the router's active endpoint moves off `ep` while `ep` has missed its last
+/// check (a heartbeat, a call) or is not available.
+async fn moved_off(router: Router<NodeId>, ep: Endpoint<NodeId>) {
+    loop {
+        let active = router.active();
+        let (was_active, seen) = (active.endpoint().ptr_eq(&ep), active.generation());
+        router.generation_moved(seen).await;
+        let now_active = router.active().endpoint().ptr_eq(&ep);
+        let failing = ep.stats().consecutive_failures > 0 || !ep.is_available();
+        if was_active && !now_active && failing {
+            return;
+        }
     }
 }
 
@@ -223,18 +281,20 @@ mod tests {
             index: 0,
             name: addr.to_string().into(),
         };
-        let tracker = HealthTracker::builder()
-            .endpoint(id.clone())
+        let tracker = HealthTracker::builder().build().unwrap();
+        let router = Router::builder(&tracker)
+            .endpoint(id.clone(), 0)
             .build()
             .unwrap();
         let backend = Arc::new(RedisIo::new(&settings));
         let client = backend.client(&addr).unwrap();
-        let node = Arc::new(Node::<RedisIo>::new(
+        let node = Node::<RedisIo>::new(
             addr,
             client,
             tracker.endpoint(&id).unwrap(),
+            router,
             settings.timeouts.exchange(),
-        ));
+        );
         let bound = Duration::from_millis(300);
         let callers: Vec<_> = (0..20)
             .map(|_| {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::{Arg, Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::time::{Instant, sleep};
 
-use super::backend::Backend;
+use super::backend::{Backend, Cut};
 use super::command::{Route, route_cmd, route_pipeline};
 use super::config::{NodeAddr, Settings};
 use super::error::Error;
@@ -61,6 +61,14 @@ struct FakeConn {
     fake: Fake,
     node: usize,
     incarnation: u64,
+    /// Set when the pool's cut of this connection came: every request pending on it fails.
+    ended: Arc<Ended>,
+}
+
+#[derive(Default)]
+struct Ended {
+    yes: std::sync::atomic::AtomicBool,
+    now: tokio::sync::Notify,
 }
 
 impl Clone for FakeConn {
@@ -69,6 +77,22 @@ impl Clone for FakeConn {
             fake: self.fake.clone(),
             node: self.node,
             incarnation: self.incarnation,
+            ended: Arc::clone(&self.ended),
+        }
+    }
+}
+
+impl FakeConn {
+    /// Waits `latency` unless the connection ends first (a broken pipe, as redis-rs reports a
+    /// request whose connection task stopped).
+    async fn wait(&self, latency: Duration) -> RedisResult<()> {
+        let ended = self.ended.now.notified();
+        if self.ended.yes.load(Relaxed) {
+            return Err(io_error(io::ErrorKind::BrokenPipe));
+        }
+        tokio::select! {
+            () = sleep(latency) => Ok(()),
+            () = ended => Err(io_error(io::ErrorKind::BrokenPipe)),
         }
     }
 }
@@ -264,20 +288,30 @@ impl Backend for Fake {
             .ok_or_else(|| Error::protocol(&addr.to_string(), "not a node of the fake"))
     }
 
-    async fn connect(&self, node: &usize) -> RedisResult<FakeConn> {
+    async fn connect(&self, node: &usize, cut: Cut) -> RedisResult<FakeConn> {
         let latency = self.reach(*node, None)?;
         sleep(latency).await;
         let incarnation = self.with(|s| s.nodes[*node].incarnation);
+        let ended = Arc::new(Ended::default());
+        tokio::spawn({
+            let ended = Arc::clone(&ended);
+            async move {
+                cut.await;
+                ended.yes.store(true, Relaxed);
+                ended.now.notify_waiters();
+            }
+        });
         Ok(FakeConn {
             fake: self.clone(),
             node: *node,
             incarnation,
+            ended,
         })
     }
 
     async fn send(conn: &mut FakeConn, cmd: &Cmd) -> RedisResult<Value> {
         let latency = conn.fake.reach(conn.node, Some(conn.incarnation))?;
-        sleep(latency).await;
+        conn.wait(latency).await?;
         Ok(conn.fake.execute(conn.node, cmd))
     }
 
@@ -288,7 +322,7 @@ impl Backend for Fake {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         let latency = conn.fake.reach(conn.node, Some(conn.incarnation))?;
-        sleep(latency).await;
+        conn.wait(latency).await?;
         Ok(pipeline
             .cmd_iter()
             .skip(offset)
@@ -630,4 +664,72 @@ async fn a_pool_starts_with_its_primary_down_and_serves_reads_then_writes() {
     assert_eq!(pool.inner.router.active().id().name(), "n1:6379");
     assert!(!pool.inner.rediscovery.in_doubt());
     promoter.await.unwrap();
+}
+
+/// In-flight cancellation: a write pending on a frozen primary fails at once when discovery
+/// switches to the promoted replica (the frozen node missed its check), and, declared
+/// idempotent, is retried there in the same call. Without the cut it waited for the frozen
+/// node for ever (the fake has no response timeout).
+#[tokio::test(start_paused = true)]
+async fn a_write_pending_on_a_frozen_primary_is_cut_by_the_switch_and_retried() {
+    let fake = Fake::new(2);
+    let mut pool = start(&fake, policy(5, 100), Box::new(PreferReplica::new())).await;
+    pool.idempotent = true;
+    // The shared connection of n0 is made (1 ms) before it freezes.
+    query(&pool, redis::cmd("SET").arg("k").arg("0"))
+        .await
+        .unwrap();
+    fake.set_latency(0, Duration::from_secs(3600));
+    fake.promote(1);
+    let generation = pool.inner.router.generation();
+
+    let started = Instant::now();
+    let write = tokio::spawn({
+        let pool = pool.clone();
+        async move { query(&pool, redis::cmd("SET").arg("k").arg("1")).await }
+    });
+    sleep(ms(10)).await;
+    // What a missed heartbeat does (the core suspects).
+    pool.inner.rediscovery.suspect();
+    let r = write.await.unwrap();
+    assert_eq!(r.unwrap(), Value::Okay);
+    // The run from 10 ms: n0's ROLE times out at the heartbeat timeout (300 ms), n1 says
+    // master: the switch at 310 ms cuts n0's connection; 100 ms of backoff; then n1: connect
+    // 1 ms + SET 1 ms.
+    assert_eq!(started.elapsed(), ms(412));
+    assert_eq!(pool.inner.router.generation(), generation + 1);
+    assert_eq!(fake.log(0), ["SET"], "the pending SET never ran on n0");
+    assert_eq!(fake.log(1), ["SET"]);
+    assert_eq!(fake.get(1, "k"), Some(bulk("1")));
+}
+
+/// In-flight cancellation: a node declared down fails what waits on its shared connection at
+/// once; a write that may have run there is not retried unless idempotent.
+#[tokio::test(start_paused = true)]
+async fn a_node_declared_down_fails_its_pending_requests_at_once() {
+    let fake = Fake::new(2);
+    let pool = start(&fake, policy(5, 100), Box::new(PreferReplica::new())).await;
+    query(&pool, redis::cmd("SET").arg("k").arg("0"))
+        .await
+        .unwrap();
+    fake.set_latency(0, Duration::from_secs(3600));
+
+    let started = Instant::now();
+    let write = tokio::spawn({
+        let pool = pool.clone();
+        async move { query(&pool, redis::cmd("SET").arg("k").arg("1")).await }
+    });
+    sleep(ms(10)).await;
+    endpoint(&pool, 0).force_down();
+    let err = write
+        .await
+        .unwrap()
+        .expect_err("sent, may have run: not retried");
+    assert_eq!(
+        started.elapsed(),
+        ms(10),
+        "failed at the verdict, not later"
+    );
+    assert!(err.is_connection_dropped(), "{err}");
+    assert_eq!(fake.log(0), ["SET"], "only the first SET ran");
 }

@@ -2,7 +2,7 @@
 //! the pool and by discovery (which holds it without a back-reference to the pool).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use super::backend::Backend;
 use super::config::{NodeAddr, Settings};
@@ -66,7 +66,7 @@ impl<B: Backend> Topology<B> {
             debug_assert_eq!(endpoint.id(), id);
             let client = backend.client(&addr)?;
             let bound = settings.timeouts.exchange();
-            let node = Arc::new(Node::new(addr, client, endpoint.clone(), bound));
+            let node = Node::new(addr, client, endpoint.clone(), router.clone(), bound);
             nodes
                 .push(node)
                 .ok_or_else(|| Error::from(crate::error::ConfigError::new("nodes", "too many")))?;
@@ -117,7 +117,7 @@ impl<B: Backend> Topology<B> {
         let client = self.backend.client(&addr).ok()?;
         let endpoint = self.router.add_endpoint(id, 0).ok()?;
         let bound = self.settings.timeouts.exchange();
-        let node = Arc::new(Node::new(addr, client, endpoint, bound));
+        let node = Node::new(addr, client, endpoint, self.router.clone(), bound);
         // The router holds fewer endpoints than the table slots: this push cannot fail.
         self.nodes.push(node.clone())?;
         tracing::info!(target: "switchover::redis", node = %node.name, "node discovered");
