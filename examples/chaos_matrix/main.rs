@@ -57,10 +57,6 @@ pub enum Run {
     Broken(String),
 }
 
-/// Why the Postgres partition cell does not run yet.
-pub const PARTITION_MISSING: &str = "needs Postgres nodes in network namespaces from the testing kit \
-     (NetNs has landed for Redis and DynamoDB only)";
-
 /// The latency cell's delay of every reply chunk, for 2 s: below every timeout of the
 /// adapters, so that slow must not be taken for dead.
 pub const LATENCY_MS: u64 = 250;

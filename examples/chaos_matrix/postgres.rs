@@ -1,6 +1,6 @@
 //! The Postgres row: a `FailoverPool` over a primary and a streaming standby, the standby
-//! promoted by the drill (as an operator or Patroni would) after kill, stop, freeze and
-//! read-only fence; the fault proxy in front of the primary for reset, latency and flap.
+//! promoted by the drill (as an operator or Patroni would) after kill, stop, freeze, partition
+//! (each node in its own network namespace) and read-only fence; the fault proxy in front of the primary for reset, latency and flap.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,9 +29,6 @@ pub async fn run(fault: Fault) -> Run {
                 .into(),
         );
     }
-    if fault == Fault::Partition {
-        return Run::Broken(crate::PARTITION_MISSING.into());
-    }
     cell(fault)
         .await
         .unwrap_or_else(|e| Run::Broken(e.to_string()))
@@ -57,15 +54,17 @@ struct Marks {
     loss: ServerLoss,
     primary: usize,
     note: String,
-    /// Processes frozen by the fault, thawed before the cluster is dropped (a stopped
-    /// postmaster would not act on the fixture's shutdown signal).
-    frozen: Vec<String>,
 }
 
 async fn cell(fault: Fault) -> Result<Run, Error> {
     let name = format!("postgres/{}", fault.name());
     let t0 = Instant::now();
-    let mut cluster = PgCluster::start(1).await?;
+    // Partitioned: every node in its own network namespace.
+    let mut cluster = if fault == Fault::Partition {
+        PgCluster::start_in_netns(1).await?
+    } else {
+        PgCluster::start(1).await?
+    };
     cluster
         .primary()
         .sql("CREATE TABLE chaos_idem (id bigint PRIMARY KEY); CREATE TABLE chaos_once (op bigint NOT NULL)")
@@ -73,15 +72,13 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     cluster.wait_for_replay(1, Duration::from_secs(30)).await?;
     let proxy = FaultProxy::start(cluster.nodes()[0].addr()).await?;
     let proxied = matches!(fault, Fault::Reset | Fault::Latency | Fault::Flap);
+    let (primary, standby) = (&cluster.nodes()[0], &cluster.nodes()[1]);
     let first = if proxied {
-        proxy.addr()
+        ("127.0.0.1".to_owned(), proxy.addr().port())
     } else {
-        cluster.nodes()[0].addr()
+        (primary.host().to_owned(), primary.port())
     };
-    let hosts = [
-        ("127.0.0.1".to_owned(), first.port()),
-        ("127.0.0.1".to_owned(), cluster.nodes()[1].port()),
-    ];
+    let hosts = [first, (standby.host().to_owned(), standby.port())];
     let pool = FailoverPool::builder()
         .connection_string("user=postgres dbname=postgres sslmode=disable")
         .hosts(hosts)
@@ -120,9 +117,7 @@ async fn cell(fault: Fault) -> Result<Run, Error> {
     for e in &record.errors {
         log(&name, t0, format!("error seen: {e}"));
     }
-    let stored = stored(&cluster.nodes()[marks.primary], &record).await;
-    signal("CONT", &marks.frozen).await?;
-    let stored = stored?;
+    let stored = stored(&cluster.nodes()[marks.primary], &record).await?;
     log_lost(&name, t0, injected, &record.lost_acks(&stored, marks.loss));
     Ok(Run::Measured {
         counts: record.counts(&stored, marks.loss, marks.gap),
@@ -140,7 +135,9 @@ async fn inject(
 ) -> Result<Marks, Error> {
     let at = Instant::now();
     match fault {
-        Fault::Kill | Fault::Stop | Fault::Freeze => failover(fault, cluster, name, t0).await,
+        Fault::Kill | Fault::Stop | Fault::Freeze | Fault::Partition => {
+            failover(fault, cluster, name, t0).await
+        }
         Fault::Demote => {
             cluster.nodes()[0].fence_read_only().await?;
             log(name, t0, "primary fenced read-only");
@@ -148,7 +145,7 @@ async fn inject(
             cluster.nodes()[1]
                 .wait_for_replay(&lsn, Duration::from_secs(10))
                 .await?;
-            let watch = watch_promotion(cluster.nodes()[1].port());
+            let watch = watch_promotion(&cluster.nodes()[1]);
             cluster.promote(1).await?;
             let promoted_at = watch.await??;
             log(name, t0, "standby promoted");
@@ -157,7 +154,6 @@ async fn inject(
                 loss: ServerLoss::default(),
                 primary: 1,
                 note: String::new(),
-                frozen: Vec::new(),
             })
         }
         Fault::AllDown => {
@@ -174,7 +170,6 @@ async fn inject(
                 loss: ServerLoss::default(),
                 primary: 0,
                 note: String::new(),
-                frozen: Vec::new(),
             })
         }
         _ => {
@@ -207,14 +202,13 @@ async fn inject(
                 loss: ServerLoss::default(),
                 primary: 0,
                 note: String::new(),
-                frozen: Vec::new(),
             })
         }
     }
 }
 
-/// The primary killed, stopped or frozen; the standby's replay position read; the standby
-/// promoted.
+/// The primary killed, stopped, frozen or partitioned; the standby's replay position read; the
+/// standby promoted.
 async fn failover(
     fault: Fault,
     cluster: &mut PgCluster,
@@ -223,17 +217,18 @@ async fn failover(
 ) -> Result<Marks, Error> {
     let before = lsn(&cluster.nodes()[0].wal_lsn().await?)?;
     let read_at = Instant::now();
-    let frozen = match fault {
-        Fault::Kill => cluster.node_mut(0)?.kill().await.map(|()| Vec::new())?,
-        Fault::Stop => cluster.node_mut(0)?.stop().await.map(|()| Vec::new())?,
-        _ => freeze(&cluster.nodes()[0]).await?,
-    };
+    match fault {
+        Fault::Kill => cluster.node_mut(0)?.kill().await?,
+        Fault::Stop => cluster.node_mut(0)?.stop().await?,
+        Fault::Partition => cluster.nodes()[0].partition().await?,
+        _ => cluster.node_mut(0)?.pause()?,
+    }
     // Until the server is gone (or frozen), it may still ack writes.
     let fault_at = Instant::now();
     log(name, t0, format!("{} the primary", fault.name()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reached = lsn(&cluster.nodes()[1].wal_lsn().await?)?;
-    let watch = watch_promotion(cluster.nodes()[1].port());
+    let watch = watch_promotion(&cluster.nodes()[1]);
     cluster.promote(1).await?;
     let promoted_at = watch.await??;
     log(name, t0, "standby promoted");
@@ -245,48 +240,18 @@ async fn failover(
         },
         primary: 1,
         note: format!("old primary at LSN {before:X}, standby had replayed {reached:X}"),
-        frozen,
     })
-}
-
-/// SIGSTOP to the postmaster, then to each of its children (stopped first, it forks no more);
-/// the pids frozen.
-async fn freeze(node: &PgNode) -> Result<Vec<String>, Error> {
-    let pid = node.pid().ok_or("the primary has no process")?.to_string();
-    signal("STOP", std::slice::from_ref(&pid)).await?;
-    let out = tokio::process::Command::new("pgrep")
-        .args(["-P", &pid])
-        .output()
-        .await?;
-    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    signal("STOP", &pids).await?;
-    pids.push(pid);
-    Ok(pids)
-}
-
-async fn signal(sig: &str, pids: &[String]) -> Result<(), Error> {
-    if pids.is_empty() {
-        return Ok(());
-    }
-    let status = tokio::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .args(pids)
-        .status()
-        .await?;
-    if !status.success() {
-        return Err(format!("kill -{sig} {pids:?} failed: {status}").into());
-    }
-    Ok(())
 }
 
 /// Polls `pg_is_in_recovery()` on the standby every 2 ms from a side connection; when it
 /// turns false.
-fn watch_promotion(port: u16) -> tokio::task::JoinHandle<Result<Instant, String>> {
+fn watch_promotion(standby: &PgNode) -> tokio::task::JoinHandle<Result<Instant, String>> {
+    let conn = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        standby.host(),
+        standby.port()
+    );
     tokio::spawn(async move {
-        let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
         let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
             .await
             .map_err(|e| format!("side connection to the standby: {e}"))?;
