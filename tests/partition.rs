@@ -206,6 +206,29 @@ async fn a_replica_in_another_namespace_syncs_and_catches_up_after_a_partition()
 }
 
 #[tokio::test]
+async fn a_replica_started_in_a_given_namespace_replicates_from_another() {
+    let (a, b) = (
+        NetNs::create().await.unwrap(),
+        NetNs::create().await.unwrap(),
+    );
+    let primary = RedisServer::start_in(&a).await.unwrap();
+    let replica = RedisServer::start_replica_of_in(primary.addr(), &b)
+        .await
+        .unwrap();
+    assert_eq!(replica.addr().ip(), b.addr());
+    replica.wait_link_up(SYNC).await.unwrap();
+    primary.cmd(&["SET", "k", "across"]).await.unwrap();
+    let deadline = Instant::now() + SYNC;
+    while replica.cmd(&["GET", "k"]).await.unwrap().as_str() != Some("across") {
+        assert!(Instant::now() < deadline, "the write did not replicate");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The primary sees its replica at the replica's namespace address.
+    let info = primary.info_replication().await.unwrap();
+    assert!(info.contains(&format!("ip={}", b.addr())), "{info}");
+}
+
+#[tokio::test]
 async fn a_dynamodb_region_in_a_namespace_answers_and_goes_silent_alone() {
     let regions = DynamoDbRegions::start_in_netns(&["us-east-1", "eu-west-1"])
         .await
