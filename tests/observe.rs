@@ -304,6 +304,8 @@ async fn the_ring_is_bounded_and_identical_probe_results_are_one_event() {
                 .with_latency(ms(1))
         })
         .heartbeat(ms(100))
+        // Exact beats: the count below is exact.
+        .heartbeat_jitter(0.0)
         .build()
         .unwrap();
     let r = Router::builder(&t)
