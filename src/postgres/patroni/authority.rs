@@ -144,8 +144,29 @@ impl Patroni {
         state.problems[i] = problem;
     }
 
+    /// Remembers `d` as followed and returns its record.
+    pub(super) fn follow_now(&self, d: Decision) -> Record<Arc<str>> {
+        let mut state = lock(&self.state);
+        self.commit(&mut state, d)
+    }
+
+    fn commit(&self, state: &mut State, mut d: Decision) -> Record<Arc<str>> {
+        if d.retimed
+            && let Some(epoch) = state.epochs.epoch(d.record.primary(), d.timeline)
+        {
+            let reason = d.record.reason().unwrap_or_default().to_owned();
+            let reason = format!("{reason}; runs on timeline {}", d.timeline.unwrap_or(0));
+            d.record = Record::new(d.record.primary().clone(), epoch).with_reason(reason);
+        }
+        if d.record.epoch() >= state.returned {
+            state.epochs.follow(d.record.primary(), d.timeline);
+            state.returned = d.record.epoch();
+        }
+        d.record
+    }
+
     /// Picks the record of one round of answers.
-    pub(super) fn decide(&self, answers: Vec<Answer>) -> Result<Record<Arc<str>>, AuthorityError> {
+    pub(super) fn decide(&self, answers: Vec<Answer>) -> Result<Decided, AuthorityError> {
         let mut state = lock(&self.state);
         let mut best: Option<Best> = None;
         let mut unknown: Option<(Leader, usize)> = None;
@@ -206,10 +227,9 @@ impl Patroni {
             }
         }
         if let Some(b) = best {
-            if b.epoch >= state.returned {
-                state.epochs.follow(&b.id, b.leader.timeline);
-                state.returned = b.epoch;
-            }
+            // Another leader than the one followed: checked first (see `read`).
+            let new = state.epochs.current() != Some(&b.id);
+            let check = new.then(|| b.leader.api.clone()).flatten();
             let timeline = b
                 .leader
                 .timeline
@@ -218,15 +238,24 @@ impl Patroni {
                 "patroni leader {:?} ({}, timeline {timeline}) per {}",
                 b.leader.name, b.leader.state, self.members[b.member]
             );
-            return Ok(Record::new(b.id, b.epoch).with_reason(reason));
+            let decision = Decision {
+                record: Record::new(b.id, b.epoch).with_reason(reason),
+                timeline: b.leader.timeline,
+                name: b.leader.name,
+                retimed: false,
+            };
+            return Ok(match check {
+                Some(api) => Decided::Check(decision, api),
+                None => Decided::Follow(self.commit(&mut state, decision)),
+            });
         }
         if let Some((leader, _)) = unknown {
             // The follower reports a record naming an endpoint it does not route.
             let id: Arc<str> = Arc::from(leader.addr.as_str());
             let epoch = state.epochs.epoch(&id, leader.timeline).unwrap_or(0);
-            return Ok(
-                Record::new(id, epoch).with_reason(format!("patroni leader {:?}", leader.name))
-            );
+            return Ok(Decided::Follow(
+                Record::new(id, epoch).with_reason(format!("patroni leader {:?}", leader.name)),
+            ));
         }
         let summary = summary.join("; ");
         if bad > 0 && answered == 0 {
@@ -262,6 +291,56 @@ impl Answer {
 impl Authority<Arc<str>> for Patroni {
     async fn read(&self) -> Result<Record<Arc<str>>, AuthorityError> {
         let answers = self.ask_all().await;
-        self.decide(answers)
+        match self.decide(answers)? {
+            Decided::Follow(record) => Ok(record),
+            Decided::Check(decision, api) => {
+                // A new leader: follow it once its Postgres runs as primary, so the pool's own
+                // role probes (which see a standby until then) agree with the record. A leader
+                // whose API does not say is followed at once: the leader key decides.
+                let answer = http::get(&api, "/patroni", self.request_timeout).await;
+                let promoted = answer
+                    .ok()
+                    .filter(|r| r.status == 200 || r.status == 503)
+                    .and_then(|r| cluster::promoted(&r.body));
+                match promoted {
+                    Some((false, _)) => Err(AuthorityError::unreachable(format!(
+                        "leader {:?} named, its Postgres not promoted yet",
+                        decision.name
+                    ))),
+                    // The server's own timeline: `/cluster` shows the new one a loop later.
+                    Some((true, Some(t))) => Ok(self.follow_now(decision.on_timeline(t))),
+                    _ => Ok(self.follow_now(decision)),
+                }
+            }
+        }
     }
+}
+
+/// A leader chosen from one round of answers, not yet remembered.
+pub(super) struct Decision {
+    record: Record<Arc<str>>,
+    timeline: Option<u64>,
+    name: String,
+    /// The timeline came from the leader itself: the epoch is computed again.
+    retimed: bool,
+}
+
+impl Decision {
+    /// The same leader on `timeline`, when that is above what `/cluster` showed.
+    fn on_timeline(mut self, timeline: u64) -> Decision {
+        if self.timeline.is_some_and(|t| t >= timeline) {
+            return self;
+        }
+        self.timeline = Some(timeline);
+        self.retimed = true;
+        self
+    }
+}
+
+/// What a round of answers leads to.
+pub(super) enum Decided {
+    /// Return this record.
+    Follow(Record<Arc<str>>),
+    /// A new leader: follow it once its REST API (`host:port`) says it runs as primary.
+    Check(Decision, String),
 }

@@ -18,6 +18,8 @@ pub(super) struct Leader {
     pub(super) timeline: Option<u64>,
     /// Patroni's `state` of the member (`running`, `stopping`, `starting`, ...).
     pub(super) state: String,
+    /// `host:port` of its REST API (from `api_url`), if given as `http://`.
+    pub(super) api: Option<String>,
 }
 
 /// What one `/cluster` answer says.
@@ -73,11 +75,19 @@ pub(super) fn parse(body: &[u8]) -> Result<ClusterView, String> {
             })?),
         };
         let state = m.get("state").and_then(Value::as_str).unwrap_or_default();
+        let api = m
+            .get("api_url")
+            .and_then(Value::as_str)
+            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|u| u.split('/').next())
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
         leader = Some(Leader {
             name: name.to_owned(),
             addr: join_host_port(host, port),
             timeline,
             state: state.to_owned(),
+            api,
         });
     }
     Ok(ClusterView {
@@ -93,4 +103,14 @@ fn join_host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// From a member's `GET /patroni` answer: whether its Postgres runs as the primary (`role`
+/// `master`, `primary` or `standby_leader`), and the timeline it runs on (read from the
+/// server, so it is the new one right after a promotion); `None` when the body does not say.
+pub(super) fn promoted(body: &[u8]) -> Option<(bool, Option<u64>)> {
+    let doc = json::parse(body).ok()?;
+    let role = doc.get("role")?.as_str()?;
+    let promoted = matches!(role, "master" | "primary" | "standby_leader");
+    Some((promoted, doc.get("timeline").and_then(Value::as_u64)))
 }

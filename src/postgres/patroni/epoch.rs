@@ -67,7 +67,6 @@ impl Epochs {
     }
 
     /// The leader followed last.
-    #[cfg(test)]
     pub(super) fn current(&self) -> Option<&Arc<str>> {
         self.leaders.last()
     }

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::authority::{Answer, Patroni};
+use super::authority::{Answer, Decided, Patroni};
 use super::builder::api_address;
 use super::cluster::{self, Leader};
 use super::epoch::Epochs;
 use super::http::{self, HttpError};
 use super::json::{self, MAX_DEPTH, Value};
 use crate::health::HealthTracker;
-use crate::route::{Authority, Router};
+use crate::route::{Authority, AuthorityError, Record, Router};
 
 const M0: &str = "127.0.0.1:15432";
 const M1: &str = "127.0.0.1:15433";
@@ -37,11 +37,25 @@ const KILL_PROMOTED: &str = r#"{"members": [{"name": "m1", "role": "leader", "st
 const RAW: &[u8] = b"HTTP/1.0 200 OK\r\nServer: BaseHTTP/0.6 Python/3.11.2\r\nDate: Wed, 02 Dec 2026 01:14:58 GMT\r\nContent-Type: application/json\r\n\r\n{\"members\": [{\"name\": \"m0\", \"role\": \"leader\", \"state\": \"running\", \"api_url\": \"http://127.0.0.1:18008/patroni\", \"host\": \"127.0.0.1\", \"port\": 15432, \"timeline\": 3}, {\"name\": \"m1\", \"role\": \"replica\", \"state\": \"running\", \"api_url\": \"http://127.0.0.1:18009/patroni\", \"host\": \"127.0.0.1\", \"port\": 15433, \"timeline\": 3, \"lag\": 0}]}";
 
 fn leader(name: &str, addr: &str, timeline: Option<u64>, state: &str) -> Option<Leader> {
+    let api = if addr == M0 {
+        "127.0.0.1:18008"
+    } else {
+        "127.0.0.1:18009"
+    };
     Some(Leader {
         name: name.into(),
         addr: addr.into(),
         timeline,
         state: state.into(),
+        api: Some(api.into()),
+    })
+}
+
+/// One round of answers, a new leader taken as promoted (its `/patroni` says `master`).
+fn decide(p: &Patroni, answers: Vec<Answer>) -> Result<Record<Arc<str>>, AuthorityError> {
+    Ok(match p.decide(answers)? {
+        Decided::Follow(record) => record,
+        Decided::Check(decision, _api) => p.follow_now(decision),
     })
 }
 
@@ -273,7 +287,7 @@ fn epochs_grow_with_each_new_leader_and_a_stale_answer_is_lower() {
 #[test]
 fn a_switchover_read_answer_by_answer_follows_each_leader_once() {
     let p = patroni(&["127.0.0.1:18008"], &[M0, M1]);
-    let read = |body: &str| p.decide(vec![ok(body)]);
+    let read = |body: &str| decide(&p, vec![ok(body)]);
     let first = read(SW_BEFORE).unwrap();
     assert_eq!((&**first.primary(), first.epoch()), (M1, 2 << 16));
     assert_eq!(read(SW_STOPPING).unwrap().epoch(), 2 << 16);
@@ -310,37 +324,39 @@ fn among_several_members_the_highest_epoch_wins_and_bad_answers_are_ignored() {
     let members = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"];
     let p = patroni(&members, &[M0, M1]);
     assert_eq!(
-        &**p.decide(vec![ok(SW_BEFORE), ok(SW_BEFORE), ok(SW_BEFORE)])
+        &**decide(&p, vec![ok(SW_BEFORE), ok(SW_BEFORE), ok(SW_BEFORE)])
             .unwrap()
             .primary(),
         M1
     );
     // One member still shows the old leader, one the new one, one is down.
-    let r = p.decide(vec![ok(SW_BEFORE), ok(SW_NAMED), down()]).unwrap();
+    let r = decide(&p, vec![ok(SW_BEFORE), ok(SW_NAMED), down()]).unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, (2 << 16) + 1));
     // Garbage, an HTTP error and a refused connect beside one good answer.
-    let r = p
-        .decide(vec![
+    let r = decide(
+        &p,
+        vec![
             ok("not json"),
             Answer::from_response(503, b""),
             ok(SW_PROMOTED),
-        ])
-        .unwrap();
+        ],
+    )
+    .unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
-    let all_bad = p
-        .decide(vec![ok("{}"), Answer::from_response(500, b"oops"), down()])
-        .unwrap_err();
+    let all_bad = decide(
+        &p,
+        vec![ok("{}"), Answer::from_response(500, b"oops"), down()],
+    )
+    .unwrap_err();
     assert!(all_bad.is_unparsable());
     assert_eq!(
         all_bad.reason(),
         "127.0.0.1:1: /cluster body: no \"members\"; 127.0.0.1:2: /cluster answered HTTP 500; \
          127.0.0.1:3: connect: Connection refused (os error 111)"
     );
-    let all_down = p.decide(vec![down(), down(), down()]).unwrap_err();
+    let all_down = decide(&p, vec![down(), down(), down()]).unwrap_err();
     assert!(!all_down.is_unparsable());
-    let leaderless = p
-        .decide(vec![ok(SW_NO_LEADER), ok("[]"), down()])
-        .unwrap_err();
+    let leaderless = decide(&p, vec![ok(SW_NO_LEADER), ok("[]"), down()]).unwrap_err();
     assert!(
         !leaderless.is_unparsable(),
         "one member answered: Patroni has no leader now"
@@ -350,7 +366,7 @@ fn among_several_members_the_highest_epoch_wins_and_bad_answers_are_ignored() {
 #[test]
 fn a_leader_at_an_address_the_pool_does_not_route_is_named_as_is() {
     let p = patroni(&["127.0.0.1:18008"], &["db-a:5432", "db-b:5432"]);
-    let r = p.decide(vec![ok(STEADY)]).unwrap();
+    let r = decide(&p, vec![ok(STEADY)]).unwrap();
     assert_eq!(
         &**r.primary(),
         M0,
@@ -426,4 +442,74 @@ async fn read_asks_each_member_over_http_and_ignores_one_that_sends_garbage() {
         let r = p.read().await.unwrap();
         assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
     }
+}
+
+#[test]
+fn a_members_patroni_answer_says_whether_its_postgres_is_promoted() {
+    let primary = br#"{"state": "running", "role": "master", "server_version": 150018, "timeline": 3, "patroni": {"version": "3.0.2", "scope": "swtry"}}"#;
+    let replica = br#"{"state": "running", "role": "replica", "timeline": 2}"#;
+    assert_eq!(cluster::promoted(primary), Some((true, Some(3))));
+    assert_eq!(cluster::promoted(br#"{"role": "primary"}"#), Some((true, None)));
+    assert_eq!(
+        cluster::promoted(br#"{"role": "standby_leader"}"#),
+        Some((true, None))
+    );
+    assert_eq!(cluster::promoted(replica), Some((false, Some(2))));
+    assert_eq!(cluster::promoted(b"{}"), None);
+    assert_eq!(cluster::promoted(b"garbage"), None);
+}
+
+/// A new leader whose `/patroni` still says `replica` is not followed yet (the pool's role
+/// probes would see a standby); once it says `master`, it is.
+#[tokio::test]
+async fn a_new_leader_is_followed_once_its_api_says_it_is_promoted() {
+    const REPLICA: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"replica\"}";
+    const MASTER: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\"}";
+    let leader_api = scripted_api(vec![REPLICA, MASTER]).await;
+    let body = STEADY.replace(
+        "http://127.0.0.1:18008/patroni",
+        &format!("http://{leader_api}/patroni"),
+    );
+    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{body}").into_bytes().leak();
+    let cluster_api = scripted_api(vec![raw, raw, raw]).await;
+    let p = patroni(&[&cluster_api], &[M0, M1]);
+    let err = p.read().await.unwrap_err();
+    assert_eq!(
+        err.reason(),
+        "leader \"m0\" named, its Postgres not promoted yet"
+    );
+    let r = p.read().await.unwrap();
+    assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
+    // Followed: the same leader is not checked again.
+    assert_eq!(p.read().await.unwrap().epoch(), 3 << 16);
+}
+
+/// A former leader named again before `/cluster` shows its new timeline (the old leader killed
+/// right after a switchover to it): its own `/patroni` gives the new timeline, so the epoch
+/// grows and it is followed at once instead of looking like a stale answer.
+#[tokio::test]
+async fn a_former_leader_named_again_is_followed_on_the_timeline_it_runs_on() {
+    const MASTER_TL3: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\", \"timeline\": 3}";
+    let leader_api = scripted_api(vec![MASTER_TL3]).await;
+    let again = SW_NAMED.replace(
+        "http://127.0.0.1:18008/patroni",
+        &format!("http://{leader_api}/patroni"),
+    );
+    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{again}")
+        .into_bytes()
+        .leak();
+    let cluster_api = scripted_api(vec![raw]).await;
+    let p = patroni(&[&cluster_api], &[M0, M1]);
+    // m0 led on timeline 2, then m1 was named on it (a switchover).
+    decide(
+        &p,
+        vec![ok(SW_PROMOTED
+            .replace("\"timeline\": 3", "\"timeline\": 2")
+            .as_str())],
+    )
+    .unwrap();
+    let m1 = decide(&p, vec![ok(SW_BEFORE)]).unwrap();
+    assert_eq!((&**m1.primary(), m1.epoch()), (M1, (2 << 16) + 1));
+    let r = p.read().await.unwrap();
+    assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
 }
