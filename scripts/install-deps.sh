@@ -143,10 +143,22 @@ install_netns() {
     fi
 }
 
+# The Patroni fixture (switchover::testing::PatroniCluster): Patroni 3 (Debian bookworm: 3.0.2,
+# with python3-etcd) and etcd 3.4; the packages' system services are not used.
+install_patroni() {
+    local missing=()
+    have patroni || missing+=(patroni)
+    have etcd || missing+=(etcd-server)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 main() {
     install_netns
     install_redis
     install_postgres
+    install_patroni
     install_java
     install_dynamodb_local
 }
