@@ -229,3 +229,82 @@ async fn commands_pending_on_a_frozen_primary_fail_when_it_is_declared_down() {
         "frozen primary: pending write failed after {failed_after:?}, idempotent one done after {done_after:?}"
     );
 }
+
+/// Issue 12 item 12 (slow is not dead): a command slower than the response timeout (150 ms)
+/// on a healthy primary, held 250 ms by a busy script (under the heartbeat's 300 ms), fails
+/// alone: no switch, the primary never declared down nor put in doubt, and the pool keeps its
+/// shared connection (the server accepts no new connection from it). Before, the timeout
+/// dropped the shared connection and put the primary in doubt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_command_on_a_healthy_primary_is_no_failover() {
+    use switchover::observe::EventKind;
+    init_tracing();
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    let primary = set.primary().addr().to_string();
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.url()))
+        .timeouts(
+            switchover::redis::Timeouts::new()
+                .connect(Duration::from_millis(100))
+                .response(Duration::from_millis(150)),
+        )
+        .build()
+        .await
+        .expect("pool");
+    let mut con = pool.clone();
+    let _: () = con
+        .set("k", "0")
+        .await
+        .expect("the shared connection is made");
+    let endpoint = pool
+        .tracker()
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id().name() == primary)
+        .expect("the primary's endpoint");
+    let (generation, downs) = (pool.status().generation, endpoint.downs());
+    let suspects = |pool: &SplitPool| {
+        let events = pool.timeline().events();
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Suspect))
+            .count()
+    };
+    let suspected = suspects(&pool);
+    let mut stats = set.primary().client().await.expect("side connection");
+    let mut busy = set.primary().client().await.expect("side connection");
+    let accepted = |info: &switchover::testing::Reply| {
+        let text = info.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("total_connections_received:"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("total_connections_received")
+    };
+    let before = accepted(&stats.command(&["INFO", "stats"]).await.expect("INFO"));
+
+    const SPIN: &str = "local s = redis.call('TIME') while true do local n = redis.call('TIME') \
+        if (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 250000 then break end end return 1";
+    let script = tokio::spawn(async move { busy.command(&["EVAL", SPIN, "0"]).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let slow: redis::RedisResult<()> = con.set("k", "1").await;
+    let err = slow.expect_err("slower than the response timeout");
+    assert!(err.is_timeout(), "{err}");
+    script.await.unwrap().expect("the script ran");
+    // Heartbeats (200 ms) see the primary answer again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _: () = con.set("k", "2").await.expect("the primary serves again");
+
+    let after = accepted(&stats.command(&["INFO", "stats"]).await.expect("INFO"));
+    assert_eq!(pool.status().generation, generation, "no switch");
+    assert_eq!(endpoint.downs(), downs, "never declared down");
+    assert_eq!(endpoint.state(), switchover::health::HealthState::Up);
+    assert_eq!(
+        suspects(&pool),
+        suspected,
+        "the primary was never put in doubt"
+    );
+    assert_eq!(
+        after, before,
+        "the pool made no new connection to the primary"
+    );
+}

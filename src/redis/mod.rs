@@ -49,7 +49,8 @@
 //!   that is another node, the attempt fails as "not executed" and is retried there at once.
 //! - **Discovery**: `ROLE` on every node in parallel (in Sentinel mode, after asking the
 //!   sentinels: the primary is the node a majority of the *configured* sentinels names, or a
-//!   newer `+switch-master`, once it claims `master` itself; without a majority no primary is
+//!   newer `+switch-master`, or the replica the leader of a failover under way flags
+//!   `promoted`, once it claims `master` itself; without a majority no primary is
 //!   believed). It records each node's role and health, also in a run that finds no primary (a
 //!   demoted node is neither primary nor read from), and drains replicas unfit for reads (link
 //!   down, lagging, following another node: host names are resolved before addresses are

@@ -105,6 +105,8 @@ pub(crate) struct SentinelReplica {
     pub(crate) healthy: bool,
     /// `master-link-status` is `ok`.
     pub(crate) link_up: bool,
+    /// Flagged `promoted`: the sentinel leading a failover chose it as the new primary.
+    pub(crate) promoted: bool,
 }
 
 fn fields(v: &Value) -> Vec<(String, String)> {
@@ -137,10 +139,12 @@ pub(crate) fn parse_sentinel_replicas(v: &Value) -> Option<Vec<SentinelReplica>>
                     .split(',')
                     .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
                 let link_up = get("master-link-status").is_none_or(|s| s == "ok");
+                let promoted = flags.split(',').any(|f| f == "promoted");
                 Some(SentinelReplica {
                     addr: at,
                     healthy,
                     link_up,
+                    promoted,
                 })
             })
             .collect(),
@@ -258,6 +262,18 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert!(!r[0].healthy);
         assert!(!r[0].link_up);
+        assert!(!r[0].promoted);
+        // The replica the leader of a failover chose, as it lists it meanwhile.
+        let v = Value::Array(vec![Value::Array(vec![
+            bulk("ip"),
+            bulk("127.0.0.1"),
+            bulk("port"),
+            bulk("7002"),
+            bulk("flags"),
+            bulk("slave,promoted"),
+        ])]);
+        let r = parse_sentinel_replicas(&v).unwrap();
+        assert!(r[0].promoted && r[0].healthy, "{:?}", r[0].addr);
         assert_eq!(
             parse_master_addr(&Value::Array(vec![bulk("10.0.0.1"), bulk("6379")])),
             Some(Some(NodeAddr::new("10.0.0.1", 6379).unwrap()))

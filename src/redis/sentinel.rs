@@ -94,13 +94,14 @@ impl<B: Backend> Topology<B> {
     /// Asks every sentinel (in parallel) and adds the nodes the majority names. Returns the
     /// primary the pool may believe: the one a majority of the *configured* sentinels names,
     /// unless a `+switch-master` announcement (made by a sentinel a majority elected to lead
-    /// the failover) names a newer one that the majority has not caught up with yet.
+    /// the failover) names a newer one that the majority has not caught up with yet, or the
+    /// leader of a failover under way flags the replica it promotes.
     pub(crate) async fn learn_from_sentinels(
         &self,
         sentinels: &[NodeAddr],
         master: &str,
     ) -> Result<NodeAddr, NoPrimary> {
-        let vote = self.ask_sentinels(sentinels, master).await;
+        let (vote, promoted) = self.ask_sentinels(sentinels, master).await;
         if let Ok((primary, replicas, _)) = &vote {
             self.add_node(primary.clone());
             for r in replicas {
@@ -129,20 +130,38 @@ impl<B: Backend> Topology<B> {
             }
             (_, None) => {}
         }
+        drop(hint);
+        // A failover under way: the replica its leader chose (elected by a majority, as for
+        // `+switch-master`), before the leader announces the switch (up to a second later,
+        // once it sees the role change in its `INFO` polling). Believed only once it claims
+        // `master` itself, as any sentinel's choice.
+        if let Some(p) = promoted
+            && !matches!(&vote, Ok((primary, _, _)) if *primary == p)
+        {
+            self.add_node(p.clone());
+            return Ok(p);
+        }
         vote.map(|(primary, _, _)| primary)
     }
 
-    /// The answer a majority of the configured sentinels gives, or why there is none.
+    /// The answer a majority of the configured sentinels gives, or why there is none; and the
+    /// replica a sentinel flags `promoted` (the leader of a failover under way), if any.
     async fn ask_sentinels(
         &self,
         sentinels: &[NodeAddr],
         master: &str,
-    ) -> Result<SentinelView, NoPrimary> {
+    ) -> (Result<SentinelView, NoPrimary>, Option<NodeAddr>) {
         let asks = sentinels
             .iter()
             .map(|addr| ask(&self.backend, addr, master));
         let answers = join_all(asks).await;
-        tally(sentinels, answers)
+        let promoted = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok())
+            .flat_map(|(_, replicas, _)| replicas)
+            .find(|r| r.promoted)
+            .map(|r| r.addr.clone());
+        (tally(sentinels, answers), promoted)
     }
 }
 
