@@ -42,9 +42,12 @@
 //! members publish: every promotion starts a new timeline. Because Patroni names a new leader
 //! about one HA loop before that member publishes its new timeline, the epoch is
 //! `timeline × 65536 + n`, `n` counting the leaders named on that timeline before this one.
-//! The pool follows the new leader at once (a write that reaches it before its promotion ends
-//! fails as read-only and is retried), and an answer that names an earlier leader again has a
-//! lower epoch and is rejected
+//! A leader other than the one followed is followed once its own REST API (`GET /patroni`,
+//! from its `api_url`) says its Postgres runs as primary, with the timeline that server reports
+//! (so the pool's role probes agree, and a former leader named again before `/cluster` shows
+//! its new timeline gets a higher epoch); a leader whose API does not answer is followed as
+//! `/cluster` names it. An answer that names an earlier leader again has a lower epoch and is
+//! rejected
 //! ([`Rejection::EpochWentBack`](crate::route::Rejection::EpochWentBack)).
 //!
 //! # Bad answers
