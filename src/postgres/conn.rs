@@ -248,7 +248,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (client, mut connection) = match tokio::time::timeout(login, connecting).await {
+    let (client, connection) = match tokio::time::timeout(login, connecting).await {
         Err(_) => {
             return Err(Error::connect_timeout(host.name.clone(), login));
         }
@@ -265,55 +265,8 @@ where
         state.reports_role.store(true, Ordering::Relaxed);
     }
 
-    let task_state = state.clone();
-    let task_host = host.name.clone();
     let (end_tx, end_rx) = oneshot::channel::<End>();
-    tokio::spawn(async move {
-        let mut handed: Option<oneshot::Receiver<End>> = Some(end_rx);
-        let mut end: Option<End> = None;
-        let result = poll_fn(|cx| {
-            if let Some(rx) = handed.as_mut()
-                && let Poll::Ready(got) = Pin::new(rx).poll(cx)
-            {
-                handed = None;
-                end = got.ok();
-            }
-            if let Some(why) = end.as_mut().and_then(|e| match e.as_mut().poll(cx) {
-                Poll::Ready(why) => Some(why),
-                Poll::Pending => None,
-            }) {
-                return Poll::Ready(Ended::Cut(why));
-            }
-            let polled = Pin::new(&mut connection).poll(cx);
-            if task_state.reports_role()
-                && let Some(role) = role_from_parameters(&connection)
-            {
-                task_state.set_role(role);
-            }
-            polled.map(|r| r.map_or_else(Ended::Lost, |()| Ended::Server))
-        })
-        .await;
-        task_state.closed.store(true, Ordering::Release);
-        // Dropping the connection fails every request still pending on its client.
-        drop(connection);
-        match result {
-            Ended::Server => {
-                tracing::trace!(target: "switchover::postgres", host = %task_host, "connection closed")
-            }
-            Ended::Cut(why) => tracing::debug!(
-                target: "switchover::postgres",
-                host = %task_host,
-                reason = why,
-                "connection ended by the pool"
-            ),
-            Ended::Lost(e) => tracing::debug!(
-                target: "switchover::postgres",
-                host = %task_host,
-                error = %e,
-                "connection lost"
-            ),
-        }
-    });
+    tokio::spawn(drive(connection, state.clone(), host.name.clone(), end_rx));
 
     let conn = PgConnection {
         client,
@@ -335,4 +288,60 @@ where
         }
     }
     Ok(conn)
+}
+
+/// The task driving one connection: polls it (recording each role the server reports) until
+/// the server or the client ends it, or until the [`End`] handed over through `handed`
+/// resolves. Dropping the connection then fails every request still pending on its client.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    state: Arc<ConnState>,
+    host: Arc<str>,
+    handed: oneshot::Receiver<End>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut handed = Some(handed);
+    let mut end: Option<End> = None;
+    let result = poll_fn(|cx| {
+        if let Some(rx) = handed.as_mut()
+            && let Poll::Ready(got) = Pin::new(rx).poll(cx)
+        {
+            handed = None;
+            end = got.ok();
+        }
+        if let Some(e) = end.as_mut()
+            && let Poll::Ready(why) = e.as_mut().poll(cx)
+        {
+            return Poll::Ready(Ended::Cut(why));
+        }
+        let polled = Pin::new(&mut connection).poll(cx);
+        if state.reports_role()
+            && let Some(role) = role_from_parameters(&connection)
+        {
+            state.set_role(role);
+        }
+        polled.map(|r| r.map_or_else(Ended::Lost, |()| Ended::Server))
+    })
+    .await;
+    state.closed.store(true, Ordering::Release);
+    drop(connection);
+    match result {
+        Ended::Server => {
+            tracing::trace!(target: "switchover::postgres", host = %host, "connection closed")
+        }
+        Ended::Cut(why) => tracing::debug!(
+            target: "switchover::postgres",
+            host = %host,
+            reason = why,
+            "connection ended by the pool"
+        ),
+        Ended::Lost(e) => tracing::debug!(
+            target: "switchover::postgres",
+            host = %host,
+            error = %e,
+            "connection lost"
+        ),
+    }
 }
