@@ -8,15 +8,18 @@
 //!
 //! With `-- tls` (feature `tls`) every node and sentinel listens on a TLS port only, replicates
 //! and gossips over TLS, and the pool verifies their certificates against a test CA
-//! (`tls=on`).
+//! (`tls=on`). With `-- silent` the primary is frozen (`SIGSTOP`: its connections stay open
+//! and nothing is answered, as in a stuck process or a paused VM) instead of killed; the pool
+//! finds it by its heartbeat. Both can be given: `-- silent tls`.
 //!
 //! - `max_gap_ms`: the longest time with no successful write;
 //! - `client_gap_ms`: from the moment the new primary accepted writes (seen by a side connection
 //!   polling `ROLE` on every replica, independent of the pool) to the first successful write
 //!   through the pool.
 //!
-//! Run with `cargo run --example redis_failover --features redis,testing`, or over TLS with
-//! `cargo run --example redis_failover --features redis,testing,tls -- tls`.
+//! Run with `cargo run --example redis_failover --features redis,testing`, over TLS with
+//! `cargo run --example redis_failover --features redis,testing,tls -- tls`, silent with
+//! `cargo run --example redis_failover --features redis,testing -- silent`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ type Promotion = Arc<Mutex<Option<(Instant, SocketAddr)>>>;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tls = std::env::args().skip(1).any(|a| a == "tls");
+    let silent = std::env::args().skip(1).any(|a| a == "silent");
     let drill = Drill::start(tls).await?;
     let mut fixture = drill.fixture;
     let _ca = drill.ca;
@@ -64,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let promoted = Promotion::default();
     let stop = Arc::new(AtomicBool::new(false));
     let observer = observe_promotion(drill.dial, replicas, promoted.clone(), stop.clone());
-    let mut workload = Workload::new(start);
+    let mut workload = Workload::new(start, silent);
     workload.run(&pool, &mut fixture, old_primary).await?;
     stop.store(true, Ordering::Relaxed);
     if let Err(e) = observer.await {
@@ -197,10 +201,12 @@ struct Workload {
     max_gap: Duration,
     write_oks: Vec<Instant>,
     reported_switches: u64,
+    /// Freeze the primary (`SIGSTOP`) instead of killing it.
+    silent: bool,
 }
 
 impl Workload {
-    fn new(start: Instant) -> Self {
+    fn new(start: Instant, silent: bool) -> Self {
         Workload {
             start,
             failed_ops: 0,
@@ -208,6 +214,7 @@ impl Workload {
             max_gap: Duration::ZERO,
             write_oks: Vec::new(),
             reported_switches: 0,
+            silent,
         }
     }
 
@@ -216,7 +223,7 @@ impl Workload {
     }
 
     /// One SET and one GET every 10 ms for [`RUN_FOR`]; writes declared idempotent (plain
-    /// SETs). Kills the primary after [`KILL_AFTER`].
+    /// SETs). Kills (or freezes) the primary after [`KILL_AFTER`].
     async fn run(
         &mut self,
         pool: &SplitPool,
@@ -228,10 +235,16 @@ impl Workload {
         let mut i = 0u64;
         while self.start.elapsed() < RUN_FOR {
             if !killed && self.start.elapsed() >= KILL_AFTER {
-                fixture.kill_primary().await?;
                 killed = true;
-                let now = self.ms(Instant::now());
-                println!("{now:>6} ms  killed primary {old_primary} (SIGKILL)");
+                if self.silent {
+                    fixture.replica_set_mut().primary_mut().pause()?;
+                    let now = self.ms(Instant::now());
+                    println!("{now:>6} ms  froze primary {old_primary} (SIGSTOP)");
+                } else {
+                    fixture.kill_primary().await?;
+                    let now = self.ms(Instant::now());
+                    println!("{now:>6} ms  killed primary {old_primary} (SIGKILL)");
+                }
             }
             i += 1;
             let key = format!("key{}", i % 1000);
