@@ -24,6 +24,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Connects to host `host`, reads its role and disconnects. The caller bounds the time.
     fn probe(&self, host: usize) -> impl Future<Output = Result<ServerRole, ProbeError>> + Send;
 
+    /// `true` when host `host` has an open connection to ask on, so that an answer needs no
+    /// login: a re-discovery run stops waiting for such a host past its silence bound. By
+    /// default every host (a scripted backend answers without logging in).
+    fn is_connected(&self, _host: usize) -> bool {
+        true
+    }
+
     /// As [`probe`](Self::probe), and for a writable primary also its cluster and timeline,
     /// which rank several writable primaries. By default the role only: a backend that cannot
     /// tell leaves writable hosts unranked but for the current primary and the host order.
@@ -175,6 +182,10 @@ impl PgBackend {
 /// of `SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')`, no
 /// login); a connection that broke or failed a query is replaced at the next ask.
 impl Backend for PgBackend {
+    fn is_connected(&self, host: usize) -> bool {
+        self.kept.is_open(host)
+    }
+
     async fn probe(&self, host: usize) -> Result<ServerRole, ProbeError> {
         self.ask_role(host).await.map(|(_, role)| role)
     }

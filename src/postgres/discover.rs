@@ -87,6 +87,11 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             let first = !roles.learned();
             let run = roles.writable.next_run();
             let started = Instant::now();
+            // A host without an open connection needs a login (and maybe a credential
+            // provider) before it can answer: the silence bound does not cut it.
+            let connected: Vec<bool> = (0..endpoints.len())
+                .map(|i| backend.is_connected(i))
+                .collect();
             let (tx, rx) = mpsc::unbounded_channel();
             let all = endpoints.clone();
             for (i, endpoint) in endpoints.into_iter().enumerate() {
@@ -104,6 +109,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 first,
                 grace,
                 silent_at: started + silence,
+                connected: &connected,
             };
             let (found, writable) = collect(rx, &decide).await;
             if first {
@@ -140,6 +146,8 @@ struct Decide<'a> {
     grace: Duration,
     /// When the run stops waiting for hosts that have not answered.
     silent_at: Instant,
+    /// Which hosts had an open connection when the run started.
+    connected: &'a [bool],
 }
 
 /// Takes the probes' answers as they come until the best writable host is decided: what each
@@ -152,12 +160,26 @@ async fn collect(
 ) -> (Vec<Found>, Vec<Candidate>) {
     let mut found: Vec<Found> = vec![None; d.roles.names().len()];
     let mut writable = Vec::new();
-    let mut until = None;
+    let mut until: Option<Instant> = None;
+    let mut silent_at = Some(d.silent_at);
     loop {
-        let wait_until = until.map_or(d.silent_at, |t: Instant| t.min(d.silent_at));
-        let next = match tokio::time::timeout_at(wait_until, rx.recv()).await {
-            Ok(next) => next,
-            Err(_) => break,
+        let wait_until = match (until, silent_at) {
+            (Some(u), Some(s)) => Some(u.min(s)),
+            (u, s) => u.or(s),
+        };
+        let next = match wait_until {
+            Some(t) => match tokio::time::timeout_at(t, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) if until.is_some_and(|u| u <= t) => break,
+                // Silent past the bound: decide without the hosts that hold a connection
+                // and do not answer on it, unless one that is still logging in is pending.
+                Err(_) if (0..found.len()).any(|j| found[j].is_none() && !d.connected[j]) => {
+                    silent_at = None;
+                    continue;
+                }
+                Err(_) => break,
+            },
+            None => rx.recv().await,
         };
         let Some((i, outcome)) = next else { break };
         if let Ok(r) = &outcome

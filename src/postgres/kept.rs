@@ -53,6 +53,13 @@ impl Kept {
         Ok(conn)
     }
 
+    /// `true` when host `host` has an open kept connection (`false` while one is being made).
+    pub(crate) fn is_open(&self, host: usize) -> bool {
+        self.slots[host]
+            .try_lock()
+            .is_ok_and(|slot| slot.as_ref().is_some_and(|c| !c.is_closed()))
+    }
+
     /// Forgets host `host`'s connection if it is still `conn` (it failed a query): the next
     /// [`get`](Self::get) connects again.
     pub(crate) fn discard(&self, host: usize, conn: &Arc<PgConnection>) {
