@@ -46,6 +46,18 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
         cut: Cut,
     ) -> impl Future<Output = RedisResult<Self::Conn>> + Send;
 
+    /// Opens a node's control connection (heartbeats, discovery's `ROLE`), which ends at
+    /// `cut`: as [`connect`](Self::connect), but with no response timeout of its own — the
+    /// caller bounds every reply, by the heartbeat timeout, which may exceed the response
+    /// timeout (slow is not dead).
+    fn connect_control(
+        &self,
+        client: &Self::Client,
+        cut: Cut,
+    ) -> impl Future<Output = RedisResult<Self::Conn>> + Send {
+        self.connect(client, cut)
+    }
+
     /// Sends one command and reads its reply, bounded by the response timeout. Error replies
     /// come back as [`Value::ServerError`], as redis-rs does.
     fn send<'a>(
@@ -101,8 +113,8 @@ pub(crate) struct RedisIo {
     dedicated_size: usize,
     /// Shared connections: redis-rs's response timeout on every command.
     shared: AsyncConnectionConfig,
-    /// Dedicated connections apply their own, per-command timeout (blocking commands wait
-    /// longer than the response timeout).
+    /// Dedicated and control connections apply their own, per-command timeout (blocking
+    /// commands wait longer than the response timeout; a heartbeat waits its own timeout).
     dedicated: AsyncConnectionConfig,
 }
 
@@ -126,6 +138,23 @@ impl RedisIo {
     /// The database of the data nodes.
     pub(crate) fn db(&self) -> i64 {
         self.db
+    }
+
+    /// Opens a multiplexed connection to a data node with `config`, logged in, ending at `cut`.
+    async fn open(
+        &self,
+        client: &NodeClient,
+        cut: Cut,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<MultiplexedConnection> {
+        let limit = self.timeouts.connect_timeout();
+        let cut = cut.shared();
+        self.login
+            .open(client.to.addr(), self.db, limit, |info| {
+                let cut = Box::pin(cut.clone());
+                async move { client.to.multiplexed(&info, config, limit, cut).await }
+            })
+            .await
     }
 
     /// How to reach a sentinel (TLS unless it was given as `redis://`).
@@ -198,14 +227,16 @@ impl Backend for RedisIo {
     }
 
     async fn connect(&self, client: &NodeClient, cut: Cut) -> RedisResult<MultiplexedConnection> {
-        let limit = self.timeouts.connect_timeout();
-        let cut = cut.shared();
-        self.login
-            .open(client.to.addr(), self.db, limit, |info| {
-                let cut = Box::pin(cut.clone());
-                async move { client.to.multiplexed(&info, &self.shared, limit, cut).await }
-            })
-            .await
+        self.open(client, cut, &self.shared).await
+    }
+
+    async fn connect_control(
+        &self,
+        client: &NodeClient,
+        cut: Cut,
+    ) -> RedisResult<MultiplexedConnection> {
+        // No response timeout of redis-rs's: `Node::control` bounds each reply itself.
+        self.open(client, cut, &self.dedicated).await
     }
 
     #[inline]

@@ -55,7 +55,7 @@ impl Classify for RedisError {
     /// | `MASTERDOWN`, `LOADING`, `NOREPLICAS`, `CLUSTERDOWN` | transient | not executed |
     /// | `BUSY` (a script is running), `TRYAGAIN`, `OOM` | throttled | not executed |
     /// | connection refused | transient | not executed |
-    /// | timeout, reset, broken pipe, not connected, closed connection, unparsable reply | transient | may have executed |
+    /// | timeout (marked [`timed_out`](Classification::timed_out): with the heartbeat on, one slow reply is not a failure), reset, broken pipe, not connected, closed connection, unparsable reply | transient | may have executed |
     /// | syntax (`ERR`), `WRONGTYPE`, `NOSCRIPT`, `NOPERM`, `EXECABORT`, type conversion, client-side and configuration errors, failed authentication | permanent | — |
     fn classify(&self) -> Classification {
         if is_readonly(self) {
@@ -82,6 +82,9 @@ impl Classify for RedisError {
             ErrorKind::Io if self.is_connection_refusal() => {
                 Classification::transient().not_executed()
             }
+            // A reply slower than the response timeout: judged like an attempt the runner cut
+            // (with the heartbeat on, slow is not dead: one heartbeat now decides).
+            ErrorKind::Io if self.is_timeout() => Classification::transient().timed_out(),
             ErrorKind::Io => Classification::transient(),
             ErrorKind::Parse => Classification::transient(),
             ErrorKind::MasterNameNotFoundBySentinel | ErrorKind::NoValidReplicasFoundBySentinel => {
@@ -190,6 +193,7 @@ mod tests {
         assert!(timeout.is_timeout());
         assert_eq!(timeout.classify().class(), ErrorClass::Transient);
         assert_eq!(timeout.classify().execution(), Execution::MayHaveExecuted);
+        assert!(timeout.classify().is_timed_out());
 
         let reset = RedisError::from(io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(reset.is_connection_dropped());

@@ -165,10 +165,12 @@ impl<B: Backend> Node<B> {
             match slot.as_ref() {
                 Some(c) => c.clone(),
                 None => {
-                    let made =
-                        tokio::time::timeout(connect, backend.connect(&self.client, never()))
-                            .await
-                            .map_err(|_| timed_out())??;
+                    let made = tokio::time::timeout(
+                        connect,
+                        backend.connect_control(&self.client, never()),
+                    )
+                    .await
+                    .map_err(|_| timed_out())??;
                     *slot = Some(made.clone());
                     made
                 }
