@@ -321,33 +321,24 @@ impl FailoverPool {
             drop(conn);
         }
         if error.kind() == ErrorKind::QueryTimeout && self.core.settings.heartbeat.is_some() {
-            return slow(error, classification, attempt);
+            return slow(error, classification);
         }
         Box::pin(self.after_attempt(&self.core.main, error, classification, attempt, observed_at))
             .await
     }
 }
 
-/// A step cut by the query timeout on a pool with the heartbeat on: slow is not dead. The
-/// host's health hears of it through
+/// A step cut by the query timeout on a pool with the heartbeat on: slow is not dead. Marked
+/// [`timed_out`](Classification::timed_out), so the runner records it on the host with
 /// [`Endpoint::record_timeout`](crate::health::Endpoint::record_timeout), which asks for a
-/// heartbeat now whose verdict counts, never as a failure of its own, and it starts no
+/// heartbeat now whose verdict counts, never as a failure of its own; and it starts no
 /// re-discovery: the heartbeat tells a dead host from a slow query. Only the cut connection
-/// (busy with the statement) was dropped. (Without a heartbeat the cut is a transient
-/// failure that starts a re-discovery, as `record_timeout` itself says.)
-fn slow(
-    error: Error,
-    classification: Classification,
-    attempt: &Attempt<'_, Arc<str>>,
-) -> AttemptError {
-    attempt.endpoint().record_timeout();
-    // Retried as the error says (an idempotent handle, or before COMMIT), but not counted by
-    // the runner: it was recorded above. The core has no "cut by the operation's own
-    // timeout" outcome; `redirected` is the one the runner records without counting.
-    let classification = Classification::redirected().with_execution(classification.execution());
+/// (busy with the statement) was dropped. Retried as the error says (an idempotent handle, or
+/// before COMMIT), after the usual backoff.
+fn slow(error: Error, classification: Classification) -> AttemptError {
     AttemptError {
         error,
-        classification,
+        classification: classification.timed_out(),
     }
 }
 
