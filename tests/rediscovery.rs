@@ -401,7 +401,10 @@ async fn a_missed_heartbeat_of_the_active_endpoint_puts_the_primary_in_doubt_at_
     );
     // Its next missed heartbeat (500 → 800 ms) is no longer the active endpoint's: no run.
     sleep(ms(400)).await;
-    assert_eq!(probe.starts.lock().unwrap().clone(), [ms(200), ms(500), ms(800)]);
+    assert_eq!(
+        probe.starts.lock().unwrap().clone(),
+        [ms(200), ms(500), ms(800)]
+    );
     assert_eq!(d.runs(), 2);
 }
 

@@ -449,7 +449,10 @@ fn a_members_patroni_answer_says_whether_its_postgres_is_promoted() {
     let primary = br#"{"state": "running", "role": "master", "server_version": 150018, "timeline": 3, "patroni": {"version": "3.0.2", "scope": "swtry"}}"#;
     let replica = br#"{"state": "running", "role": "replica", "timeline": 2}"#;
     assert_eq!(cluster::promoted(primary), Some((true, Some(3))));
-    assert_eq!(cluster::promoted(br#"{"role": "primary"}"#), Some((true, None)));
+    assert_eq!(
+        cluster::promoted(br#"{"role": "primary"}"#),
+        Some((true, None))
+    );
     assert_eq!(
         cluster::promoted(br#"{"role": "standby_leader"}"#),
         Some((true, None))
