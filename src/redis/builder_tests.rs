@@ -235,13 +235,20 @@ fn bad_tls_input_is_refused_at_build_naming_the_field() {
     for (i, (builder, expected)) in cases.into_iter().enumerate() {
         assert_eq!(field(builder), expected, "case {i}");
     }
-    // The sentinel given as `redis://` stays plaintext beside TLS ones.
-    let parts = SplitPool::builder()
-        .sentinels(["rediss://127.0.0.1:26380", "redis://127.0.0.1:26381"])
-        .master_name("m")
-        .validate()
-        .ok()
+    // The sentinel given as `redis://` stays plaintext beside TLS ones. (Validation builds
+    // the tracker, whose heartbeat task needs a runtime.)
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
         .unwrap();
+    let parts = rt.block_on(async {
+        SplitPool::builder()
+            .sentinels(["rediss://127.0.0.1:26380", "redis://127.0.0.1:26381"])
+            .master_name("m")
+            .validate()
+            .ok()
+            .unwrap()
+    });
     assert!(parts.settings.tls.is_some() && parts.settings.sentinel_tls.is_some());
     assert_eq!(parts.settings.plaintext_sentinels.len(), 1);
 }

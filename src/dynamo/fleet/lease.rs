@@ -238,14 +238,6 @@ struct LeaseState {
     memory: Memory,
 }
 
-fn unreachable(e: StoreError) -> AuthorityError {
-    if e.is_unparsable() {
-        AuthorityError::unparsable(e.reason().to_owned())
-    } else {
-        AuthorityError::unreachable(e.reason().to_owned())
-    }
-}
-
 impl<S: LeaseStore> Lease<S> {
     fn ms(d: Duration) -> u64 {
         d.as_millis() as u64
@@ -372,8 +364,8 @@ impl<S: LeaseStore> Authority<RegionName> for Lease<S> {
     async fn read(&self) -> Result<Record<RegionName>, AuthorityError> {
         let now = self.store.now_ms();
         let mine = self.my_report(now);
-        self.report(&mine).await.map_err(unreachable)?;
-        let loaded = self.store.load(&self.resource).await.map_err(unreachable)?;
+        self.report(&mine).await?;
+        let loaded = self.store.load(&self.resource).await?;
         let next = match &loaded {
             None => Some(self.first(&mine, now)),
             Some(r) => self.next(r, &mine, now),
@@ -382,17 +374,12 @@ impl<S: LeaseStore> Authority<RegionName> for Lease<S> {
             None => loaded,
             Some(n) => {
                 let expected = loaded.as_ref().map(|r| r.version);
-                if self
-                    .store
-                    .write(&self.resource, &n, expected)
-                    .await
-                    .map_err(unreachable)?
-                {
+                if self.store.write(&self.resource, &n, expected).await? {
                     self.log_write(loaded.as_ref(), &n);
                     Some(n)
                 } else {
                     // Another instance wrote first: follow what it wrote.
-                    self.store.load(&self.resource).await.map_err(unreachable)?
+                    self.store.load(&self.resource).await?
                 }
             }
         };

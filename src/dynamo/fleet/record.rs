@@ -190,7 +190,7 @@ mod tests {
         assert!(e.is_unparsable());
         assert_eq!(
             e.to_string(),
-            "control record does not parse: control record: `epoch` is not a number"
+            "authority record does not parse: control record: `epoch` is not a number"
         );
         let mut bad = item;
         bad.remove("active");

@@ -11,53 +11,12 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::record::{ControlRecord, PK, Report};
+use crate::route::AuthorityError;
 
-/// Why a store operation failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreError {
-    unparsable: bool,
-    reason: Arc<str>,
-}
-
-impl StoreError {
-    /// The store could not be reached or refused the request.
-    pub fn unreachable(reason: impl Into<Arc<str>>) -> Self {
-        StoreError {
-            unparsable: false,
-            reason: reason.into(),
-        }
-    }
-
-    /// The stored record does not parse.
-    pub fn unparsable(reason: impl Into<Arc<str>>) -> Self {
-        StoreError {
-            unparsable: true,
-            reason: reason.into(),
-        }
-    }
-
-    /// `true` when the record does not parse, `false` when the store is unreachable.
-    pub fn is_unparsable(&self) -> bool {
-        self.unparsable
-    }
-
-    /// Why.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.unparsable {
-            write!(f, "control record does not parse: {}", self.reason)
-        } else {
-            write!(f, "control store unreachable: {}", self.reason)
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
+/// Why a store operation failed: the control store is the fleet's authority, so its errors
+/// are the authority's ([`AuthorityError::unreachable`] when it cannot be reached or refuses
+/// the request, [`AuthorityError::unparsable`] when the stored record does not parse).
+pub type StoreError = AuthorityError;
 
 /// A strongly consistent store of control records with compare-and-set writes: a DynamoDB
 /// table ([`DynamoLeaseStore`]), a Postgres row, or a fake in tests.
