@@ -190,9 +190,9 @@ fn change(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main since the pool's own heartbeat and rediscovery landed beside the \
-            Patroni follower: after a switchover no write was acknowledged by the new leader \
-            within 90 s (clean-clone CI, 2026-12-02); run with --ignored while it is fixed"]
+#[ignore = "flaky: passed on one clean-clone CI run of main and failed on the next, with no \
+            code change between (after a switchover no write was acknowledged by the new leader \
+            within 90 s); run with --ignored while it is investigated"]
 async fn pool_follows_a_patroni_switchover_and_a_killed_leader() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
