@@ -1,4 +1,5 @@
 use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,7 +9,7 @@ use super::budget::RetryBudget;
 use super::error::{RetryError, StopReason, give_up};
 use super::hook::{OnRetry, RetryEvent};
 use super::policy::RetryPolicy;
-use super::run::{Handover, Run};
+use super::run::{FirstAttempt, Handover, Run};
 use crate::error::{ByClassify, Classification, Classifier, ErrorClass};
 
 /// One retried call being prepared: made by [`RetryPolicy::retry`], started by
@@ -195,10 +196,11 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         Run::new(self, Self::start_retries)
     }
 
-    /// Starts the retries where the first attempt left off.
+    /// Starts the retries where the first attempt left off, in their one allocation.
+    #[allow(clippy::type_complexity)]
     fn start_retries<T, E, Fut>(
         h: Handover<'a, B, F, C, H, T, E>,
-    ) -> impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>
+    ) -> Pin<Box<impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>>>
     where
         B: Backoff,
         F: FnMut() -> Fut,
@@ -206,7 +208,27 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
-        h.retry.retry_loop(h.deadline_at, h.limit, h.outcome)
+        Box::pin(h.retry.retry_loop(h.deadline_at, h.limit, h.outcome))
+    }
+
+    /// The rest of a call whose first attempt ran elsewhere (a [`FirstAttempt`] of the crate's
+    /// own) and failed with `outcome` (`None`: its limit cut it), under the deadline and the
+    /// first attempt's limit that [`Run`] computed: exactly what [`run`](Self::run) does after
+    /// a failed first attempt.
+    pub(crate) async fn resume<T, E, Fut>(
+        self,
+        deadline_at: Option<Instant>,
+        limit: Option<(Duration, bool)>,
+        outcome: Option<Result<T, E>>,
+    ) -> Result<T, RetryError<E>>
+    where
+        B: Backoff,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classifier<E>,
+        H: OnRetry<E>,
+    {
+        self.retry_loop(deadline_at, limit, outcome).await
     }
 
     /// Everything after a failed first attempt.
@@ -350,6 +372,64 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
                 Some((t, _)) if self.ends_within(t) => Some((self.op)().await),
                 Some((t, _)) => tokio::time::timeout(t, (self.op)()).await.ok(),
             };
+        }
+    }
+}
+
+impl<'a, B, F, C, H, Fut, T, E> FirstAttempt for Retry<'a, B, F, C, H>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Backoff = B;
+    type Attempt = Fut;
+    type Ok = T;
+    type Err = E;
+    type Handover = Handover<'a, B, F, C, H, T, E>;
+
+    #[inline]
+    fn policy(&self) -> &RetryPolicy<B> {
+        self.policy
+    }
+
+    #[inline]
+    fn started_at(&self) -> Option<Instant> {
+        self.started_at
+    }
+
+    #[inline]
+    fn ends_within(&self, limit: Duration) -> bool {
+        Retry::ends_within(self, limit)
+    }
+
+    #[inline]
+    fn first_attempt(&mut self) -> Fut {
+        (self.op)()
+    }
+
+    #[inline]
+    fn outcome(&self, output: Result<T, E>) -> Result<T, E> {
+        output
+    }
+
+    #[inline]
+    fn succeeded(&self) {
+        if let Some(budget) = self.budget {
+            budget.deposit_success();
+        }
+    }
+
+    fn hand_over(
+        self,
+        deadline_at: Option<Instant>,
+        limit: Option<(Duration, bool)>,
+        outcome: Option<Result<T, E>>,
+    ) -> Self::Handover {
+        Handover {
+            retry: self,
+            deadline_at,
+            limit,
+            outcome,
         }
     }
 }

@@ -6,9 +6,8 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use super::error::RetryError;
 use super::executor::Retry;
 use super::policy::{MAX_DEADLINE, RetryPolicy};
 
@@ -29,6 +28,48 @@ impl<B, F, C, H, T, E> fmt::Debug for Handover<'_, B, F, C, H, T, E> {
     }
 }
 
+/// A call as [`Run`] sees it until its first attempt ends: the policy's limits, the operation
+/// that makes the first attempt, and what to hand to the retries after a failure.
+///
+/// Implemented by [`Retry`] (the closure API) and, inside the crate, by calls whose future must
+/// have a name: the `tower` layer's, whose operation is a named type (the service's future,
+/// taken once) and which owns its policy, so that [`Run`] over it is a `Service::Future`
+/// without a box. Public in a private module: it cannot be named outside the crate.
+pub trait FirstAttempt {
+    /// The policy's backoff.
+    type Backoff;
+    /// The future of the first attempt.
+    type Attempt: Future;
+    /// A success's value.
+    type Ok;
+    /// A failed attempt's error, as the retries classify it.
+    type Err;
+    /// What the retries start from.
+    type Handover;
+
+    /// The policy: its deadline and attempt timeout limit the first attempt.
+    fn policy(&self) -> &RetryPolicy<Self::Backoff>;
+    /// When the call started, if the caller read the clock for it.
+    fn started_at(&self) -> Option<Instant>;
+    /// `true` when an attempt limited to `limit` ends by itself (needs no timer).
+    fn ends_within(&self, limit: Duration) -> bool;
+    /// Starts the first attempt: called once, by the first poll, unless the call was made with
+    /// its first attempt started (`Run::started`).
+    fn first_attempt(&mut self) -> Self::Attempt;
+    /// The first attempt's output as a success or a failed attempt.
+    fn outcome(&self, output: <Self::Attempt as Future>::Output) -> Result<Self::Ok, Self::Err>;
+    /// The first attempt succeeded (a budget is refilled).
+    fn succeeded(&self);
+    /// The first attempt failed (`outcome`), or its limit cut it (`None`): what the retries
+    /// start from.
+    fn hand_over(
+        self,
+        deadline_at: Option<Instant>,
+        limit: Option<(Duration, bool)>,
+        outcome: Option<Result<Self::Ok, Self::Err>>,
+    ) -> Self::Handover;
+}
+
 pin_project_lite::pin_project! {
     /// The future of a retried call, returned by [`Retry::run`].
     ///
@@ -43,32 +84,54 @@ pin_project_lite::pin_project! {
     /// that took the future's address, and the optimiser then kept every field in memory
     /// (callgrind, first-try success: 73 → 46 instructions per call, direct 26).
     #[must_use = "futures do nothing unless polled"]
-    pub struct Run<R, Fut, S, A> {
+    pub struct Run<R, Fut, S: ?Sized, A> {
         // The call; taken by a success or, at the first failure, by the retries.
         retry: Option<R>,
-        // The first attempt, once started: `None` until the first poll.
+        // The first attempt, once started: `None` until the first poll, unless the caller
+        // started it (see `Run::started`).
         #[pin]
         attempt: Option<Fut>,
-        // The first attempt's deadline and time limit, when the policy has them.
-        limit: Option<FirstLimit>,
+        // The first attempt's deadline and time limit, read by the first poll.
+        limit: Limit,
         // The first attempt's timer, then the retries.
-        #[pin]
         aux: Aux<S>,
-        start_retries: fn(A) -> S,
+        start_retries: fn(A) -> Pin<Box<S>>,
     }
 }
 
-pin_project_lite::pin_project! {
-    #[project = AuxProj]
-    // A plain tag rather than a niche in `Sleep`: checking it is one byte compare.
-    #[repr(u8)]
-    enum Aux<S> {
-        Empty,
-        // Built when a limited first attempt is not ready at once; boxed, so that this enum's
-        // drop is small enough to inline (see `Run`).
-        Timer { sleep: Pin<Box<Sleep>> },
-        // The rest of the call, after a failed first attempt.
-        Retrying { fut: Pin<Box<S>> },
+// A plain tag rather than a niche in `Sleep`: checking it is one byte compare. Both fields are
+// boxed, so the enum is `Unpin` and needs no projection.
+#[repr(u8)]
+enum Aux<S: ?Sized> {
+    Empty,
+    // Built when a limited first attempt is not ready at once; boxed, so that this enum's
+    // drop is small enough to inline (see `Run`).
+    // A `tokio::time::Sleep` behind a vtable: its drop (a timer entry, a runtime handle) is
+    // then one call, not inlined into this enum's drop glue, which stays small enough to
+    // inline where the future is dropped (the `tower` layer's future: 115 → see the notes).
+    Timer { sleep: Pin<Box<Timer>> },
+    // The rest of the call, after a failed first attempt.
+    Retrying { fut: Pin<Box<S>> },
+}
+
+/// The first attempt's timer.
+type Timer = dyn Future<Output = ()> + Send + Sync;
+
+/// The first attempt's limit: not read before the first poll, then the policy's.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    Unread,
+    Unlimited,
+    Limited(FirstLimit),
+}
+
+impl Limit {
+    #[inline]
+    fn get(self) -> Option<FirstLimit> {
+        match self {
+            Limit::Limited(l) => Some(l),
+            Limit::Unread | Limit::Unlimited => None,
+        }
     }
 }
 
@@ -85,27 +148,40 @@ struct FirstLimit {
     timed: bool,
 }
 
-impl<R, Fut, S, A> Run<R, Fut, S, A> {
+impl<R, Fut, S: ?Sized, A> Run<R, Fut, S, A> {
     /// The future of `retry`, whose retries (after a failed first attempt) `start_retries`
     /// builds.
-    pub(super) fn new(retry: R, start_retries: fn(A) -> S) -> Self {
+    pub(crate) fn new(retry: R, start_retries: fn(A) -> Pin<Box<S>>) -> Self {
         Run {
             retry: Some(retry),
             attempt: None,
-            limit: None,
+            limit: Limit::Unread,
+            aux: Aux::Empty,
+            start_retries,
+        }
+    }
+
+    /// The future of `retry` whose first attempt the caller already started (a `tower`
+    /// service's future, made by `Service::call`); [`FirstAttempt::first_attempt`] is not
+    /// called.
+    pub(crate) fn started(retry: R, attempt: Fut, start_retries: fn(A) -> Pin<Box<S>>) -> Self {
+        Run {
+            retry: Some(retry),
+            attempt: Some(attempt),
+            limit: Limit::Unread,
             aux: Aux::Empty,
             start_retries,
         }
     }
 }
 
-impl<R, Fut, S, A> fmt::Debug for Run<R, Fut, S, A> {
+impl<R, Fut, S: ?Sized, A> fmt::Debug for Run<R, Fut, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match (&self.retry, &self.attempt, &self.aux) {
+        let state = match (&self.retry, &self.limit, &self.aux) {
             (_, _, Aux::Retrying { .. }) => "retrying",
             (None, _, _) => "done",
-            (Some(_), None, _) => "idle",
-            (Some(_), Some(_), _) => "first attempt",
+            (Some(_), Limit::Unread, _) => "idle",
+            (Some(_), _, _) => "first attempt",
         };
         f.debug_struct("Run")
             .field("state", &state)
@@ -113,80 +189,106 @@ impl<R, Fut, S, A> fmt::Debug for Run<R, Fut, S, A> {
     }
 }
 
-impl<'a, B, F, C, H, Fut, S, T, E> Future
-    for Run<Retry<'a, B, F, C, H>, Fut, S, Handover<'a, B, F, C, H, T, E>>
+impl<R, S, X> Future for Run<R, R::Attempt, S, R::Handover>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    S: Future<Output = Result<T, RetryError<E>>>,
+    R: FirstAttempt,
+    S: Future<Output = Result<R::Ok, X>> + ?Sized,
 {
-    type Output = Result<T, RetryError<E>>;
+    type Output = Result<R::Ok, X>;
 
-    #[inline]
+    // Always inlined: the first attempt's path is short once the failure path is out of line,
+    // and inlined it lets the caller see the states it leaves (nothing left to drop).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Some(retry) = this.retry.as_mut() else {
             // Taken by the retries (or by a success: then this panics).
             return poll_retrying(this.aux, cx);
         };
-        if this.attempt.is_none() {
+        if let Limit::Unread = *this.limit {
             // The first poll. The clock is read before the operation is called: the deadline
             // counts the call.
-            if retry.policy.limited {
-                let limit = first_limit(retry.policy, retry.started_at);
-                *this.limit = Some(FirstLimit {
+            let policy = retry.policy();
+            *this.limit = if policy.limited {
+                let limit = first_limit(policy, retry.started_at());
+                Limit::Limited(FirstLimit {
                     timed: !retry.ends_within(limit.limit.0),
                     ..limit
-                });
+                })
+            } else {
+                Limit::Unlimited
+            };
+            if this.attempt.is_none() {
+                this.attempt.set(Some(retry.first_attempt()));
             }
-            this.attempt.set(Some((retry.op)()));
         }
         let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
             unreachable!("the first attempt has started")
         };
-        let outcome = match *this.limit {
-            Some(limit) if limit.timed => {
-                ready!(poll_limited(attempt, this.aux.as_mut(), &limit, cx))
+        let output = match *this.limit {
+            Limit::Limited(limit) if limit.timed => {
+                ready!(poll_limited(attempt, this.aux, &limit, cx))
             }
             _ => Some(ready!(attempt.poll(cx))),
         };
         // An attempt that ended is dropped at once, as an awaited future is: whatever it holds
         // (a connection, a guard that records the outcome) is released before anything else.
         this.attempt.set(None);
-        if let Some(Ok(value)) = outcome {
-            if let Some(budget) = retry.budget {
-                budget.deposit_success();
+        // Both arms move the outcome: nothing of it is left to drop on the success path.
+        match output.map(|out| retry.outcome(out)) {
+            Some(Ok(value)) => {
+                retry.succeeded();
+                *this.retry = None;
+                Poll::Ready(Ok(value))
             }
-            *this.retry = None;
-            return Poll::Ready(Ok(value));
+            outcome => start_retries(
+                this.retry,
+                this.limit.get(),
+                this.aux,
+                *this.start_retries,
+                outcome,
+                cx,
+            ),
         }
-        let Some(retry) = this.retry.take() else {
-            unreachable!("the first attempt keeps its operation until it fails")
-        };
-        let limit = *this.limit;
-        let deadline_at = limit.and_then(|l| l.deadline_at(retry.policy));
-        let fut = Box::pin((this.start_retries)(Handover {
-            retry,
-            deadline_at,
-            limit: limit.map(|l| l.limit),
-            outcome,
-        }));
-        this.aux.set(Aux::Retrying { fut });
-        poll_retrying(this.aux, cx)
     }
+}
+
+/// After a failed first attempt (`outcome`; `None`: its limit cut it): moves the call into the
+/// retries' allocation and polls them. Out of line, so that the first attempt's path stays
+/// short enough to inline.
+#[inline(never)]
+fn start_retries<R, S, X>(
+    retry: &mut Option<R>,
+    limit: Option<FirstLimit>,
+    aux: &mut Aux<S>,
+    start: fn(R::Handover) -> Pin<Box<S>>,
+    outcome: Option<Result<R::Ok, R::Err>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R::Ok, X>>
+where
+    R: FirstAttempt,
+    S: Future<Output = Result<R::Ok, X>> + ?Sized,
+{
+    let Some(retry) = retry.take() else {
+        unreachable!("the first attempt keeps its operation until it fails")
+    };
+    let deadline_at = limit.and_then(|l| l.deadline_at(retry.policy()));
+    let fut = start(retry.hand_over(deadline_at, limit.map(|l| l.limit), outcome));
+    *aux = Aux::Retrying { fut };
+    poll_retrying(aux, cx)
 }
 
 /// Polls the retries, through their allocation: out of line, so that the first attempt's
 /// path stays short.
 #[inline(never)]
-fn poll_boxed<S: Future>(fut: Pin<&mut S>, cx: &mut Context<'_>) -> Poll<S::Output> {
+fn poll_boxed<S: Future + ?Sized>(fut: Pin<&mut S>, cx: &mut Context<'_>) -> Poll<S::Output> {
     fut.poll(cx)
 }
 
 #[inline]
-fn poll_retrying<S: Future>(aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
-    match aux.project() {
-        AuxProj::Retrying { fut } => poll_boxed(fut.as_mut(), cx),
+fn poll_retrying<S: Future + ?Sized>(aux: &mut Aux<S>, cx: &mut Context<'_>) -> Poll<S::Output> {
+    match aux {
+        Aux::Retrying { fut } => poll_boxed(fut.as_mut(), cx),
         _ => panic!("`Run` polled after it completed"),
     }
 }
@@ -220,9 +322,9 @@ fn first_limit<B>(policy: &RetryPolicy<B>, started_at: Option<Instant>) -> First
 
 /// Polls an attempt under its time limit as `tokio::time::Timeout` does, but builds the timer
 /// only when the attempt is not ready at once. `Ready(None)` when the limit passed.
-fn poll_limited<Fut: Future, S>(
+fn poll_limited<Fut: Future, S: ?Sized>(
     attempt: Pin<&mut Fut>,
-    mut aux: Pin<&mut Aux<S>>,
+    aux: &mut Aux<S>,
     limit: &FirstLimit,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Fut::Output>> {
@@ -230,16 +332,16 @@ fn poll_limited<Fut: Future, S>(
     if let Poll::Ready(out) = attempt.poll(cx) {
         // The attempt ended: its timer goes (deregistered), as with a finished `Timeout`.
         if let Aux::Timer { .. } = *aux {
-            aux.set(Aux::Empty);
+            *aux = Aux::Empty;
         }
         return Poll::Ready(Some(out));
     }
     if let Aux::Empty = *aux {
-        aux.set(Aux::Timer {
+        *aux = Aux::Timer {
             sleep: Box::pin(tokio::time::sleep_until(limit.start + limit.limit.0)),
-        });
+        };
     }
-    let AuxProj::Timer { sleep } = aux.as_mut().project() else {
+    let Aux::Timer { sleep } = aux else {
         unreachable!("the timer of a limited first attempt")
     };
     // When the attempt itself used up the task's budget, the timer is polled unconstrained, so
@@ -249,7 +351,7 @@ fn poll_limited<Fut: Future, S>(
     } else {
         ready!(sleep.as_mut().poll(cx));
     }
-    aux.set(Aux::Empty);
+    *aux = Aux::Empty;
     Poll::Ready(None)
 }
 

@@ -82,20 +82,33 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.fut.poll(cx));
+        let result = read::<Req, _, _, _>(*this.policy, ready!(this.fut.poll(cx)));
         *this.done = true;
-        Poll::Ready(match result {
-            Ok(res) => match this.policy.classify_response(&res) {
-                Some(c) if c.class().is_retryable() => {
-                    if c.execution() == Execution::MayHaveExecuted {
-                        this.executed.store(true, Ordering::Relaxed);
-                    }
-                    Err(Failure::Response(res, c))
-                }
-                _ => Ok(res),
-            },
-            Err(e) => Err(Failure::Service(e)),
-        })
+        if let Err(Failure::Response(_, c)) = &result
+            && c.execution() == Execution::MayHaveExecuted
+        {
+            this.executed.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// A service's answer as the executor reads it: a response the policy classifies as retryable
+/// is a failed attempt.
+#[inline]
+pub(super) fn read<Req, P, Res, E>(
+    policy: &P,
+    result: Result<Res, E>,
+) -> Result<Res, Failure<Res, E>>
+where
+    P: Policy<Req, Res, E>,
+{
+    match result {
+        Ok(res) => match policy.classify_response(&res) {
+            Some(c) if c.class().is_retryable() => Err(Failure::Response(res, c)),
+            _ => Ok(res),
+        },
+        Err(e) => Err(Failure::Service(e)),
     }
 }
 

@@ -44,6 +44,7 @@
 
 mod attempt;
 mod builder;
+mod call;
 mod error;
 mod future;
 mod policy;
@@ -56,7 +57,7 @@ mod tests;
 
 pub use builder::UpstreamsBuilder;
 pub use error::{Error, ErrorKind};
-pub use future::ResponseFuture;
+pub use future::{ResponseFuture, RetryFuture};
 pub use policy::{ErrorPolicy, Policy};
 pub use replay::{ByClone, Replay, SendOnce};
 pub use service::{Retry, RetryLayer};

@@ -3,18 +3,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attempt::{Called, Either, Failure, finish, fresh};
+use super::call::{Call, start_retries};
 use super::error::{Error, ErrorKind};
-use super::future::ResponseFuture;
+use super::future::RetryFuture;
 use super::policy::{ErrorPolicy, Policy};
 use super::replay::{ByClone, Replay};
-use crate::error::Execution;
 use crate::retry::{RetryBudget, RetryPolicy};
 
 /// Runs every call of the wrapped service through the retry executor: attempts, deadline,
@@ -208,7 +206,7 @@ where
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
-    type Future = ResponseFuture<S::Response, Error<S::Error>>;
+    type Future = RetryFuture<S, P, R, Req>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -226,68 +224,11 @@ where
         } else {
             None
         };
+        let sent_once = retries && template.is_none();
         let source = template.is_some().then(|| self.inner.clone());
         let first = self.inner.call(request);
-        ResponseFuture::new(run(config, first, source, template, idempotent, retries))
-    }
-}
-
-/// One call: the first attempt is the future `call` made, each retry sends a replay of
-/// `template` through a fresh clone of `source`.
-async fn run<S, P, R, Req>(
-    config: Arc<Config<P, R>>,
-    first: S::Future,
-    source: Option<S>,
-    template: Option<Req>,
-    idempotent: bool,
-    retries: bool,
-) -> Result<S::Response, Error<S::Error>>
-where
-    S: Service<Req> + Clone,
-    P: Policy<Req, S::Response, S::Error>,
-    R: Replay<Req>,
-{
-    // A request that cannot be copied is sent once, within the same deadline and timeout.
-    let sent_once = retries && template.is_none();
-    let retry = if sent_once {
-        &config.once
-    } else {
-        &config.retry
-    };
-    let (policy, replay, budget) = (&config.policy, &config.replay, &config.budget);
-    let executed = AtomicBool::new(false);
-    let executed = &executed;
-    let mut first = Some(first);
-    let op = move || match first.take() {
-        Some(fut) => Either::First {
-            fut: Called::new(fut, policy, executed),
-        },
-        None => Either::Retry {
-            fut: fresh(
-                source.clone(),
-                template.as_ref().and_then(|t| replay.replay(t)),
-                policy,
-                executed,
-            ),
-        },
-    };
-    let classify = |f: &Failure<S::Response, S::Error>| {
-        let c = f.classify::<Req, P>(policy);
-        if c.execution() == Execution::MayHaveExecuted {
-            executed.store(true, Ordering::Relaxed);
-        }
-        c
-    };
-    let mut call = retry
-        .retry(op)
-        .idempotent(idempotent)
-        .classify_with(classify);
-    if let Some(budget) = budget {
-        call = call.budget(budget);
-    }
-    match call.run().await {
-        Ok(res) => Ok(res),
-        Err(e) => finish(e, None, executed.load(Ordering::Relaxed), sent_once),
+        let call = Call::new(config, source, template, idempotent, sent_once);
+        RetryFuture::new(call, first, start_retries)
     }
 }
 
