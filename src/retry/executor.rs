@@ -1,5 +1,4 @@
 use std::fmt;
-use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -196,11 +195,10 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         Run::new(self, Self::start_retries)
     }
 
-    /// Starts the retries where the first attempt left off, in their one allocation.
-    #[allow(clippy::type_complexity)]
+    /// Starts the retries where the first attempt left off.
     fn start_retries<T, E, Fut>(
         h: Handover<'a, B, F, C, H, T, E>,
-    ) -> Pin<Box<impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>>>
+    ) -> impl Future<Output = Result<T, RetryError<E>>> + use<'a, B, F, C, H, Fut, T, E>
     where
         B: Backoff,
         F: FnMut() -> Fut,
@@ -208,7 +206,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
         C: Classifier<E>,
         H: OnRetry<E>,
     {
-        Box::pin(h.retry.retry_loop(h.deadline_at, h.limit, h.outcome))
+        h.retry.retry_loop(h.deadline_at, h.limit, h.outcome)
     }
 
     /// The rest of a call whose first attempt ran elsewhere (a [`FirstAttempt`] of the crate's

@@ -76,5 +76,6 @@ pub use error::{RetryError, StopReason};
 pub use executor::Retry;
 pub use hook::{OnRetry, RetryEvent};
 pub use policy::{MAX_ATTEMPTS, MAX_DEADLINE, RetryPolicy, RetryPolicyBuilder};
+#[cfg(feature = "tower")]
 pub(crate) use run::FirstAttempt;
 pub use run::{Handover, Run};

@@ -6,7 +6,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::executor::Retry;
 use super::policy::{MAX_DEADLINE, RetryPolicy};
@@ -53,8 +53,7 @@ pub trait FirstAttempt {
     fn started_at(&self) -> Option<Instant>;
     /// `true` when an attempt limited to `limit` ends by itself (needs no timer).
     fn ends_within(&self, limit: Duration) -> bool;
-    /// Starts the first attempt: called once, by the first poll, unless the call was made with
-    /// its first attempt started (`Run::started`).
+    /// Starts the first attempt: called once, by the first poll.
     fn first_attempt(&mut self) -> Self::Attempt;
     /// The first attempt's output as a success or a failed attempt.
     fn outcome(&self, output: <Self::Attempt as Future>::Output) -> Result<Self::Ok, Self::Err>;
@@ -84,54 +83,32 @@ pin_project_lite::pin_project! {
     /// that took the future's address, and the optimiser then kept every field in memory
     /// (callgrind, first-try success: 73 → 46 instructions per call, direct 26).
     #[must_use = "futures do nothing unless polled"]
-    pub struct Run<R, Fut, S: ?Sized, A> {
+    pub struct Run<R, Fut, S, A> {
         // The call; taken by a success or, at the first failure, by the retries.
         retry: Option<R>,
-        // The first attempt, once started: `None` until the first poll, unless the caller
-        // started it (see `Run::started`).
+        // The first attempt, once started: `None` until the first poll.
         #[pin]
         attempt: Option<Fut>,
-        // The first attempt's deadline and time limit, read by the first poll.
-        limit: Limit,
+        // The first attempt's deadline and time limit, when the policy has them.
+        limit: Option<FirstLimit>,
         // The first attempt's timer, then the retries.
+        #[pin]
         aux: Aux<S>,
-        start_retries: fn(A) -> Pin<Box<S>>,
+        start_retries: fn(A) -> S,
     }
 }
 
-// A plain tag rather than a niche in `Sleep`: checking it is one byte compare. Both fields are
-// boxed, so the enum is `Unpin` and needs no projection.
-#[repr(u8)]
-enum Aux<S: ?Sized> {
-    Empty,
-    // Built when a limited first attempt is not ready at once; boxed, so that this enum's
-    // drop is small enough to inline (see `Run`).
-    // A `tokio::time::Sleep` behind a vtable: its drop (a timer entry, a runtime handle) is
-    // then one call, not inlined into this enum's drop glue, which stays small enough to
-    // inline where the future is dropped (the `tower` layer's future: 115 → see the notes).
-    Timer { sleep: Pin<Box<Timer>> },
-    // The rest of the call, after a failed first attempt.
-    Retrying { fut: Pin<Box<S>> },
-}
-
-/// The first attempt's timer.
-type Timer = dyn Future<Output = ()> + Send + Sync;
-
-/// The first attempt's limit: not read before the first poll, then the policy's.
-#[derive(Clone, Copy, Debug)]
-enum Limit {
-    Unread,
-    Unlimited,
-    Limited(FirstLimit),
-}
-
-impl Limit {
-    #[inline]
-    fn get(self) -> Option<FirstLimit> {
-        match self {
-            Limit::Limited(l) => Some(l),
-            Limit::Unread | Limit::Unlimited => None,
-        }
+pin_project_lite::pin_project! {
+    #[project = AuxProj]
+    // A plain tag rather than a niche in `Sleep`: checking it is one byte compare.
+    #[repr(u8)]
+    enum Aux<S> {
+        Empty,
+        // Built when a limited first attempt is not ready at once; boxed, so that this enum's
+        // drop is small enough to inline (see `Run`).
+        Timer { sleep: Pin<Box<Sleep>> },
+        // The rest of the call, after a failed first attempt.
+        Retrying { fut: Pin<Box<S>> },
     }
 }
 
@@ -148,40 +125,27 @@ struct FirstLimit {
     timed: bool,
 }
 
-impl<R, Fut, S: ?Sized, A> Run<R, Fut, S, A> {
+impl<R, Fut, S, A> Run<R, Fut, S, A> {
     /// The future of `retry`, whose retries (after a failed first attempt) `start_retries`
     /// builds.
-    pub(crate) fn new(retry: R, start_retries: fn(A) -> Pin<Box<S>>) -> Self {
+    pub(crate) fn new(retry: R, start_retries: fn(A) -> S) -> Self {
         Run {
             retry: Some(retry),
             attempt: None,
-            limit: Limit::Unread,
-            aux: Aux::Empty,
-            start_retries,
-        }
-    }
-
-    /// The future of `retry` whose first attempt the caller already started (a `tower`
-    /// service's future, made by `Service::call`); [`FirstAttempt::first_attempt`] is not
-    /// called.
-    pub(crate) fn started(retry: R, attempt: Fut, start_retries: fn(A) -> Pin<Box<S>>) -> Self {
-        Run {
-            retry: Some(retry),
-            attempt: Some(attempt),
-            limit: Limit::Unread,
+            limit: None,
             aux: Aux::Empty,
             start_retries,
         }
     }
 }
 
-impl<R, Fut, S: ?Sized, A> fmt::Debug for Run<R, Fut, S, A> {
+impl<R, Fut, S, A> fmt::Debug for Run<R, Fut, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match (&self.retry, &self.limit, &self.aux) {
+        let state = match (&self.retry, &self.attempt, &self.aux) {
             (_, _, Aux::Retrying { .. }) => "retrying",
             (None, _, _) => "done",
-            (Some(_), Limit::Unread, _) => "idle",
-            (Some(_), _, _) => "first attempt",
+            (Some(_), None, _) => "idle",
+            (Some(_), Some(_), _) => "first attempt",
         };
         f.debug_struct("Run")
             .field("state", &state)
@@ -192,103 +156,106 @@ impl<R, Fut, S: ?Sized, A> fmt::Debug for Run<R, Fut, S, A> {
 impl<R, S, X> Future for Run<R, R::Attempt, S, R::Handover>
 where
     R: FirstAttempt,
-    S: Future<Output = Result<R::Ok, X>> + ?Sized,
+    S: Future<Output = Result<R::Ok, X>>,
 {
     type Output = Result<R::Ok, X>;
 
-    // Always inlined: the first attempt's path is short once the failure path is out of line,
-    // and inlined it lets the caller see the states it leaves (nothing left to drop).
-    #[inline(always)]
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_call(cx)
+    }
+}
+
+impl<R, S, X> Run<R, R::Attempt, S, R::Handover>
+where
+    R: FirstAttempt,
+    S: Future<Output = Result<R::Ok, X>>,
+{
+    /// The body of `poll`, always inlined: the executor's `poll` is `#[inline]` (LLVM decides,
+    /// and there keeps the first attempt's state in registers), a named future over `Run`
+    /// whose failure path is out of line (the `tower` layer's) inlines it into its own poll.
+    #[inline(always)]
+    pub(crate) fn poll_call(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R::Ok, X>> {
         let mut this = self.project();
         let Some(retry) = this.retry.as_mut() else {
             // Taken by the retries (or by a success: then this panics).
             return poll_retrying(this.aux, cx);
         };
-        if let Limit::Unread = *this.limit {
+        if this.attempt.is_none() {
             // The first poll. The clock is read before the operation is called: the deadline
             // counts the call.
             let policy = retry.policy();
-            *this.limit = if policy.limited {
+            if policy.limited {
                 let limit = first_limit(policy, retry.started_at());
-                Limit::Limited(FirstLimit {
+                *this.limit = Some(FirstLimit {
                     timed: !retry.ends_within(limit.limit.0),
                     ..limit
-                })
-            } else {
-                Limit::Unlimited
-            };
-            if this.attempt.is_none() {
-                this.attempt.set(Some(retry.first_attempt()));
+                });
             }
+            this.attempt.set(Some(retry.first_attempt()));
         }
         let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
             unreachable!("the first attempt has started")
         };
         let output = match *this.limit {
-            Limit::Limited(limit) if limit.timed => {
-                ready!(poll_limited(attempt, this.aux, &limit, cx))
+            Some(limit) if limit.timed => {
+                ready!(poll_limited(attempt, this.aux.as_mut(), &limit, cx))
             }
             _ => Some(ready!(attempt.poll(cx))),
         };
         // An attempt that ended is dropped at once, as an awaited future is: whatever it holds
         // (a connection, a guard that records the outcome) is released before anything else.
         this.attempt.set(None);
-        // Both arms move the outcome: nothing of it is left to drop on the success path.
-        match output.map(|out| retry.outcome(out)) {
-            Some(Ok(value)) => {
-                retry.succeeded();
-                *this.retry = None;
-                Poll::Ready(Ok(value))
-            }
-            outcome => start_retries(
-                this.retry,
-                this.limit.get(),
-                this.aux,
-                *this.start_retries,
-                outcome,
-                cx,
-            ),
-        }
+        // Every arm moves the whole outcome: nothing of it is left to drop on the success path.
+        let failed = match output {
+            Some(out) => match retry.outcome(out) {
+                Ok(value) => {
+                    retry.succeeded();
+                    *this.retry = None;
+                    return Poll::Ready(Ok(value));
+                }
+                Err(e) => Some(Err(e)),
+            },
+            None => None,
+        };
+        let Some(retry) = this.retry.take() else {
+            unreachable!("the first attempt keeps its operation until it fails")
+        };
+        let fut = start_retries(retry, *this.limit, *this.start_retries, failed);
+        this.aux.set(Aux::Retrying { fut });
+        poll_retrying(this.aux, cx)
     }
 }
 
 /// After a failed first attempt (`outcome`; `None`: its limit cut it): moves the call into the
-/// retries' allocation and polls them. Out of line, so that the first attempt's path stays
-/// short enough to inline.
-#[inline(never)]
-fn start_retries<R, S, X>(
-    retry: &mut Option<R>,
+/// retries' allocation. Out of line and by value (no address into the future escapes), so
+/// that the first attempt's path stays short and its state in registers.
+#[inline]
+fn start_retries<R: FirstAttempt, S>(
+    retry: R,
     limit: Option<FirstLimit>,
-    aux: &mut Aux<S>,
-    start: fn(R::Handover) -> Pin<Box<S>>,
+    start: fn(R::Handover) -> S,
     outcome: Option<Result<R::Ok, R::Err>>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<R::Ok, X>>
-where
-    R: FirstAttempt,
-    S: Future<Output = Result<R::Ok, X>> + ?Sized,
-{
-    let Some(retry) = retry.take() else {
-        unreachable!("the first attempt keeps its operation until it fails")
-    };
+) -> Pin<Box<S>> {
     let deadline_at = limit.and_then(|l| l.deadline_at(retry.policy()));
-    let fut = start(retry.hand_over(deadline_at, limit.map(|l| l.limit), outcome));
-    *aux = Aux::Retrying { fut };
-    poll_retrying(aux, cx)
+    Box::pin(start(retry.hand_over(
+        deadline_at,
+        limit.map(|l| l.limit),
+        outcome,
+    )))
 }
 
 /// Polls the retries, through their allocation: out of line, so that the first attempt's
 /// path stays short.
 #[inline(never)]
-fn poll_boxed<S: Future + ?Sized>(fut: Pin<&mut S>, cx: &mut Context<'_>) -> Poll<S::Output> {
+fn poll_boxed<S: Future>(fut: Pin<&mut S>, cx: &mut Context<'_>) -> Poll<S::Output> {
     fut.poll(cx)
 }
 
 #[inline]
-fn poll_retrying<S: Future + ?Sized>(aux: &mut Aux<S>, cx: &mut Context<'_>) -> Poll<S::Output> {
-    match aux {
-        Aux::Retrying { fut } => poll_boxed(fut.as_mut(), cx),
+fn poll_retrying<S: Future>(aux: Pin<&mut Aux<S>>, cx: &mut Context<'_>) -> Poll<S::Output> {
+    match aux.project() {
+        AuxProj::Retrying { fut } => poll_boxed(fut.as_mut(), cx),
         _ => panic!("`Run` polled after it completed"),
     }
 }
@@ -322,9 +289,9 @@ fn first_limit<B>(policy: &RetryPolicy<B>, started_at: Option<Instant>) -> First
 
 /// Polls an attempt under its time limit as `tokio::time::Timeout` does, but builds the timer
 /// only when the attempt is not ready at once. `Ready(None)` when the limit passed.
-fn poll_limited<Fut: Future, S: ?Sized>(
+fn poll_limited<Fut: Future, S>(
     attempt: Pin<&mut Fut>,
-    aux: &mut Aux<S>,
+    mut aux: Pin<&mut Aux<S>>,
     limit: &FirstLimit,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Fut::Output>> {
@@ -332,16 +299,16 @@ fn poll_limited<Fut: Future, S: ?Sized>(
     if let Poll::Ready(out) = attempt.poll(cx) {
         // The attempt ended: its timer goes (deregistered), as with a finished `Timeout`.
         if let Aux::Timer { .. } = *aux {
-            *aux = Aux::Empty;
+            aux.set(Aux::Empty);
         }
         return Poll::Ready(Some(out));
     }
     if let Aux::Empty = *aux {
-        *aux = Aux::Timer {
+        aux.set(Aux::Timer {
             sleep: Box::pin(tokio::time::sleep_until(limit.start + limit.limit.0)),
-        };
+        });
     }
-    let Aux::Timer { sleep } = aux else {
+    let AuxProj::Timer { sleep } = aux.as_mut().project() else {
         unreachable!("the timer of a limited first attempt")
     };
     // When the attempt itself used up the task's budget, the timer is polled unconstrained, so
@@ -351,7 +318,7 @@ fn poll_limited<Fut: Future, S: ?Sized>(
     } else {
         ready!(sleep.as_mut().poll(cx));
     }
-    *aux = Aux::Empty;
+    aux.set(Aux::Empty);
     Poll::Ready(None)
 }
 

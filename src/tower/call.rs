@@ -18,8 +18,10 @@ use super::service::Config;
 use crate::error::Execution;
 use crate::retry::{ExponentialBackoff, FirstAttempt, RetryPolicy, Run};
 
-/// The retries of a call, once its first attempt failed.
-pub(super) type Retries<Res, E> = dyn Future<Output = Result<Res, Error<E>>> + Send;
+/// The retries of a call, once its first attempt failed: boxed here, so that the layer's
+/// future has a name (the executor boxes them once more, a 16-byte allocation: this is the
+/// failure path).
+pub(super) type Retries<Res, E> = Pin<Box<dyn Future<Output = Result<Res, Error<E>>> + Send>>;
 
 /// The executor's future over one call of the layer.
 pub(super) type CallRun<S, P, R, Req> = Run<
@@ -31,14 +33,14 @@ pub(super) type CallRun<S, P, R, Req> = Run<
 
 /// What starts the retries of a failed call.
 pub(super) type StartRetries<S, P, R, Req> =
-    fn(
-        Failed<S, P, R, Req>,
-    ) -> Pin<Box<Retries<<S as Service<Req>>::Response, <S as Service<Req>>::Error>>>;
+    fn(Failed<S, P, R, Req>) -> Retries<<S as Service<Req>>::Response, <S as Service<Req>>::Error>;
 
 /// One call, besides its first attempt (the service's future): what the retries need (the
 /// layer's configuration, a clone of the service and a copy of the request).
 pub(super) struct Call<S: Service<Req>, P, R, Req> {
     config: Arc<Config<P, R>>,
+    /// The service's future, made by `Service::call`; taken by the first poll.
+    first: Option<S::Future>,
     /// Each retry sends a replay of `template` through a fresh clone of `source`.
     source: Option<S>,
     template: Option<Req>,
@@ -51,6 +53,7 @@ pub(super) struct Call<S: Service<Req>, P, R, Req> {
 impl<S: Service<Req>, P, R, Req> Call<S, P, R, Req> {
     pub(super) fn new(
         config: Arc<Config<P, R>>,
+        first: S::Future,
         source: Option<S>,
         template: Option<Req>,
         idempotent: bool,
@@ -58,6 +61,7 @@ impl<S: Service<Req>, P, R, Req> Call<S, P, R, Req> {
     ) -> Self {
         Call {
             config,
+            first: Some(first),
             source,
             template,
             idempotent,
@@ -110,7 +114,10 @@ where
 
     #[inline]
     fn first_attempt(&mut self) -> S::Future {
-        unreachable!("the first attempt is the service's future, started by `Service::call`")
+        match self.first.take() {
+            Some(fut) => fut,
+            None => unreachable!("the executor starts the first attempt once"),
+        }
     }
 
     #[inline]
@@ -128,6 +135,8 @@ where
         }
     }
 
+    // Out of line: the failure path stays out of the first attempt's (inlined) poll.
+    #[inline(never)]
     fn hand_over(
         self,
         deadline_at: Option<Instant>,
@@ -146,7 +155,7 @@ where
 /// The retries of a failed call, boxed: what [`Run`] starts after a failed first attempt.
 pub(super) fn start_retries<S, P, R, Req>(
     failed: Failed<S, P, R, Req>,
-) -> Pin<Box<Retries<S::Response, S::Error>>>
+) -> Retries<S::Response, S::Error>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,

@@ -30,13 +30,9 @@ pin_project_lite::pin_project! {
 }
 
 impl<S: Service<Req>, P, R, Req> RetryFuture<S, P, R, Req> {
-    pub(super) fn new(
-        call: Call<S, P, R, Req>,
-        first: S::Future,
-        start_retries: StartRetries<S, P, R, Req>,
-    ) -> Self {
+    pub(super) fn new(call: Call<S, P, R, Req>, start_retries: StartRetries<S, P, R, Req>) -> Self {
         RetryFuture {
-            run: CallRun::started(call, first, start_retries),
+            run: CallRun::new(call, start_retries),
         }
     }
 }
@@ -50,7 +46,7 @@ where
 
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().run.poll(cx)
+        self.project().run.poll_call(cx)
     }
 }
 
