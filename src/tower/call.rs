@@ -35,12 +35,11 @@ pub(super) type CallRun<S, P, R, Req> = Run<
 pub(super) type StartRetries<S, P, R, Req> =
     fn(Failed<S, P, R, Req>) -> Retries<<S as Service<Req>>::Response, <S as Service<Req>>::Error>;
 
-/// One call, besides its first attempt (the service's future): what the retries need (the
+/// One call, besides its first attempt (the service's future, given to `Run::started`): what
+/// the retries need (the
 /// layer's configuration, a clone of the service and a copy of the request).
 pub(super) struct Call<S: Service<Req>, P, R, Req> {
     config: Arc<Config<P, R>>,
-    /// The service's future, made by `Service::call`; taken by the first poll.
-    first: Option<S::Future>,
     /// Each retry sends a replay of `template` through a fresh clone of `source`.
     source: Option<S>,
     template: Option<Req>,
@@ -53,7 +52,6 @@ pub(super) struct Call<S: Service<Req>, P, R, Req> {
 impl<S: Service<Req>, P, R, Req> Call<S, P, R, Req> {
     pub(super) fn new(
         config: Arc<Config<P, R>>,
-        first: S::Future,
         source: Option<S>,
         template: Option<Req>,
         idempotent: bool,
@@ -61,7 +59,6 @@ impl<S: Service<Req>, P, R, Req> Call<S, P, R, Req> {
     ) -> Self {
         Call {
             config,
-            first: Some(first),
             source,
             template,
             idempotent,
@@ -97,6 +94,8 @@ where
     type Err = Failure<S::Response, S::Error>;
     type Handover = Failed<S, P, R, Req>;
 
+    const RETRIES_OUT_OF_LINE: bool = true;
+
     #[inline]
     fn policy(&self) -> &RetryPolicy {
         self.retry_policy()
@@ -114,10 +113,7 @@ where
 
     #[inline]
     fn first_attempt(&mut self) -> S::Future {
-        match self.first.take() {
-            Some(fut) => fut,
-            None => unreachable!("the executor starts the first attempt once"),
-        }
+        unreachable!("the first attempt is the service's future, started by `Service::call`")
     }
 
     #[inline]
@@ -135,8 +131,6 @@ where
         }
     }
 
-    // Out of line: the failure path stays out of the first attempt's (inlined) poll.
-    #[inline(never)]
     fn hand_over(
         self,
         deadline_at: Option<Instant>,

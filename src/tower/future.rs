@@ -30,9 +30,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<S: Service<Req>, P, R, Req> RetryFuture<S, P, R, Req> {
-    pub(super) fn new(call: Call<S, P, R, Req>, start_retries: StartRetries<S, P, R, Req>) -> Self {
+    pub(super) fn new(
+        call: Call<S, P, R, Req>,
+        first: S::Future,
+        start_retries: StartRetries<S, P, R, Req>,
+    ) -> Self {
         RetryFuture {
-            run: CallRun::new(call, start_retries),
+            run: CallRun::started(call, first, start_retries),
         }
     }
 }

@@ -227,8 +227,8 @@ where
         let sent_once = retries && template.is_none();
         let source = template.is_some().then(|| self.inner.clone());
         let first = self.inner.call(request);
-        let call = Call::new(config, first, source, template, idempotent, sent_once);
-        RetryFuture::new(call, start_retries)
+        let call = Call::new(config, source, template, idempotent, sent_once);
+        RetryFuture::new(call, first, start_retries)
     }
 }
 
