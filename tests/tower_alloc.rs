@@ -61,18 +61,22 @@ fn refuse(_: u64) -> Ready<io::Result<u64>> {
     ready(Err(io::ErrorKind::ConnectionRefused.into()))
 }
 
-/// Readies `svc`, calls it and polls the future once with a no-op waker; returns the output
-/// (if ready) and the allocations made meanwhile.
-fn one_call<S: Service<u64>>(svc: &mut S, x: u64) -> (Option<Result<S::Response, S::Error>>, u64) {
+/// What a call's future gave after one poll: its output if it was ready.
+type Polled<S> = Option<Result<<S as Service<u64>>::Response, <S as Service<u64>>::Error>>;
+
+/// Readies `svc`, calls it and polls the future once with a no-op waker, then drops it; returns
+/// the output (if ready) and the allocations made meanwhile.
+fn one_call<S: Service<u64>>(svc: &mut S, x: u64) -> (Polled<S>, u64) {
     let mut cx = Context::from_waker(Waker::noop());
     let before = allocations();
     assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let mut fut = pin!(svc.call(x));
-    let out = match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(out) => Some(out),
-        Poll::Pending => None,
+    let out = {
+        let mut fut = pin!(svc.call(x));
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => Some(out),
+            Poll::Pending => None,
+        }
     };
-    drop(fut);
     (out, allocations() - before)
 }
 

@@ -213,6 +213,7 @@ impl<'a, B, F, C, H> Retry<'a, B, F, C, H> {
     /// own) and failed with `outcome` (`None`: its limit cut it), under the deadline and the
     /// first attempt's limit that [`Run`] computed: exactly what [`run`](Self::run) does after
     /// a failed first attempt.
+    #[cfg(feature = "tower")]
     pub(crate) async fn resume<T, E, Fut>(
         self,
         deadline_at: Option<Instant>,

@@ -167,6 +167,7 @@ impl<R, Fut, S, A> Run<R, Fut, S, A> {
     /// The future of `retry` whose first attempt the caller already started (a `tower`
     /// service's future, made by `Service::call`): [`FirstAttempt::first_attempt`] is not
     /// called; the limit is still read by the first poll.
+    #[cfg(feature = "tower")]
     pub(crate) fn started(retry: R, attempt: Fut, start_retries: fn(A) -> S) -> Self {
         Run {
             retry: Some(retry),

@@ -75,12 +75,18 @@ impl<S: Service<Req>, P, R, Req> Call<S, P, R, Req> {
     }
 }
 
+/// An attempt's outcome as the executor reads it.
+type Outcome<S, Req> = Result<
+    <S as Service<Req>>::Response,
+    Failure<<S as Service<Req>>::Response, <S as Service<Req>>::Error>,
+>;
+
 /// A call whose first attempt failed (`outcome`; `None`: its limit cut it).
 pub(super) struct Failed<S: Service<Req>, P, R, Req> {
     call: Call<S, P, R, Req>,
     deadline_at: Option<Instant>,
     limit: Option<(Duration, bool)>,
-    outcome: Option<Result<S::Response, Failure<S::Response, S::Error>>>,
+    outcome: Option<Outcome<S, Req>>,
 }
 
 impl<S, P, R, Req> FirstAttempt for Call<S, P, R, Req>
@@ -135,7 +141,7 @@ where
         self,
         deadline_at: Option<Instant>,
         limit: Option<(Duration, bool)>,
-        outcome: Option<Result<S::Response, Failure<S::Response, S::Error>>>,
+        outcome: Option<Outcome<S, Req>>,
     ) -> Failed<S, P, R, Req> {
         Failed {
             call: self,
