@@ -32,8 +32,8 @@ impl<B, F, C, H, T, E> fmt::Debug for Handover<'_, B, F, C, H, T, E> {
 /// that makes the first attempt, and what to hand to the retries after a failure.
 ///
 /// Implemented by [`Retry`] (the closure API) and, inside the crate, by calls whose future must
-/// have a name: the `tower` layer's, whose operation is a named type (the service's future,
-/// taken once) and which owns its policy, so that [`Run`] over it is a `Service::Future`
+/// have a name: the `tower` layer's, whose first attempt is the service's future (given to
+/// `Run::started`) and which owns its policy, so that [`Run`] over it is a `Service::Future`
 /// without a box. Public in a private module: it cannot be named outside the crate.
 pub trait FirstAttempt {
     /// The policy's backoff.
@@ -277,8 +277,8 @@ where
 }
 
 /// After a failed first attempt (`outcome`; `None`: its limit cut it): moves the call into the
-/// retries' allocation. Out of line and by value (no address into the future escapes), so
-/// that the first attempt's path stays short and its state in registers.
+/// retries' allocation. Inline, or out of line through [`start_retries_out_of_line`] (see
+/// [`FirstAttempt::RETRIES_OUT_OF_LINE`]).
 #[inline]
 fn start_retries<R: FirstAttempt, S>(
     retry: R,
