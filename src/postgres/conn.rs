@@ -87,6 +87,10 @@ pub struct PgConnection {
     host: usize,
     host_name: Arc<str>,
     generation: u64,
+    /// The epoch of its host name's addresses it went to (0: an IP address or a socket).
+    addr_epoch: u64,
+    /// Not handed out again past this (its maximum age; `None`: no limit).
+    expires: Option<tokio::time::Instant>,
     state: Arc<ConnState>,
     /// Hands the driver task what ends it (see [`end_when`](Self::end_when)).
     end: Option<oneshot::Sender<End>>,
@@ -145,6 +149,21 @@ impl PgConnection {
         self.generation = generation;
     }
 
+    /// The epoch of its host name's addresses it went to (0: no host name).
+    pub(crate) fn addr_epoch(&self) -> u64 {
+        self.addr_epoch
+    }
+
+    /// Sets when the connection stops being handed out (its maximum age).
+    pub(crate) fn set_expiry(&mut self, at: Option<tokio::time::Instant>) {
+        self.expires = at;
+    }
+
+    /// `true` once the connection is past its maximum age.
+    pub(crate) fn is_expired(&self) -> bool {
+        crate::resolve::age::expired(self.expires)
+    }
+
     pub(crate) fn host_arc(&self) -> &Arc<str> {
         &self.host_name
     }
@@ -161,6 +180,11 @@ impl PgConnection {
         if let Some(tx) = self.end.take() {
             let _ = tx.send(end);
         }
+    }
+
+    fn at_epoch(mut self, epoch: u64) -> Self {
+        self.addr_epoch = epoch;
+        self
     }
 
     /// Asks the server for its role with one query (the fallback for servers that do not
@@ -226,12 +250,35 @@ pub(crate) async fn connect_with(
     generation: u64,
     login: Duration,
 ) -> Result<PgConnection, Error> {
+    let started = tokio::time::Instant::now();
+    let (addr_epoch, addressed) = match &host.dns {
+        None => (0, None),
+        Some(dns) => {
+            let (epoch, addrs) = dns
+                .addresses(login)
+                .await
+                .map_err(|e| Error::lookup(host.name.clone(), &e))?;
+            // tokio-postgres connects to `hostaddr` and verifies TLS against `host`. The
+            // first address: a cluster endpoint names one node.
+            let Some(first) = addrs.first() else {
+                let e = std::io::Error::other(format!("{} has no address", dns.host()));
+                return Err(Error::lookup(host.name.clone(), &e));
+            };
+            let mut c = config.clone();
+            c.hostaddr(first.ip()).port(first.port());
+            (epoch, Some(c))
+        }
+    };
+    let config = addressed.as_ref().unwrap_or(config);
+    let login = login.saturating_sub(started.elapsed());
     #[cfg(feature = "tls")]
     if let Some(tls) = &host.tls {
         let connecting = config.connect(tls.clone());
-        return finish(host_index, host, generation, login, connecting).await;
+        let conn = finish(host_index, host, generation, login, connecting).await;
+        return conn.map(|c| c.at_epoch(addr_epoch));
     }
-    finish(host_index, host, generation, login, config.connect(NoTls)).await
+    let conn = finish(host_index, host, generation, login, config.connect(NoTls)).await;
+    conn.map(|c| c.at_epoch(addr_epoch))
 }
 
 /// The rest of [`connect`], for either kind of stream.
@@ -273,6 +320,8 @@ where
         host: host_index,
         host_name: host.name.clone(),
         generation,
+        addr_epoch: 0,
+        expires: None,
         state,
         end: Some(end_tx),
     };
