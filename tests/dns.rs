@@ -381,3 +381,63 @@ async fn redis_replaces_connections_past_their_maximum_age_without_failing_a_cal
     }
     println!("redis: {calls} calls, 0 failed, shared connections {ids:?}, open now {open:?}");
 }
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test]
+async fn zero_intervals_and_ages_are_refused_naming_the_field() {
+    let pg = || FailoverPool::builder().host("db.test", 5432);
+    for (b, field) in [
+        (pg().resolve_interval(Duration::ZERO), "resolve_interval"),
+        (
+            pg().max_connection_age(Duration::ZERO),
+            "max_connection_age",
+        ),
+    ] {
+        assert_eq!(b.build().unwrap_err().field(), field);
+    }
+    assert!(pg().max_connection_age(None).build().is_ok());
+    let redis = || SplitPool::builder().nodes(["cache.test:6379"]);
+    for (b, field) in [
+        (redis().resolve_interval(Duration::ZERO), "resolve_interval"),
+        (
+            redis().max_connection_age(Duration::ZERO),
+            "max_connection_age",
+        ),
+    ] {
+        let err = b.build().await.unwrap_err();
+        assert_eq!(err.config_error().map(|e| e.field()), Some(field), "{err}");
+    }
+}
+
+/// A name the resolver does not know: an error naming the host, at once, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_lookup_is_an_error_naming_the_host() {
+    let names = TestResolver::new();
+    let pool = pg_pool(&names)
+        .acquire_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // The host is `db.test:5432` in every message: the lookup's own words are checked.
+    let err = pool.rediscover().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("resolving db.test: db.test is not a name"),
+        "{err}"
+    );
+    assert!(pool.get().await.is_err());
+    // A Redis pool starts with its primary in doubt; discovery says why.
+    let pool = SplitPool::builder()
+        .nodes(["cache.test:6379"])
+        .resolver(names.clone())
+        .build()
+        .await
+        .unwrap();
+    let err = pool.rediscover().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("resolving cache.test: cache.test is not a name"),
+        "{err}"
+    );
+    assert!(names.lookups("cache.test") >= 1 && names.lookups("db.test") >= 1);
+}

@@ -113,7 +113,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("health", &self.health.is_some())
             .field("ssl_mode", &self.ssl_mode)
             .field("credentials", &self.credentials.is_some())
-            .field("observe", &self.observe);
+            .field("observe", &self.observe)
+            .field("names", &self.names);
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish_non_exhaustive()

@@ -15,10 +15,17 @@ const SPREAD: f64 = 0.1;
 
 /// A pool's maximum connection age (`None`: no limit), and the random source of each
 /// connection's own limit.
-#[derive(Debug)]
 pub(crate) struct AgeLimit {
     max: Option<Duration>,
     rng: Mutex<SmallRng>,
+}
+
+impl std::fmt::Debug for AgeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgeLimit")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgeLimit {

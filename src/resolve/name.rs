@@ -148,6 +148,7 @@ impl Name {
     }
 
     /// Resolves once a connection made in `epoch` is stale.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn retired(&self, epoch: u64) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.confirmed.subscribe();
         async move {
