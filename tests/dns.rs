@@ -441,3 +441,41 @@ async fn a_failing_lookup_is_an_error_naming_the_host() {
     );
     assert!(names.lookups("cache.test") >= 1 && names.lookups("db.test") >= 1);
 }
+
+/// A name whose first address answers nothing (`localhost` on a server listening on one
+/// address family, a dead record): both pools connect to the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_first_address_falls_through_to_the_next() {
+    init_tracing();
+    // A port nothing listens on: bound, then released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cluster = PgCluster::start(0).await.unwrap();
+    let redis_node = RedisServer::start().await.unwrap();
+    let names = TestResolver::new();
+    names.set("db.test", [dead, cluster.nodes()[0].addr()]);
+    names.set("cache.test", [dead, redis_node.addr()]);
+    let pool = pg_pool(&names).build().unwrap();
+    assert_eq!(pg_write_free(&pool).await, cluster.nodes()[0].port());
+    let redis = SplitPool::builder()
+        .nodes(["cache.test:6379"])
+        .resolver(names.clone())
+        .build()
+        .await
+        .unwrap();
+    let mut con = redis.clone();
+    let _: () = con.set("k", 1).await.unwrap();
+    assert!(exists(&redis_node, "k").await);
+}
+
+/// The port of the server `get()` reaches.
+async fn pg_write_free(pool: &FailoverPool) -> u16 {
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap();
+    row.get::<_, i32>(0) as u16
+}

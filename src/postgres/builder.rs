@@ -157,8 +157,9 @@ impl Default for FailoverPoolBuilder {
 
 impl FailoverPoolBuilder {
     /// How host names (not IP addresses, not `hostaddr`, not Unix sockets) are looked up
-    /// (default [`SystemResolver`](crate::resolve::SystemResolver)). The pool connects to the
-    /// first address of a name (`hostaddr`, with the name kept for TLS); each lookup is
+    /// (default [`SystemResolver`](crate::resolve::SystemResolver)). The pool connects to a
+    /// name's addresses in order until one answers (`hostaddr`, with the name kept for
+    /// TLS); each lookup is
     /// bounded by the login timeout of the connect that needs it. A failing lookup fails that
     /// connect with an error naming the host; one that answers no address keeps the last good
     /// ones.

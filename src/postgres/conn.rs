@@ -250,35 +250,48 @@ pub(crate) async fn connect_with(
     generation: u64,
     login: Duration,
 ) -> Result<PgConnection, Error> {
-    let started = tokio::time::Instant::now();
-    let (addr_epoch, addressed) = match &host.dns {
-        None => (0, None),
-        Some(dns) => {
-            let (epoch, addrs) = dns
-                .addresses(login)
-                .await
-                .map_err(|e| Error::lookup(host.name.clone(), &e))?;
-            // tokio-postgres connects to `hostaddr` and verifies TLS against `host`. The
-            // first address: a cluster endpoint names one node.
-            let Some(first) = addrs.first() else {
-                let e = std::io::Error::other(format!("{} has no address", dns.host()));
-                return Err(Error::lookup(host.name.clone(), &e));
-            };
-            let mut c = config.clone();
-            c.hostaddr(first.ip()).port(first.port());
-            (epoch, Some(c))
-        }
+    let Some(dns) = &host.dns else {
+        return connect_to(host_index, host, config, generation, login).await;
     };
-    let config = addressed.as_ref().unwrap_or(config);
-    let login = login.saturating_sub(started.elapsed());
+    let started = tokio::time::Instant::now();
+    let (epoch, addrs) = dns
+        .addresses(login)
+        .await
+        .map_err(|e| Error::lookup(host.name.clone(), &e))?;
+    // tokio-postgres connects to `hostaddr` and verifies TLS against `host`. Each address in
+    // turn while the connect itself fails (as libpq does; `localhost` may answer on one
+    // family only), all within `login`; a server's answer (a refused login) ends the turn.
+    let mut last = None;
+    for a in &addrs {
+        let left = login.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let mut c = config.clone();
+        c.hostaddr(a.ip()).port(a.port());
+        match connect_to(host_index, host, &c, generation, left).await {
+            Ok(conn) => return Ok(conn.at_epoch(epoch)),
+            Err(e) if e.reached_no_server() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::connect_timeout(host.name.clone(), login)))
+}
+
+/// Connects with `config` as it is (TLS per the host).
+async fn connect_to(
+    host_index: usize,
+    host: &HostConfig,
+    config: &tokio_postgres::Config,
+    generation: u64,
+    login: Duration,
+) -> Result<PgConnection, Error> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &host.tls {
         let connecting = config.connect(tls.clone());
-        let conn = finish(host_index, host, generation, login, connecting).await;
-        return conn.map(|c| c.at_epoch(addr_epoch));
+        return finish(host_index, host, generation, login, connecting).await;
     }
-    let conn = finish(host_index, host, generation, login, config.connect(NoTls)).await;
-    conn.map(|c| c.at_epoch(addr_epoch))
+    finish(host_index, host, generation, login, config.connect(NoTls)).await
 }
 
 /// The rest of [`connect`], for either kind of stream.

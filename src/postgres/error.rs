@@ -178,6 +178,15 @@ impl Error {
         e.pg(source)
     }
 
+    /// A connect that reached no server (refused, unreachable, reset): no server answered, so
+    /// another address of the host may.
+    pub(crate) fn reached_no_server(&self) -> bool {
+        self.inner.kind == ErrorKind::Connect
+            && self
+                .pg_source()
+                .is_some_and(|p| p.code().is_none() && p.as_db_error().is_none())
+    }
+
     /// The lookup of `host`'s name failed (its message names the name).
     pub(crate) fn lookup(host: Arc<str>, source: &std::io::Error) -> Self {
         let mut e = Error::new(ErrorKind::Connect).on(host);

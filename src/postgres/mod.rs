@@ -59,8 +59,9 @@
 //!   connect straddled a switch), on an unavailable host, or whose server changed role is never
 //!   handed out again.
 //! - **DNS-named endpoints** (an RDS or Aurora cluster endpoint): a host given by name is
-//!   connected to at the first address the pool's [resolver](FailoverPoolBuilder::resolver)
-//!   gave last (as `hostaddr`; TLS still verifies the name), looked up again at every
+//!   connected to at the addresses the pool's [resolver](FailoverPoolBuilder::resolver)
+//!   gave last (as `hostaddr`, in order while none answers; TLS still verifies the name),
+//!   looked up again at every
 //!   re-discovery run and every [`resolve_interval`](FailoverPoolBuilder::resolve_interval)
 //!   (5 s). When it changes, new connections go to the new address and the host's kept
 //!   connection is replaced, so the next role check asks the new node; once it answers,
@@ -161,8 +162,6 @@
 //!   methods tell them apart. Statements on a live but slow server are bounded only by the
 //!   server's `statement_timeout`.
 //! - The pool keeps one extra connection per host for the heartbeat, probes and re-discovery.
-//! - A host name with several addresses is reached at the first one only (libpq tries each
-//!   in turn); a managed cluster endpoint names one node.
 
 mod acquire;
 mod backend;
