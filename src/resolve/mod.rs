@@ -5,7 +5,8 @@
 //! endpoints, the ElastiCache primary and reader endpoints. On failover the name's address
 //! moves to the new primary, and the old primary comes back as a replica. A client that
 //! resolves the name once per connection and keeps its connections keeps talking to the old
-//! node. The [Redis](crate::redis) and [Postgres](crate::postgres) pools therefore:
+//! node. The Redis (`redis::SplitPool`) and Postgres (`postgres::FailoverPool`) pools
+//! therefore:
 //!
 //! - **resolve configured host names through a [`Resolve`]** (by default [`SystemResolver`],
 //!   `tokio::net::lookup_host`; tests plug in their own, e.g.
