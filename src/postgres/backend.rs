@@ -167,6 +167,11 @@ impl PgBackend {
         self.hosts[host].dns.as_ref().map(|d| d.retired(epoch))
     }
 
+    /// `true` once the pool was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.kept.is_closed()
+    }
+
     /// Drops the connections kept for probes (the pool was closed).
     pub(crate) fn close(&self) {
         self.kept.close();

@@ -139,6 +139,9 @@ impl FailoverPool {
                     let Some(core) = core.upgrade() else {
                         return false;
                     };
+                    if core.backend.is_closed() {
+                        return false;
+                    }
                     if !moved.is_empty() {
                         let r = &core.topology.rediscovery;
                         let _ = r.rediscover_after(Instant::now()).await;
