@@ -22,6 +22,7 @@
 //! | region-aware DynamoDB table handles | `dynamo` | `dynamodb` |
 //! | Redis read/write-splitting pool that follows the primary | `redis` | `redis` |
 //! | Postgres pool that always hands out the right role | `postgres` | `postgres` |
+//! | host names of the pools: resolver seam, re-resolution, maximum connection age | `resolve` | `redis` or `postgres` |
 //! | fault-injecting TCP proxy and real-server fixtures | `testing` | `testing` |
 //! | `tower` layer: any `Service` through the executor, or over several upstreams with failover | `tower` | `tower` |
 //! | HTTP classification: statuses, `Retry-After`, idempotent methods, transport errors | `http` | `http` |
@@ -122,6 +123,9 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
+pub mod resolve;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

@@ -32,6 +32,8 @@ use crate::retry::{ExponentialBackoff, Jitter, MAX_DEADLINE, RetryPolicy};
 /// rediscovery_interval = "50ms"
 /// heartbeat = "200ms"                  # or "off"
 /// heartbeat_timeout = "300ms"
+/// resolve_interval = "5s"              # host names looked up again
+/// max_connection_age = "30m"           # or "off"
 /// # or all of it, libpq style (may hold the password too; never shown):
 /// # connection_string = "host=db1,db2 user=app dbname=orders sslmode=verify-full"
 ///
@@ -136,6 +138,18 @@ pub struct PostgresConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub heartbeat_timeout: Option<Duration>,
+    /// See [`FailoverPoolBuilder::resolve_interval`]: how often host names are looked up again.
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolve_interval: Option<Duration>,
+    /// See [`FailoverPoolBuilder::max_connection_age`]: a duration, or `"off"`.
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_connection_age: Option<Option<Duration>>,
     /// See [`FailoverPoolBuilder::retry_policy`]; built over the pool's default policy (10
     /// attempts within 15 s, backoff 20 ms doubling to 250 ms, full jitter).
     pub retry: RetryConfig,
@@ -279,6 +293,8 @@ impl fmt::Debug for PostgresConfig {
             .field("rediscovery_interval", &self.rediscovery_interval)
             .field("heartbeat", &self.heartbeat)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("resolve_interval", &self.resolve_interval)
+            .field("max_connection_age", &self.max_connection_age)
             .field("retry", &self.retry)
             .field("budget", &self.budget)
             .field("health", &self.health);
@@ -554,6 +570,25 @@ impl Section for PostgresConfig {
                     "must be above zero and at most a day (heartbeat: or \"off\")",
                 ));
             }
+        }
+        if let Some(d) = self.resolve_interval
+            && (d.is_zero() || d > MAX_DEADLINE)
+        {
+            return Err(at.invalid("resolve_interval", "must be above zero and at most a day"));
+        }
+        if let Some(Some(d)) = self.max_connection_age
+            && d.is_zero()
+        {
+            return Err(at.invalid(
+                "max_connection_age",
+                "must be above zero (or \"off\" for no limit)",
+            ));
+        }
+        if let Some(d) = self.resolve_interval {
+            b = b.resolve_interval(d);
+        }
+        if let Some(age) = self.max_connection_age {
+            b = b.max_connection_age(age);
         }
         if let Some(h) = self.heartbeat {
             b = b.heartbeat(h);

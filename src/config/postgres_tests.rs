@@ -71,6 +71,8 @@ fn every_field_set() -> PostgresConfig {
         rediscovery_interval: Some(ms(25)),
         heartbeat: Some(Some(ms(150))),
         heartbeat_timeout: Some(ms(250)),
+        resolve_interval: Some(ms(750)),
+        max_connection_age: Some(Some(ms(600_000))),
         retry: RetryConfig {
             max_attempts: Some(6),
             ..RetryConfig::default()
@@ -107,6 +109,8 @@ fn a_postgres_config_round_trips_through_toml() {
         "verify_idle_after = \"off\"",
         "heartbeat = \"150ms\"",
         "heartbeat_timeout = \"250ms\"",
+        "resolve_interval = \"750ms\"",
+        "max_connection_age = \"10m\"",
         "tcp_user_timeout = \"2s500ms\"",
         "[postgres.pool.reconnect_backoff]",
     ] {
@@ -189,6 +193,7 @@ async fn a_file_builds_the_pool_it_says() {
         "rediscovery_interval: 25ms",
         "heartbeat: Some(150ms)",
         "heartbeat_timeout: 250ms",
+        "interval: 750ms, max_age: Some(600s)",
         "max_attempts: 6",
         "budget: true",
         "health: true",
@@ -350,6 +355,14 @@ async fn every_refused_value_names_its_path() {
         (
             Box::new(|c| c.heartbeat_timeout = Some(Duration::ZERO)),
             "postgres.heartbeat_timeout",
+        ),
+        (
+            Box::new(|c| c.resolve_interval = Some(Duration::ZERO)),
+            "postgres.resolve_interval",
+        ),
+        (
+            Box::new(|c| c.max_connection_age = Some(Some(Duration::ZERO))),
+            "postgres.max_connection_age",
         ),
         (
             Box::new(|c| c.retry.max_attempts = Some(0)),

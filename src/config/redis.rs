@@ -38,6 +38,8 @@ use crate::route::LowestLatency;
 /// dedicated_pool_size = 8
 /// heartbeat = "200ms"                  # or "off"
 /// heartbeat_timeout = "300ms"
+/// resolve_interval = "5s"              # host names looked up again
+/// max_connection_age = "30m"           # or "off"
 ///
 /// [redis.timeouts]
 /// connect = "250ms"
@@ -144,6 +146,18 @@ pub struct RedisConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub heartbeat_timeout: Option<Duration>,
+    /// See [`SplitPoolBuilder::resolve_interval`]: how often host names are looked up again.
+    #[serde(
+        with = "super::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolve_interval: Option<Duration>,
+    /// See [`SplitPoolBuilder::max_connection_age`]: a duration, or `"off"`.
+    #[serde(
+        with = "super::duration::switch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_connection_age: Option<Option<Duration>>,
     /// See [`SplitPoolBuilder::retry_policy`]; built over [`default_retry_policy`].
     pub retry: RetryConfig,
     /// See [`SplitPoolBuilder::budget`]; left out, no budget.
@@ -238,6 +252,8 @@ impl fmt::Debug for RedisConfig {
             .field("dedicated_pool_size", &self.dedicated_pool_size)
             .field("heartbeat", &self.heartbeat)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("resolve_interval", &self.resolve_interval)
+            .field("max_connection_age", &self.max_connection_age)
             .field("retry", &self.retry)
             .field("budget", &self.budget)
             .field("health", &self.health);
@@ -342,6 +358,19 @@ impl RedisConfig {
         {
             return Err(at.invalid("db", format!("{db} is not a database number")));
         }
+        if let Some(d) = self.resolve_interval
+            && (d.is_zero() || d > MAX_DEADLINE)
+        {
+            return Err(at.invalid("resolve_interval", "must be above zero and at most a day"));
+        }
+        if let Some(Some(d)) = self.max_connection_age
+            && d.is_zero()
+        {
+            return Err(at.invalid(
+                "max_connection_age",
+                "must be above zero (or \"off\" for no limit)",
+            ));
+        }
         if self.dedicated_pool_size == Some(0) {
             return Err(at.invalid("dedicated_pool_size", "must be at least 1"));
         }
@@ -426,6 +455,12 @@ impl Section for RedisConfig {
         }
         if let Some(t) = self.heartbeat_timeout {
             b = b.heartbeat_timeout(t);
+        }
+        if let Some(d) = self.resolve_interval {
+            b = b.resolve_interval(d);
+        }
+        if let Some(age) = self.max_connection_age {
+            b = b.max_connection_age(age);
         }
         if self.retry != RetryConfig::default() {
             b = b.retry_policy(

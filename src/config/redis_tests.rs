@@ -58,6 +58,8 @@ fn every_field_set() -> RedisConfig {
         dedicated_pool_size: Some(2),
         heartbeat: Some(None),
         heartbeat_timeout: Some(ms(250)),
+        resolve_interval: Some(ms(750)),
+        max_connection_age: Some(None),
         retry: RetryConfig {
             max_attempts: Some(7),
             backoff: Some(config::BackoffConfig {
@@ -99,6 +101,8 @@ fn a_redis_config_round_trips_through_toml() {
         "rediscovery_interval = \"20ms\"",
         "heartbeat = \"off\"",
         "heartbeat_timeout = \"250ms\"",
+        "resolve_interval = \"750ms\"",
+        "max_connection_age = \"off\"",
         "[redis.timeouts]",
         "response = \"400ms\"",
         "[redis.retry.backoff]",
@@ -131,6 +135,8 @@ fn a_file_sets_what_it_says_on_the_builder() {
         "rediscovery_interval: 20ms",
         "dedicated_pool_size: 2",
         "heartbeat: None, heartbeat_timeout: Some(250ms)",
+        "resolve_interval: 750ms",
+        "max: None",
     ] {
         assert!(shown.contains(part), "{part} in {shown}");
     }
@@ -265,6 +271,14 @@ fn refused() -> Vec<(Change, &'static str)> {
             Box::new(|c| c.health.ejection_growth = Some(0.5)),
             "redis.health.ejection_growth",
         ),
+        (
+            Box::new(|c| c.resolve_interval = Some(Duration::ZERO)),
+            "redis.resolve_interval",
+        ),
+        (
+            Box::new(|c| c.max_connection_age = Some(Some(Duration::ZERO))),
+            "redis.max_connection_age",
+        ),
     ]
 }
 
@@ -333,6 +347,12 @@ fn builder_of(config: &RedisConfig) -> SplitPoolBuilder {
     }
     if let Some(t) = config.heartbeat_timeout {
         b = b.heartbeat_timeout(t);
+    }
+    if let Some(d) = config.resolve_interval {
+        b = b.resolve_interval(d);
+    }
+    if let Some(age) = config.max_connection_age {
+        b = b.max_connection_age(age);
     }
     let health = config.health.clone();
     b.health(move |mut h| {

@@ -18,6 +18,7 @@ use super::kept::Kept;
 use super::login::Login;
 use super::role::ServerRole;
 use crate::error::{Classify, ErrorClass};
+use crate::resolve::{AgeLimit, Names};
 
 /// How discovery and probes reach the hosts, by index.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -30,6 +31,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn is_connected(&self, _host: usize) -> bool {
         true
     }
+
+    /// A discovery run started: the hosts' names are looked up again in the background (by
+    /// default there are none).
+    fn kick_names(&self) {}
 
     /// As [`probe`](Self::probe), and for a writable primary also its cluster and timeline,
     /// which rank several writable primaries. By default the role only: a backend that cannot
@@ -117,6 +122,9 @@ pub(crate) struct PgBackend {
     login: Option<Login>,
     probe_timeout: Duration,
     kept: Kept,
+    /// The host names among the hosts, looked up again periodically and at each run.
+    pub(crate) names: Arc<Names>,
+    ages: Arc<AgeLimit>,
 }
 
 impl PgBackend {
@@ -124,13 +132,44 @@ impl PgBackend {
         hosts: Vec<HostConfig>,
         login: Option<Login>,
         probe_timeout: Duration,
+        ages: Arc<AgeLimit>,
     ) -> Arc<Self> {
+        let names = Names::new();
+        for dns in hosts.iter().filter_map(|h| h.dns.as_ref()) {
+            names.add(dns);
+        }
         Arc::new(PgBackend {
             kept: Kept::new(hosts.len()),
             hosts,
             login,
             probe_timeout,
+            names,
+            ages,
         })
+    }
+
+    /// `true` for a connection to host `host` made in address epoch `epoch` once the host's
+    /// name was confirmed elsewhere (see [`Name::confirm`](crate::resolve::Name::confirm)).
+    pub(crate) fn name_moved(&self, host: usize, epoch: u64) -> bool {
+        self.hosts[host]
+            .dns
+            .as_ref()
+            .is_some_and(|d| d.is_stale(epoch))
+    }
+
+    /// Resolves once connections to host `host` of address epoch `epoch` are retired (never
+    /// for a host without a name).
+    pub(crate) fn retired(
+        &self,
+        host: usize,
+        epoch: u64,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.hosts[host].dns.as_ref().map(|d| d.retired(epoch))
+    }
+
+    /// `true` once the pool was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.kept.is_closed()
     }
 
     /// Drops the connections kept for probes (the pool was closed).
@@ -140,10 +179,22 @@ impl PgBackend {
 
     /// Host `host`'s kept connection, made within the probe timeout when there is none open.
     async fn kept(&self, host: usize) -> Result<Arc<PgConnection>, ProbeError> {
-        self.kept
-            .get(host, || self.connect(host, 0, self.probe_timeout))
-            .await
-            .map_err(|e| ProbeError::from(&e))
+        let get = || {
+            self.kept
+                .get(host, || self.connect(host, 0, self.probe_timeout))
+        };
+        let conn = get().await.map_err(|e| ProbeError::from(&e))?;
+        // One to an address the host's name moved off, or past its age: replaced.
+        let moved = self.hosts[host]
+            .dns
+            .as_ref()
+            .is_some_and(|d| d.epoch() != conn.addr_epoch());
+        if !moved && !conn.is_expired() {
+            return Ok(conn);
+        }
+        self.kept.discard(host, &conn);
+        drop(conn);
+        get().await.map_err(|e| ProbeError::from(&e))
     }
 
     /// The role of host `host`, asked with one query on its kept connection (which is
@@ -151,7 +202,14 @@ impl PgBackend {
     async fn ask_role(&self, host: usize) -> Result<(Arc<PgConnection>, ServerRole), ProbeError> {
         let conn = self.kept(host).await?;
         match query_role(conn.client()).await {
-            Ok(role) => Ok((conn, role)),
+            Ok(role) => {
+                // The role check answered from the addresses this connection went to: the
+                // connections to any address the host's name moved off are retired.
+                if let Some(dns) = &self.hosts[host].dns {
+                    dns.confirm(conn.addr_epoch());
+                }
+                Ok((conn, role))
+            }
             Err(e) => {
                 self.kept.discard(host, &conn);
                 let e = Error::postgres(self.hosts[host].name.clone(), e);
@@ -171,10 +229,12 @@ impl PgBackend {
         generation: u64,
         login: Duration,
     ) -> Result<PgConnection, Error> {
-        match &self.login {
+        let mut conn = match &self.login {
             Some(l) => l.connect(host, &self.hosts[host], generation, login).await,
             None => connect(host, &self.hosts[host], generation, login).await,
-        }
+        }?;
+        conn.set_expiry(self.ages.deadline());
+        Ok(conn)
     }
 }
 
@@ -184,6 +244,10 @@ impl PgBackend {
 impl Backend for PgBackend {
     fn is_connected(&self, host: usize) -> bool {
         self.kept.is_open(host)
+    }
+
+    fn kick_names(&self) {
+        self.names.kick();
     }
 
     async fn probe(&self, host: usize) -> Result<ServerRole, ProbeError> {

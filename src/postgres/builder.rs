@@ -53,6 +53,9 @@ pub(crate) type HealthCustomizer =
 /// | [`heartbeat`](Self::heartbeat) | every 200 ms per host (a little less: jittered), on the host's kept connection |
 /// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms |
 /// | [`observe`](Self::observe) | [`Observe`] named `postgres`, 256 timeline events |
+/// | [`resolver`](Self::resolver) | [`SystemResolver`](crate::resolve::SystemResolver) |
+/// | [`resolve_interval`](Self::resolve_interval) | 5 s (host names are also looked up again at every re-discovery run) |
+/// | [`max_connection_age`](Self::max_connection_age) | 30 min, each connection's limit drawn up to 10 % below |
 /// | [`health`](Self::health) | a host is down after 2 transient failures in a row (calls, connects or probes), ejected 500 ms (× 2 per consecutive ejection, ≤ 10 s), back up after 2 probe successes; down hosts probed every 250 ms within the probe timeout; throttling never marks a host down |
 #[must_use]
 pub struct FailoverPoolBuilder {
@@ -77,6 +80,16 @@ pub struct FailoverPoolBuilder {
     tls: Option<crate::tls::TlsOptions>,
     credentials: Option<Arc<dyn CredentialProvider>>,
     observe: Option<Observe>,
+    names: Names,
+}
+
+/// The host-name knobs: how names are looked up, how often again, how old a connection gets.
+#[derive(Clone, Debug)]
+struct Names {
+    resolver: crate::resolve::Resolver,
+    interval: Duration,
+    max_age: Option<Duration>,
+    seed: Option<u64>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
@@ -100,7 +113,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("health", &self.health.is_some())
             .field("ssl_mode", &self.ssl_mode)
             .field("credentials", &self.credentials.is_some())
-            .field("observe", &self.observe);
+            .field("observe", &self.observe)
+            .field("names", &self.names);
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish_non_exhaustive()
@@ -131,11 +145,63 @@ impl Default for FailoverPoolBuilder {
             tls: None,
             credentials: None,
             observe: None,
+            names: Names {
+                resolver: crate::resolve::Resolver::default(),
+                interval: crate::resolve::DEFAULT_RESOLVE_INTERVAL,
+                max_age: Some(crate::resolve::DEFAULT_MAX_CONNECTION_AGE),
+                seed: None,
+            },
         }
     }
 }
 
 impl FailoverPoolBuilder {
+    /// How host names (not IP addresses, not `hostaddr`, not Unix sockets) are looked up
+    /// (default [`SystemResolver`](crate::resolve::SystemResolver)). The pool connects to a
+    /// name's addresses in order until one answers (`hostaddr`, with the name kept for
+    /// TLS); each lookup is
+    /// bounded by the login timeout of the connect that needs it. A failing lookup fails that
+    /// connect with an error naming the host; one that answers no address keeps the last good
+    /// ones.
+    pub fn resolver(mut self, resolver: impl crate::resolve::Resolve) -> Self {
+        self.names.resolver = crate::resolve::Resolver(Arc::new(resolver));
+        self
+    }
+
+    /// How often host names are looked up again (default 5 s, the TTL of the RDS and Aurora
+    /// cluster endpoints); they are also looked up at every re-discovery run, in the
+    /// background. When a name's address changes, new connections go to the new address at
+    /// once, and the host's kept connection (heartbeat, probes) is replaced at its next use, so
+    /// the next role check asks the new address. Once it has answered, the host is the node
+    /// there, with the role it reported, and every connection to the old address is ended:
+    /// idle ones (never handed out again) and those checked out, whose pending requests fail
+    /// with "connection closed" like any other in-flight cancellation (the runner methods
+    /// retry what is safe). A name moved to a standby is no primary until it is promoted.
+    pub fn resolve_interval(mut self, interval: Duration) -> Self {
+        self.names.interval = interval;
+        self
+    }
+
+    /// The maximum age of a connection (default 30 minutes; `None`: no limit): the backstop
+    /// for a move no lookup shows (a resolver cache, a load balancer in front of the nodes).
+    /// Each connection's limit is drawn up to 10 % below it, so a fleet does not reconnect at
+    /// once. An older connection fails the recycle check (it is closed, never handed out
+    /// again; one checked out finishes its work first); the kept connection is replaced at
+    /// its next use.
+    pub fn max_connection_age(mut self, age: impl Into<Option<Duration>>) -> Self {
+        self.names.max_age = age.into();
+        self
+    }
+
+    /// As [`max_connection_age`](Self::max_connection_age), the limits drawn from a fixed
+    /// `seed` (tests).
+    #[doc(hidden)]
+    pub fn max_connection_age_seeded(mut self, age: Option<Duration>, seed: u64) -> Self {
+        self.names.max_age = age;
+        self.names.seed = Some(seed);
+        self
+    }
+
     /// A libpq-style connection string: `key=value` pairs or a `postgresql://` URL, with one or
     /// several hosts. Parsed by [`build`](Self::build).
     pub fn connection_string(mut self, s: impl Into<String>) -> Self {
@@ -418,7 +484,10 @@ impl FailoverPoolBuilder {
                 ));
             }
         }
-        let hosts = hosts::host_configs(&base, addrs, &self.timeouts, &tls)?;
+        crate::resolve::check_interval("resolve_interval", self.names.interval)?;
+        crate::resolve::check_age("max_connection_age", self.names.max_age)?;
+        let n = &self.names;
+        let hosts = hosts::host_configs(&base, addrs, &self.timeouts, &tls, &n.resolver)?;
         let settings = Settings {
             target_role: self.target_role,
             read_role: self.read_role,
@@ -439,6 +508,8 @@ impl FailoverPoolBuilder {
                 .credentials
                 .map(|p| Login::new(p, self.timeouts.connect)),
             observe: self.observe.unwrap_or_else(|| Observe::new("postgres")),
+            resolve_interval: n.interval,
+            ages: Arc::new(crate::resolve::AgeLimit::new(n.max_age, n.seed)),
         };
         let mut health = health_defaults(&settings);
         if let Some(customize) = self.health {

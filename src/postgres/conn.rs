@@ -87,6 +87,10 @@ pub struct PgConnection {
     host: usize,
     host_name: Arc<str>,
     generation: u64,
+    /// The epoch of its host name's addresses it went to (0: an IP address or a socket).
+    addr_epoch: u64,
+    /// Not handed out again past this (its maximum age; `None`: no limit).
+    expires: Option<tokio::time::Instant>,
     state: Arc<ConnState>,
     /// Hands the driver task what ends it (see [`end_when`](Self::end_when)).
     end: Option<oneshot::Sender<End>>,
@@ -145,6 +149,21 @@ impl PgConnection {
         self.generation = generation;
     }
 
+    /// The epoch of its host name's addresses it went to (0: no host name).
+    pub(crate) fn addr_epoch(&self) -> u64 {
+        self.addr_epoch
+    }
+
+    /// Sets when the connection stops being handed out (its maximum age).
+    pub(crate) fn set_expiry(&mut self, at: Option<tokio::time::Instant>) {
+        self.expires = at;
+    }
+
+    /// `true` once the connection is past its maximum age.
+    pub(crate) fn is_expired(&self) -> bool {
+        crate::resolve::age::expired(self.expires)
+    }
+
     pub(crate) fn host_arc(&self) -> &Arc<str> {
         &self.host_name
     }
@@ -161,6 +180,11 @@ impl PgConnection {
         if let Some(tx) = self.end.take() {
             let _ = tx.send(end);
         }
+    }
+
+    fn at_epoch(mut self, epoch: u64) -> Self {
+        self.addr_epoch = epoch;
+        self
     }
 
     /// Asks the server for its role with one query (the fallback for servers that do not
@@ -226,6 +250,42 @@ pub(crate) async fn connect_with(
     generation: u64,
     login: Duration,
 ) -> Result<PgConnection, Error> {
+    let Some(dns) = &host.dns else {
+        return connect_to(host_index, host, config, generation, login).await;
+    };
+    let started = tokio::time::Instant::now();
+    let (epoch, addrs) = dns
+        .addresses(login)
+        .await
+        .map_err(|e| Error::lookup(host.name.clone(), &e))?;
+    // tokio-postgres connects to `hostaddr` and verifies TLS against `host`. Each address in
+    // turn while the connect itself fails (as libpq does; `localhost` may answer on one
+    // family only), all within `login`; a server's answer (a refused login) ends the turn.
+    let mut last = None;
+    for a in &addrs {
+        let left = login.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let mut c = config.clone();
+        c.hostaddr(a.ip()).port(a.port());
+        match connect_to(host_index, host, &c, generation, left).await {
+            Ok(conn) => return Ok(conn.at_epoch(epoch)),
+            Err(e) if e.reached_no_server() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::connect_timeout(host.name.clone(), login)))
+}
+
+/// Connects with `config` as it is (TLS per the host).
+async fn connect_to(
+    host_index: usize,
+    host: &HostConfig,
+    config: &tokio_postgres::Config,
+    generation: u64,
+    login: Duration,
+) -> Result<PgConnection, Error> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &host.tls {
         let connecting = config.connect(tls.clone());
@@ -273,6 +333,8 @@ where
         host: host_index,
         host_name: host.name.clone(),
         generation,
+        addr_epoch: 0,
+        expires: None,
         state,
         end: Some(end_tx),
     };

@@ -105,6 +105,16 @@ impl Core {
                 return Err(Error::no_host(target, Some(Arc::from(why))));
             }
         };
+        // Also ended once its host's name is confirmed at another address.
+        let end = match self.backend.retired(host, conn.addr_epoch()) {
+            None => end,
+            Some(retired) => Box::pin(async move {
+                tokio::select! {
+                    why = end => why,
+                    () = retired => "its host name moved to another address",
+                }
+            }),
+        };
         conn.end_when(end);
         let role = conn.role().unwrap_or(ServerRole::ReadOnly);
         self.topology.record_role(host, role);

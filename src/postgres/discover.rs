@@ -75,6 +75,9 @@ type Found = Option<Result<HostReport, ProbeError>>;
 
 impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
     fn discover(&self) -> impl Future<Output = Result<Arc<str>, NoPrimary>> + Send {
+        // The hosts' names are looked up again beside the run (it does not wait); a name that
+        // moved asks for another run.
+        self.backend.kick_names();
         let backend = self.backend.clone();
         let roles = self.roles.clone();
         let endpoints = self.endpoints.clone();

@@ -178,6 +178,22 @@ impl Error {
         e.pg(source)
     }
 
+    /// A connect that reached no server (refused, unreachable, reset): no server answered, so
+    /// another address of the host may.
+    pub(crate) fn reached_no_server(&self) -> bool {
+        self.inner.kind == ErrorKind::Connect
+            && self
+                .pg_source()
+                .is_some_and(|p| p.code().is_none() && p.as_db_error().is_none())
+    }
+
+    /// The lookup of `host`'s name failed (its message names the name).
+    pub(crate) fn lookup(host: Arc<str>, source: &std::io::Error) -> Self {
+        let mut e = Error::new(ErrorKind::Connect).on(host);
+        e.inner.reason = Some(Arc::from(source.to_string()));
+        e
+    }
+
     /// The credential provider failed for `host`.
     pub(crate) fn credentials(host: Arc<str>, source: crate::auth::CredentialError) -> Self {
         let mut e = Error::new(ErrorKind::Authentication).on(host);
@@ -438,7 +454,13 @@ impl fmt::Display for Error {
                     "no {wanted} connection within the acquire timeout of {t:?}"
                 )
             }
-            ErrorKind::Connect => write!(f, "could not connect to {host}"),
+            ErrorKind::Connect => {
+                write!(f, "could not connect to {host}")?;
+                match &i.reason {
+                    Some(r) => write!(f, ": {r}"),
+                    None => Ok(()),
+                }
+            }
             ErrorKind::ConnectTimeout => write!(f, "connecting to {host} timed out after {t:?}"),
             ErrorKind::Authentication => match (&i.source, i.timeout) {
                 (Some(Source::Credentials(_)), _) => write!(f, "no credentials for {host}"),

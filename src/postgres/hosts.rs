@@ -22,6 +22,10 @@ pub(crate) struct HostConfig {
     /// What a credential provider is asked for this host: its host (or socket directory),
     /// port and configured user.
     pub(crate) request: CredentialRequest<'static>,
+    /// For a host given by name (not an IP address, no `hostaddr`): its addresses, looked up
+    /// through the pool's resolver; `config` then has no port, and each connect adds the
+    /// address and port it goes to.
+    pub(crate) dns: Option<Arc<crate::resolve::Name>>,
     /// The TLS connector of this host (its own server name), when it uses TLS.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<super::tls::TlsConnector>,
@@ -150,10 +154,11 @@ pub(crate) fn host_configs(
     addrs: Vec<(Address, u16)>,
     t: &Timeouts,
     tls: &TlsPlan,
+    resolver: &crate::resolve::Resolver,
 ) -> Result<Vec<HostConfig>, ConfigError> {
     let hosts = addrs
         .into_iter()
-        .map(|(address, port)| host_config(base, &address, port, t, tls))
+        .map(|(address, port)| host_config(base, &address, port, t, tls, resolver))
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = std::collections::HashSet::new();
     for h in &hosts {
@@ -174,7 +179,12 @@ fn host_config(
     port: u16,
     t: &Timeouts,
     tls: &TlsPlan,
+    resolver: &crate::resolve::Resolver,
 ) -> Result<HostConfig, ConfigError> {
+    let dns = match address {
+        Address::Tcp { host, .. } => crate::resolve::Name::new(host, port, resolver),
+        Address::Unix(_) => None,
+    };
     let mut c = tokio_postgres::Config::new();
     if let Some(u) = base.get_user() {
         c.user(u);
@@ -190,8 +200,10 @@ fn host_config(
     }
     c.application_name(base.get_application_name().unwrap_or("switchover"));
     c.channel_binding(base.get_channel_binding())
-        .port(port)
         .connect_timeout(t.connect);
+    if dns.is_none() {
+        c.port(port);
+    }
     let (name, target, tls_name): (Arc<str>, String, Option<&str>) = match address {
         Address::Tcp { host, tls_name } => {
             c.host(host)
@@ -223,6 +235,7 @@ fn host_config(
         name,
         config: c,
         request,
+        dns,
         #[cfg(feature = "tls")]
         tls: match tls_name {
             Some(n) => tls.connector(n)?,
@@ -258,7 +271,8 @@ mod tests {
         let plan = TlsPlan::new(keys, None, None)?;
         #[cfg(not(feature = "tls"))]
         let plan = TlsPlan::new(keys, None, ())?;
-        let hosts = host_configs(&base, addrs, &Timeouts::default(), &plan)?;
+        let resolver = crate::resolve::Resolver::default();
+        let hosts = host_configs(&base, addrs, &Timeouts::default(), &plan, &resolver)?;
         Ok(hosts.iter().map(|h| h.name.to_string()).collect())
     }
 

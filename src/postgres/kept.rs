@@ -70,6 +70,11 @@ impl Kept {
         }
     }
 
+    /// `true` once [`close`](Self::close)d.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Drops every kept connection and makes no more (the pool was closed).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);

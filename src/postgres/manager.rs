@@ -87,6 +87,16 @@ impl Manager for ConnectionManager {
         if conn.is_closed() {
             return Err(discard(conn, "connection closed"));
         }
+        if conn.is_expired() {
+            return Err(discard(conn, "older than the maximum connection age"));
+        }
+        if self
+            .core
+            .backend
+            .name_moved(conn.host_index(), conn.addr_epoch())
+        {
+            return Err(discard(conn, "its host name moved to another address"));
+        }
         // The round trips below are bounded here, not by deadpool, so that the usual check
         // (no round trip) builds no timer.
         let limit = self.core.settings.timeouts.recycle;

@@ -58,6 +58,17 @@
 //!   primary is re-checked every 5 s. A connection of an older generation (also one whose
 //!   connect straddled a switch), on an unavailable host, or whose server changed role is never
 //!   handed out again.
+//! - **DNS-named endpoints** (an RDS or Aurora cluster endpoint): a host given by name is
+//!   connected to at the addresses the pool's [resolver](FailoverPoolBuilder::resolver)
+//!   gave last (as `hostaddr`, in order while none answers; TLS still verifies the name),
+//!   looked up again at every
+//!   re-discovery run and every [`resolve_interval`](FailoverPoolBuilder::resolve_interval)
+//!   (5 s). When it changes, new connections go to the new address and the host's kept
+//!   connection is replaced, so the next role check asks the new node; once it answers,
+//!   every connection to the old address ends (idle and checked out, as in-flight
+//!   cancellation below) and the host has the role the new node reported. Every connection
+//!   also stops being handed out at its [maximum age](FailoverPoolBuilder::max_connection_age)
+//!   (30 min, drawn up to 10 % less per connection). See [`crate::resolve`].
 //! - **Liveness.** Every host that is up is asked its role every 200 ms (the
 //!   [heartbeat](FailoverPoolBuilder::heartbeat), jittered, one round trip on a connection the
 //!   pool keeps per host), within 300 ms. A frozen or partitioned primary (no error, only

@@ -84,7 +84,12 @@ impl FailoverPool {
         settings: Settings,
         health: HealthTrackerBuilder<Arc<str>>,
     ) -> Result<Self, ConfigError> {
-        let backend = PgBackend::new(hosts, settings.login.clone(), settings.timeouts.probe);
+        let backend = PgBackend::new(
+            hosts,
+            settings.login.clone(),
+            settings.timeouts.probe,
+            settings.ages.clone(),
+        );
         let topology = Topology::start_observed(
             backend.clone(),
             backend.names(),
@@ -111,7 +116,40 @@ impl FailoverPool {
             idempotent: false,
         };
         pool.start_metrics();
+        pool.follow_names();
         Ok(pool)
+    }
+
+    /// Looks the hosts' names up again every resolve interval (and when a run asks); a name
+    /// that moved starts a re-discovery, whose probe asks the new address.
+    fn follow_names(&self) {
+        let names = self.core.backend.names.clone();
+        if names.is_empty() {
+            return;
+        }
+        let core = Arc::downgrade(&self.core);
+        let s = &self.core.settings;
+        tokio::spawn(crate::resolve::refresh_loop(
+            names,
+            s.resolve_interval,
+            s.timeouts.connect,
+            move |moved| {
+                let core = core.clone();
+                async move {
+                    let Some(core) = core.upgrade() else {
+                        return false;
+                    };
+                    if core.backend.is_closed() {
+                        return false;
+                    }
+                    if !moved.is_empty() {
+                        let r = &core.topology.rediscovery;
+                        let _ = r.rediscover_after(Instant::now()).await;
+                    }
+                    true
+                }
+            },
+        ));
     }
 
     /// A handle whose [`run`](Self::run) and [`transaction`](Self::transaction) are declared

@@ -31,6 +31,10 @@ pub(crate) struct Settings {
     pub(crate) login: Option<Login>,
     /// How the pool's router is observed.
     pub(crate) observe: Observe,
+    /// How often the hosts' names are looked up again (besides every re-discovery run).
+    pub(crate) resolve_interval: Duration,
+    /// The maximum age of a connection, and each connection's draw.
+    pub(crate) ages: std::sync::Arc<crate::resolve::AgeLimit>,
 }
 
 impl Settings {

@@ -36,8 +36,13 @@ pub(crate) trait Backend: Send + Sync + Sized + 'static {
     /// A shared (multiplexed) connection to one node, cloned for each command.
     type Conn: Clone + Send + Sync + 'static;
 
-    /// What is needed to reach `addr` (no I/O).
-    fn client(&self, addr: &NodeAddr) -> Result<Self::Client, Error>;
+    /// What is needed to reach `addr` (no I/O); `name`: its host name's addresses, when it
+    /// is a host name.
+    fn client(
+        &self,
+        addr: &NodeAddr,
+        name: Option<Arc<crate::resolve::Name>>,
+    ) -> Result<Self::Client, Error>;
 
     /// Opens a shared connection, which ends at `cut`; the caller bounds the time it takes.
     fn connect(
@@ -116,6 +121,8 @@ pub(crate) struct RedisIo {
     /// Dedicated and control connections apply their own, per-command timeout (blocking
     /// commands wait longer than the response timeout; a heartbeat waits its own timeout).
     dedicated: AsyncConnectionConfig,
+    resolver: crate::resolve::Resolver,
+    ages: Arc<crate::resolve::AgeLimit>,
 }
 
 impl RedisIo {
@@ -132,6 +139,8 @@ impl RedisIo {
             shared: AsyncConnectionConfig::new()
                 .set_response_timeout(Some(s.timeouts.response_timeout())),
             dedicated: AsyncConnectionConfig::new().set_response_timeout(None),
+            resolver: s.resolver.clone(),
+            ages: s.ages.clone(),
         }
     }
 
@@ -163,7 +172,9 @@ impl RedisIo {
             true => None,
             false => self.sentinel_tls.as_ref(),
         };
-        Connector::new(addr, tls)
+        // A sentinel's host name is looked up at every connect.
+        let name = crate::resolve::Name::new(addr.host(), addr.port(), &self.resolver);
+        Connector::new(addr, tls).with_name(name, self.timeouts.connect_timeout())
     }
 
     /// A pub/sub connection to a sentinel (its own credentials, database 0), logged in.
@@ -218,11 +229,16 @@ impl Backend for RedisIo {
     type Client = NodeClient;
     type Conn = MultiplexedConnection;
 
-    fn client(&self, addr: &NodeAddr) -> Result<NodeClient, Error> {
-        let wait = self.timeouts.connect_timeout().saturating_mul(4);
+    fn client(
+        &self,
+        addr: &NodeAddr,
+        name: Option<Arc<crate::resolve::Name>>,
+    ) -> Result<NodeClient, Error> {
+        let limit = self.timeouts.connect_timeout();
+        let wait = limit.saturating_mul(4);
         Ok(NodeClient {
-            to: Connector::new(addr, self.tls.as_ref()),
-            spares: Spares::new(self.dedicated_size, wait),
+            to: Connector::new(addr, self.tls.as_ref()).with_name(name, limit),
+            spares: Spares::new(self.dedicated_size, wait, self.ages.clone()),
         })
     }
 

@@ -68,6 +68,9 @@ type HealthCustomizer =
 /// | [`observe`](Self::observe) | [`Observe`](crate::observe::Observe) named `redis`, 256 timeline events | the router's timeline and metrics label |
 /// | [`heartbeat`](Self::heartbeat) | 200 ms (jittered by the tracker, never later) | `ROLE` on each node that is up, on its own control connection |
 /// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms | a heartbeat unanswered this long is missed; also the bound of each node's `ROLE` reply in discovery |
+/// | [`resolver`](Self::resolver) | [`SystemResolver`](crate::resolve::SystemResolver) | how host names of nodes and sentinels are looked up |
+/// | [`resolve_interval`](Self::resolve_interval) | 5 s | the nodes' host names looked up again (also on every discovery run) |
+/// | [`max_connection_age`](Self::max_connection_age) | 30 min (each connection 0 to 10 % less) | connections older are replaced; `None`: never |
 ///
 /// **The heartbeat's cost**: one `ROLE` per node that is up every 200 ms or a little less
 /// (the tracker's jitter only shortens the gap): about 5 to 6 requests per node per second per
@@ -345,6 +348,53 @@ impl SplitPoolBuilder {
         self
     }
 
+    /// How the host names of the nodes and the sentinels are looked up (default
+    /// [`SystemResolver`](crate::resolve::SystemResolver)); each lookup is bounded by the
+    /// connect timeout. A failing lookup fails the connect that needed it, naming the host; a
+    /// lookup that answers no address keeps the last good ones. See
+    /// [`resolve_interval`](Self::resolve_interval) for what happens when a name moves.
+    pub fn resolver(mut self, resolver: impl crate::resolve::Resolve) -> Self {
+        self.settings.resolver = crate::resolve::Resolver(Arc::new(resolver));
+        self
+    }
+
+    /// How often the host names of the nodes are looked up again (default 5 s); they are
+    /// also looked up at every discovery run (in the background: a run never waits for a
+    /// lookup). When a name's addresses change, new connections go to the new address at
+    /// once; discovery's `ROLE` then asks the new address on a new control connection, and
+    /// once it answers, the connections to the old address are retired: the shared
+    /// connection is replaced (commands already sent on it finish), idle dedicated
+    /// connections are closed, and those handed out go [stale](Error::is_stale). The role the
+    /// new address reports is the node's role from then on (a name moved to a replica is no
+    /// primary until it is promoted). IP addresses and Unix sockets are never looked up.
+    ///
+    /// [`Error::is_stale`]: super::Error::is_stale
+    pub fn resolve_interval(mut self, interval: Duration) -> Self {
+        self.settings.resolve_interval = interval;
+        self
+    }
+
+    /// The maximum age of a connection (default 30 minutes; `None`: no limit), the backstop
+    /// for a move no lookup shows (a resolver cache, a load balancer in front of the nodes).
+    /// Each connection's limit is drawn up to 10 % below it, so a fleet does not reconnect
+    /// at once. At its limit the shared connection is replaced without failing a command
+    /// (commands already sent on it finish, the next ones go to a new connection), the
+    /// control connection is replaced at its next use, and dedicated connections are not
+    /// handed out again (one handed out is closed when given back).
+    pub fn max_connection_age(mut self, age: impl Into<Option<Duration>>) -> Self {
+        let age = age.into();
+        self.settings.ages = Arc::new(crate::resolve::AgeLimit::new(age, None));
+        self
+    }
+
+    /// As [`max_connection_age`](Self::max_connection_age), with the limits of the
+    /// connections drawn from a fixed `seed` (tests).
+    #[doc(hidden)]
+    pub fn max_connection_age_seeded(mut self, age: Option<Duration>, seed: u64) -> Self {
+        self.settings.ages = Arc::new(crate::resolve::AgeLimit::new(age, Some(seed)));
+        self
+    }
+
     /// How long a heartbeat may go unanswered before the node missed it (default 300 ms). It
     /// may exceed the response timeout: a node slower than the commands' timeout but within
     /// this one is slow, not dead. With the heartbeat on, it also bounds each node's `ROLE`
@@ -523,6 +573,8 @@ impl SplitPoolBuilder {
         if let Some(t) = s.heartbeat_timeout {
             check_duration("heartbeat_timeout", t)?;
         }
+        crate::resolve::check_interval("resolve_interval", s.resolve_interval)?;
+        crate::resolve::check_age("max_connection_age", s.ages.max())?;
         if s.dedicated_pool_size == 0 {
             return Err(ConfigError::new(
                 "dedicated_pool_size",

@@ -63,6 +63,13 @@ fn bad_input_is_refused_at_build() {
             "accepted",
         ),
         (node().heartbeat(None), "accepted"),
+        (node().resolve_interval(Duration::ZERO), "resolve_interval"),
+        (
+            node().max_connection_age(Duration::ZERO),
+            "max_connection_age",
+        ),
+        (node().max_connection_age(None), "accepted"),
+        (node().resolve_interval(ms(1)), "accepted"),
         (
             SplitPool::builder().nodes(["127.0.0.1:1", "127.0.0.1:2"]),
             "accepted",

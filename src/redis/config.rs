@@ -388,6 +388,12 @@ pub(crate) struct Settings {
     /// heartbeat on, also the bound of each node's `ROLE` reply in a discovery run (`None`:
     /// the default, see [`heartbeat_timeout`](Self::heartbeat_timeout)).
     pub(crate) heartbeat_timeout: Option<Duration>,
+    /// How the host names of the nodes and sentinels are looked up.
+    pub(crate) resolver: crate::resolve::Resolver,
+    /// How often the nodes' host names are looked up again (besides every discovery run).
+    pub(crate) resolve_interval: Duration,
+    /// The maximum age of a connection (`None`: no limit), and each connection's draw.
+    pub(crate) ages: std::sync::Arc<crate::resolve::AgeLimit>,
 }
 
 /// The default heartbeat of the nodes in use.
@@ -413,6 +419,12 @@ impl Default for Settings {
             observe: crate::observe::Observe::new("redis"),
             heartbeat: Some(DEFAULT_HEARTBEAT),
             heartbeat_timeout: None,
+            resolver: crate::resolve::Resolver::default(),
+            resolve_interval: crate::resolve::DEFAULT_RESOLVE_INTERVAL,
+            ages: std::sync::Arc::new(crate::resolve::AgeLimit::new(
+                Some(crate::resolve::DEFAULT_MAX_CONNECTION_AGE),
+                None,
+            )),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::config::NodeAddr;
+use crate::resolve::Name;
+use crate::resolve::name::connect_any;
 
 /// The TLS settings of a pool, loaded: the crate's [`TlsConfig`](crate::tls::TlsConfig) with
 /// feature `tls`; without it there is none (a pool asking for TLS is refused at build).
@@ -70,6 +73,8 @@ const TLS_ONLY: &str = "answers TLS only";
 pub(crate) struct Connector {
     addr: NodeAddr,
     tls: Option<Tls>,
+    /// For a host name: its addresses, looked up within `lookup` when never resolved.
+    name: Option<(Arc<Name>, Duration)>,
 }
 
 impl Connector {
@@ -78,6 +83,27 @@ impl Connector {
         Connector {
             addr: addr.clone(),
             tls: tls.filter(|_| !addr.is_unix()).cloned(),
+            name: None,
+        }
+    }
+
+    /// Connects to the addresses of `name` (the host name of `addr`) instead of letting the
+    /// system look it up, the first lookup within `lookup`.
+    pub(crate) fn with_name(mut self, name: Option<Arc<Name>>, lookup: Duration) -> Self {
+        if !self.addr.is_unix() {
+            self.name = name.map(|n| (n, lookup));
+        }
+        self
+    }
+
+    /// The TCP stream to the node: to its name's current addresses, in order.
+    async fn tcp(&self) -> io::Result<TcpStream> {
+        match &self.name {
+            Some((name, lookup)) => {
+                let (_, addrs) = name.addresses(*lookup).await?;
+                connect_any(&addrs).await
+            }
+            None => TcpStream::connect((self.addr.host(), self.addr.port())).await,
         }
     }
 
@@ -134,7 +160,7 @@ impl Connector {
                 tokio::net::UnixStream::connect(self.addr.host()).await?,
             ));
         }
-        let tcp = TcpStream::connect((self.addr.host(), self.addr.port())).await?;
+        let tcp = self.tcp().await?;
         match &self.tls {
             None => Ok(Stream::Tcp(tcp)),
             #[cfg(feature = "tls")]
@@ -195,7 +221,7 @@ impl Connector {
         };
         // `try_write` / `try_read` on readiness: tokio's `io-util` is not a dependency.
         let probe = async {
-            let tcp = TcpStream::connect((self.addr.host(), self.addr.port())).await?;
+            let tcp = self.tcp().await?;
             let mut sent = 0;
             while sent < ask.len() {
                 tcp.writable().await?;

@@ -40,6 +40,9 @@ type Answer = Result<(RoleReply, Duration), Error>;
 impl<B: Backend> Topology<B> {
     /// One discovery run: returns the id of the primary, after recording what every node said.
     pub(crate) async fn discover(&self) -> Result<NodeId, NoPrimary> {
+        // The nodes' host names are looked up again beside the run (it does not wait); a
+        // name that moved asks for another run.
+        self.names.kick();
         // In Sentinel mode the primary is the one a majority of the sentinels names (or a
         // newer `+switch-master`), once it claims the role itself.
         let sentinels_say = match &self.settings.source {
@@ -92,15 +95,23 @@ impl<B: Backend> Topology<B> {
     async fn ask_nodes(&self, nodes: &[NodeRef<B>]) -> (Vec<Answer>, Resolved) {
         let mut resolved = Resolved::default();
         let limit = self.settings.timeouts.connect_timeout();
+        let resolver = &self.settings.resolver;
+        for n in nodes {
+            if let Some(dns) = &n.dns {
+                resolved.learn(&n.addr, dns.current().1);
+            }
+        }
         let (mut answers, ()) = join(
             join_all(nodes.iter().map(|n| self.role_of(n))),
-            resolved.add(nodes.iter().map(|n| &n.addr), limit),
+            resolved.add(nodes.iter().map(|n| &n.addr), resolver, limit),
         )
         .await;
         if answers.iter().all(Result::is_err) {
             self.ask_other_protocol(nodes, &mut answers).await;
         }
-        resolved.add(reported_masters(&answers), limit).await;
+        resolved
+            .add(reported_masters(&answers), resolver, limit)
+            .await;
         (answers, resolved)
     }
 
@@ -201,22 +212,25 @@ impl<B: Backend> Topology<B> {
         );
         let ask = async {
             match node
-                .control(&self.backend, bounds, &redis::cmd("ROLE"))
+                .control_at(&self.backend, bounds, &redis::cmd("ROLE"))
                 .await
             {
-                Ok(Value::ServerError(e)) => Err(Error::node(&node.name, e.into())),
-                Ok(v) => Ok(v),
-                Err(e) => Err(Error::node(&node.name, e)),
+                (Ok(Value::ServerError(e)), _) => Err(Error::node(&node.name, e.into())),
+                (Ok(v), epoch) => Ok((v, epoch)),
+                (Err(e), _) => Err(Error::node(&node.name, e)),
             }
         };
         let reply = match tokio::time::timeout(limit, ask).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout(limit)),
         };
-        let reply = reply?;
+        let (reply, epoch) = reply?;
         node.answered.store(true, Relaxed);
         let role =
             parse_role(&reply).ok_or_else(|| Error::protocol(&node.name, "not a ROLE reply"))?;
+        // The role check reached the node's current address: connections to an address its
+        // host name moved off are retired (its role is recorded below, as any other).
+        node.answered_at(epoch, &self.backend);
         Ok((role, started.elapsed()))
     }
 

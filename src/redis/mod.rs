@@ -58,6 +58,17 @@
 //!   a sentinel's `+switch-master`), often while the primary is in doubt, and periodically as
 //!   a backstop; concurrent doubts share one run. A node whose role changed loses its
 //!   connections, and its dedicated connections go [stale](Error::is_stale).
+//! - **DNS-named endpoints** (an ElastiCache primary or reader endpoint): a node given by
+//!   host name is reached at the addresses the pool's [resolver](SplitPoolBuilder::resolver)
+//!   gave last (tried in order), looked up again at every discovery run and every
+//!   [`resolve_interval`](SplitPoolBuilder::resolve_interval) (5 s). When they change, new
+//!   connections go to the new address; the next `ROLE` asks it on a new control connection,
+//!   and once it answers, the connections to the old address are retired (the shared one
+//!   replaced without failing a command, idle dedicated ones closed, handed-out ones
+//!   [stale](Error::is_stale)); its answer is the node's role from then on. Every connection is
+//!   also replaced at its [maximum age](SplitPoolBuilder::max_connection_age) (30 min, drawn up
+//!   to 10 % less per connection), the backstop for a move no lookup shows. See
+//!   [`crate::resolve`].
 //! - **Retry safety**: a write refused with `READONLY` or a refused connection surely did not
 //!   run, so it is retried even if not idempotent; a write that timed out or lost its
 //!   connection after being sent, or a pipeline whose writes were refused after other commands
@@ -113,7 +124,8 @@
 //! - `MULTI`/`WATCH` sent as separate commands share a multiplexed connection with other
 //!   callers, as with redis-rs's `MultiplexedConnection`; use an atomic
 //!   [`Pipeline`](redis::Pipeline) or a [dedicated connection](SplitPool::dedicated).
-//! - Pub/sub connections ([`SplitPool::pubsub`]) do not follow failovers by themselves.
+//! - Pub/sub connections ([`SplitPool::pubsub`]) do not follow failovers by themselves, nor a
+//!   moved host name, nor the maximum age.
 //! - In static mode only the listed nodes are used; replicas the primary reports but that are
 //!   not listed are ignored.
 //! - With a credential provider, a connection opened before a rotation keeps its login (Redis

@@ -11,8 +11,11 @@ use redis::RedisError;
 use super::backend::{Backend, Cut, never};
 use super::config::NodeAddr;
 use crate::health::{Endpoint, HealthState};
+use crate::resolve::age::expired;
+use crate::resolve::{AgeLimit, Name};
 use crate::route::Router;
 use crate::sync::{read, write};
+use tokio::time::Instant;
 
 /// The id of one node in the pool's [`Router`](crate::route::Router) and
 /// [`HealthTracker`](crate::health::HealthTracker): its `host:port`.
@@ -52,15 +55,21 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) name: String,
     pub(crate) client: B::Client,
     pub(crate) endpoint: Endpoint<NodeId>,
-    conn: RwLock<Option<(u64, B::Conn)>>,
+    /// The shared connection: its id, the epoch of the addresses it went to, the connection.
+    conn: RwLock<Option<(u64, u64, B::Conn)>>,
     connecting: tokio::sync::Mutex<()>,
     /// The control connection: `ROLE` for the heartbeat and discovery, apart from the callers'
-    /// traffic (made on first use, dropped when it fails).
-    control: tokio::sync::Mutex<Option<B::Conn>>,
+    /// traffic (made on first use, dropped when it fails, replaced when its host name moved
+    /// or it reached its maximum age), with its address epoch and deadline.
+    control: tokio::sync::Mutex<Option<Control<B::Conn>>>,
+    /// For a node given by host name: its addresses.
+    pub(crate) dns: Option<Arc<Name>>,
+    /// The maximum age of its connections.
+    ages: Arc<AgeLimit>,
     /// The bound of one connect, handshake and wait for the connect lock included.
     connect_bound: Duration,
-    /// Bumped by discovery whenever the node's role changes: dedicated connections of an older
-    /// epoch are stale.
+    /// Bumped by discovery whenever the node's role changes or its host name moved: dedicated
+    /// connections of an older epoch are stale.
     pub(crate) role_epoch: AtomicU64,
     /// For a replica: its link to the primary is up (and it follows the primary).
     pub(crate) link_up: AtomicBool,
@@ -76,6 +85,9 @@ pub(crate) struct Node<B: Backend> {
 }
 
 pub(crate) type NodeRef<B> = Arc<Node<B>>;
+
+/// A control connection: its address epoch, its deadline (maximum age), the connection.
+type Control<C> = (u64, Option<Instant>, C);
 
 impl<B: Backend> fmt::Debug for Node<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,6 +106,7 @@ impl<B: Backend> Node<B> {
         endpoint: Endpoint<NodeId>,
         router: Router<NodeId>,
         connect_bound: Duration,
+        (dns, ages): (Option<Arc<Name>>, Arc<AgeLimit>),
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
@@ -105,6 +118,8 @@ impl<B: Backend> Node<B> {
             conn: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
             control: tokio::sync::Mutex::new(None),
+            dns,
+            ages,
             connect_bound,
             role_epoch: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
@@ -123,7 +138,7 @@ impl<B: Backend> Node<B> {
     /// The shared connection (with its id), if there is one.
     #[inline]
     pub(crate) fn cached_connection(&self) -> Option<(u64, B::Conn)> {
-        read(&self.conn).as_ref().map(|(id, c)| (*id, c.clone()))
+        read(&self.conn).as_ref().map(|(id, _, c)| (*id, c.clone()))
     }
 
     /// Makes the shared connection (or waits for the caller making it).
@@ -139,14 +154,65 @@ impl<B: Backend> Node<B> {
 
     async fn connect_in_turn(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some((id, c)) = read(&self.conn).as_ref() {
+        if let Some((id, _, c)) = read(&self.conn).as_ref() {
             return Ok((*id, c.clone()));
         }
         let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
+        let before = self.address_epoch();
         let made = backend.connect(&self.client, self.cut(id)).await?;
-        *write(&self.conn) = Some((id, made.clone()));
+        // Made on the first lookup of the name: of the epoch that lookup started.
+        let epoch = if before == 0 {
+            self.address_epoch()
+        } else {
+            before
+        };
+        *write(&self.conn) = Some((id, epoch, made.clone()));
         tracing::debug!(target: "switchover::redis", node = %self.name, "connected");
+        self.retire_at_age(id);
         Ok((id, made))
+    }
+
+    /// The epoch of the node's addresses now (0: no host name, or never resolved).
+    fn address_epoch(&self) -> u64 {
+        self.dns.as_ref().map_or(0, |d| d.epoch())
+    }
+
+    /// Forgets the shared connection `id` at its maximum age: commands already sent on it
+    /// finish (the connection lives while they hold it), the next ones make a new one.
+    fn retire_at_age(&self, id: u64) {
+        let Some(age) = self.ages.draw() else { return };
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(age).await;
+            if let Some(node) = me.upgrade() {
+                let mut slot = write(&node.conn);
+                if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
+                    *slot = None;
+                    drop(slot);
+                    tracing::debug!(target: "switchover::redis", node = %node.name, ?age, "shared connection reached its maximum age: replaced");
+                }
+            }
+        });
+    }
+
+    /// Discovery's `ROLE` answered on a control connection of address epoch `epoch`: the
+    /// node is the one at those addresses from now on. When that retires an older epoch (the
+    /// host name moved), the connections to the old addresses go: the shared one is forgotten
+    /// (commands sent on it finish), the idle dedicated ones are closed and those handed out go
+    /// stale.
+    pub(crate) fn answered_at(&self, epoch: u64, backend: &B) {
+        let Some(dns) = &self.dns else { return };
+        if !dns.confirm(epoch) {
+            return;
+        }
+        self.role_epoch.fetch_add(1, Relaxed);
+        backend.reset(&self.client);
+        let mut slot = write(&self.conn);
+        if slot.as_ref().is_some_and(|(_, e, _)| dns.is_stale(*e)) {
+            *slot = None;
+        }
+        drop(slot);
+        tracing::info!(target: "switchover::redis", node = %self.name, "host name moved: connections to the old address retired");
     }
 
     /// Sends `cmd` on the control connection (made first if there is none, within `connect`)
@@ -156,34 +222,54 @@ impl<B: Backend> Node<B> {
     pub(crate) async fn control(
         &self,
         backend: &B,
-        (connect, reply): (Duration, Duration),
+        bounds: (Duration, Duration),
         cmd: &redis::Cmd,
     ) -> Result<redis::Value, RedisError> {
+        self.control_at(backend, bounds, cmd).await.0
+    }
+
+    /// As [`control`](Self::control), with the address epoch of the control connection that
+    /// was asked. A control connection to an address the node's host name moved off, or past
+    /// its maximum age, is replaced first.
+    pub(crate) async fn control_at(
+        &self,
+        backend: &B,
+        (connect, reply): (Duration, Duration),
+        cmd: &redis::Cmd,
+    ) -> (Result<redis::Value, RedisError>, u64) {
         let timed_out = || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        let mut conn = {
+        let now = self.address_epoch();
+        let (epoch, mut conn) = {
             let mut slot = self.control.lock().await;
             match slot.as_ref() {
-                Some(c) => c.clone(),
-                None => {
+                Some((e, deadline, c)) if *e == now && !expired(*deadline) => (*e, c.clone()),
+                _ => {
+                    *slot = None;
                     let made = tokio::time::timeout(
                         connect,
                         backend.connect_control(&self.client, never()),
                     )
                     .await
-                    .map_err(|_| timed_out())??;
-                    *slot = Some(made.clone());
-                    made
+                    .map_err(|_| timed_out());
+                    let made = match made {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) | Err(e) => return (Err(e), now),
+                    };
+                    let epoch = if now == 0 { self.address_epoch() } else { now };
+                    *slot = Some((epoch, self.ages.deadline(), made.clone()));
+                    (epoch, made)
                 }
             }
         };
-        match tokio::time::timeout(reply, B::send(&mut conn, cmd)).await {
+        let answer = match tokio::time::timeout(reply, B::send(&mut conn, cmd)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 *self.control.lock().await = None;
                 Err(e)
             }
             Err(_) => Err(timed_out()),
-        }
+        };
+        (answer, epoch)
     }
 
     /// When the shared connection `id` ends by itself: the node is declared down, or the
@@ -202,7 +288,7 @@ impl<B: Backend> Node<B> {
             };
             if let Some(node) = me.upgrade() {
                 let mut slot = write(&node.conn);
-                if slot.as_ref().is_some_and(|(current, _)| *current == id) {
+                if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
                     *slot = None;
                 }
                 drop(slot);
@@ -223,7 +309,7 @@ impl<B: Backend> Node<B> {
     /// Forgets the shared connection `id` (a newer one is kept).
     pub(crate) fn drop_connection(&self, id: u64) {
         let mut slot = write(&self.conn);
-        if slot.as_ref().is_some_and(|(current, _)| *current == id) {
+        if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
             *slot = None;
             tracing::debug!(target: "switchover::redis", node = %self.name, "dropped connection");
         }
@@ -289,13 +375,14 @@ mod tests {
             .build()
             .unwrap();
         let backend = Arc::new(RedisIo::new(&settings));
-        let client = backend.client(&addr).unwrap();
+        let client = backend.client(&addr, None).unwrap();
         let node = Node::<RedisIo>::new(
             addr,
             client,
             tracker.endpoint(&id).unwrap(),
             router,
             settings.timeouts.exchange(),
+            (None, settings.ages.clone()),
         );
         let bound = Duration::from_millis(300);
         let callers: Vec<_> = (0..20)

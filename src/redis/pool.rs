@@ -147,6 +147,7 @@ impl<B: Backend> Inner<B> {
         if let Some(slot) = p.heartbeat {
             let _ = slot.set(Arc::downgrade(&inner));
         }
+        inner.follow_names();
         match inner.rediscovery.rediscover_after(started).await {
             Ok(_) => {}
             Err(e) if e.is_permanent() => return Err(inner.no_primary(e)),
@@ -155,6 +156,37 @@ impl<B: Backend> Inner<B> {
             }
         }
         Ok(inner)
+    }
+
+    /// Looks the nodes' host names up again every resolve interval (and when a run asks);
+    /// a name that moved starts a discovery run, whose `ROLE` asks the new address.
+    fn follow_names(self: &Arc<Self>) {
+        let t = &self.topology;
+        if t.names.is_empty() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let limit = t.settings.timeouts.connect_timeout();
+        tokio::spawn(crate::resolve::refresh_loop(
+            t.names.clone(),
+            t.settings.resolve_interval,
+            limit,
+            move |moved| {
+                let me = me.clone();
+                async move {
+                    let Some(inner) = me.upgrade() else {
+                        return false;
+                    };
+                    if inner.closed.load(Relaxed) {
+                        return false;
+                    }
+                    if !moved.is_empty() {
+                        let _ = inner.rediscovery.rediscover().await;
+                    }
+                    true
+                }
+            },
+        ));
     }
 
     /// The caller's error for no primary: the node that refused the login or the TLS

@@ -1,6 +1,6 @@
 //! The pool of one node's dedicated connections: at most `size` handed out at once, idle ones
 //! kept for reuse (checked with `UNWATCH` + `PING` before), all dropped when the node changes
-//! role. Each new one is opened (and logged in) by the caller's `open`, so it gets the
+//! role or its host name moved, none handed out past its maximum age. Each new one is opened (and logged in) by the caller's `open`, so it gets the
 //! credentials of that moment.
 
 use std::future::Future;
@@ -13,17 +13,22 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::resolve::AgeLimit;
+use crate::resolve::age::expired;
 use crate::sync::lock;
+use tokio::time::Instant;
 
 /// One node's dedicated connections.
 #[derive(Debug)]
 pub(crate) struct Spares {
-    idle: Mutex<Vec<(u64, MultiplexedConnection)>>,
+    idle: Mutex<Vec<(u64, Option<Instant>, MultiplexedConnection)>>,
     permits: Arc<Semaphore>,
     /// Bumped by [`clear`](Self::clear): connections of an older epoch are not reused.
     epoch: AtomicU64,
     /// How long a caller waits for a free slot, and for the check of an idle connection.
     wait: Duration,
+    /// The maximum age of a connection.
+    ages: Arc<AgeLimit>,
 }
 
 /// A connection handed out, with its slot; back to the idle list on drop unless
@@ -31,17 +36,20 @@ pub(crate) struct Spares {
 pub(crate) struct Lease {
     conn: Option<MultiplexedConnection>,
     epoch: u64,
+    /// Not handed out again past this (its maximum age).
+    deadline: Option<Instant>,
     spares: Arc<Spares>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Spares {
-    pub(crate) fn new(size: usize, wait: Duration) -> Arc<Self> {
+    pub(crate) fn new(size: usize, wait: Duration, ages: Arc<AgeLimit>) -> Arc<Self> {
         Arc::new(Spares {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             epoch: AtomicU64::new(0),
             wait,
+            ages,
         })
     }
 
@@ -68,24 +76,28 @@ impl Spares {
         let epoch = self.epoch.load(Relaxed);
         loop {
             let idle = lock(&self.idle).pop();
-            let Some((e, mut conn)) = idle else { break };
-            if e == epoch && self.still_good(&mut conn).await {
-                return Ok(self.lease(conn, epoch, slot));
+            let Some((e, deadline, mut conn)) = idle else {
+                break;
+            };
+            if e == epoch && !expired(deadline) && self.still_good(&mut conn).await {
+                return Ok(self.lease(conn, epoch, deadline, slot));
             }
         }
         let conn = open().await?;
-        Ok(self.lease(conn, epoch, slot))
+        Ok(self.lease(conn, epoch, self.ages.deadline(), slot))
     }
 
     fn lease(
         self: &Arc<Self>,
         conn: MultiplexedConnection,
         epoch: u64,
+        deadline: Option<Instant>,
         slot: OwnedSemaphorePermit,
     ) -> Lease {
         Lease {
             conn: Some(conn),
             epoch,
+            deadline,
             spares: Arc::clone(self),
             _slot: slot,
         }
@@ -121,8 +133,9 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take()
             && self.epoch == self.spares.epoch.load(Relaxed)
+            && !expired(self.deadline)
         {
-            lock(&self.spares.idle).push((self.epoch, conn));
+            lock(&self.spares.idle).push((self.epoch, self.deadline, conn));
         }
     }
 }

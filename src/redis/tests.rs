@@ -283,7 +283,11 @@ impl Backend for Fake {
     type Client = usize;
     type Conn = FakeConn;
 
-    fn client(&self, addr: &NodeAddr) -> Result<usize, Error> {
+    fn client(
+        &self,
+        addr: &NodeAddr,
+        _name: Option<Arc<crate::resolve::Name>>,
+    ) -> Result<usize, Error> {
         self.with(|s| s.nodes.iter().position(|n| n.addr == *addr))
             .ok_or_else(|| Error::protocol(&addr.to_string(), "not a node of the fake"))
     }

@@ -2,7 +2,7 @@
 //! the pool and by discovery (which holds it without a back-reference to the pool).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::backend::Backend;
 use super::config::{NodeAddr, Settings};
@@ -10,6 +10,7 @@ use super::error::Error;
 use super::node::{Node, NodeId, NodeRef};
 use super::table::Table;
 use crate::health::{Endpoint, HealthState, Role};
+use crate::resolve::{Name, Names};
 use crate::route::{Failback, Router};
 use crate::sync::lock;
 
@@ -30,6 +31,8 @@ pub(crate) struct Topology<B: Backend> {
     last_primary: AtomicU32,
     /// Why the last run found no primary, when nodes refused this client (login, TLS).
     refusal: Mutex<Option<Refusal>>,
+    /// The host names of the nodes, looked up again periodically and at each run.
+    pub(crate) names: Arc<Names>,
 }
 
 /// A node that refused the pool's login or TLS handshake, as discovery last saw it.
@@ -62,11 +65,14 @@ impl<B: Backend> Topology<B> {
         }
         let router = b.build()?;
         let nodes = Table::new();
+        let names = Names::new();
         for ((addr, id), (endpoint, _)) in initial.into_iter().zip(&ids).zip(router.endpoints()) {
             debug_assert_eq!(endpoint.id(), id);
-            let client = backend.client(&addr)?;
+            let dns = name_of(&addr, &settings, &names);
+            let client = backend.client(&addr, dns.clone())?;
             let bound = settings.timeouts.exchange();
-            let node = Node::new(addr, client, endpoint.clone(), router.clone(), bound);
+            let reach = (dns, settings.ages.clone());
+            let node = Node::new(addr, client, endpoint.clone(), router.clone(), bound, reach);
             nodes
                 .push(node)
                 .ok_or_else(|| Error::from(crate::error::ConfigError::new("nodes", "too many")))?;
@@ -81,6 +87,7 @@ impl<B: Backend> Topology<B> {
             switches: AtomicU64::new(0),
             last_primary: AtomicU32::new(u32::MAX),
             refusal: Mutex::new(None),
+            names,
         })
     }
 
@@ -114,10 +121,12 @@ impl<B: Backend> Topology<B> {
             return Some(n);
         }
         let id = node_id(self.nodes.iter().count(), &addr);
-        let client = self.backend.client(&addr).ok()?;
+        let dns = name_of(&addr, &self.settings, &self.names);
+        let client = self.backend.client(&addr, dns.clone()).ok()?;
         let endpoint = self.router.add_endpoint(id, 0).ok()?;
         let bound = self.settings.timeouts.exchange();
-        let node = Node::new(addr, client, endpoint, self.router.clone(), bound);
+        let reach = (dns, self.settings.ages.clone());
+        let node = Node::new(addr, client, endpoint, self.router.clone(), bound, reach);
         // The router holds fewer endpoints than the table slots: this push cannot fail.
         self.nodes.push(node.clone())?;
         tracing::info!(target: "switchover::redis", node = %node.name, "node discovered");
@@ -198,6 +207,16 @@ impl<B: Backend> Topology<B> {
             self.switches.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// The host name of `addr`, registered in `names` (`None` for an IP address or a Unix socket).
+fn name_of(addr: &NodeAddr, settings: &Settings, names: &Names) -> Option<Arc<Name>> {
+    if addr.is_unix() {
+        return None;
+    }
+    let name = Name::new(addr.host(), addr.port(), &settings.resolver)?;
+    names.add(&name);
+    Some(name)
 }
 
 fn node_id(index: usize, addr: &NodeAddr) -> NodeId {

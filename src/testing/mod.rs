@@ -86,6 +86,8 @@ mod proxy;
 mod redis;
 #[cfg(feature = "tls")]
 mod redis_tls;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod resolver;
 mod resp;
 mod sentinel;
 
@@ -107,5 +109,8 @@ pub use redis::{RedisReplicaSet, RedisServer};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use redis_tls::{RedisTls, TlsAuthClients};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
+pub use resolver::TestResolver;
 pub use resp::{DEFAULT_RESP_TIMEOUT, Reply, RespClient};
 pub use sentinel::{RedisSentinel, SENTINEL_MASTER_NAME};
