@@ -115,6 +115,9 @@ impl FailoverPool {
         if ready {
             return Settled::Ready(Cow::Borrowed(policy));
         }
+        if let (TargetRole::Primary, Some(f)) = (side.role, &self.core.follower) {
+            return Box::pin(self.hold_to_place(f, policy)).await;
+        }
         Box::pin(self.wait_to_place(side, policy)).await
     }
 
@@ -169,7 +172,7 @@ impl FailoverPool {
 
     /// The fast path of the core's `Rediscovery::primary`: confirmed, and the router's
     /// active endpoint is that primary.
-    fn primary_confirmed(&self) -> bool {
+    pub(super) fn primary_confirmed(&self) -> bool {
         let t = &self.core.topology;
         if t.rediscovery.in_doubt() {
             return false;
@@ -187,6 +190,11 @@ impl FailoverPool {
         attempt: &Attempt<'_, Arc<str>>,
         wait_until: Instant,
     ) -> Result<PooledConnection, AttemptError> {
+        if let (TargetRole::Primary, Some(f)) = (side.role, &self.core.follower)
+            && !self.primary_confirmed()
+        {
+            Box::pin(self.hold_attempt(f, attempt, wait_until)).await?;
+        }
         let observed_at = Instant::now();
         let endpoint = attempt.endpoint();
         if !side.admits(endpoint) {

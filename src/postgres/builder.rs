@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::authority::AuthorityStarter;
 use super::hosts;
 use super::login::Login;
 use super::pool::FailoverPool;
@@ -53,6 +54,7 @@ pub(crate) type HealthCustomizer =
 /// | [`heartbeat`](Self::heartbeat) | every 200 ms per host (a little less: jittered), on the host's kept connection |
 /// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms |
 /// | [`observe`](Self::observe) | [`Observe`] named `postgres`, 256 timeline events |
+/// | [`authority`](Self::authority) | none: the pool finds the writable primary itself |
 /// | [`health`](Self::health) | a host is down after 2 transient failures in a row (calls, connects or probes), ejected 500 ms (× 2 per consecutive ejection, ≤ 10 s), back up after 2 probe successes; down hosts probed every 250 ms within the probe timeout; throttling never marks a host down |
 #[must_use]
 pub struct FailoverPoolBuilder {
@@ -77,6 +79,8 @@ pub struct FailoverPoolBuilder {
     tls: Option<crate::tls::TlsOptions>,
     credentials: Option<Arc<dyn CredentialProvider>>,
     observe: Option<Observe>,
+    /// See [`authority`](Self::authority) (in `authority.rs`).
+    pub(super) authority: Option<AuthorityStarter>,
 }
 
 impl fmt::Debug for FailoverPoolBuilder {
@@ -100,7 +104,8 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("health", &self.health.is_some())
             .field("ssl_mode", &self.ssl_mode)
             .field("credentials", &self.credentials.is_some())
-            .field("observe", &self.observe);
+            .field("observe", &self.observe)
+            .field("authority", &self.authority.is_some());
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish_non_exhaustive()
@@ -131,6 +136,7 @@ impl Default for FailoverPoolBuilder {
             tls: None,
             credentials: None,
             observe: None,
+            authority: None,
         }
     }
 }
@@ -444,7 +450,7 @@ impl FailoverPoolBuilder {
         if let Some(customize) = self.health {
             health = customize(health);
         }
-        FailoverPool::start(hosts, settings, health)
+        FailoverPool::start(hosts, settings, health, self.authority)
     }
 }
 

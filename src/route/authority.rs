@@ -1,15 +1,21 @@
 //! The decision source of the router: local health (the default) or an external [`Authority`]
 //! that names the primary and an epoch, which a [`Follower`] makes the router follow.
 //!
-//! Following works through the endpoints' roles, the router's own vocabulary: the endpoint a
-//! record names becomes [`Role::Primary`] and every other one [`Role::Replica`], so the router
-//! (which never picks a known replica as primary) switches to the named endpoint at once, with
-//! a generation bump and its [`RouteEvent::Switched`](super::RouteEvent::Switched) (reason
-//! [`SwitchReason::Demoted`](super::SwitchReason::Demoted): the old primary is no longer the
-//! authority's), and never fails over by itself while it follows. Local health still says
-//! whether the named primary is reachable ([`Active::is_all_down`](super::Active::is_all_down)
-//! is `true` while it is not: writes then fail, they never go elsewhere) and still chooses
-//! which replica serves a read.
+//! Following closes the router's gate on the named endpoint: the router switches to it at once,
+//! with a generation bump and its [`RouteEvent::Switched`](super::RouteEvent::Switched) (reason
+//! [`SwitchReason::Authority`](super::SwitchReason::Authority)), never fails over or fails back
+//! by itself while it follows, and [`Router::switch_to`] refuses any other endpoint. Local health
+//! still says whether the named primary is reachable
+//! ([`Active::is_all_down`](super::Active::is_all_down) is `true` while it is not: writes then
+//! wait or fail, they never go elsewhere) and still chooses which replica serves a read.
+//!
+//! A follower started on its own ([`FollowerBuilder::start`]) also marks the named endpoint
+//! [`Role::Primary`] and every other one [`Role::Replica`] (read policies see them so). A
+//! follower an adapter starts for its pool (a builder knob taking an [`IntoFollower`], such as
+//! `FailoverPoolBuilder::authority`) leaves the roles to the pool's own probes instead: a new
+//! record puts the primary in doubt, the pool's re-discovery confirms that the named endpoint
+//! is a primary before a write goes there, and writes wait meanwhile
+//! ([`Follower::hold`]).
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +27,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::named::Gate;
+use super::rediscovery::Rediscovery;
 use super::router::Router;
 use crate::error::ConfigError;
 use crate::health::{EndpointId, Role};
@@ -278,6 +286,9 @@ struct State<K> {
 
 struct Shared<K> {
     router: Router<K>,
+    /// The pool's re-discovery, which confirms the named endpoint (`None`: the follower marks
+    /// the roles itself).
+    rediscovery: Option<Rediscovery<K>>,
     authority: Box<dyn AuthorityDyn<K>>,
     config: Config,
     state: Mutex<State<K>>,
@@ -325,6 +336,7 @@ impl<K: EndpointId> fmt::Debug for Follower<K> {
 #[must_use]
 pub struct FollowerBuilder<K> {
     router: Router<K>,
+    rediscovery: Option<Rediscovery<K>>,
     config: Config,
 }
 
@@ -332,11 +344,26 @@ impl<K: EndpointId> fmt::Debug for FollowerBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FollowerBuilder")
             .field("config", &self.config)
+            .field("confirmed", &self.rediscovery.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl<K: EndpointId> FollowerBuilder<K> {
+    /// The router that will follow (an authority that must know its endpoints reads them here).
+    pub fn router(&self) -> &Router<K> {
+        &self.router
+    }
+
+    /// The named endpoint is confirmed by `rediscovery` (the pool's own, over the same router)
+    /// instead of being marked primary: each new record puts the primary in doubt, so no write
+    /// goes to the named endpoint before its role probe says it is a primary. The caller has
+    /// closed the router's gate ([`Gate::Awaiting`]) before the first discovery run.
+    pub(crate) fn confirmed_by(mut self, rediscovery: &Rediscovery<K>) -> Self {
+        self.rediscovery = Some(rediscovery.clone());
+        self
+    }
+
     /// How often the authority is read (default 250 ms): a new record is followed within this
     /// plus one read.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
@@ -382,6 +409,7 @@ impl<K: EndpointId> FollowerBuilder<K> {
             .map_err(|_| ConfigError::new("runtime", "must be started inside a Tokio runtime"))?;
         let shared = Arc::new(Shared {
             router: self.router,
+            rediscovery: self.rediscovery,
             authority: Box::new(authority),
             config: c,
             state: Mutex::new(State {
@@ -408,6 +436,7 @@ impl<K: EndpointId> Follower<K> {
     pub fn builder(router: &Router<K>) -> FollowerBuilder<K> {
         FollowerBuilder {
             router: router.clone(),
+            rediscovery: None,
             config: Config {
                 interval: Duration::from_millis(250),
                 read_timeout: Duration::from_secs(1),
@@ -528,17 +557,34 @@ impl<K: EndpointId> Shared<K> {
         self.follow(state, record, now);
     }
 
-    /// Makes the router route writes to `record`'s primary: its role Primary, every other
-    /// endpoint's Replica, then one evaluation of the router so the switch happens now.
+    /// Makes the router route writes to `record`'s primary: the router's gate closed on it
+    /// (the switch happens now); on its own, the follower also marks it Primary and every
+    /// other endpoint Replica; confirmed by a pool's re-discovery, the primary is put in doubt
+    /// first, so writes wait for the named endpoint's role probe.
     fn follow(&self, state: &mut State<K>, record: Record<K>, now: Instant) {
-        for (endpoint, _) in self.router.endpoints() {
-            if endpoint.id() == &record.primary {
-                endpoint.set_role(Role::Primary);
+        let marks = self.rediscovery.is_none();
+        match &self.rediscovery {
+            Some(r) => r.suspect(),
+            None => {
+                for (endpoint, _) in self.router.endpoints() {
+                    if endpoint.id() == &record.primary {
+                        endpoint.set_role(Role::Primary);
+                    }
+                }
             }
         }
-        for (endpoint, _) in self.router.endpoints() {
-            if endpoint.id() != &record.primary {
-                endpoint.set_role(Role::Replica);
+        // `consider` checked that the router routes it.
+        let _ = self.router.obey(Gate::Named(&record.primary));
+        if let Some(r) = &self.rediscovery {
+            // A run that started before the switch may have confirmed the endpoint named
+            // before: one more, under the new gate.
+            r.suspect();
+        }
+        if marks {
+            for (endpoint, _) in self.router.endpoints() {
+                if endpoint.id() != &record.primary {
+                    endpoint.set_role(Role::Replica);
+                }
             }
         }
         let active = self.router.active();
@@ -602,10 +648,16 @@ impl<K: EndpointId> Shared<K> {
             && !state.local
             && now.saturating_duration_since(since) >= after
         {
-            for (endpoint, _) in self.router.endpoints() {
-                endpoint.set_role(Role::Unknown);
+            if self.rediscovery.is_none() {
+                for (endpoint, _) in self.router.endpoints() {
+                    endpoint.set_role(Role::Unknown);
+                }
             }
-            let _ = self.router.active();
+            let _ = self.router.obey(Gate::Local);
+            if let Some(r) = &self.rediscovery {
+                // The pool's own discovery decides again, from what its probes say.
+                r.suspect();
+            }
             state.local = true;
             tracing::warn!(
                 target: "switchover::route",
@@ -649,6 +701,11 @@ async fn poll_loop<K: EndpointId>(weak: Weak<Shared<K>>, closed: Arc<(AtomicBool
         }
     }
 }
+
+mod hold;
+
+pub(crate) use hold::Held;
+pub use hold::IntoFollower;
 
 #[cfg(test)]
 mod tests;
