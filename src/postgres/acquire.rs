@@ -15,7 +15,6 @@ use super::manager::{Chosen, ConnectionManager, choose};
 use super::pool::{FailoverPool, PooledConnection};
 use super::role::TargetRole;
 use crate::error::{Classification, Classify};
-use crate::health::Role;
 use crate::retry::{MAX_DEADLINE, RetryPolicy, StopReason};
 use crate::route::{Attempt, NoPrimary, RouteError};
 
@@ -173,12 +172,7 @@ impl FailoverPool {
     /// The fast path of the core's `Rediscovery::primary`: confirmed, and the router's
     /// active endpoint is that primary.
     pub(super) fn primary_confirmed(&self) -> bool {
-        let t = &self.core.topology;
-        if t.rediscovery.in_doubt() {
-            return false;
-        }
-        let active = t.router.active();
-        !active.is_all_down() && active.endpoint().role() == Role::Primary
+        self.core.topology.primary_confirmed()
     }
 
     /// One attempt at a connection for `side` on the host the runner picked, waiting for a

@@ -148,3 +148,6 @@ impl FailoverPool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -320,6 +320,17 @@ impl Topology {
         self.index_of(self.router.active().endpoint())
     }
 
+    /// `true` when a write may go to the router's active host: re-discovery has confirmed a
+    /// primary, and the active host (under an authority, the one it names) is available and
+    /// that primary. A few atomic loads.
+    pub(crate) fn primary_confirmed(&self) -> bool {
+        if self.rediscovery.in_doubt() {
+            return false;
+        }
+        let active = self.router.active();
+        !active.is_all_down() && active.endpoint().role() == Role::Primary
+    }
+
     pub(crate) fn server_role(&self, i: usize) -> Option<ServerRole> {
         self.roles.server_role(i, &self.endpoints[i])
     }
