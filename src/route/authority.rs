@@ -364,6 +364,12 @@ impl<K: EndpointId> FollowerBuilder<K> {
         self
     }
 
+    /// `true` when the named endpoint will be confirmed by a pool's re-discovery (see
+    /// `confirmed_by`) rather than marked primary.
+    pub(crate) fn is_confirmed(&self) -> bool {
+        self.rediscovery.is_some()
+    }
+
     /// How often the authority is read (default 250 ms): a new record is followed within this
     /// plus one read.
     pub fn poll_interval(mut self, interval: Duration) -> Self {

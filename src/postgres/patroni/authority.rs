@@ -32,6 +32,9 @@ pub struct Patroni {
     members: Vec<Arc<str>>,
     hosts: Vec<Arc<str>>,
     request_timeout: Duration,
+    /// A new leader is followed only once its Postgres runs as primary (`false` for the pool's
+    /// knob: its role probes confirm the leader, so it is followed as soon as it is named).
+    wait_promoted: bool,
     state: Mutex<State>,
 }
 
@@ -86,8 +89,17 @@ impl Patroni {
             members,
             hosts,
             request_timeout,
+            wait_promoted: true,
             state: Mutex::new(state),
         }
+    }
+
+    /// A new leader is followed as soon as `/cluster` names it, before its Postgres is
+    /// promoted (its promotion still gives the epoch its new timeline when the leader's API
+    /// says it): for a pool whose role probes confirm the leader before a write goes there.
+    pub(super) fn follow_when_named(mut self) -> Self {
+        self.wait_promoted = false;
+        self
     }
 
     /// The REST API addresses asked, as `host:port`.
@@ -303,10 +315,12 @@ impl Authority<Arc<str>> for Patroni {
                     .filter(|r| r.status == 200 || r.status == 503)
                     .and_then(|r| cluster::promoted(&r.body));
                 match promoted {
-                    Some((false, _)) => Err(AuthorityError::unreachable(format!(
-                        "leader {:?} named, its Postgres not promoted yet",
-                        decision.name
-                    ))),
+                    Some((false, _)) if self.wait_promoted => {
+                        Err(AuthorityError::unreachable(format!(
+                            "leader {:?} named, its Postgres not promoted yet",
+                            decision.name
+                        )))
+                    }
                     // The server's own timeline: `/cluster` shows the new one a loop later.
                     Some((true, Some(t))) => Ok(self.follow_now(decision.on_timeline(t))),
                     _ => Ok(self.follow_now(decision)),

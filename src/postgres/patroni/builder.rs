@@ -125,7 +125,10 @@ impl PatroniBuilder {
 
 /// The pool's knob takes it: `.authority(Patroni::builder().members([...]))` builds the
 /// authority over the pool's hosts and starts its follower with this builder's poll interval,
-/// a read timeout of the request timeout plus 100 ms, and the `when_unreachable` setting.
+/// a read timeout of the request timeout plus 100 ms, and the `when_unreachable` setting. A
+/// new leader is then followed as soon as `/cluster` names it (the pool's role probe, every
+/// re-discovery interval while the primary is in doubt, confirms its promotion before a write
+/// goes there), not one poll after its own API says it is promoted.
 impl IntoFollower<Arc<str>> for PatroniBuilder {
     fn into_follower(
         self,
@@ -137,7 +140,11 @@ impl IntoFollower<Arc<str>> for PatroniBuilder {
                 "must be above zero and at most 1 s",
             ));
         }
-        let authority = self.build(builder.router())?;
+        let mut authority = self.build(builder.router())?;
+        if builder.is_confirmed() {
+            // The pool confirms the leader itself: no need to wait for its promotion here.
+            authority = authority.follow_when_named();
+        }
         builder
             .poll_interval(self.poll_interval)
             // Members are asked at once: one read takes one request timeout at most.

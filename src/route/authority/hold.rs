@@ -10,10 +10,9 @@ use crate::health::EndpointId;
 /// How often a held write looks at its condition (besides waking at once on a new record).
 pub(crate) const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// What an adapter's authority knob takes (such as
-/// [`FailoverPoolBuilder::authority`](crate::postgres::FailoverPoolBuilder::authority), with
-/// the `postgres` feature): something that starts a [`Follower`] from the builder the adapter
-/// prepares over its router.
+/// What an adapter's authority knob takes (such as `FailoverPoolBuilder::authority`, feature
+/// `postgres`): something that starts a [`Follower`] from the builder the adapter prepares over
+/// its router.
 ///
 /// Every [`Authority`] is one (started with the [`FollowerBuilder`] defaults: a read every
 /// 250 ms, each within 1 s, [`KeepLast`](super::WhenUnreachable::KeepLast)); so is a builder
