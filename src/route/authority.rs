@@ -359,6 +359,7 @@ impl<K: EndpointId> FollowerBuilder<K> {
     /// instead of being marked primary: each new record puts the primary in doubt, so no write
     /// goes to the named endpoint before its role probe says it is a primary. The caller has
     /// closed the router's gate ([`Gate::Awaiting`]) before the first discovery run.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn confirmed_by(mut self, rediscovery: &Rediscovery<K>) -> Self {
         self.rediscovery = Some(rediscovery.clone());
         self
@@ -366,6 +367,7 @@ impl<K: EndpointId> FollowerBuilder<K> {
 
     /// `true` when the named endpoint will be confirmed by a pool's re-discovery (see
     /// `confirmed_by`) rather than marked primary.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn is_confirmed(&self) -> bool {
         self.rediscovery.is_some()
     }

@@ -117,4 +117,5 @@ pub use router::{Active, Failback, Router, SwitchError};
 pub use run::RoutedCall;
 
 pub(crate) use authority::Held;
+#[cfg(feature = "postgres")]
 pub(crate) use named::Gate;

@@ -70,6 +70,7 @@ impl<K: EndpointId> Router<K> {
     }
 
     /// The endpoint an authority names, if one does.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn named(&self) -> Option<&Endpoint<K>> {
         match self.inner.named.load(Ordering::Acquire) {
             LOCAL | AWAITING => None,
@@ -78,6 +79,7 @@ impl<K: EndpointId> Router<K> {
     }
 
     /// `true` while an authority decides (named or awaiting).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn is_obeying(&self) -> bool {
         self.inner.named.load(Ordering::Acquire) != LOCAL
     }
