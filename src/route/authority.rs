@@ -492,6 +492,7 @@ async fn poll_loop<K: EndpointId>(weak: Weak<Shared<K>>, closed: Arc<(AtomicBool
 mod hold;
 mod record;
 
+#[cfg(any(feature = "postgres", feature = "dynamodb"))]
 pub(crate) use hold::Held;
 pub use hold::IntoFollower;
 pub use record::{Authority, AuthorityError, AuthorityEvent, Record, Rejection, WhenUnreachable};

@@ -116,6 +116,7 @@ pub use rediscovery::{Discover, NoPrimary, Rediscovery, RediscoveryBuilder};
 pub use router::{Active, Failback, Router, SwitchError};
 pub use run::RoutedCall;
 
+#[cfg(any(feature = "postgres", feature = "dynamodb"))]
 pub(crate) use authority::Held;
 #[cfg(feature = "postgres")]
 pub(crate) use named::Gate;

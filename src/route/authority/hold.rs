@@ -8,6 +8,7 @@ use crate::error::ConfigError;
 use crate::health::EndpointId;
 
 /// How often a held write looks at its condition (besides waking at once on a new record).
+#[cfg_attr(not(any(feature = "postgres", feature = "dynamodb")), allow(dead_code))]
 pub(crate) const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What an adapter's authority knob takes (such as `FailoverPoolBuilder::authority`, feature
@@ -34,6 +35,7 @@ impl<K: EndpointId, A: Authority<K>> IntoFollower<K> for A {
 }
 
 /// How a [`Follower::hold`] ended.
+#[cfg_attr(not(any(feature = "postgres", feature = "dynamodb")), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Held {
     /// The condition holds: the write may go to the endpoint it was held for.
@@ -49,6 +51,7 @@ impl<K: EndpointId> Follower<K> {
     /// false: unreachable, or not confirmed as primary yet). The write must not go elsewhere,
     /// so it waits, instead of spinning through its attempts, until `ready` holds (looked at
     /// every 20 ms), a new record is followed (at once), or `end`.
+    #[cfg_attr(not(any(feature = "postgres", feature = "dynamodb")), allow(dead_code))]
     pub(crate) async fn hold(&self, ready: impl Fn() -> bool, end: Instant) -> Held {
         let seen = self.epoch();
         loop {
