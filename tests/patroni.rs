@@ -131,22 +131,34 @@ async fn write_loop(
     }
 }
 
-/// Waits until `n` writes have been acknowledged by the server on `port`.
-async fn wait_acks_on(acks: &Mutex<Vec<Ack>>, port: u16, n: usize) {
-    timeout(BOUND, async {
-        while acks
-            .lock()
+/// Waits until `n` writes have been acknowledged by the server on `port`; if they never are,
+/// fails with the last lines of every member's Patroni log (which has its Postgres log).
+async fn wait_acks_on(cluster: &PatroniCluster, acks: &Mutex<Vec<Ack>>, port: u16, n: usize) {
+    let acked = || {
+        acks.lock()
             .unwrap()
             .iter()
             .filter(|a| a.port == port)
             .count()
-            < n
-        {
+    };
+    let waited = timeout(BOUND, async {
+        while acked() < n {
             sleep(Duration::from_millis(20)).await;
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("no {n} writes acknowledged on port {port}"));
+    .await;
+    if waited.is_err() {
+        let logs: Vec<String> = cluster
+            .members()
+            .iter()
+            .map(|m| format!("--- {} ---\n{}", m.name(), m.log()))
+            .collect();
+        panic!(
+            "{} of {n} writes acknowledged on port {port} within {BOUND:?}; patroni logs:\n{}",
+            acked(),
+            logs.join("\n")
+        );
+    }
 }
 
 /// What one leader change looked like to the client.
@@ -244,7 +256,7 @@ async fn pool_follows_a_patroni_switchover_and_a_killed_leader() {
         failures.clone(),
         stop,
     ));
-    wait_acks_on(&acks, p_first, 20).await;
+    wait_acks_on(&cluster, &acks, p_first, 20).await;
     assert_eq!(pool.primary(), host(p_first));
 
     // A planned switchover to the other member.
@@ -252,7 +264,7 @@ async fn pool_follows_a_patroni_switchover_and_a_killed_leader() {
         .await
         .unwrap()
         .unwrap();
-    wait_acks_on(&acks, p_other, 20).await;
+    wait_acks_on(&cluster, &acks, p_other, 20).await;
     // Before the kill, the demoted leader streams again and has what the new one acknowledged
     // so far (else Patroni may promote it without them: asynchronous replication).
     timeout(BOUND, cluster.wait_replicas(BOUND))
@@ -285,7 +297,7 @@ async fn pool_follows_a_patroni_switchover_and_a_killed_leader() {
         .iter()
         .filter(|a| a.port == p_first)
         .count();
-    wait_acks_on(&acks, p_first, before_kill + 20).await;
+    wait_acks_on(&cluster, &acks, p_first, before_kill + 20).await;
     stop_tx.send(true).unwrap();
     write_task.await.unwrap();
     watch_task.await.unwrap();
