@@ -255,7 +255,9 @@ impl<K: EndpointId> Follower<K> {
     }
 
     /// `true` while local health decides: before the first good record, and after falling
-    /// back (see [`WhenUnreachable::FallBackAfter`]).
+    /// back (see [`WhenUnreachable::FallBackAfter`]). A follower a pool's authority knob
+    /// started is `true` before its first record too, but then nothing decides: the pool's
+    /// writes wait for that record.
     pub fn is_local(&self) -> bool {
         lock(&self.shared.state).local
     }

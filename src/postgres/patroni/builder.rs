@@ -128,7 +128,8 @@ impl PatroniBuilder {
 /// a read timeout of the request timeout plus 100 ms, and the `when_unreachable` setting. A
 /// new leader is then followed as soon as `/cluster` names it (the pool's role probe, every
 /// re-discovery interval while the primary is in doubt, confirms its promotion before a write
-/// goes there), not one poll after its own API says it is promoted.
+/// goes there), not after its own API says it is promoted, and a slow member holds a read up
+/// 100 ms at most once another one named a leader.
 impl IntoFollower<Arc<str>> for PatroniBuilder {
     fn into_follower(
         self,

@@ -51,10 +51,11 @@
 //! from its `api_url`) says its Postgres runs as primary, with the timeline that server reports
 //! (so the pool's role probes agree, and a former leader named again before `/cluster` shows
 //! its new timeline gets a higher epoch); a leader whose API does not answer is followed as
-//! `/cluster` names it. Given to the pool's knob, a leader whose API says it is not promoted
-//! yet is followed at once too (with the epoch `/cluster` gives): the pool's role probe
-//! confirms the promotion before a write goes there. An answer that names an earlier leader
-//! again has a lower epoch and is rejected
+//! `/cluster` names it. Given to the pool's knob, a new leader is followed as soon as
+//! `/cluster` names it, with the epoch `/cluster` gives (the pool's role probe confirms the
+//! promotion before a write goes there; `/patroni` is asked only for the timeline of a former
+//! leader named again, whose `/cluster` epoch would look stale), and a read waits at most
+//! 100 ms for the other members once one named a leader. An answer that names an earlier leader again has a lower epoch and is rejected
 //! ([`Rejection::EpochWentBack`](crate::route::Rejection::EpochWentBack)).
 //!
 //! # Bad answers
