@@ -172,29 +172,31 @@ struct Change {
     late_on_old: usize,
 }
 
-/// The leader change at `named` (the moment `/cluster` first named the new leader), until
-/// the next one (`until`).
+/// The leader change at `named` (the moment the watcher first saw `/cluster` name the new
+/// leader), after the previous one (`since`) and until the next one (`until`). Patroni named it
+/// by the earlier of that moment and the follower's own read naming it (the watcher asks the
+/// members one after the other, the follower at once): the gap is measured from there.
 fn change(
     named: &Named,
+    since: Instant,
     until: Option<Instant>,
     acks: &[Ack],
     followed: &[(Instant, String)],
-    old_port: u16,
-    new_port: u16,
+    (old_port, new_port): (u16, u16),
 ) -> Change {
-    let at = named.at;
+    let followed_at = followed
+        .iter()
+        .find(|(t, p)| *p == named.primary && *t >= since)
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("the follower never followed {}", named.primary));
+    let at = named.at.min(followed_at);
     let first = acks
         .iter()
         .find(|a| a.port == new_port && a.at >= at)
         .expect("a write on the new leader");
-    let follow = followed
-        .iter()
-        .find(|(t, p)| *p == named.primary && *t >= at)
-        .map(|(t, _)| t.saturating_duration_since(at))
-        .unwrap_or_else(|| panic!("the follower never followed {}", named.primary));
     Change {
         gap: first.at.saturating_duration_since(at),
-        follow,
+        follow: followed_at.saturating_duration_since(named.at),
         late_on_old: acks
             .iter()
             .filter(|a| a.port == old_port && a.at > at && until.is_none_or(|u| a.at < u))
@@ -325,13 +327,20 @@ async fn pool_follows_a_patroni_switchover_and_a_killed_leader() {
     );
     let switch = change(
         &named[1],
+        named[0].at,
         Some(named[2].at),
         &acks,
         &followed,
-        p_first,
-        p_other,
+        (p_first, p_other),
     );
-    let kill = change(&named[2], None, &acks, &followed, p_other, p_first);
+    let kill = change(
+        &named[2],
+        named[1].at,
+        None,
+        &acks,
+        &followed,
+        (p_other, p_first),
+    );
     println!(
         "patroni: switchover gap_ms={} follow_ms={} late_on_old={}; killed leader gap_ms={} \
          follow_ms={} late_on_old={}; writes acked={} failed={}; named={:?}; rejected={:?}",
