@@ -20,10 +20,8 @@ use super::suspect::AvoidSuspects;
 use super::table::{Inner, Slot, Table};
 use crate::error::{Classification, Execution};
 use crate::retry::StopReason;
-use crate::route::{Follower, RouteError, Target};
+use crate::route::{Follower, Held, RouteError, Target};
 
-/// How often a write held for an unreachable authority-named region looks at its health.
-const HOLD_POLL: Duration = Duration::from_millis(20);
 /// A held write gives up this long before the call's deadline, so the deadline never cuts it
 /// (a cut attempt may have executed; a held one surely did not).
 const HOLD_MARGIN: Duration = Duration::from_millis(20);
@@ -280,10 +278,10 @@ impl Inner {
     }
 
     /// A write for the region a fleet authority names, which this handle cannot reach: it must
-    /// not go elsewhere, so it waits for the region to come back (`true`) or for a new decision
-    /// (`false`: redirected, never sent; the runner picks the new region at once), at most the
-    /// attempt bound and never past shortly before the call's deadline, instead of spinning
-    /// through its attempts.
+    /// not go elsewhere, so the core holds it ([`Follower::hold`]) until the region comes back
+    /// (`true`) or a new decision (`false`: redirected, never sent; the runner picks the new
+    /// region at once), at most the attempt bound and never past shortly before the call's
+    /// deadline.
     #[cold]
     async fn hold(
         &self,
@@ -291,21 +289,11 @@ impl Inner {
         follower: &Follower<RegionName>,
         deadline: Option<Instant>,
     ) -> bool {
-        let seen = follower.epoch();
         let mut end = Instant::now() + self.attempt_guard;
         if let Some(d) = deadline {
             end = end.min(d.checked_sub(HOLD_MARGIN).unwrap_or(d));
         }
-        while Instant::now() < end {
-            if slot.endpoint.is_available() {
-                return true;
-            }
-            tokio::select! {
-                () = follower.epoch_changed(seen) => return false,
-                () = tokio::time::sleep(HOLD_POLL.min(end - Instant::now())) => {}
-            }
-        }
-        slot.endpoint.is_available()
+        follower.hold(|| slot.endpoint.is_available(), end).await == Held::Ready
     }
 
     /// Waits for a suspect region's verdict, at most the confirm timeout: `false` when it was

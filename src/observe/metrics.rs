@@ -177,6 +177,7 @@ fn reason_label(r: SwitchReason) -> &'static str {
         SwitchReason::Evacuated => "evacuated",
         SwitchReason::Demoted => "demoted",
         SwitchReason::Failback => "failback",
+        SwitchReason::Authority => "authority",
         _ => "manual",
     }
 }

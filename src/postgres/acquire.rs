@@ -15,7 +15,6 @@ use super::manager::{Chosen, ConnectionManager, choose};
 use super::pool::{FailoverPool, PooledConnection};
 use super::role::TargetRole;
 use crate::error::{Classification, Classify};
-use crate::health::Role;
 use crate::retry::{MAX_DEADLINE, RetryPolicy, StopReason};
 use crate::route::{Attempt, NoPrimary, RouteError};
 
@@ -115,6 +114,9 @@ impl FailoverPool {
         if ready {
             return Settled::Ready(Cow::Borrowed(policy));
         }
+        if let (TargetRole::Primary, Some(f)) = (side.role, &self.core.follower) {
+            return Box::pin(self.hold_to_place(f, policy)).await;
+        }
         Box::pin(self.wait_to_place(side, policy)).await
     }
 
@@ -169,13 +171,8 @@ impl FailoverPool {
 
     /// The fast path of the core's `Rediscovery::primary`: confirmed, and the router's
     /// active endpoint is that primary.
-    fn primary_confirmed(&self) -> bool {
-        let t = &self.core.topology;
-        if t.rediscovery.in_doubt() {
-            return false;
-        }
-        let active = t.router.active();
-        !active.is_all_down() && active.endpoint().role() == Role::Primary
+    pub(super) fn primary_confirmed(&self) -> bool {
+        self.core.topology.primary_confirmed()
     }
 
     /// One attempt at a connection for `side` on the host the runner picked, waiting for a
@@ -187,6 +184,11 @@ impl FailoverPool {
         attempt: &Attempt<'_, Arc<str>>,
         wait_until: Instant,
     ) -> Result<PooledConnection, AttemptError> {
+        if let (TargetRole::Primary, Some(f)) = (side.role, &self.core.follower)
+            && !self.primary_confirmed()
+        {
+            Box::pin(self.hold_attempt(f, attempt, wait_until)).await?;
+        }
         let observed_at = Instant::now();
         let endpoint = attempt.endpoint();
         if !side.admits(endpoint) {

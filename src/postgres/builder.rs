@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::authority::AuthorityStarter;
 use super::hosts;
 use super::login::Login;
 use super::pool::FailoverPool;
@@ -53,6 +54,7 @@ pub(crate) type HealthCustomizer =
 /// | [`heartbeat`](Self::heartbeat) | every 200 ms per host (a little less: jittered), on the host's kept connection |
 /// | [`heartbeat_timeout`](Self::heartbeat_timeout) | 300 ms |
 /// | [`observe`](Self::observe) | [`Observe`] named `postgres`, 256 timeline events |
+/// | [`authority`](Self::authority) | none: the pool finds the writable primary itself |
 /// | [`resolver`](Self::resolver) | [`SystemResolver`](crate::resolve::SystemResolver) |
 /// | [`resolve_interval`](Self::resolve_interval) | 5 s (host names are also looked up again at every re-discovery run) |
 /// | [`max_connection_age`](Self::max_connection_age) | 30 min, each connection's limit drawn up to 10 % below |
@@ -80,6 +82,8 @@ pub struct FailoverPoolBuilder {
     tls: Option<crate::tls::TlsOptions>,
     credentials: Option<Arc<dyn CredentialProvider>>,
     observe: Option<Observe>,
+    /// See [`authority`](Self::authority) (in `authority.rs`).
+    pub(super) authority: Option<AuthorityStarter>,
     names: Names,
 }
 
@@ -114,6 +118,7 @@ impl fmt::Debug for FailoverPoolBuilder {
             .field("ssl_mode", &self.ssl_mode)
             .field("credentials", &self.credentials.is_some())
             .field("observe", &self.observe)
+            .field("authority", &self.authority.is_some())
             .field("names", &self.names);
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
@@ -145,6 +150,7 @@ impl Default for FailoverPoolBuilder {
             tls: None,
             credentials: None,
             observe: None,
+            authority: None,
             names: Names {
                 resolver: crate::resolve::Resolver::default(),
                 interval: crate::resolve::DEFAULT_RESOLVE_INTERVAL,
@@ -515,7 +521,7 @@ impl FailoverPoolBuilder {
         if let Some(customize) = self.health {
             health = customize(health);
         }
-        FailoverPool::start(hosts, settings, health)
+        FailoverPool::start(hosts, settings, health, self.authority)
     }
 }
 

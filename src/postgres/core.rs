@@ -14,7 +14,7 @@ use super::settings::Settings;
 use super::topology::{HostRoles, Topology};
 use crate::health::HealthState;
 use crate::retry::RetryPolicy;
-use crate::route::Target;
+use crate::route::{Follower, Target};
 
 /// One of the pool's two roles (what `get` hands out, and what `get_read` does): the target
 /// and where its connections go.
@@ -59,6 +59,8 @@ pub(crate) struct Core {
     pub(crate) acquire_policy: RetryPolicy,
     pub(crate) main: Side,
     pub(crate) read: Side,
+    /// The follower of the pool's authority, if it has one (it names the primary).
+    pub(crate) follower: Option<Follower<Arc<str>>>,
 }
 
 impl Core {
@@ -76,6 +78,7 @@ impl Core {
             settings,
             backend,
             topology,
+            follower: None,
         })
     }
 
@@ -164,6 +167,9 @@ impl Core {
 
     /// Stops handing out connections: no more connects, no more re-discovery.
     pub(crate) fn close(&self) {
+        if let Some(f) = &self.follower {
+            f.close();
+        }
         self.connects.close();
         self.topology.rediscovery.close();
         self.backend.close();

@@ -14,7 +14,7 @@ use super::backend::{Backend, HostReport, ProbeError};
 use super::role::ServerRole;
 use super::topology::{HostRoles, health_role};
 use crate::health::{Endpoint, Probe, ProbeResult};
-use crate::route::{Discover, NoPrimary, Router};
+use crate::route::{Discover, Gate, NoPrimary, Router};
 use primaries::{Candidate, best};
 
 pub(crate) mod primaries;
@@ -86,6 +86,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
         let silence = self.silence;
         let active = self.router.active();
         let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
+        let only = obeyed(&self.router, &roles);
         async move {
             let first = !roles.learned();
             let run = roles.writable.next_run();
@@ -113,6 +114,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                 grace,
                 silent_at: started + silence,
                 connected: &connected,
+                only,
             };
             let (found, writable) = collect(rx, &decide).await;
             if first {
@@ -133,7 +135,11 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
                     );
                     Ok(primary)
                 }
-                None => Err(no_primary(roles.names(), &found)),
+                None => Err(named_no_primary(
+                    roles.names(),
+                    only,
+                    no_primary(roles.names(), &found),
+                )),
             }
         }
     }
@@ -151,6 +157,33 @@ struct Decide<'a> {
     silent_at: Instant,
     /// Which hosts had an open connection when the run started.
     connected: &'a [bool],
+    /// While an authority decides: the one host it names (`Some(None)`: none yet). No other
+    /// host is a candidate, however writable.
+    only: Option<Option<usize>>,
+}
+
+/// The host an authority the router obeys names: `None` while local health decides,
+/// `Some(None)` while it has named none (or one the pool does not have).
+fn obeyed(router: &Router<Arc<str>>, roles: &HostRoles) -> Option<Option<usize>> {
+    match router.gate() {
+        Gate::Local => None,
+        Gate::Awaiting => Some(None),
+        Gate::Named(id) => Some(roles.index_of(id)),
+    }
+}
+
+/// A run's [`NoPrimary`], saying which host the authority names when one decides.
+fn named_no_primary(names: &[Arc<str>], only: Option<Option<usize>>, e: NoPrimary) -> NoPrimary {
+    let why = match only {
+        None => return e,
+        Some(Some(i)) => format!("the authority names {}; {}", names[i], e.reason()),
+        Some(None) => format!("the authority has named no primary yet; {}", e.reason()),
+    };
+    if e.is_permanent() {
+        NoPrimary::permanent(why)
+    } else {
+        NoPrimary::new(why)
+    }
 }
 
 /// Takes the probes' answers as they come until the best writable host is decided: what each
@@ -187,6 +220,7 @@ async fn collect(
         let Some((i, outcome)) = next else { break };
         if let Ok(r) = &outcome
             && r.role == ServerRole::Primary
+            && d.only.is_none_or(|only| only == Some(i))
         {
             writable.push(Candidate {
                 host: i,
@@ -198,7 +232,7 @@ async fn collect(
         let Some(b) = best(&writable) else {
             continue;
         };
-        if outranked(&b, &found, d.roles, d.current) {
+        if outranked(&b, &found, d) {
             continue;
         }
         let others = (0..found.len()).any(|j| found[j].is_none() && d.endpoints[j].is_available());
@@ -210,10 +244,13 @@ async fn collect(
     (found, writable)
 }
 
-/// `true` when a host still being probed was last seen writable and would beat `best`.
-fn outranked(best: &Candidate, found: &[Found], roles: &HostRoles, current: Option<usize>) -> bool {
+/// `true` when a host still being probed (one the authority names, while one decides) was last
+/// seen writable and would beat `best`.
+fn outranked(best: &Candidate, found: &[Found], d: &Decide<'_>) -> bool {
+    let (roles, current) = (d.roles, d.current);
     (0..found.len()).any(|j| {
         found[j].is_none()
+            && d.only.is_none_or(|only| only == Some(j))
             && roles.writable.remembered(j).is_some_and(|lineage| {
                 let pending = Candidate {
                     host: j,

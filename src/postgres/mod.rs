@@ -164,6 +164,7 @@
 //! - The pool keeps one extra connection per host for the heartbeat, probes and re-discovery.
 
 mod acquire;
+mod authority;
 mod backend;
 mod builder;
 mod classify;

@@ -9,6 +9,7 @@ use deadpool::managed::{Object, Pool, QueueMode};
 use tokio::time::Instant;
 
 use super::acquire::no_primary;
+use super::authority::{AuthorityStarter, follow};
 use super::backend::PgBackend;
 use super::builder::FailoverPoolBuilder;
 use super::conn::PgConnection;
@@ -83,6 +84,7 @@ impl FailoverPool {
         hosts: Vec<HostConfig>,
         settings: Settings,
         health: HealthTrackerBuilder<Arc<str>>,
+        authority: Option<AuthorityStarter>,
     ) -> Result<Self, ConfigError> {
         let backend = PgBackend::new(
             hosts,
@@ -96,8 +98,12 @@ impl FailoverPool {
             health,
             settings.discovery(),
             settings.observe.clone(),
+            authority.is_some(),
         )?;
-        let core = Arc::new(Core::new(settings, backend, topology)?);
+        let follower = authority.map(|a| follow(a, &topology)).transpose()?;
+        let mut core = Core::new(settings, backend, topology)?;
+        core.follower = follower;
+        let core = Arc::new(core);
         let s = &core.settings;
         let build = |role| {
             Pool::builder(ConnectionManager::new(core.clone(), role))

@@ -22,7 +22,7 @@ use crate::health::{HealthState, HealthTracker, Role};
 use crate::retry::{ConstantBackoff, RetryPolicy, StopReason};
 use crate::route::Target;
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
@@ -31,7 +31,7 @@ const INTERVAL: Duration = Duration::from_millis(50);
 
 /// What a scripted host answers a probe with, after its delay.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(super) enum Answer {
     Role(ServerRole),
     /// Connection refused.
     Refuse,
@@ -46,20 +46,20 @@ use ServerRole::{Primary, ReadOnly, Standby};
 
 /// A backend whose hosts answer from a script that the test changes as it goes; counts the
 /// probes per host.
-struct Fake {
+pub(super) struct Fake {
     answers: Mutex<Vec<(Answer, Duration)>>,
     probes: Vec<AtomicUsize>,
 }
 
 impl Fake {
-    fn new(answers: &[(Answer, u64)]) -> Arc<Self> {
+    pub(super) fn new(answers: &[(Answer, u64)]) -> Arc<Self> {
         Arc::new(Fake {
             answers: Mutex::new(answers.iter().map(|&(a, d)| (a, ms(d))).collect()),
             probes: answers.iter().map(|_| AtomicUsize::new(0)).collect(),
         })
     }
 
-    fn set(&self, host: usize, answer: Answer, delay: u64) {
+    pub(super) fn set(&self, host: usize, answer: Answer, delay: u64) {
         crate::sync::lock(&self.answers)[host] = (answer, ms(delay));
     }
 
@@ -87,7 +87,7 @@ impl Backend for Fake {
     }
 }
 
-fn role(r: ServerRole) -> Answer {
+pub(super) fn role(r: ServerRole) -> Answer {
     Answer::Role(r)
 }
 
@@ -100,6 +100,15 @@ fn topology(fake: &Arc<Fake>) -> Topology {
 /// [`topology`] whose runs stop waiting for a host that has not answered after `silence` (the
 /// heartbeat timeout of a pool with the heartbeat on).
 fn topology_with_silence(fake: &Arc<Fake>, silence: Duration) -> Topology {
+    start_topology(fake, silence, false)
+}
+
+/// [`topology`] whose router's gate is closed: an authority's follower will name the primary.
+pub(super) fn topology_obeying(fake: &Arc<Fake>) -> Topology {
+    start_topology(fake, PROBE_TIMEOUT, true)
+}
+
+fn start_topology(fake: &Arc<Fake>, silence: Duration, obey: bool) -> Topology {
     let names = (0..fake.probes.len())
         .map(|i| Arc::from(format!("h{i}:5432")))
         .collect();
@@ -114,7 +123,8 @@ fn topology_with_silence(fake: &Arc<Fake>, silence: Duration) -> Topology {
         probe_timeout: PROBE_TIMEOUT,
         silence,
     };
-    Topology::start(fake.clone(), names, health, config).unwrap()
+    let observe = crate::observe::Observe::new("postgres");
+    Topology::start_observed(fake.clone(), names, health, config, observe, obey).unwrap()
 }
 
 fn active(t: &Topology) -> String {

@@ -20,7 +20,7 @@ use super::role::{ServerRole, TargetRole};
 use crate::error::ConfigError;
 use crate::health::{Endpoint, HealthTracker, HealthTrackerBuilder, Role};
 use crate::observe::Observe;
-use crate::route::{Failback, Rediscovery, Router};
+use crate::route::{Failback, Gate, Rediscovery, Router};
 
 /// What each host last said it is.
 ///
@@ -142,6 +142,10 @@ async fn follow_writable(
             () = roles.writable.settled() => {}
             _ = &mut stop => return,
         }
+        if rediscovery.router().is_obeying() {
+            // The authority names the primary; a writable host it does not name is not one.
+            continue;
+        }
         let active = rediscovery.router().active();
         let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
         let candidates: Vec<Candidate> = roles
@@ -216,18 +220,28 @@ impl Topology {
         health: HealthTrackerBuilder<Arc<str>>,
         config: DiscoveryConfig,
     ) -> Result<Topology, ConfigError> {
-        Self::start_observed(backend, names, health, config, Observe::new("postgres"))
+        Self::start_observed(
+            backend,
+            names,
+            health,
+            config,
+            Observe::new("postgres"),
+            false,
+        )
     }
 
     /// Registers the hosts in a tracker built from `health` (with `backend`'s role probe), a
     /// router over them by priority (manual failback: the role decides, never a preference
     /// order) observed as `observe`, and starts re-discovery, whose first run starts at once.
+    /// With `obey`, an authority will decide: the router's gate is closed (no host is
+    /// confirmed as primary) until its follower names one.
     pub(crate) fn start_observed<B: Backend>(
         backend: Arc<B>,
         names: Vec<Arc<str>>,
         health: HealthTrackerBuilder<Arc<str>>,
         config: DiscoveryConfig,
         observe: Observe,
+        obey: bool,
     ) -> Result<Topology, ConfigError> {
         let roles = HostRoles::new(names.clone());
         let tracker = health
@@ -241,6 +255,11 @@ impl Topology {
             rb = rb.endpoint(n.clone(), i as u32);
         }
         let router = rb.build()?;
+        if obey {
+            router
+                .obey(Gate::Awaiting)
+                .map_err(|e| ConfigError::new("authority", e.to_string()))?;
+        }
         let endpoints: Vec<_> = names
             .iter()
             .map(|n| tracker.endpoint(n).expect("registered above"))
@@ -299,6 +318,17 @@ impl Topology {
     /// The index of the router's active endpoint (where primary connections go).
     pub(crate) fn active_index(&self) -> usize {
         self.index_of(self.router.active().endpoint())
+    }
+
+    /// `true` when a write may go to the router's active host: re-discovery has confirmed a
+    /// primary, and the active host (under an authority, the one it names) is available and
+    /// that primary. A few atomic loads.
+    pub(crate) fn primary_confirmed(&self) -> bool {
+        if self.rediscovery.in_doubt() {
+            return false;
+        }
+        let active = self.router.active();
+        !active.is_all_down() && active.endpoint().role() == Role::Primary
     }
 
     pub(crate) fn server_role(&self, i: usize) -> Option<ServerRole> {

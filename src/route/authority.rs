@@ -1,15 +1,21 @@
 //! The decision source of the router: local health (the default) or an external [`Authority`]
 //! that names the primary and an epoch, which a [`Follower`] makes the router follow.
 //!
-//! Following works through the endpoints' roles, the router's own vocabulary: the endpoint a
-//! record names becomes [`Role::Primary`] and every other one [`Role::Replica`], so the router
-//! (which never picks a known replica as primary) switches to the named endpoint at once, with
-//! a generation bump and its [`RouteEvent::Switched`](super::RouteEvent::Switched) (reason
-//! [`SwitchReason::Demoted`](super::SwitchReason::Demoted): the old primary is no longer the
-//! authority's), and never fails over by itself while it follows. Local health still says
-//! whether the named primary is reachable ([`Active::is_all_down`](super::Active::is_all_down)
-//! is `true` while it is not: writes then fail, they never go elsewhere) and still chooses
-//! which replica serves a read.
+//! Following closes the router's gate on the named endpoint: the router switches to it at once,
+//! with a generation bump and its [`RouteEvent::Switched`](super::RouteEvent::Switched) (reason
+//! [`SwitchReason::Authority`](super::SwitchReason::Authority)), never fails over or fails back
+//! by itself while it follows, and [`Router::switch_to`] refuses any other endpoint. Local health
+//! still says whether the named primary is reachable
+//! ([`Active::is_all_down`](super::Active::is_all_down) is `true` while it is not: writes then
+//! wait or fail, they never go elsewhere) and still chooses which replica serves a read.
+//!
+//! A follower started on its own ([`FollowerBuilder::start`]) also marks the named endpoint
+//! [`Role::Primary`] and every other one [`Role::Replica`] (read policies see them so). A
+//! follower an adapter starts for its pool (a builder knob taking an [`IntoFollower`], such as
+//! `FailoverPoolBuilder::authority`) leaves the roles to the pool's own probes instead: a new
+//! record puts the primary in doubt, the pool's re-discovery confirms that the named endpoint
+//! is a primary before a write goes there, and writes wait meanwhile
+//! ([`Follower::hold`]).
 
 use std::fmt;
 use std::future::Future;
@@ -21,231 +27,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::named::Gate;
+use super::rediscovery::Rediscovery;
 use super::router::Router;
 use crate::error::ConfigError;
 use crate::health::{EndpointId, Role};
 use crate::sync::lock;
-
-/// One decision of an authority: the endpoint it names as primary, and the epoch of that
-/// decision (epochs never go back; a new decision has a higher one).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record<K> {
-    primary: K,
-    epoch: u64,
-    decided_at: Option<SystemTime>,
-    reason: Option<Arc<str>>,
-}
-
-impl<K> Record<K> {
-    /// A record naming `primary` at `epoch`.
-    pub fn new(primary: K, epoch: u64) -> Self {
-        Record {
-            primary,
-            epoch,
-            decided_at: None,
-            reason: None,
-        }
-    }
-
-    /// When the decision was recorded, by the wall clock of whoever recorded it (followers
-    /// report how long they took to follow it).
-    pub fn decided_at(mut self, at: SystemTime) -> Self {
-        self.decided_at = Some(at);
-        self
-    }
-
-    /// Why the decision was taken (for events and logs).
-    pub fn with_reason(mut self, reason: impl Into<Arc<str>>) -> Self {
-        self.reason = Some(reason.into());
-        self
-    }
-
-    /// The endpoint named as primary.
-    pub fn primary(&self) -> &K {
-        &self.primary
-    }
-
-    /// The epoch.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    /// When it was decided, if the authority says.
-    pub fn decided(&self) -> Option<SystemTime> {
-        self.decided_at
-    }
-
-    /// Why, if the authority says.
-    pub fn reason(&self) -> Option<&str> {
-        self.reason.as_deref()
-    }
-}
-
-/// Why one read of an [`Authority`] gave no record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthorityError {
-    unparsable: bool,
-    reason: Arc<str>,
-}
-
-impl AuthorityError {
-    /// The authority could not be reached (or did not answer in time).
-    pub fn unreachable(reason: impl Into<Arc<str>>) -> Self {
-        AuthorityError {
-            unparsable: false,
-            reason: reason.into(),
-        }
-    }
-
-    /// The authority answered with a record that does not parse.
-    pub fn unparsable(reason: impl Into<Arc<str>>) -> Self {
-        AuthorityError {
-            unparsable: true,
-            reason: reason.into(),
-        }
-    }
-
-    /// `true` for a record that does not parse, `false` for an unreachable authority.
-    pub fn is_unparsable(&self) -> bool {
-        self.unparsable
-    }
-
-    /// The reason.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for AuthorityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.unparsable {
-            write!(f, "authority record does not parse: {}", self.reason)
-        } else {
-            write!(f, "authority unreachable: {}", self.reason)
-        }
-    }
-}
-
-impl std::error::Error for AuthorityError {}
-
-/// An external decision source: a lease record, Patroni's leader, a Sentinel quorum. One call
-/// of [`read`](Self::read) is one look at it (the [`Follower`] calls it every poll interval);
-/// it may also do the protocol's own work on the way (renew a lease, write a report).
-pub trait Authority<K>: Send + Sync + 'static {
-    /// The authority's current record.
-    fn read(&self) -> impl Future<Output = Result<Record<K>, AuthorityError>> + Send;
-}
-
-/// What a [`Follower`] does while its authority is unreachable.
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum WhenUnreachable {
-    /// Keep following the last good record (the default): no instance moves on its own view.
-    #[default]
-    KeepLast,
-    /// After the authority has been unreachable this long, let local health decide again (the
-    /// roles the follower set are cleared) until a record is read again.
-    FallBackAfter(Duration),
-}
-
-/// Why a record was ignored (the last good record stands).
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Rejection<K> {
-    /// It names an endpoint the router does not route.
-    UnknownEndpoint {
-        /// The endpoint named.
-        primary: K,
-        /// The record's epoch.
-        epoch: u64,
-    },
-    /// Its epoch is below the last good one.
-    EpochWentBack {
-        /// The record's epoch.
-        epoch: u64,
-        /// The last good epoch.
-        last: u64,
-    },
-    /// Same epoch as the last good record, another primary.
-    Conflicting {
-        /// The endpoint named.
-        primary: K,
-        /// The epoch.
-        epoch: u64,
-    },
-    /// It does not parse.
-    Unparsable {
-        /// Why.
-        reason: Arc<str>,
-    },
-}
-
-impl<K: fmt::Debug> fmt::Display for Rejection<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::UnknownEndpoint { primary, epoch } => {
-                write!(f, "epoch {epoch} names {primary:?}, which is not routed")
-            }
-            Rejection::EpochWentBack { epoch, last } => {
-                write!(f, "epoch {epoch} is below the last good epoch {last}")
-            }
-            Rejection::Conflicting { primary, epoch } => {
-                write!(
-                    f,
-                    "epoch {epoch} names {primary:?}, another primary than before"
-                )
-            }
-            Rejection::Unparsable { reason } => write!(f, "record does not parse: {reason}"),
-        }
-    }
-}
-
-/// What a [`Follower`] saw, sent to each [subscriber](Follower::subscribe) in order.
-#[non_exhaustive]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthorityEvent<K> {
-    /// A new record is followed: the router routes writes to `primary` from now on.
-    Followed {
-        /// The endpoint named.
-        primary: K,
-        /// The record's epoch.
-        epoch: u64,
-        /// The router's generation afterwards.
-        generation: u64,
-        /// Whether local health can reach it (else writes fail until it can, or a new record).
-        reachable: bool,
-        /// From the record's [`decided`](Record::decided) time to now, by this host's clock.
-        lag: Option<Duration>,
-        /// When.
-        at: Instant,
-    },
-    /// A record was ignored; the last good one stands.
-    Rejected {
-        /// Why.
-        rejection: Rejection<K>,
-        /// When.
-        at: Instant,
-    },
-    /// The authority could not be read (the first failure of an episode).
-    Unreachable {
-        /// Why.
-        reason: Arc<str>,
-        /// The epoch still followed (0: none yet).
-        keeping: u64,
-        /// When.
-        at: Instant,
-    },
-    /// Unreachable for the [`WhenUnreachable::FallBackAfter`] delay: local health decides.
-    FellBack {
-        /// When.
-        at: Instant,
-    },
-    /// The authority answered again after an unreachable episode.
-    Reachable {
-        /// When.
-        at: Instant,
-    },
-}
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -278,6 +65,9 @@ struct State<K> {
 
 struct Shared<K> {
     router: Router<K>,
+    /// The pool's re-discovery, which confirms the named endpoint (`None`: the follower marks
+    /// the roles itself).
+    rediscovery: Option<Rediscovery<K>>,
     authority: Box<dyn AuthorityDyn<K>>,
     config: Config,
     state: Mutex<State<K>>,
@@ -325,6 +115,7 @@ impl<K: EndpointId> fmt::Debug for Follower<K> {
 #[must_use]
 pub struct FollowerBuilder<K> {
     router: Router<K>,
+    rediscovery: Option<Rediscovery<K>>,
     config: Config,
 }
 
@@ -332,11 +123,34 @@ impl<K: EndpointId> fmt::Debug for FollowerBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FollowerBuilder")
             .field("config", &self.config)
+            .field("confirmed", &self.rediscovery.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl<K: EndpointId> FollowerBuilder<K> {
+    /// The router that will follow (an authority that must know its endpoints reads them here).
+    pub fn router(&self) -> &Router<K> {
+        &self.router
+    }
+
+    /// The named endpoint is confirmed by `rediscovery` (the pool's own, over the same router)
+    /// instead of being marked primary: each new record puts the primary in doubt, so no write
+    /// goes to the named endpoint before its role probe says it is a primary. The caller has
+    /// closed the router's gate ([`Gate::Awaiting`]) before the first discovery run.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn confirmed_by(mut self, rediscovery: &Rediscovery<K>) -> Self {
+        self.rediscovery = Some(rediscovery.clone());
+        self
+    }
+
+    /// `true` when the named endpoint will be confirmed by a pool's re-discovery (see
+    /// `confirmed_by`) rather than marked primary.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn is_confirmed(&self) -> bool {
+        self.rediscovery.is_some()
+    }
+
     /// How often the authority is read (default 250 ms): a new record is followed within this
     /// plus one read.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
@@ -382,6 +196,7 @@ impl<K: EndpointId> FollowerBuilder<K> {
             .map_err(|_| ConfigError::new("runtime", "must be started inside a Tokio runtime"))?;
         let shared = Arc::new(Shared {
             router: self.router,
+            rediscovery: self.rediscovery,
             authority: Box::new(authority),
             config: c,
             state: Mutex::new(State {
@@ -408,6 +223,7 @@ impl<K: EndpointId> Follower<K> {
     pub fn builder(router: &Router<K>) -> FollowerBuilder<K> {
         FollowerBuilder {
             router: router.clone(),
+            rediscovery: None,
             config: Config {
                 interval: Duration::from_millis(250),
                 read_timeout: Duration::from_secs(1),
@@ -439,7 +255,9 @@ impl<K: EndpointId> Follower<K> {
     }
 
     /// `true` while local health decides: before the first good record, and after falling
-    /// back (see [`WhenUnreachable::FallBackAfter`]).
+    /// back (see [`WhenUnreachable::FallBackAfter`]). A follower a pool's authority knob
+    /// started is `true` before its first record too, but then nothing decides: the pool's
+    /// writes wait for that record.
     pub fn is_local(&self) -> bool {
         lock(&self.shared.state).local
     }
@@ -528,17 +346,34 @@ impl<K: EndpointId> Shared<K> {
         self.follow(state, record, now);
     }
 
-    /// Makes the router route writes to `record`'s primary: its role Primary, every other
-    /// endpoint's Replica, then one evaluation of the router so the switch happens now.
+    /// Makes the router route writes to `record`'s primary: the router's gate closed on it
+    /// (the switch happens now); on its own, the follower also marks it Primary and every
+    /// other endpoint Replica; confirmed by a pool's re-discovery, the primary is put in doubt
+    /// first, so writes wait for the named endpoint's role probe.
     fn follow(&self, state: &mut State<K>, record: Record<K>, now: Instant) {
-        for (endpoint, _) in self.router.endpoints() {
-            if endpoint.id() == &record.primary {
-                endpoint.set_role(Role::Primary);
+        let marks = self.rediscovery.is_none();
+        match &self.rediscovery {
+            Some(r) => r.suspect(),
+            None => {
+                for (endpoint, _) in self.router.endpoints() {
+                    if endpoint.id() == &record.primary {
+                        endpoint.set_role(Role::Primary);
+                    }
+                }
             }
         }
-        for (endpoint, _) in self.router.endpoints() {
-            if endpoint.id() != &record.primary {
-                endpoint.set_role(Role::Replica);
+        // `consider` checked that the router routes it.
+        let _ = self.router.obey(Gate::Named(&record.primary));
+        if let Some(r) = &self.rediscovery {
+            // A run that started before the switch may have confirmed the endpoint named
+            // before: one more, under the new gate.
+            r.suspect();
+        }
+        if marks {
+            for (endpoint, _) in self.router.endpoints() {
+                if endpoint.id() != &record.primary {
+                    endpoint.set_role(Role::Replica);
+                }
             }
         }
         let active = self.router.active();
@@ -602,10 +437,16 @@ impl<K: EndpointId> Shared<K> {
             && !state.local
             && now.saturating_duration_since(since) >= after
         {
-            for (endpoint, _) in self.router.endpoints() {
-                endpoint.set_role(Role::Unknown);
+            if self.rediscovery.is_none() {
+                for (endpoint, _) in self.router.endpoints() {
+                    endpoint.set_role(Role::Unknown);
+                }
             }
-            let _ = self.router.active();
+            let _ = self.router.obey(Gate::Local);
+            if let Some(r) = &self.rediscovery {
+                // The pool's own discovery decides again, from what its probes say.
+                r.suspect();
+            }
             state.local = true;
             tracing::warn!(
                 target: "switchover::route",
@@ -649,6 +490,14 @@ async fn poll_loop<K: EndpointId>(weak: Weak<Shared<K>>, closed: Arc<(AtomicBool
         }
     }
 }
+
+mod hold;
+mod record;
+
+#[cfg(any(feature = "postgres", feature = "dynamodb"))]
+pub(crate) use hold::Held;
+pub use hold::IntoFollower;
+pub use record::{Authority, AuthorityError, AuthorityEvent, Record, Rejection, WhenUnreachable};
 
 #[cfg(test)]
 mod tests;

@@ -111,6 +111,7 @@ impl<K: EndpointId> RouterBuilder<K> {
             control: Mutex::new(Vec::new()),
             observer,
             moved: Arc::default(),
+            named: AtomicU32::new(super::named::LOCAL),
         };
         // Start on the best available candidate, without events (nobody has subscribed yet).
         let w = match inner.best_up(usize::MAX, None) {

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::event::{RouteEvent, SwitchReason};
+use super::named::LOCAL;
 use super::router::{
     ALL_DOWN, Active, Decision, OPEN, PINNED, RouterInner, Slot, generation, index,
     is_candidate_up, pack, tier,
@@ -48,6 +49,10 @@ impl<K: EndpointId> RouterInner<K> {
     pub(super) fn settled(&self, w: u64, cur: &Slot<K>) -> bool {
         if w & ALL_DOWN != 0 {
             return false;
+        }
+        let g = self.gate_word();
+        if g != LOCAL {
+            return g as usize == index(w) && is_candidate_up(&cur.endpoint);
         }
         if !is_candidate_up(&cur.endpoint) {
             return false;
@@ -124,6 +129,10 @@ impl<K: EndpointId> RouterInner<K> {
     }
 
     pub(super) fn decide(&self, w: u64) -> Option<Decision> {
+        let g = self.gate_word();
+        if g != LOCAL {
+            return self.decide_named(w, g);
+        }
         let cur_i = index(w);
         let cur = self.slot(cur_i);
         let all_down = w & ALL_DOWN != 0;

@@ -16,6 +16,9 @@ pub enum SwitchReason {
     Failback,
     /// [`Router::switch_to`](super::Router::switch_to).
     Manual,
+    /// An [`Authority`](super::Authority) the router follows named another endpoint (see
+    /// [`Follower`](super::Follower)).
+    Authority,
 }
 
 impl fmt::Display for SwitchReason {
@@ -26,6 +29,7 @@ impl fmt::Display for SwitchReason {
             SwitchReason::Demoted => "demoted to replica",
             SwitchReason::Failback => "failback",
             SwitchReason::Manual => "manual switch",
+            SwitchReason::Authority => "named by the authority",
         })
     }
 }

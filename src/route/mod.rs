@@ -94,6 +94,7 @@ mod builder;
 mod decide;
 mod event;
 mod moved;
+mod named;
 mod read;
 mod rediscovery;
 mod router;
@@ -102,8 +103,8 @@ mod slots;
 
 pub use attempt::{Attempt, RouteError, Target};
 pub use authority::{
-    Authority, AuthorityError, AuthorityEvent, Follower, FollowerBuilder, Record, Rejection,
-    WhenUnreachable,
+    Authority, AuthorityError, AuthorityEvent, Follower, FollowerBuilder, IntoFollower, Record,
+    Rejection, WhenUnreachable,
 };
 pub use builder::RouterBuilder;
 pub use event::{RouteEvent, SwitchReason};
@@ -114,3 +115,8 @@ pub use read::{
 pub use rediscovery::{Discover, NoPrimary, Rediscovery, RediscoveryBuilder};
 pub use router::{Active, Failback, Router, SwitchError};
 pub use run::RoutedCall;
+
+#[cfg(any(feature = "postgres", feature = "dynamodb"))]
+pub(crate) use authority::Held;
+#[cfg(feature = "postgres")]
+pub(crate) use named::Gate;

@@ -33,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::named::Gate;
 use super::router::Router;
 use crate::error::{Classification, Classify, ConfigError};
 use crate::health::{
@@ -559,6 +560,20 @@ impl<K: EndpointId> Shared<K> {
                 "discovery named {id:?}, which is not routed"
             )));
         };
+        match router.gate() {
+            Gate::Local => {}
+            Gate::Named(named) if named == id => {}
+            Gate::Named(named) => {
+                return Err(NoPrimary::new(format!(
+                    "discovery found {id:?} writable, but the authority names {named:?}"
+                )));
+            }
+            Gate::Awaiting => {
+                return Err(NoPrimary::new(format!(
+                    "discovery found {id:?} writable; the authority has named no primary yet"
+                )));
+            }
+        }
         endpoint.set_role(Role::Primary);
         if !endpoint.is_available() {
             endpoint.readmit();

@@ -43,6 +43,9 @@ pub enum SwitchError {
     /// The endpoint is known to be a replica (set its role first if it was promoted).
     #[error("the endpoint is a replica, not a primary candidate")]
     NotPrimaryCandidate,
+    /// An authority the router follows names another endpoint as primary.
+    #[error("an authority names another endpoint as primary")]
+    NotNamed,
 }
 
 /// The router's answer to "where do writes go now": the active endpoint, the generation, and
@@ -123,6 +126,9 @@ pub(super) struct RouterInner<K> {
     /// The generation again, for [`GenerationMoved`](super::GenerationMoved) futures: set
     /// after each switch, which wakes them.
     pub(super) moved: Arc<crate::health::Signal>,
+    /// Who decides the active endpoint (see [`super::named`]): local health, or the slot an
+    /// authority names.
+    pub(super) named: AtomicU32,
 }
 
 pub(super) struct Slot<K> {
@@ -355,11 +361,13 @@ impl<K: EndpointId> Router<K> {
     ///
     /// # Errors
     ///
-    /// [`SwitchError`] if `id` is not routed here, is not available, or is a known replica.
+    /// [`SwitchError`] if `id` is not routed here, is not available, is a known replica, or
+    /// is not the endpoint an authority the router follows names.
     pub fn switch_to(&self, id: &K) -> Result<u64, SwitchError> {
         let inner = &*self.inner;
         let mut subs = lock(&inner.control);
         let i = inner.find(id).ok_or(SwitchError::UnknownEndpoint)?;
+        inner.gate_admits(inner.gate_word(), i)?;
         let ep = &inner.slot(i).endpoint;
         if ep.role() == Role::Replica {
             return Err(SwitchError::NotPrimaryCandidate);

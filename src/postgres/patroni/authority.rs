@@ -32,6 +32,9 @@ pub struct Patroni {
     members: Vec<Arc<str>>,
     hosts: Vec<Arc<str>>,
     request_timeout: Duration,
+    /// A new leader is followed only once its Postgres runs as primary (`false` for the pool's
+    /// knob: its role probes confirm the leader, so it is followed as soon as it is named).
+    wait_promoted: bool,
     state: Mutex<State>,
 }
 
@@ -64,6 +67,9 @@ pub(super) enum Answer {
     Bad(String),
 }
 
+/// Following when named: how long the other members may still answer once one named a leader.
+const SLOW_MEMBER_GRACE: Duration = Duration::from_millis(100);
+
 /// The best leader of a read so far.
 struct Best {
     id: Arc<str>,
@@ -86,8 +92,18 @@ impl Patroni {
             members,
             hosts,
             request_timeout,
+            wait_promoted: true,
             state: Mutex::new(state),
         }
+    }
+
+    /// A new leader is followed as soon as `/cluster` names it, before its Postgres is
+    /// promoted, with the epoch `/cluster` gives (its `/patroni` is asked only when that epoch
+    /// would look stale), and a read waits at most 100 ms for the other members once one named
+    /// a leader: for a pool whose role probes confirm the leader before a write goes there.
+    pub(super) fn follow_when_named(mut self) -> Self {
+        self.wait_promoted = false;
+        self
     }
 
     /// The REST API addresses asked, as `host:port`.
@@ -107,9 +123,24 @@ impl Patroni {
             .iter()
             .map(|_| Answer::Unreachable("no answer".into()))
             .collect();
-        while let Some(joined) = set.join_next().await {
+        // Following when named, a member that answers slowly (a leader busy demoting) does not
+        // hold up the others: once one names a leader, the rest get a short grace.
+        let mut until: Option<tokio::time::Instant> = None;
+        loop {
+            let joined = match until {
+                Some(t) => match tokio::time::timeout_at(t, set.join_next()).await {
+                    Ok(joined) => joined,
+                    Err(_) => break,
+                },
+                None => set.join_next().await,
+            };
+            let Some(joined) = joined else { break };
             if let Ok((i, answer)) = joined {
+                let names = matches!(&answer, Answer::View(v) if v.leader.is_some());
                 answers[i] = answer;
+                if names && !self.wait_promoted && until.is_none() {
+                    until = Some(tokio::time::Instant::now() + SLOW_MEMBER_GRACE);
+                }
             }
         }
         answers
@@ -293,6 +324,14 @@ impl Authority<Arc<str>> for Patroni {
         let answers = self.ask_all().await;
         match self.decide(answers)? {
             Decided::Follow(record) => Ok(record),
+            // The pool confirms the promotion itself: follow as named, at once, unless that
+            // epoch would look stale (a former leader named again before `/cluster` shows its
+            // new timeline): then its own API gives the timeline.
+            Decided::Check(decision, _)
+                if !self.wait_promoted && decision.record.epoch() > lock(&self.state).returned =>
+            {
+                Ok(self.follow_now(decision))
+            }
             Decided::Check(decision, api) => {
                 // A new leader: follow it once its Postgres runs as primary, so the pool's own
                 // role probes (which see a standby until then) agree with the record. A leader
@@ -303,10 +342,12 @@ impl Authority<Arc<str>> for Patroni {
                     .filter(|r| r.status == 200 || r.status == 503)
                     .and_then(|r| cluster::promoted(&r.body));
                 match promoted {
-                    Some((false, _)) => Err(AuthorityError::unreachable(format!(
-                        "leader {:?} named, its Postgres not promoted yet",
-                        decision.name
-                    ))),
+                    Some((false, _)) if self.wait_promoted => {
+                        Err(AuthorityError::unreachable(format!(
+                            "leader {:?} named, its Postgres not promoted yet",
+                            decision.name
+                        )))
+                    }
                     // The server's own timeline: `/cluster` shows the new one a loop later.
                     Some((true, Some(t))) => Ok(self.follow_now(decision.on_timeline(t))),
                     _ => Ok(self.follow_now(decision)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::authority::Patroni;
 use crate::error::ConfigError;
 use crate::postgres::FailoverPool;
-use crate::route::{Follower, Router, WhenUnreachable};
+use crate::route::{Follower, FollowerBuilder, IntoFollower, Router, WhenUnreachable};
 
 /// Builder of [`Patroni`]. Nothing is validated until [`build`](Self::build) or
 /// [`follow`](Self::follow).
@@ -107,19 +107,46 @@ impl PatroniBuilder {
     /// reads the leader every poll interval. Keep the follower as long as the pool: following
     /// stops when the last clone of it is dropped.
     ///
+    /// Prefer the pool's knob,
+    /// [`FailoverPoolBuilder::authority`](crate::postgres::FailoverPoolBuilder::authority)
+    /// (the pool keeps the follower, its role probes confirm the leader before a write goes
+    /// there, and writes wait while Patroni names none): a follower started here only closes
+    /// the router's gate on the leader and marks the roles, so a write that starts while the
+    /// leader is not yet a writable primary runs through its attempts instead of waiting.
+    ///
     /// # Errors
     ///
     /// As [`build`](Self::build); `poll_interval` when it is zero or above 1 s; `runtime`
     /// outside a Tokio runtime.
     pub fn follow(&self, pool: &FailoverPool) -> Result<Follower<Arc<str>>, ConfigError> {
+        self.clone().into_follower(Follower::builder(pool.router()))
+    }
+}
+
+/// The pool's knob takes it: `.authority(Patroni::builder().members([...]))` builds the
+/// authority over the pool's hosts and starts its follower with this builder's poll interval,
+/// a read timeout of the request timeout plus 100 ms, and the `when_unreachable` setting. A
+/// new leader is then followed as soon as `/cluster` names it (the pool's role probe, every
+/// re-discovery interval while the primary is in doubt, confirms its promotion before a write
+/// goes there), not after its own API says it is promoted, and a slow member holds a read up
+/// 100 ms at most once another one named a leader.
+impl IntoFollower<Arc<str>> for PatroniBuilder {
+    fn into_follower(
+        self,
+        builder: FollowerBuilder<Arc<str>>,
+    ) -> Result<Follower<Arc<str>>, ConfigError> {
         if self.poll_interval.is_zero() || self.poll_interval > Duration::from_secs(1) {
             return Err(ConfigError::new(
                 "poll_interval",
                 "must be above zero and at most 1 s",
             ));
         }
-        let authority = self.build(pool.router())?;
-        Follower::builder(pool.router())
+        let mut authority = self.build(builder.router())?;
+        if builder.is_confirmed() {
+            // The pool confirms the leader itself: no need to wait for its promotion here.
+            authority = authority.follow_when_named();
+        }
+        builder
             .poll_interval(self.poll_interval)
             // Members are asked at once: one read takes one request timeout at most.
             .read_timeout(self.request_timeout + Duration::from_millis(100))

@@ -3,9 +3,13 @@
 //! [Patroni](https://patroni.readthedocs.io) decides which Postgres member is the primary
 //! (the holder of the leader key in its DCS: etcd, Consul, ZooKeeper, Kubernetes). A
 //! [`Patroni`] authority reads that decision from the REST API of the members
-//! (`GET /cluster`) and a [`Follower`](crate::route::Follower) makes the pool's router follow
-//! it: the pool switches as soon as Patroni names a new leader, before any query fails on the
-//! old one, and local health still chooses which standby serves a read.
+//! (`GET /cluster`); given to the pool's knob
+//! [`FailoverPoolBuilder::authority`](crate::postgres::FailoverPoolBuilder::authority), it
+//! replaces the pool's own choice of primary: the pool switches as soon as Patroni names a new
+//! leader, before any query fails on the old one; its role probe confirms that the leader runs
+//! as a writable primary before a write goes there; writes wait while Patroni names no usable
+//! leader and go at once when it does; a member Patroni does not name is never written to.
+//! Local health still chooses which standby serves a read.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -15,12 +19,13 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = FailoverPool::builder()
 //!     .connection_string("host=pg-a,pg-b,pg-c port=5432 user=app dbname=shop")
+//!     .authority(
+//!         Patroni::builder()
+//!             .members(["pg-a:8008", "pg-b:8008", "pg-c:8008"])
+//!             .poll_interval(Duration::from_millis(200)),
+//!     )
 //!     .build()?;
-//! // Keep the follower as long as the pool.
-//! let follower = Patroni::builder()
-//!     .members(["pg-a:8008", "pg-b:8008", "pg-c:8008"])
-//!     .poll_interval(Duration::from_millis(200))
-//!     .follow(&pool)?;
+//! let follower = pool.follower().expect("the pool follows Patroni");
 //! let mut events = follower.subscribe(); // Followed, Rejected, Unreachable, ...
 //! # drop(events);
 //! # Ok(()) }
@@ -46,8 +51,11 @@
 //! from its `api_url`) says its Postgres runs as primary, with the timeline that server reports
 //! (so the pool's role probes agree, and a former leader named again before `/cluster` shows
 //! its new timeline gets a higher epoch); a leader whose API does not answer is followed as
-//! `/cluster` names it. An answer that names an earlier leader again has a lower epoch and is
-//! rejected
+//! `/cluster` names it. Given to the pool's knob, a new leader is followed as soon as
+//! `/cluster` names it, with the epoch `/cluster` gives (the pool's role probe confirms the
+//! promotion before a write goes there; `/patroni` is asked only for the timeline of a former
+//! leader named again, whose `/cluster` epoch would look stale), and a read waits at most
+//! 100 ms for the other members once one named a leader. An answer that names an earlier leader again has a lower epoch and is rejected
 //! ([`Rejection::EpochWentBack`](crate::route::Rejection::EpochWentBack)).
 //!
 //! # Bad answers
@@ -61,11 +69,9 @@
 //! # Limitations
 //!
 //! - Plain HTTP only (no TLS or authentication to the REST API).
-//! - While it follows, the pool's own re-discovery still runs and could switch to a writable
-//!   member Patroni does not name (an old leader cut off from the DCS but still writable
-//!   before Patroni demotes it); the follower does not move it back until Patroni names a
-//!   leader with a new epoch. Making the follower replace re-discovery for writes needs a
-//!   change of the pool's topology (not done yet).
+//! - [`PatroniBuilder::follow`] (a follower beside a pool built without the knob) closes the
+//!   router's gate on the leader, but writes that start while the leader is not yet a
+//!   writable primary run through their attempts instead of waiting for it: use the knob.
 
 mod authority;
 mod builder;

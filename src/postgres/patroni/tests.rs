@@ -516,3 +516,43 @@ async fn a_former_leader_named_again_is_followed_on_the_timeline_it_runs_on() {
     let r = p.read().await.unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
 }
+
+/// Given to the pool's knob, a new leader is followed at once, before its `/patroni` says it is
+/// promoted (the pool's role probe confirms it); a former leader named again still gets the
+/// timeline it runs on from its own API.
+#[tokio::test]
+async fn following_when_named_does_not_wait_for_the_promotion() {
+    const REPLICA: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"replica\"}";
+    let leader_api = scripted_api(vec![REPLICA]).await;
+    let body = STEADY.replace(
+        "http://127.0.0.1:18008/patroni",
+        &format!("http://{leader_api}/patroni"),
+    );
+    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{body}").into_bytes().leak();
+    let cluster_api = scripted_api(vec![raw]).await;
+    let p = patroni(&[&cluster_api], &[M0, M1]).follow_when_named();
+    let r = p.read().await.unwrap();
+    assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
+
+    const MASTER_TL3: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\", \"timeline\": 3}";
+    let leader_api = scripted_api(vec![MASTER_TL3]).await;
+    let again = SW_NAMED.replace(
+        "http://127.0.0.1:18008/patroni",
+        &format!("http://{leader_api}/patroni"),
+    );
+    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{again}")
+        .into_bytes()
+        .leak();
+    let cluster_api = scripted_api(vec![raw]).await;
+    let p = patroni(&[&cluster_api], &[M0, M1]).follow_when_named();
+    decide(
+        &p,
+        vec![ok(SW_PROMOTED
+            .replace("\"timeline\": 3", "\"timeline\": 2")
+            .as_str())],
+    )
+    .unwrap();
+    decide(&p, vec![ok(SW_BEFORE)]).unwrap();
+    let r = p.read().await.unwrap();
+    assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
+}

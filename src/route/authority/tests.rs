@@ -250,3 +250,45 @@ async fn zero_durations_are_rejected() {
         .unwrap_err();
     assert_eq!(e.field(), "when_unreachable");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_named_endpoint_is_the_only_active_one_and_its_switch_says_authority() {
+    use crate::route::{RouteEvent, SwitchError, SwitchReason};
+    let r = router();
+    let mut route = r.subscribe();
+    let f = Follower::builder(&r)
+        .poll_interval(Duration::from_millis(100))
+        .start(Script::new([rec("b", 1)]))
+        .unwrap();
+    let mut ev = f.subscribe();
+    assert!(matches!(
+        ev.recv().await,
+        Some(AuthorityEvent::Followed { primary: "b", .. })
+    ));
+    match route.try_recv() {
+        Ok(RouteEvent::Switched {
+            from, to, reason, ..
+        }) => assert_eq!((from, to, reason), ("a", "b", SwitchReason::Authority)),
+        e => panic!("{e:?}"),
+    }
+    // Nothing else may take writes: a manual switch is refused, and the named endpoint going
+    // down leaves it active (all down), even with `a` and `c` up and of no known role.
+    assert_eq!(r.switch_to(&"c"), Err(SwitchError::NotNamed));
+    let b = r.tracker().endpoint(&"b").unwrap();
+    b.force_down();
+    let active = r.active();
+    assert_eq!((active.id(), active.is_all_down()), (&"b", true));
+    b.clear();
+    assert!(!r.active().is_all_down());
+    assert!(
+        route
+            .try_recv()
+            .is_ok_and(|e| matches!(e, RouteEvent::AllDownEntered { .. }))
+    );
+    assert!(
+        route
+            .try_recv()
+            .is_ok_and(|e| matches!(e, RouteEvent::AllDownLeft { .. }))
+    );
+    assert!(route.try_recv().is_err(), "no other switch");
+}
