@@ -58,14 +58,16 @@
 
 mod metrics;
 mod observer;
+mod pool_metrics;
 mod recent;
 mod snapshot;
 mod timeline;
 mod trace;
 mod wall;
 
-pub use metrics::{METRICS, PoolMetrics, names};
+pub use metrics::{METRICS, names};
 pub use observer::Observe;
+pub use pool_metrics::PoolMetrics;
 pub use recent::{FailureNote, RecentFailures};
 pub use snapshot::{
     Check, Components, EndpointSnapshot, Health, Need, RouterSnapshot, Status, Value,
@@ -74,6 +76,7 @@ pub use timeline::{Event, EventKind, Failover, Phases, Timeline};
 pub use wall::rfc3339;
 
 pub(crate) use observer::Observer;
+pub(crate) use pool_metrics::{Borrow, Stamp};
 
 #[cfg(feature = "metrics")]
 pub(crate) mod budget {

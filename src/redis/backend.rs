@@ -19,6 +19,7 @@ use super::connect::{Connector, Tls};
 use super::error::Error;
 use super::login::Login;
 use super::spares::{Lease, Spares};
+use crate::observe::PoolMetrics;
 
 /// What ends a connection: once it resolves, the connection's task stops, and every request
 /// pending on the connection fails at once (redis-rs: a broken pipe, "may have executed").
@@ -116,6 +117,8 @@ pub(crate) struct RedisIo {
     /// Dedicated and control connections apply their own, per-command timeout (blocking
     /// commands wait longer than the response timeout; a heartbeat waits its own timeout).
     dedicated: AsyncConnectionConfig,
+    /// The pool's observe name: its nodes' dedicated pools are `{name}:dedicated:{host:port}`.
+    name: std::sync::Arc<str>,
 }
 
 impl RedisIo {
@@ -132,6 +135,7 @@ impl RedisIo {
             shared: AsyncConnectionConfig::new()
                 .set_response_timeout(Some(s.timeouts.response_timeout())),
             dedicated: AsyncConnectionConfig::new().set_response_timeout(None),
+            name: std::sync::Arc::from(&*s.observe.name),
         }
     }
 
@@ -222,7 +226,11 @@ impl Backend for RedisIo {
         let wait = self.timeouts.connect_timeout().saturating_mul(4);
         Ok(NodeClient {
             to: Connector::new(addr, self.tls.as_ref()),
-            spares: Spares::new(self.dedicated_size, wait),
+            spares: Spares::new(
+                self.dedicated_size,
+                wait,
+                PoolMetrics::named(|| format!("{}:dedicated:{addr}", self.name)),
+            ),
         })
     }
 

@@ -6,13 +6,14 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::observe::{Borrow, PoolMetrics, Stamp};
 use crate::sync::lock;
 
 /// One node's dedicated connections.
@@ -24,6 +25,12 @@ pub(crate) struct Spares {
     epoch: AtomicU64,
     /// How long a caller waits for a free slot, and for the check of an idle connection.
     wait: Duration,
+    /// Connections handed out now.
+    out: AtomicUsize,
+    /// Callers waiting for a slot now.
+    waiting: AtomicUsize,
+    /// `db.client.connection.*` of this pool.
+    metrics: PoolMetrics,
 }
 
 /// A connection handed out, with its slot; back to the idle list on drop unless
@@ -33,15 +40,23 @@ pub(crate) struct Lease {
     epoch: u64,
     spares: Arc<Spares>,
     _slot: OwnedSemaphorePermit,
+    _borrow: Borrow,
 }
 
 impl Spares {
-    pub(crate) fn new(size: usize, wait: Duration) -> Arc<Self> {
+    /// At most `size` handed out at once; `metrics` names the pool's instruments.
+    pub(crate) fn new(size: usize, wait: Duration, metrics: PoolMetrics) -> Arc<Self> {
+        metrics.max(size);
+        metrics.connections(0, 0);
+        metrics.pending(0);
         Arc::new(Spares {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             epoch: AtomicU64::new(0),
             wait,
+            out: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            metrics,
         })
     }
 
@@ -51,30 +66,52 @@ impl Spares {
         F: FnOnce() -> Fut,
         Fut: Future<Output = RedisResult<MultiplexedConnection>>,
     {
-        let slot = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| {
-                RedisError::from(std::io::Error::new(
+        let asked = Stamp::now();
+        let slot = self.slot().await?;
+        let epoch = self.epoch.load(Relaxed);
+        loop {
+            let idle = self.pop_idle();
+            let Some((e, mut conn)) = idle else { break };
+            if e == epoch && self.still_good(&mut conn).await {
+                return Ok(self.lease(conn, epoch, slot, asked));
+            }
+        }
+        let started = Stamp::now();
+        let conn = open().await?;
+        self.metrics.created(started);
+        Ok(self.lease(conn, epoch, slot, asked))
+    }
+
+    /// A free slot, within the wait (counted as pending meanwhile, as a timeout after it).
+    async fn slot(self: &Arc<Self>) -> RedisResult<OwnedSemaphorePermit> {
+        let pending = self.waiting.fetch_add(1, Relaxed) + 1;
+        self.metrics.pending(pending);
+        let got = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned()).await;
+        let pending = self.waiting.fetch_sub(1, Relaxed) - 1;
+        self.metrics.pending(pending);
+        match got {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) => Err(RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::NotConnected,
+            ))),
+            Err(_) => {
+                self.metrics.timeout();
+                Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
                         "every dedicated connection is in use (waited {:?})",
                         self.wait
                     ),
-                ))
-            })?
-            .map_err(|_| {
-                RedisError::from(std::io::Error::from(std::io::ErrorKind::NotConnected))
-            })?;
-        let epoch = self.epoch.load(Relaxed);
-        loop {
-            let idle = lock(&self.idle).pop();
-            let Some((e, mut conn)) = idle else { break };
-            if e == epoch && self.still_good(&mut conn).await {
-                return Ok(self.lease(conn, epoch, slot));
+                )))
             }
         }
-        let conn = open().await?;
-        Ok(self.lease(conn, epoch, slot))
+    }
+
+    fn pop_idle(&self) -> Option<(u64, MultiplexedConnection)> {
+        let mut idle = lock(&self.idle);
+        let conn = idle.pop();
+        self.metrics.connections(idle.len(), self.out.load(Relaxed));
+        conn
     }
 
     fn lease(
@@ -82,12 +119,16 @@ impl Spares {
         conn: MultiplexedConnection,
         epoch: u64,
         slot: OwnedSemaphorePermit,
+        asked: Stamp,
     ) -> Lease {
+        let out = self.out.fetch_add(1, Relaxed) + 1;
+        self.metrics.connections(lock(&self.idle).len(), out);
         Lease {
             conn: Some(conn),
             epoch,
             spares: Arc::clone(self),
             _slot: slot,
+            _borrow: self.metrics.checked_out(asked),
         }
     }
 
@@ -102,7 +143,9 @@ impl Spares {
     /// Drops the idle connections; those handed out are not reused.
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Relaxed);
-        lock(&self.idle).clear();
+        let mut idle = lock(&self.idle);
+        idle.clear();
+        self.metrics.connections(0, self.out.load(Relaxed));
     }
 }
 
@@ -119,10 +162,14 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        let spares = &self.spares;
+        let out = spares.out.fetch_sub(1, Relaxed) - 1;
+        let mut idle = lock(&spares.idle);
         if let Some(conn) = self.conn.take()
-            && self.epoch == self.spares.epoch.load(Relaxed)
+            && self.epoch == spares.epoch.load(Relaxed)
         {
-            lock(&self.spares.idle).push((self.epoch, conn));
+            idle.push((self.epoch, conn));
         }
+        spares.metrics.connections(idle.len(), out);
     }
 }
