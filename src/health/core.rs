@@ -27,8 +27,8 @@ pub(crate) trait HealthSink<K>: Send + Sync {
     /// started) timed out or answered down; called before it counts as a failure.
     fn heartbeat_missed(&self, _id: &K) {}
     /// A heartbeat ended after `took` (start to verdict) with `outcome`: `up`, `down` (it
-    /// answered down or wrongly) or `timeout` (cut by the probe timeout). Called only with the
-    /// `metrics` feature.
+    /// answered down or wrongly) or `timeout` (cut by the probe timeout).
+    #[cfg(feature = "metrics")]
     fn heartbeat(&self, _id: &K, _outcome: &'static str, _took: Duration) {}
 }
 

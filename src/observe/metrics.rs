@@ -386,8 +386,6 @@ mod off {
         #[inline(always)]
         pub(crate) fn probe_latency(&self, _: &str, _: Duration) {}
         #[inline(always)]
-        pub(crate) fn heartbeat(&self, _: &str, _: &'static str, _: Duration) {}
-        #[inline(always)]
         pub(crate) fn rediscovery(&self, _: bool, _: Duration) {}
     }
 }

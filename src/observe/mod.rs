@@ -67,7 +67,7 @@ mod wall;
 
 pub use metrics::{METRICS, names};
 pub use observer::Observe;
-pub use pool_metrics::PoolMetrics;
+pub use pool_metrics::{Borrow, PoolMetrics};
 pub use recent::{FailureNote, RecentFailures};
 pub use snapshot::{
     Check, Components, EndpointSnapshot, Health, Need, RouterSnapshot, Status, Value,
@@ -76,7 +76,11 @@ pub use timeline::{Event, EventKind, Failover, Phases, Timeline};
 pub use wall::rfc3339;
 
 pub(crate) use observer::Observer;
-pub(crate) use pool_metrics::{Borrow, Stamp};
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_imports)
+)]
+pub(crate) use pool_metrics::Stamp;
 
 #[cfg(feature = "metrics")]
 pub(crate) mod budget {

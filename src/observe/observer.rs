@@ -468,6 +468,7 @@ impl<K: EndpointId> HealthSink<K> for Observer<K> {
         );
     }
 
+    #[cfg(feature = "metrics")]
     fn heartbeat(&self, id: &K, outcome: &'static str, took: Duration) {
         self.metrics.heartbeat(&super::label(id), outcome, took);
     }

@@ -85,11 +85,12 @@ impl PoolMetrics {
     }
 
     /// As [`new`](Self::new), with the name made only when the feature is on.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn named(pool: impl FnOnce() -> String) -> Self {
-        #[cfg(feature = "metrics")]
-        return PoolMetrics::new(&pool());
-        #[cfg(not(feature = "metrics"))]
-        PoolMetrics {}
+        PoolMetrics {
+            #[cfg(feature = "metrics")]
+            inner: on::Handles::new(&pool()),
+        }
     }
 
     /// Connections now idle and in use.
@@ -144,8 +145,17 @@ impl PoolMetrics {
         self.inner.used_for.record(d.as_secs_f64());
     }
 
+    /// For a pool of your own: a connection asked for at `asked` was obtained now. Records
+    /// the wait, and the use when the returned [`Borrow`] drops (keep it with the connection).
+    #[must_use = "the use is recorded when the Borrow drops"]
+    #[inline]
+    pub fn borrow(&self, asked: tokio::time::Instant) -> Borrow {
+        self.checked_out(Stamp::at(asked))
+    }
+
     /// A connection was created, starting at `started`.
     #[inline]
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn created(&self, started: Stamp) {
         #[cfg(feature = "metrics")]
         self.create_time(started.0.elapsed());
@@ -177,6 +187,7 @@ pub(crate) struct Stamp(#[cfg(feature = "metrics")] Instant);
 impl Stamp {
     /// Now.
     #[inline]
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn now() -> Self {
         Stamp(
             #[cfg(feature = "metrics")]
@@ -194,9 +205,10 @@ impl Stamp {
     }
 }
 
-/// A connection being borrowed: records `db.client.connection.use_time` when dropped (the
-/// connection went back to its pool, or was discarded). Empty without the `metrics` feature.
-pub(crate) struct Borrow {
+/// A connection being borrowed, from [`PoolMetrics::borrow`]: records
+/// `db.client.connection.use_time` when dropped (the connection went back to its pool, or was
+/// discarded). Empty without the `metrics` feature.
+pub struct Borrow {
     #[cfg(feature = "metrics")]
     since: Instant,
     #[cfg(feature = "metrics")]
