@@ -449,45 +449,17 @@ mod metrics_on {
 }
 
 #[cfg(feature = "metrics")]
+#[path = "support/recorder.rs"]
+mod recorder;
+
+#[cfg(feature = "metrics")]
 mod heartbeat_metrics {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use metrics_util::debugging::DebuggingRecorder;
     use switchover::observe::names;
 
+    use super::recorder::{Samples, hist, take};
+
     use super::*;
-
-    type Samples = Vec<(String, Vec<(String, String)>, DebugValue)>;
-
-    /// One snapshot (it drains what it reads).
-    fn take(snap: &Snapshotter) -> Samples {
-        snap.snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(k, _, _, v)| {
-                let key = k.key();
-                let labels = key
-                    .labels()
-                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                    .collect();
-                (key.name().to_owned(), labels, v)
-            })
-            .collect()
-    }
-
-    /// The samples of the histogram `name` whose labels include every `(key, value)`.
-    fn samples(snap: &Samples, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        snap.iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .flat_map(|(.., v)| match v {
-                DebugValue::Histogram(h) => h.iter().map(|x| x.0).collect(),
-                _ => Vec::new(),
-            })
-            .collect()
-    }
 
     /// Every heartbeat of the tracker's probe task is one `switchover.heartbeat.duration`
     /// sample, start to verdict, under its outcome; probes of a down endpoint are not
@@ -530,7 +502,7 @@ mod heartbeat_metrics {
         // are probes of a down (then probing) endpoint, not heartbeats.
         sleep(ms(1350)).await;
         let beats = |snap: &Samples, ep, outcome| {
-            samples(
+            hist(
                 snap,
                 names::HEARTBEAT_DURATION,
                 &[("router", "beats"), ("endpoint", ep), ("outcome", outcome)],
@@ -543,7 +515,7 @@ mod heartbeat_metrics {
         assert!(beats(&first, "slow:2", "up").is_empty());
         assert!(beats(&first, "wrong:3", "timeout").is_empty());
         assert_eq!(
-            samples(&first, names::PROBE_LATENCY, &[("endpoint", "up:1")]),
+            hist(&first, names::PROBE_LATENCY, &[("endpoint", "up:1")]),
             vec![0.002; 13]
         );
         assert_ne!(t.endpoint(&"slow:2").unwrap().state(), HealthState::Up);
@@ -552,7 +524,7 @@ mod heartbeat_metrics {
         let next = take(&snap);
         assert_eq!(beats(&next, "up:1", "up"), vec![0.002; 3]);
         assert_eq!(
-            samples(&next, names::HEARTBEAT_DURATION, &[("endpoint", "slow:2")]),
+            hist(&next, names::HEARTBEAT_DURATION, &[("endpoint", "slow:2")]),
             Vec::<f64>::new()
         );
     }
