@@ -1,27 +1,30 @@
-//! Cost of the `metrics` feature on a first-try routed call.
+//! Cost of the `metrics` feature per call, built with and without it (`cargo bench --bench
+//! observe` and `cargo bench --bench observe --features metrics`).
 //!
-//! - `first_try/noop_handles`: a router built before any recorder is installed; its handles are
-//!   the facade's no-ops (what the feature costs when the application installs no recorder);
-//! - `first_try/prometheus`: a router built after installing
-//!   `metrics-exporter-prometheus` (one counter increment per attempt, an atomic add).
+//! - `first_try/off` (feature off), `first_try/noop_handles` (on, handles registered before any
+//!   recorder: the facade's no-ops), `first_try/prometheus` (on, after installing
+//!   `metrics-exporter-prometheus`: one counter increment per attempt): a first-try
+//!   `router.run(&policy, |_| ready(Ok(())))` in a loop inside one Tokio current-thread runtime;
+//! - `first_try/prometheus_increment_alone`: one increment of a Prometheus counter handle;
+//! - `checkout/{off,noop_handles,prometheus}`: what a pool adds to each checkout
+//!   ([`PoolMetrics::borrow`]: a clock read, the `wait_time` sample, the borrow's handle; on
+//!   drop a clock read and the `use_time` sample), as the Postgres pool's `get`, `run` and
+//!   `transaction` and the Redis dedicated pool do it.
 //!
-//! - `first_try/prometheus_increment_alone`: one increment of a Prometheus counter handle, the
-//!   exporter's own share of the difference.
-//!
-//! Both routers run `router.run(&policy, |_| ready(Ok(())))` in a loop inside one Tokio
-//! current-thread runtime, so the figure is the cost of one call. The cost with the feature
-//! off is the same loop built without it: `benches/retry_overhead.rs` and `benches/health.rs`
-//! measure that hot path (the observability hooks there are a bit test on a word already
-//! loaded, no atomic and no clock read).
+//! Instruction counts, repeatable on a loaded machine: `observe --calls CASE N` runs `N` calls
+//! of `CASE` (`first_try`, `first_try_prometheus`, `checkout`, `checkout_prometheus`) and
+//! exits; run it under `valgrind --tool=callgrind` for two values of `N` and divide the
+//! difference by the difference of `N` (see `scripts/bench-metrics.sh`).
 
 use std::future::ready;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
+#[cfg(feature = "metrics")]
 use metrics_exporter_prometheus::PrometheusBuilder;
 use switchover::health::HealthTracker;
-use switchover::observe::Observe;
+use switchover::observe::{Observe, PoolMetrics};
 use switchover::retry::RetryPolicy;
 use switchover::route::Router;
 use switchover::{Classification, Classify};
@@ -60,30 +63,114 @@ fn calls(
     })
 }
 
-fn first_try(c: &mut Criterion) {
+fn checkouts(m: &PoolMetrics, iters: u64) -> Duration {
+    // The pool read this instant already (the attempt's start): not part of the cost.
+    let asked = tokio::time::Instant::now();
+    let start = Instant::now();
+    for _ in 0..iters {
+        // Dropped at the end of each iteration: the use is recorded then.
+        let borrow = black_box(m).borrow(asked);
+        black_box(&borrow);
+    }
+    start.elapsed()
+}
+
+/// What the benches run: the same routers and pools in every mode. The `noop` ones are built
+/// before the recorder is installed, the `prom` ones after.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    policy: RetryPolicy,
+    noop: (Router<&'static str>, PoolMetrics),
+    #[cfg(feature = "metrics")]
+    prom: (Router<&'static str>, PoolMetrics),
+    #[cfg(feature = "metrics")]
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+fn setup() -> Setup {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
-    let noop = router("noop");
+    let noop = (router("noop"), PoolMetrics::new("noop:main"));
+    #[cfg(feature = "metrics")]
     let handle = PrometheusBuilder::new().install_recorder().unwrap();
-    let prom = router("prom");
-    let mut g = c.benchmark_group("first_try");
-    g.bench_function("noop_handles", |b| {
-        b.iter_custom(|n| calls(&rt, &noop, &policy, n))
-    });
-    g.bench_function("prometheus", |b| {
-        b.iter_custom(|n| calls(&rt, &prom, &policy, n))
-    });
-    // The exporter's own cost of the one increment a first-try call adds.
-    let counter = metrics::counter!("bench.increment");
-    g.bench_function("prometheus_increment_alone", |b| {
-        b.iter(|| black_box(&counter).increment(1))
-    });
-    g.finish();
-    assert!(handle.render().contains("router=\"prom\""));
+    Setup {
+        rt,
+        policy,
+        noop,
+        #[cfg(feature = "metrics")]
+        prom: (router("prom"), PoolMetrics::new("prom:main")),
+        #[cfg(feature = "metrics")]
+        handle,
+    }
 }
 
-criterion_group!(benches, first_try);
-criterion_main!(benches);
+/// The name of the no-recorder case: the feature off, or on with no-op handles.
+const NOOP: &str = if cfg!(feature = "metrics") {
+    "noop_handles"
+} else {
+    "off"
+};
+
+fn benches_all(c: &mut Criterion) {
+    let s = setup();
+    let mut g = c.benchmark_group("first_try");
+    g.bench_function(NOOP, |b| {
+        b.iter_custom(|n| calls(&s.rt, &s.noop.0, &s.policy, n))
+    });
+    #[cfg(feature = "metrics")]
+    {
+        g.bench_function("prometheus", |b| {
+            b.iter_custom(|n| calls(&s.rt, &s.prom.0, &s.policy, n))
+        });
+        // The exporter's own cost of the one increment a first-try call adds.
+        let counter = metrics::counter!("bench.increment");
+        g.bench_function("prometheus_increment_alone", |b| {
+            b.iter(|| black_box(&counter).increment(1))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("checkout");
+    g.bench_function(NOOP, |b| b.iter_custom(|n| checkouts(&s.noop.1, n)));
+    #[cfg(feature = "metrics")]
+    g.bench_function("prometheus", |b| b.iter_custom(|n| checkouts(&s.prom.1, n)));
+    g.finish();
+    #[cfg(feature = "metrics")]
+    {
+        let text = s.handle.render();
+        assert!(text.contains("router=\"prom\""));
+        assert!(text.contains("db_client_connection_use_time"));
+    }
+}
+
+criterion_group!(benches, benches_all);
+
+/// `--calls CASE N`: `N` calls of `CASE`, for instruction counts.
+fn fixed_calls(args: &[String]) {
+    let (case, n) = match args {
+        [case, n, ..] => (case.as_str(), n.parse::<u64>().expect("a number of calls")),
+        _ => panic!("--calls CASE N"),
+    };
+    let s = setup();
+    match case {
+        "first_try" => drop(calls(&s.rt, &s.noop.0, &s.policy, n)),
+        "checkout" => drop(checkouts(&s.noop.1, n)),
+        #[cfg(feature = "metrics")]
+        "first_try_prometheus" => drop(calls(&s.rt, &s.prom.0, &s.policy, n)),
+        #[cfg(feature = "metrics")]
+        "checkout_prometheus" => drop(checkouts(&s.prom.1, n)),
+        other => panic!("no case {other} in this build"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--calls") {
+        fixed_calls(&args[i + 1..]);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

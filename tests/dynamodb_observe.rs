@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 #[path = "support/recorder.rs"]
 mod recorder;
-use recorder::{counter, recorder};
+use recorder::{assert_heartbeat_rate, counter, recorder, take};
 
 const TABLE: &str = "orders";
 const SCENARIO_BOUND: Duration = Duration::from_secs(60);
@@ -299,5 +299,34 @@ async fn health_fails_only_when_no_region_can_take_writes() {
             .unwrap()
             .contains("no primary candidate"),
         "{solo}"
+    );
+}
+
+/// Every region's heartbeat (the default 200 ms canary) as `switchover.heartbeat.duration`, at
+/// its rate, on a recorder of this test only (current-thread runtime: every task of the table
+/// records to it).
+#[tokio::test]
+async fn each_region_heartbeats_at_its_rate() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let regions = regions(&["beat-east", "beat-west"]).await;
+    let table = Table::builder(TABLE)
+        .region(region(regions.region("beat-east").unwrap()))
+        .region(region(regions.region("beat-west").unwrap()))
+        .build()
+        .expect("table builds");
+    table.put_item(item("a", 1)).send().await.expect("put");
+    let _ = take(&snap);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let beats = take(&snap);
+    let window = started.elapsed().as_secs_f64();
+    assert_heartbeat_rate(
+        &beats,
+        "dynamodb:orders",
+        &["beat-east", "beat-west"],
+        window,
     );
 }

@@ -448,6 +448,88 @@ mod metrics_on {
     }
 }
 
+#[cfg(feature = "metrics")]
+#[path = "support/recorder.rs"]
+mod recorder;
+
+#[cfg(feature = "metrics")]
+mod heartbeat_metrics {
+    use metrics_util::debugging::DebuggingRecorder;
+    use switchover::observe::names;
+
+    use super::recorder::{Samples, hist, take};
+
+    use super::*;
+
+    /// Every heartbeat of the tracker's probe task is one `switchover.heartbeat.duration`
+    /// sample, start to verdict, under its outcome; probes of a down endpoint are not
+    /// heartbeats; `switchover.probe.latency` keeps what probe results report.
+    #[tokio::test(start_paused = true)]
+    async fn each_heartbeat_is_one_sample_of_its_duration_by_outcome() {
+        let recorder = DebuggingRecorder::new();
+        let snap = recorder.snapshotter();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        let t = HealthTracker::builder()
+            .endpoints(["up:1", "slow:2", "wrong:3"])
+            .probe(|id: &&'static str| {
+                let id = *id;
+                async move {
+                    match id {
+                        "up:1" => {
+                            sleep(ms(2)).await;
+                            ProbeResult::up().with_latency(ms(2))
+                        }
+                        "slow:2" => {
+                            sleep(Duration::from_secs(3600)).await;
+                            ProbeResult::up()
+                        }
+                        _ => ProbeResult::down(),
+                    }
+                }
+            })
+            .heartbeat(ms(100))
+            .heartbeat_jitter(0.0)
+            .probe_timeout(ms(50))
+            .build()
+            .unwrap();
+        let _r = Router::builder(&t)
+            .endpoints(["up:1", "slow:2", "wrong:3"])
+            .observe(Observe::new("beats"))
+            .build()
+            .unwrap();
+        // Beats at 100, 200, ..., 1300 ms. The slow and the wrong endpoint miss three (the
+        // failure threshold) and are down from 350 and 300 ms; their probes from 1300 ms on
+        // are probes of a down (then probing) endpoint, not heartbeats.
+        sleep(ms(1350)).await;
+        let beats = |snap: &Samples, ep, outcome| {
+            hist(
+                snap,
+                names::HEARTBEAT_DURATION,
+                &[("router", "beats"), ("endpoint", ep), ("outcome", outcome)],
+            )
+        };
+        let first = take(&snap);
+        assert_eq!(beats(&first, "up:1", "up"), vec![0.002; 13]);
+        assert_eq!(beats(&first, "slow:2", "timeout"), vec![0.05; 3]);
+        assert_eq!(beats(&first, "wrong:3", "down"), vec![0.0; 3]);
+        assert!(beats(&first, "slow:2", "up").is_empty());
+        assert!(beats(&first, "wrong:3", "timeout").is_empty());
+        assert_eq!(
+            hist(&first, names::PROBE_LATENCY, &[("endpoint", "up:1")]),
+            vec![0.002; 13]
+        );
+        assert_ne!(t.endpoint(&"slow:2").unwrap().state(), HealthState::Up);
+        // Then one more beat each 100 ms, and still none of the endpoints that are not up.
+        sleep(ms(300)).await;
+        let next = take(&snap);
+        assert_eq!(beats(&next, "up:1", "up"), vec![0.002; 3]);
+        assert_eq!(
+            hist(&next, names::HEARTBEAT_DURATION, &[("endpoint", "slow:2")]),
+            Vec::<f64>::new()
+        );
+    }
+}
+
 #[cfg(feature = "serde")]
 mod json {
     use super::*;

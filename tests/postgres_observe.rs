@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep, timeout};
 
 #[path = "support/recorder.rs"]
 mod recorder;
-use recorder::{counter, gauge, recorder};
+use recorder::{Samples, assert_heartbeat_rate, counter, gauge, hist, recorder, take, value};
 
 /// Bounds every step that could hang if the pool were wrong.
 const BOUND: Duration = Duration::from_secs(60);
@@ -280,4 +280,81 @@ async fn a_standby_down_warns_and_its_restart_passes_again() {
         kinds.contains(&"down") && kinds.contains(&"up"),
         "{kinds:?}"
     );
+}
+
+/// The pool's `db.client.connection.*` times and the hosts' heartbeats after real traffic, on
+/// a recorder of this test only (current-thread runtime: every task of the pool records to it):
+/// `create_time` counts the connections made, `wait_time` the checkouts, `use_time` the
+/// checkouts returned, `timeouts` a full pool's wait; the heartbeat beats at its rate.
+#[tokio::test]
+async fn connection_times_timeouts_and_heartbeats_after_real_traffic() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let cluster = PgCluster::start(0).await.unwrap();
+    let primary = addr(cluster.primary());
+    let pool = builder(&cluster, "pg-times").max_size(2).build().unwrap();
+    let main = [("db.client.connection.pool.name", "pg-times:main")];
+    let times = |s: &Samples, n: &str| hist(s, &format!("db.client.connection.{n}"), &main);
+
+    // Ten runs one after the other: one connection made, ten checkouts, ten returned.
+    for _ in 0..10 {
+        let run = pool.run(|c| Box::pin(async move { c.simple_query("SELECT 1").await.map(drop) }));
+        timeout(BOUND, run).await.unwrap().unwrap();
+    }
+    // Two held at once: a second connection.
+    let a = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    let b = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    sleep(Duration::from_millis(1_100)).await; // deadpool's sizes are sampled every second
+    let held = take(&snap);
+    let (create, wait, used) = (
+        times(&held, "create_time"),
+        times(&held, "wait_time"),
+        times(&held, "use_time"),
+    );
+    println!("create_time {create:?}\nwait_time {wait:?}\nuse_time {used:?}");
+    assert_eq!((create.len(), wait.len(), used.len()), (2, 12, 10));
+    assert!(create.iter().all(|t| *t > 0.0 && *t < 1.5), "{create:?}");
+    assert!(wait.iter().all(|t| *t >= 0.0 && *t < 3.0), "{wait:?}");
+    assert!(used.iter().all(|t| *t > 0.0 && *t < 2.0), "{used:?}");
+    let count = |s: &Samples, state| {
+        let labels = [main[0], ("db.client.connection.state", state)];
+        value(s, "db.client.connection.count", &labels)
+    };
+    assert_eq!(
+        (count(&held, "idle"), count(&held, "used")),
+        (Some(0.0), Some(2.0))
+    );
+    assert_eq!(value(&held, "db.client.connection.max", &main), Some(2.0));
+    assert_eq!(
+        value(&held, "db.client.connection.timeouts", &main),
+        Some(0.0)
+    );
+
+    // A third waits for a free slot until its acquire timeout (3 s): one timeout, no wait
+    // recorded.
+    let full = timeout(BOUND, pool.get()).await.unwrap();
+    assert!(full.is_err(), "a full pool gives no third connection");
+    drop((a, b));
+    let after = take(&snap);
+    assert_eq!(
+        value(&after, "db.client.connection.timeouts", &main),
+        Some(1.0)
+    );
+    let (create, wait, used) = (
+        times(&after, "create_time"),
+        times(&after, "wait_time"),
+        times(&after, "use_time"),
+    );
+    assert_eq!((create.len(), wait.len(), used.len()), (0, 0, 2));
+    assert!(used.iter().all(|t| *t >= 4.0 && *t < 10.0), "{used:?}");
+
+    // The primary's heartbeat (200 ms, jittered to 160-200 ms) over a measured window.
+    let started = Instant::now();
+    sleep(Duration::from_secs(2)).await;
+    let beats = take(&snap);
+    let window = started.elapsed().as_secs_f64();
+    assert_heartbeat_rate(&beats, "pg-times", &[primary.as_str()], window);
+    pool.close();
 }

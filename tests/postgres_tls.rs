@@ -329,7 +329,7 @@ async fn a_password_rotation_mid_workload_costs_no_failed_operation() {
         tokio::spawn(async move {
             loop {
                 if let Ok(c) = pool.get().await {
-                    drop(deadpool::managed::Object::take(c));
+                    drop(switchover::postgres::PooledConnection::take(c));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

@@ -10,13 +10,13 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::Value;
 use switchover::observe::{EventKind, Observe, Status};
-use switchover::redis::SplitPool;
+use switchover::redis::{SplitPool, Target};
 use switchover::testing::{RedisReplicaSet, RedisSentinel, RedisServer};
 use tokio::time::{Instant, sleep, timeout};
 
 #[path = "support/recorder.rs"]
 mod recorder;
-use recorder::{counter, recorder};
+use recorder::{Samples, assert_heartbeat_rate, counter, hist, recorder, take, value};
 
 const BOUND: Duration = Duration::from_secs(30);
 const ROUTER: &str = "redis-obs";
@@ -297,5 +297,127 @@ async fn a_lost_replica_warns_and_a_lost_primary_fails() {
     assert_eq!(primary["status"], "fail", "{health}");
     assert_eq!(primary["observedValue"]["inDoubt"], true, "{health}");
     assert_eq!(pool.health().status.http_code(), 503);
+    pool.close();
+}
+
+/// Each node's shared connection and dedicated pool as `db.client.connection.*`, and the
+/// nodes' heartbeats, after real traffic, on a recorder of this test only (current-thread
+/// runtime: every task of the pool records to it).
+#[tokio::test]
+async fn shared_and_dedicated_connections_and_heartbeats_are_measured() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    set.wait_for_sync(BOUND).await.expect("replica in sync");
+    let (primary, replica) = (
+        set.nodes()[0].addr().to_string(),
+        set.nodes()[1].addr().to_string(),
+    );
+    let pool = SplitPool::builder()
+        .nodes([primary.clone(), replica.clone()])
+        .dedicated_pool_size(2)
+        .observe(Observe::new("redis-pool"))
+        .build()
+        .await
+        .expect("static pool");
+    let name = |kind: &str, node: &str| format!("redis-pool:{kind}:{node}");
+    let (shared_p, shared_r) = (name("shared", &primary), name("shared", &replica));
+    let dedicated = name("dedicated", &primary);
+    let pool_of = |p: &str| [("db.client.connection.pool.name", p.to_owned())];
+    let times = |s: &Samples, p: &str, n: &str| {
+        let l = pool_of(p);
+        hist(
+            s,
+            &format!("db.client.connection.{n}"),
+            &[(l[0].0, l[0].1.as_str())],
+        )
+    };
+    let gauge = |s: &Samples, p: &str, n: &str, state: Option<&str>| {
+        let mut l = vec![("db.client.connection.pool.name", p)];
+        l.extend(state.map(|st| ("db.client.connection.state", st)));
+        value(s, &format!("db.client.connection.{n}"), &l)
+    };
+
+    // Writes to the primary and reads from the replica, on their shared connections.
+    let mut con = pool.clone();
+    for i in 0..50 {
+        let _: () = con.set("k", i).await.expect("SET");
+        let _: Option<i64> = con.get("k").await.expect("GET");
+    }
+    // Three dedicated connections one after the other (one made, reused after its check),
+    // then two at once (a second made).
+    for _ in 0..3 {
+        let mut d = pool.dedicated(Target::Primary).await.expect("dedicated");
+        let _: String = redis::cmd("PING").query_async(&mut d).await.expect("PING");
+    }
+    let a = pool.dedicated(Target::Primary).await.expect("first of two");
+    let b = pool
+        .dedicated(Target::Primary)
+        .await
+        .expect("second of two");
+    let held = take(&snap);
+    for shared in [&shared_p, &shared_r] {
+        assert_eq!(times(&held, shared, "create_time").len(), 1, "{shared}");
+        assert_eq!(
+            gauge(&held, shared, "count", Some("used")),
+            Some(1.0),
+            "{shared}"
+        );
+        assert_eq!(gauge(&held, shared, "max", None), Some(1.0), "{shared}");
+        assert!(
+            times(&held, shared, "wait_time").is_empty(),
+            "{shared}: no checkout"
+        );
+    }
+    let (create, wait, used) = (
+        times(&held, &dedicated, "create_time"),
+        times(&held, &dedicated, "wait_time"),
+        times(&held, &dedicated, "use_time"),
+    );
+    println!("dedicated: create_time {create:?}\nwait_time {wait:?}\nuse_time {used:?}");
+    assert_eq!((create.len(), wait.len(), used.len()), (2, 5, 3));
+    assert!(
+        create
+            .iter()
+            .chain(&wait)
+            .chain(&used)
+            .all(|t| *t > 0.0 && *t < 2.0)
+    );
+    assert_eq!(gauge(&held, &dedicated, "count", Some("used")), Some(2.0));
+    assert_eq!(gauge(&held, &dedicated, "count", Some("idle")), Some(0.0));
+    assert_eq!(gauge(&held, &dedicated, "max", None), Some(2.0));
+
+    // A third waits for a slot (pending) and times out after its wait (4 x connect, 1 s).
+    let third = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.dedicated(Target::Primary).await.map(drop) })
+    };
+    sleep(Duration::from_millis(300)).await;
+    let waiting = take(&snap);
+    assert_eq!(
+        gauge(&waiting, &dedicated, "pending_requests", None),
+        Some(1.0)
+    );
+    assert!(third.await.expect("task").is_err(), "no third slot");
+    drop((a, b));
+    let after = take(&snap);
+    assert_eq!(gauge(&after, &dedicated, "timeouts", None), Some(1.0));
+    assert_eq!(
+        gauge(&after, &dedicated, "pending_requests", None),
+        Some(0.0)
+    );
+    assert_eq!(gauge(&after, &dedicated, "count", Some("idle")), Some(2.0));
+    assert_eq!(gauge(&after, &dedicated, "count", Some("used")), Some(0.0));
+    assert_eq!(times(&after, &dedicated, "use_time").len(), 2);
+    assert!(times(&after, &dedicated, "wait_time").is_empty());
+
+    // Every node's heartbeat over a measured window.
+    let started = Instant::now();
+    sleep(Duration::from_secs(2)).await;
+    let beats = take(&snap);
+    let window = started.elapsed().as_secs_f64();
+    assert_heartbeat_rate(&beats, "redis-pool", &[&primary, &replica], window);
     pool.close();
 }

@@ -26,6 +26,10 @@ pub(crate) trait HealthSink<K>: Send + Sync {
     /// A heartbeat (a probe by the tracker's probe task of an endpoint that was up when it
     /// started) timed out or answered down; called before it counts as a failure.
     fn heartbeat_missed(&self, _id: &K) {}
+    /// A heartbeat ended after `took` (start to verdict) with `outcome`: `up`, `down` (it
+    /// answered down or wrongly) or `timeout` (cut by the probe timeout).
+    #[cfg(feature = "metrics")]
+    fn heartbeat(&self, _id: &K, _outcome: &'static str, _took: Duration) {}
 }
 
 /// State shared by a tracker and every endpoint handle: the policy, the time origin of the

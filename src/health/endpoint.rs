@@ -435,6 +435,17 @@ impl<K: EndpointId> Endpoint<K> {
             .each_sink(|s| s.heartbeat_missed(id));
     }
 
+    /// Tells the sinks that a heartbeat of this endpoint ended after `took` with `outcome`
+    /// (`up`, `down`, `timeout`): the heartbeat duration metric.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn heartbeat_done(&self, outcome: &'static str, took: std::time::Duration) {
+        let id = self.id();
+        self.inner
+            .machine
+            .core()
+            .each_sink(|s| s.heartbeat(id, outcome, took));
+    }
+
     /// Holds the endpoint [`Down`](HealthState::Down) until [`clear`](Self::clear)ed (drills,
     /// maintenance). Outcomes are still counted but change nothing.
     pub fn force_down(&self) {

@@ -294,17 +294,25 @@ async fn probe_once<K: EndpointId, P: Probe<K>>(
     heartbeat: bool,
 ) {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
-        .await
-        .unwrap_or_else(|_| {
-            tracing::debug!(
-                target: "switchover::health",
-                endpoint = ?ep.id(),
-                timeout_ms = timeout.as_millis() as u64,
-                "probe timed out"
-            );
-            ProbeResult::down()
-        });
+    let answered = tokio::time::timeout(timeout, probe.probe(ep.id())).await;
+    #[cfg(feature = "metrics")]
+    if heartbeat {
+        let outcome = match &answered {
+            Ok(r) if r.is_up() => "up",
+            Ok(_) => "down",
+            Err(_) => "timeout",
+        };
+        ep.heartbeat_done(outcome, started.elapsed());
+    }
+    let result = answered.unwrap_or_else(|_| {
+        tracing::debug!(
+            target: "switchover::health",
+            endpoint = ?ep.id(),
+            timeout_ms = timeout.as_millis() as u64,
+            "probe timed out"
+        );
+        ProbeResult::down()
+    });
     if heartbeat && !result.is_up() {
         ep.heartbeat_missed();
     }

@@ -1,15 +1,50 @@
 //! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`): the
 //! runner's attempts, switches, failovers, endpoint states, rediscovery and probes under
 //! `switchover.*`, and the OpenTelemetry `db.client.connection.*` instruments of a pool
-//! ([`PoolMetrics`]). Without the feature every type here is empty and every call a no-op.
+//! ([`PoolMetrics`](crate::observe::PoolMetrics)). Without the feature every type here is empty and every call a no-op.
 //!
 //! Handles are registered when the router (or pool) is built, so install the recorder first.
-
-use std::time::Duration;
 
 use crate::route::SwitchReason;
 
 /// Every metric this crate emits: (name, kind, unit, labels, what).
+///
+/// | name | kind | unit | labels | what |
+/// |---|---|---|---|---|
+/// | `switchover.attempts` | counter | `{attempt}` | router, outcome | attempts of routed calls by outcome: success, transient, throttled, permanent, timeout |
+/// | `switchover.budget.exhausted` | counter | `{call}` | router | calls stopped because the retry budget could not pay for a retry |
+/// | `switchover.switches` | counter | `{switch}` | router, from, to, reason | switches of the active endpoint |
+/// | `switchover.generation` | gauge | `1` | router | the router's generation (switches so far) |
+/// | `switchover.failover.duration` | histogram | `s` | router, reason | failover duration: first failed call to first success on the new endpoint (the timeline's phases) |
+/// | `switchover.endpoint.state` | gauge | `1` | router, endpoint, state | 1 for the endpoint's current state (up, probing, down, draining), 0 for the others |
+/// | `switchover.probe.latency` | histogram | `s` | router, endpoint | latency a probe result reports (heartbeats, probes of down endpoints, rediscovery's role checks) |
+/// | `switchover.heartbeat.duration` | histogram | `s` | router, endpoint, outcome | each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout |
+/// | `switchover.rediscovery.runs` | counter | `{run}` | router, outcome | rediscovery runs by outcome: primary, no_primary |
+/// | `switchover.rediscovery.duration` | histogram | `s` | router | duration of rediscovery runs |
+/// | `switchover.retry.budget.tokens` | gauge | `{token}` | budget | tokens in a retry budget |
+/// | `db.client.connection.count` | gauge | `{connection}` | db.client.connection.pool.name, db.client.connection.state | connections by state: idle, used |
+/// | `db.client.connection.max` | gauge | `{connection}` | db.client.connection.pool.name | the pool's maximum size |
+/// | `db.client.connection.pending_requests` | gauge | `{request}` | db.client.connection.pool.name | requests waiting for a connection |
+/// | `db.client.connection.timeouts` | counter | `{timeout}` | db.client.connection.pool.name | waits for a connection that timed out |
+/// | `db.client.connection.create_time` | histogram | `s` | db.client.connection.pool.name | time to create a connection |
+/// | `db.client.connection.wait_time` | histogram | `s` | db.client.connection.pool.name | time to obtain a connection from the pool |
+/// | `db.client.connection.use_time` | histogram | `s` | db.client.connection.pool.name | time between borrowing a connection and returning it |
+///
+/// Label values: `router` is the [`Observe`](crate::observe::Observe) name, `endpoint` an
+/// endpoint id (`host:port`, a region), `budget` the budget's name; never a credential, a key
+/// or query text.
+///
+/// What each adapter's pools report (`{name}` is the adapter's `observe` name):
+///
+/// | pool (`db.client.connection.pool.name`) | count, max, pending | timeouts | create_time | wait_time | use_time |
+/// |---|---|---|---|---|---|
+/// | Postgres `{name}:main` (`get`, `run`, `transaction`) and `{name}:read` (`get_read`) | sampled from deadpool every second | a checkout that waited for a free slot until its deadline | each connection made | each checkout (one attempt of the runner): from its start to the connection in hand, a new connection's creation included | checkout to drop (back to the pool, discarded, or taken out with `PooledConnection::take`) |
+/// | Redis `{name}:shared:{host:port}`: the node's one multiplexed connection | used 1 while it is held, idle 0; max 1; pending: callers waiting for it to be (re)made | a (re)connect not done within the connect bound | each shared connection made | not reported: commands share it, nothing is checked out | not reported |
+/// | Redis `{name}:dedicated:{host:port}`: the node's dedicated connections (`SplitPool::dedicated`) | idle kept and handed out, on every change; max: the dedicated pool size; pending: callers waiting for a slot | a wait for a slot past its limit | each dedicated connection made | `dedicated()`: from asking to the connection in hand (an idle one's check, or a new one's creation, included) | handed out to dropped |
+///
+/// Not reported as pools: the Postgres kept connection and the Redis control connection (one
+/// per host for heartbeats and discovery: their beats are `switchover.heartbeat.duration`),
+/// and the DynamoDB client's HTTP connections (the AWS SDK's, not visible to the crate).
 pub const METRICS: &[(&str, &str, &str, &str, &str)] = &[
     (
         names::ATTEMPTS,
@@ -58,7 +93,14 @@ pub const METRICS: &[(&str, &str, &str, &str, &str)] = &[
         "histogram",
         "s",
         "router, endpoint",
-        "latency reported by probes and heartbeats",
+        "latency a probe result reports (heartbeats, probes of down endpoints, rediscovery's role checks)",
+    ),
+    (
+        names::HEARTBEAT_DURATION,
+        "histogram",
+        "s",
+        "router, endpoint, outcome",
+        "each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout",
     ),
     (
         names::REDISCOVERY_RUNS,
@@ -146,8 +188,10 @@ pub mod names {
     pub const FAILOVER_DURATION: &str = "switchover.failover.duration";
     /// Gauge: the endpoint's state (1 for the current one).
     pub const ENDPOINT_STATE: &str = "switchover.endpoint.state";
-    /// Histogram (seconds): probe and heartbeat latency.
-    pub const PROBE_LATENCY: &str = "switchover.heartbeat.latency";
+    /// Histogram (seconds): the latency a probe result reports.
+    pub const PROBE_LATENCY: &str = "switchover.probe.latency";
+    /// Histogram (seconds): heartbeats by `outcome` (up, down, timeout).
+    pub const HEARTBEAT_DURATION: &str = "switchover.heartbeat.duration";
     /// Counter: rediscovery runs by outcome.
     pub const REDISCOVERY_RUNS: &str = "switchover.rediscovery.runs";
     /// Histogram (seconds): rediscovery run duration.
@@ -294,6 +338,12 @@ mod on {
             .record(latency.as_secs_f64());
         }
 
+        pub(crate) fn heartbeat(&self, endpoint: &str, outcome: &'static str, took: Duration) {
+            metrics::histogram!(names::HEARTBEAT_DURATION, "router" => self.router(),
+                "endpoint" => endpoint.to_owned(), "outcome" => outcome)
+            .record(took.as_secs_f64());
+        }
+
         pub(crate) fn rediscovery(&self, found: bool, took: Duration) {
             let outcome = if found { "primary" } else { "no_primary" };
             metrics::counter!(names::REDISCOVERY_RUNS, "router" => self.router(), "outcome" => outcome)
@@ -344,132 +394,34 @@ mod off {
 #[cfg(not(feature = "metrics"))]
 pub(crate) use off::Instruments;
 #[cfg(feature = "metrics")]
-pub(crate) use on::Instruments;
+pub(crate) use on::{Instruments, describe};
 
-/// A pool's OpenTelemetry connection instruments (`db.client.connection.*`, label
-/// `db.client.connection.pool.name`), for adapters and users' own pools. Register once (a
-/// pool keeps it), then report from the pool's hooks. Without the `metrics` feature it is
-/// empty and every method a no-op.
-///
-/// ```
-/// use std::time::Duration;
-/// use switchover::observe::PoolMetrics;
-///
-/// let m = PoolMetrics::new("redis 127.0.0.1:6379");
-/// m.max(16);
-/// m.connections(3, 1); // idle, used
-/// m.pending(0);
-/// m.wait_time(Duration::from_micros(40));
-/// m.use_time(Duration::from_micros(300));
-/// ```
-pub struct PoolMetrics {
-    #[cfg(feature = "metrics")]
-    inner: pool_on::Handles,
-}
-
-impl std::fmt::Debug for PoolMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolMetrics").finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "metrics")]
-mod pool_on {
-    use metrics::{Counter, Gauge, Histogram};
-
-    use super::names;
-
-    pub(super) struct Handles {
-        pub(super) idle: Gauge,
-        pub(super) used: Gauge,
-        pub(super) max: Gauge,
-        pub(super) pending: Gauge,
-        pub(super) timeouts: Counter,
-        pub(super) create: Histogram,
-        pub(super) wait: Histogram,
-        pub(super) used_for: Histogram,
-    }
-
-    impl Handles {
-        pub(super) fn new(pool: &str) -> Self {
-            super::on::describe();
-            const POOL: &str = "db.client.connection.pool.name";
-            const STATE: &str = "db.client.connection.state";
-            let p = || pool.to_owned();
-            Handles {
-                idle: metrics::gauge!(names::POOL_COUNT, POOL => p(), STATE => "idle"),
-                used: metrics::gauge!(names::POOL_COUNT, POOL => p(), STATE => "used"),
-                max: metrics::gauge!(names::POOL_MAX, POOL => p()),
-                pending: metrics::gauge!(names::POOL_PENDING, POOL => p()),
-                timeouts: metrics::counter!(names::POOL_TIMEOUTS, POOL => p()),
-                create: metrics::histogram!(names::POOL_CREATE_TIME, POOL => p()),
-                wait: metrics::histogram!(names::POOL_WAIT_TIME, POOL => p()),
-                used_for: metrics::histogram!(names::POOL_USE_TIME, POOL => p()),
-            }
-        }
-    }
-}
-
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-impl PoolMetrics {
-    /// The instruments of the pool named `pool` (a `host:port`, a region, a pool name: bounded,
-    /// never a credential).
-    pub fn new(pool: &str) -> Self {
-        PoolMetrics {
-            #[cfg(feature = "metrics")]
-            inner: pool_on::Handles::new(pool),
-        }
-    }
-
-    /// Connections now idle and in use.
-    #[inline]
-    pub fn connections(&self, idle: usize, used: usize) {
-        #[cfg(feature = "metrics")]
-        {
-            self.inner.idle.set(idle as f64);
-            self.inner.used.set(used as f64);
-        }
-    }
-
-    /// The pool's maximum size.
-    #[inline]
-    pub fn max(&self, max: usize) {
-        #[cfg(feature = "metrics")]
-        self.inner.max.set(max as f64);
-    }
-
-    /// Requests waiting for a connection now.
-    #[inline]
-    pub fn pending(&self, waiting: usize) {
-        #[cfg(feature = "metrics")]
-        self.inner.pending.set(waiting as f64);
-    }
-
-    /// A wait for a connection timed out.
-    #[inline]
-    pub fn timeout(&self) {
-        #[cfg(feature = "metrics")]
-        self.inner.timeouts.increment(1);
-    }
-
-    /// A connection took `d` to create.
-    #[inline]
-    pub fn create_time(&self, d: Duration) {
-        #[cfg(feature = "metrics")]
-        self.inner.create.record(d.as_secs_f64());
-    }
-
-    /// Obtaining a connection took `d`.
-    #[inline]
-    pub fn wait_time(&self, d: Duration) {
-        #[cfg(feature = "metrics")]
-        self.inner.wait.record(d.as_secs_f64());
-    }
-
-    /// A connection was borrowed for `d`.
-    #[inline]
-    pub fn use_time(&self, d: Duration) {
-        #[cfg(feature = "metrics")]
-        self.inner.used_for.record(d.as_secs_f64());
+#[cfg(test)]
+mod tests {
+    /// The doc table of [`METRICS`](super::METRICS) lists every metric, in order, with the
+    /// same kind, unit, labels and text.
+    #[test]
+    fn the_doc_table_is_the_metrics_list() {
+        let src = include_str!("metrics.rs");
+        let rows: Vec<Vec<String>> = src
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("/// | `"))
+            .filter(|l| l.starts_with("switchover.") || l.starts_with("db.client."))
+            .map(|l| {
+                format!("| `{l}")
+                    .split(" | ")
+                    .map(|c| {
+                        c.trim_matches(|ch| ch == '|' || ch == ' ' || ch == '`')
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .collect();
+        let listed: Vec<Vec<String>> = super::METRICS
+            .iter()
+            .map(|(n, k, u, l, w)| [n, k, u, l, w].iter().map(|s| (**s).to_owned()).collect())
+            .collect();
+        assert_eq!(rows, listed);
     }
 }

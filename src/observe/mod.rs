@@ -58,14 +58,16 @@
 
 mod metrics;
 mod observer;
+mod pool_metrics;
 mod recent;
 mod snapshot;
 mod timeline;
 mod trace;
 mod wall;
 
-pub use metrics::{METRICS, PoolMetrics, names};
+pub use metrics::{METRICS, names};
 pub use observer::Observe;
+pub use pool_metrics::{Borrow, PoolMetrics};
 pub use recent::{FailureNote, RecentFailures};
 pub use snapshot::{
     Check, Components, EndpointSnapshot, Health, Need, RouterSnapshot, Status, Value,
@@ -74,6 +76,11 @@ pub use timeline::{Event, EventKind, Failover, Phases, Timeline};
 pub use wall::rfc3339;
 
 pub(crate) use observer::Observer;
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_imports)
+)]
+pub(crate) use pool_metrics::Stamp;
 
 #[cfg(feature = "metrics")]
 pub(crate) mod budget {

@@ -468,6 +468,11 @@ impl<K: EndpointId> HealthSink<K> for Observer<K> {
         );
     }
 
+    #[cfg(feature = "metrics")]
+    fn heartbeat(&self, id: &K, outcome: &'static str, took: Duration) {
+        self.metrics.heartbeat(&super::label(id), outcome, took);
+    }
+
     fn probe(&self, id: &K, result: &ProbeResult) {
         if let Some(l) = result.latency() {
             self.metrics.probe_latency(&super::label(id), l);

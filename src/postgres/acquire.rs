@@ -15,6 +15,7 @@ use super::manager::{Chosen, ConnectionManager, choose};
 use super::pool::{FailoverPool, PooledConnection};
 use super::role::TargetRole;
 use crate::error::{Classification, Classify};
+use crate::observe::Stamp;
 use crate::retry::{MAX_DEADLINE, RetryPolicy, StopReason};
 use crate::route::{Attempt, NoPrimary, RouteError};
 
@@ -203,8 +204,11 @@ impl FailoverPool {
             generation: attempt.generation(),
         };
         let wait = wait_until.saturating_duration_since(observed_at);
-        match self.checkout(pool, side.role, chosen, wait).await {
-            Ok(conn) => Ok(conn),
+        match self.checkout(pool, side, chosen, wait).await {
+            Ok(conn) => {
+                let borrow = side.metrics.checked_out(Stamp::at(observed_at));
+                Ok(PooledConnection::new(conn, borrow))
+            }
             Err(error) => {
                 let classification = match error.kind() {
                     // The pool's own limit, or closed: trying again cannot help.
@@ -227,10 +231,11 @@ impl FailoverPool {
     async fn checkout(
         &self,
         pool: &Pool<ConnectionManager>,
-        role: TargetRole,
+        side: &Side,
         chosen: Chosen,
         wait: Duration,
-    ) -> Result<PooledConnection, Error> {
+    ) -> Result<Object<ConnectionManager>, Error> {
+        let role = side.role;
         // First without a timer: an idle connection or a free slot is taken at once. Only a
         // full pool waits, up to `wait`. The recycle check bounds its own round trips.
         let timeouts = |wait| deadpool::managed::Timeouts {
@@ -246,6 +251,7 @@ impl FailoverPool {
             Ok(conn) => conn,
             Err(PoolError::Backend(e)) => return Err(e),
             Err(PoolError::Timeout(_)) => {
+                side.metrics.timeout();
                 return Err(Error::acquire_timeout(
                     role,
                     self.core.settings.timeouts.acquire,

@@ -13,22 +13,30 @@ use super::role::{ServerRole, TargetRole};
 use super::settings::Settings;
 use super::topology::{HostRoles, Topology};
 use crate::health::HealthState;
+use crate::observe::PoolMetrics;
 use crate::retry::RetryPolicy;
 use crate::route::{Follower, Target};
 
-/// One of the pool's two roles (what `get` hands out, and what `get_read` does): the target
-/// and where its connections go.
+/// One of the pool's two roles (what `get` hands out, and what `get_read` does): the target,
+/// where its connections go, and its deadpool pool's `db.client.connection.*` instruments.
 #[derive(Debug)]
 pub(crate) struct Side {
     pub(crate) role: TargetRole,
     policy: RolePolicy,
+    pub(crate) metrics: PoolMetrics,
 }
 
 impl Side {
-    pub(crate) fn new(role: TargetRole, roles: Arc<HostRoles>) -> Self {
+    /// `pool` names its instruments (`{observe name}:main` or `:read`).
+    pub(crate) fn new(
+        role: TargetRole,
+        roles: Arc<HostRoles>,
+        pool: impl FnOnce() -> String,
+    ) -> Self {
         Side {
             role,
             policy: RolePolicy::new(role, roles),
+            metrics: PoolMetrics::named(pool),
         }
     }
 
@@ -69,12 +77,14 @@ impl Core {
         backend: Arc<PgBackend>,
         topology: Topology,
     ) -> Result<Core, crate::ConfigError> {
-        let side = |role| Side::new(role, topology.roles.clone());
+        let name = &settings.observe.name;
+        let side =
+            |role, which| Side::new(role, topology.roles.clone(), || format!("{name}:{which}"));
         Ok(Core {
             connects: Semaphore::new(settings.max_concurrent_connects),
             acquire_policy: settings.acquire_policy()?,
-            main: side(settings.target_role),
-            read: side(settings.read_role),
+            main: side(settings.target_role, "main"),
+            read: side(settings.read_role, "read"),
             settings,
             backend,
             topology,

@@ -9,6 +9,7 @@ use super::conn::PgConnection;
 use super::core::Core;
 use super::error::Error;
 use super::role::TargetRole;
+use crate::observe::{PoolMetrics, Stamp};
 
 /// The host and generation of the runner's attempt that is taking a connection: deadpool's
 /// `create` takes no argument, so the attempt hands them to the manager through the task it
@@ -44,6 +45,8 @@ pub(crate) async fn choose<F: Future>(chosen: Chosen, fut: F) -> F::Output {
 pub struct ConnectionManager {
     core: Arc<Core>,
     target: TargetRole,
+    /// Its pool's instruments: `create_time` of each connection made.
+    metrics: PoolMetrics,
 }
 
 impl fmt::Debug for ConnectionManager {
@@ -55,8 +58,12 @@ impl fmt::Debug for ConnectionManager {
 }
 
 impl ConnectionManager {
-    pub(crate) fn new(core: Arc<Core>, target: TargetRole) -> Self {
-        ConnectionManager { core, target }
+    pub(crate) fn new(core: Arc<Core>, target: TargetRole, metrics: PoolMetrics) -> Self {
+        ConnectionManager {
+            core,
+            target,
+            metrics,
+        }
     }
 
     /// The role this manager connects to.
@@ -76,11 +83,14 @@ impl Manager for ConnectionManager {
         };
         // Boxed: deadpool keeps this future inside every `timeout_get`, whose state the
         // runner moves on each attempt; creating a connection is rare, taking one is not.
-        Box::pin(
+        let started = Stamp::now();
+        let conn = Box::pin(
             self.core
                 .connect(chosen.host, chosen.generation, self.target),
         )
-        .await
+        .await?;
+        self.metrics.created(started);
+        Ok(conn)
     }
 
     async fn recycle(&self, conn: &mut PgConnection, metrics: &Metrics) -> RecycleResult<Error> {

@@ -87,16 +87,16 @@ impl FailoverPool {
 
     /// With feature `metrics`: starts sampling the pool's two deadpool pools every
     /// [`METRICS_EVERY`] into `db.client.connection.count` (idle, used), `.max` and
-    /// `.pending_requests`, named `{observe name}:main` and `{observe name}:read`. The task
+    /// `.pending_requests`, named `{observe name}:main` and `{observe name}:read` (the
+    /// instruments of each role, which also time its connects, checkouts and borrows). The task
     /// holds the pools weakly and stops when the last clone is dropped or the pool is closed.
     /// Without the feature, nothing.
     pub(super) fn start_metrics(&self) {
         #[cfg(feature = "metrics")]
         {
-            let name = &self.core.settings.observe.name;
             let sides = [
-                (self.main.weak(), PoolMetrics::new(&format!("{name}:main"))),
-                (self.read.weak(), PoolMetrics::new(&format!("{name}:read"))),
+                (self.main.weak(), self.core.main.metrics.clone()),
+                (self.read.weak(), self.core.read.metrics.clone()),
             ];
             tokio::spawn(sample(sides));
         }

@@ -13,7 +13,7 @@ use super::authority::{AuthorityStarter, follow};
 use super::backend::PgBackend;
 use super::builder::FailoverPoolBuilder;
 use super::conn::PgConnection;
-use super::core::Core;
+use super::core::{Core, Side};
 use super::error::Error;
 use super::hosts::HostConfig;
 use super::manager::ConnectionManager;
@@ -22,12 +22,57 @@ use super::settings::Settings;
 use super::topology::Topology;
 use crate::error::{Classify, ConfigError, ErrorClass};
 use crate::health::{HealthState, HealthTracker, HealthTrackerBuilder};
+use crate::observe::Borrow;
 use crate::route::{NoPrimary, Router};
 
-/// A connection handed out by [`FailoverPool`]: deadpool's [`Object`]. It derefs to
-/// [`PgConnection`], which derefs to [`tokio_postgres::Client`], so existing query code works
-/// unchanged; dropping it returns it to the pool.
-pub type PooledConnection = Object<ConnectionManager>;
+/// A connection handed out by [`FailoverPool`]: deadpool's [`Object`], and the time it has
+/// been borrowed (with feature `metrics`, `db.client.connection.use_time` when it is returned).
+/// It derefs to [`PgConnection`], which derefs to [`tokio_postgres::Client`], so existing
+/// query code works unchanged; dropping it returns it to the pool.
+pub struct PooledConnection {
+    // Dropped in this order: back to the pool, then the borrow's time recorded.
+    conn: Object<ConnectionManager>,
+    _borrow: Borrow,
+}
+
+impl PooledConnection {
+    pub(super) fn new(conn: Object<ConnectionManager>, borrow: Borrow) -> Self {
+        PooledConnection {
+            conn,
+            _borrow: borrow,
+        }
+    }
+
+    /// Takes the connection out of the pool for good (deadpool's [`Object::take`]): the pool
+    /// makes a new one in its place, and this one closes when dropped.
+    pub fn take(this: Self) -> PgConnection {
+        Object::take(this.conn)
+    }
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = PgConnection;
+
+    #[inline]
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PooledConnection")
+            .field(&*self.conn)
+            .finish()
+    }
+}
 
 /// A boxed, `Send` future: what the closures given to [`FailoverPool::run`] and
 /// [`FailoverPool::transaction`] return (write `Box::pin(async move { ... })`).
@@ -105,19 +150,23 @@ impl FailoverPool {
         core.follower = follower;
         let core = Arc::new(core);
         let s = &core.settings;
-        let build = |role| {
-            Pool::builder(ConnectionManager::new(core.clone(), role))
-                .max_size(s.max_size)
-                .runtime(Runtime::Tokio1)
-                .queue_mode(QueueMode::Fifo)
-                .wait_timeout(Some(s.timeouts.acquire))
-                .recycle_timeout(Some(s.timeouts.recycle))
-                .build()
-                .map_err(|e| ConfigError::new("max_size", e.to_string()))
+        let build = |side: &Side| {
+            Pool::builder(ConnectionManager::new(
+                core.clone(),
+                side.role,
+                side.metrics.clone(),
+            ))
+            .max_size(s.max_size)
+            .runtime(Runtime::Tokio1)
+            .queue_mode(QueueMode::Fifo)
+            .wait_timeout(Some(s.timeouts.acquire))
+            .recycle_timeout(Some(s.timeouts.recycle))
+            .build()
+            .map_err(|e| ConfigError::new("max_size", e.to_string()))
         };
         let pool = FailoverPool {
-            main: build(s.target_role)?,
-            read: build(s.read_role)?,
+            main: build(&core.main)?,
+            read: build(&core.read)?,
             core: core.clone(),
             idempotent: false,
         };

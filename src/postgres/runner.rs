@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use deadpool::managed::Object;
 use tokio::time::Instant;
 
 use super::acquire::{AttemptError, Settled, no_primary};
@@ -316,7 +315,7 @@ impl FailoverPool {
         observed_at: Instant,
     ) -> AttemptError {
         if error.breaks_connection() || error.triggers_discovery() {
-            drop(Object::take(conn));
+            drop(PooledConnection::take(conn));
         } else {
             drop(conn);
         }

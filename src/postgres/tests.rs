@@ -395,7 +395,7 @@ async fn each_role_goes_to_the_hosts_it_prefers() {
     ]);
     let t = topology(&fake);
     t.rediscovery.primary().await.unwrap();
-    let side = |r| Side::new(r, t.roles.clone());
+    let side = |r| Side::new(r, t.roles.clone(), String::new);
     let pick = |s: &Side| match s.target() {
         Target::Read(p) => t.router.read_target(p).map(|e| e.id().to_string()),
         _ => Some(active(&t)),
@@ -458,7 +458,7 @@ async fn a_declined_attempt_is_retried_and_never_counts_against_a_healthy_host()
     let fake = Fake::new(&[(role(Primary), 0), (role(Standby), 0)]);
     let t = topology(&fake);
     t.rediscovery.primary().await.unwrap();
-    let standby = Side::new(TargetRole::Standby, t.roles.clone());
+    let standby = Side::new(TargetRole::Standby, t.roles.clone(), String::new);
     t.endpoints[1].force_down();
 
     // What an acquire does with a host its role cannot use.

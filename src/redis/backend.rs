@@ -19,6 +19,7 @@ use super::connect::{Connector, Tls};
 use super::error::Error;
 use super::login::Login;
 use super::spares::{Lease, Spares};
+use crate::observe::PoolMetrics;
 
 /// What ends a connection: once it resolves, the connection's task stops, and every request
 /// pending on the connection fails at once (redis-rs: a broken pipe, "may have executed").
@@ -123,6 +124,8 @@ pub(crate) struct RedisIo {
     dedicated: AsyncConnectionConfig,
     resolver: crate::resolve::Resolver,
     ages: Arc<crate::resolve::AgeLimit>,
+    /// The pool's observe name: its nodes' dedicated pools are `{name}:dedicated:{host:port}`.
+    name: std::sync::Arc<str>,
 }
 
 impl RedisIo {
@@ -141,6 +144,7 @@ impl RedisIo {
             dedicated: AsyncConnectionConfig::new().set_response_timeout(None),
             resolver: s.resolver.clone(),
             ages: s.ages.clone(),
+            name: std::sync::Arc::from(&*s.observe.name),
         }
     }
 
@@ -238,7 +242,12 @@ impl Backend for RedisIo {
         let wait = limit.saturating_mul(4);
         Ok(NodeClient {
             to: Connector::new(addr, self.tls.as_ref()).with_name(name, limit),
-            spares: Spares::new(self.dedicated_size, wait, self.ages.clone()),
+            spares: Spares::new(
+                self.dedicated_size,
+                wait,
+                self.ages.clone(),
+                PoolMetrics::named(|| format!("{}:dedicated:{addr}", self.name)),
+            ),
         })
     }
 

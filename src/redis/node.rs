@@ -2,7 +2,7 @@
 //! learned about it (the role itself lives on its health endpoint).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use redis::RedisError;
 use super::backend::{Backend, Cut, never};
 use super::config::NodeAddr;
 use crate::health::{Endpoint, HealthState};
+use crate::observe::{PoolMetrics, Stamp};
 use crate::resolve::age::expired;
 use crate::resolve::{AgeLimit, Name};
 use crate::route::Router;
@@ -82,6 +83,10 @@ pub(crate) struct Node<B: Backend> {
     /// The sentinels no longer report it: discovery does not ask it, reads skip it (its
     /// endpoint is drained), until the sentinels report it again.
     pub(crate) forgotten: AtomicBool,
+    /// Callers waiting for the shared connection to be made.
+    waiting: AtomicUsize,
+    /// `db.client.connection.*` of the shared connection (`{router}:shared:{host:port}`).
+    metrics: PoolMetrics,
 }
 
 pub(crate) type NodeRef<B> = Arc<Node<B>>;
@@ -108,6 +113,10 @@ impl<B: Backend> Node<B> {
         connect_bound: Duration,
         (dns, ages): (Option<Arc<Name>>, Arc<AgeLimit>),
     ) -> Arc<Self> {
+        let metrics = PoolMetrics::named(|| format!("{}:shared:{addr}", router.observer().name));
+        metrics.max(1);
+        metrics.connections(0, 0);
+        metrics.pending(0);
         Arc::new_cyclic(|me| Node {
             me: me.clone(),
             router,
@@ -127,6 +136,8 @@ impl<B: Backend> Node<B> {
             drained_by_pool: AtomicBool::new(false),
             answered: AtomicBool::new(false),
             forgotten: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            metrics,
         })
     }
 
@@ -147,9 +158,13 @@ impl<B: Backend> Node<B> {
         // The bound covers the TCP connect, the handshake (HELLO/AUTH/SELECT, CLIENT SETINFO)
         // and the wait for the lock: a caller queued behind others' failed attempts must not
         // wait for each of them in turn, and a black-holed node cannot hold it.
-        tokio::time::timeout(self.connect_bound, self.connect_in_turn(backend))
-            .await
-            .map_err(|_| RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+        self.metrics.pending(self.waiting.fetch_add(1, Relaxed) + 1);
+        let made = tokio::time::timeout(self.connect_bound, self.connect_in_turn(backend)).await;
+        self.metrics.pending(self.waiting.fetch_sub(1, Relaxed) - 1);
+        made.map_err(|_| {
+            self.metrics.timeout();
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        })?
     }
 
     async fn connect_in_turn(&self, backend: &B) -> Result<(u64, B::Conn), RedisError> {
@@ -159,7 +174,9 @@ impl<B: Backend> Node<B> {
         }
         let id = NEXT_CONN_ID.fetch_add(1, Relaxed);
         let before = self.address_epoch();
+        let started = Stamp::now();
         let made = backend.connect(&self.client, self.cut(id)).await?;
+        self.metrics.created(started);
         // Made on the first lookup of the name: of the epoch that lookup started.
         let epoch = if before == 0 {
             self.address_epoch()
@@ -167,6 +184,7 @@ impl<B: Backend> Node<B> {
             before
         };
         *write(&self.conn) = Some((id, epoch, made.clone()));
+        self.metrics.connections(0, 1);
         tracing::debug!(target: "switchover::redis", node = %self.name, "connected");
         self.retire_at_age(id);
         Ok((id, made))
@@ -187,7 +205,7 @@ impl<B: Backend> Node<B> {
             if let Some(node) = me.upgrade() {
                 let mut slot = write(&node.conn);
                 if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
-                    *slot = None;
+                    node.clear_slot(&mut slot);
                     drop(slot);
                     tracing::debug!(target: "switchover::redis", node = %node.name, ?age, "shared connection reached its maximum age: replaced");
                 }
@@ -209,10 +227,16 @@ impl<B: Backend> Node<B> {
         backend.reset(&self.client);
         let mut slot = write(&self.conn);
         if slot.as_ref().is_some_and(|(_, e, _)| dns.is_stale(*e)) {
-            *slot = None;
+            self.clear_slot(&mut slot);
         }
         drop(slot);
         tracing::info!(target: "switchover::redis", node = %self.name, "host name moved: connections to the old address retired");
+    }
+
+    /// Empties the shared connection's slot (held write-locked by the caller).
+    fn clear_slot(&self, slot: &mut Option<(u64, u64, B::Conn)>) {
+        *slot = None;
+        self.metrics.connections(0, 0);
     }
 
     /// Sends `cmd` on the control connection (made first if there is none, within `connect`)
@@ -289,7 +313,7 @@ impl<B: Backend> Node<B> {
             if let Some(node) = me.upgrade() {
                 let mut slot = write(&node.conn);
                 if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
-                    *slot = None;
+                    node.clear_slot(&mut slot);
                 }
                 drop(slot);
                 tracing::info!(target: "switchover::redis", node = %node.name, why, "ended the shared connection: what waited on it fails now");
@@ -310,7 +334,7 @@ impl<B: Backend> Node<B> {
     pub(crate) fn drop_connection(&self, id: u64) {
         let mut slot = write(&self.conn);
         if slot.as_ref().is_some_and(|(current, _, _)| *current == id) {
-            *slot = None;
+            self.clear_slot(&mut slot);
             tracing::debug!(target: "switchover::redis", node = %self.name, "dropped connection");
         }
     }
@@ -319,7 +343,7 @@ impl<B: Backend> Node<B> {
     /// the backend) and makes those handed out stale.
     pub(crate) fn role_changed(&self, backend: &B) {
         self.role_epoch.fetch_add(1, Relaxed);
-        *write(&self.conn) = None;
+        self.clear_slot(&mut write(&self.conn));
         backend.reset(&self.client);
     }
 }

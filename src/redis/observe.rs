@@ -2,11 +2,17 @@
 //! both read from the pool's router and what discovery last learned (see
 //! [`observe`](crate::observe)).
 //!
-//! No `db.client.connection.*` metrics: the pool holds one multiplexed connection per node,
-//! shared by every caller, so there is no idle/used split, no pending queue and no wait for a
-//! connection to measure; a count of connections would be the node count. The router's
-//! `switchover.*` metrics (attempts, switches, states) are reported under the pool's
-//! [`observe`](super::SplitPoolBuilder::observe) name.
+//! With feature `metrics`, the router's `switchover.*` metrics (attempts, switches, states,
+//! heartbeats) are reported under the pool's [`observe`](super::SplitPoolBuilder::observe)
+//! name, and each node's connections as two `db.client.connection.*` pools (see
+//! [`METRICS`](crate::observe::METRICS) for the whole mapping):
+//!
+//! - `{name}:shared:{host:port}`, the one multiplexed connection every command shares: count
+//!   (used 1 while it is held), max 1, pending (callers waiting for it to be made), timeouts
+//!   and create time. No wait or use time: commands take it without a checkout.
+//! - `{name}:dedicated:{host:port}`, the node's [dedicated](SplitPool::dedicated) connections:
+//!   every instrument, from the pool of at most
+//!   [`dedicated_pool_size`](super::SplitPoolBuilder::dedicated_pool_size).
 
 use std::sync::atomic::Ordering::Relaxed;
 

@@ -6,13 +6,14 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::observe::{Borrow, PoolMetrics, Stamp};
 use crate::resolve::AgeLimit;
 use crate::resolve::age::expired;
 use crate::sync::lock;
@@ -29,6 +30,12 @@ pub(crate) struct Spares {
     wait: Duration,
     /// The maximum age of a connection.
     ages: Arc<AgeLimit>,
+    /// Connections handed out now.
+    out: AtomicUsize,
+    /// Callers waiting for a slot now.
+    waiting: AtomicUsize,
+    /// `db.client.connection.*` of this pool.
+    metrics: PoolMetrics,
 }
 
 /// A connection handed out, with its slot; back to the idle list on drop unless
@@ -40,16 +47,29 @@ pub(crate) struct Lease {
     deadline: Option<Instant>,
     spares: Arc<Spares>,
     _slot: OwnedSemaphorePermit,
+    _borrow: Borrow,
 }
 
 impl Spares {
-    pub(crate) fn new(size: usize, wait: Duration, ages: Arc<AgeLimit>) -> Arc<Self> {
+    /// At most `size` handed out at once; `metrics` names the pool's instruments.
+    pub(crate) fn new(
+        size: usize,
+        wait: Duration,
+        ages: Arc<AgeLimit>,
+        metrics: PoolMetrics,
+    ) -> Arc<Self> {
+        metrics.max(size);
+        metrics.connections(0, 0);
+        metrics.pending(0);
         Arc::new(Spares {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size)),
             epoch: AtomicU64::new(0),
             wait,
             ages,
+            out: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            metrics,
         })
     }
 
@@ -59,32 +79,54 @@ impl Spares {
         F: FnOnce() -> Fut,
         Fut: Future<Output = RedisResult<MultiplexedConnection>>,
     {
-        let slot = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
-            .await
-            .map_err(|_| {
-                RedisError::from(std::io::Error::new(
+        let asked = Stamp::now();
+        let slot = self.slot().await?;
+        let epoch = self.epoch.load(Relaxed);
+        loop {
+            let idle = self.pop_idle();
+            let Some((e, deadline, mut conn)) = idle else {
+                break;
+            };
+            if e == epoch && !expired(deadline) && self.still_good(&mut conn).await {
+                return Ok(self.lease(conn, epoch, deadline, slot, asked));
+            }
+        }
+        let started = Stamp::now();
+        let conn = open().await?;
+        self.metrics.created(started);
+        Ok(self.lease(conn, epoch, self.ages.deadline(), slot, asked))
+    }
+
+    /// A free slot, within the wait (counted as pending meanwhile, as a timeout after it).
+    async fn slot(self: &Arc<Self>) -> RedisResult<OwnedSemaphorePermit> {
+        let pending = self.waiting.fetch_add(1, Relaxed) + 1;
+        self.metrics.pending(pending);
+        let got = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned()).await;
+        let pending = self.waiting.fetch_sub(1, Relaxed) - 1;
+        self.metrics.pending(pending);
+        match got {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) => Err(RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::NotConnected,
+            ))),
+            Err(_) => {
+                self.metrics.timeout();
+                Err(RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
                         "every dedicated connection is in use (waited {:?})",
                         self.wait
                     ),
-                ))
-            })?
-            .map_err(|_| {
-                RedisError::from(std::io::Error::from(std::io::ErrorKind::NotConnected))
-            })?;
-        let epoch = self.epoch.load(Relaxed);
-        loop {
-            let idle = lock(&self.idle).pop();
-            let Some((e, deadline, mut conn)) = idle else {
-                break;
-            };
-            if e == epoch && !expired(deadline) && self.still_good(&mut conn).await {
-                return Ok(self.lease(conn, epoch, deadline, slot));
+                )))
             }
         }
-        let conn = open().await?;
-        Ok(self.lease(conn, epoch, self.ages.deadline(), slot))
+    }
+
+    fn pop_idle(&self) -> Option<(u64, Option<Instant>, MultiplexedConnection)> {
+        let mut idle = lock(&self.idle);
+        let conn = idle.pop();
+        self.metrics.connections(idle.len(), self.out.load(Relaxed));
+        conn
     }
 
     fn lease(
@@ -93,13 +135,17 @@ impl Spares {
         epoch: u64,
         deadline: Option<Instant>,
         slot: OwnedSemaphorePermit,
+        asked: Stamp,
     ) -> Lease {
+        let out = self.out.fetch_add(1, Relaxed) + 1;
+        self.metrics.connections(lock(&self.idle).len(), out);
         Lease {
             conn: Some(conn),
             epoch,
             deadline,
             spares: Arc::clone(self),
             _slot: slot,
+            _borrow: self.metrics.checked_out(asked),
         }
     }
 
@@ -114,7 +160,9 @@ impl Spares {
     /// Drops the idle connections; those handed out are not reused.
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Relaxed);
-        lock(&self.idle).clear();
+        let mut idle = lock(&self.idle);
+        idle.clear();
+        self.metrics.connections(0, self.out.load(Relaxed));
     }
 }
 
@@ -131,11 +179,15 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        let spares = &self.spares;
+        let out = spares.out.fetch_sub(1, Relaxed) - 1;
+        let mut idle = lock(&spares.idle);
         if let Some(conn) = self.conn.take()
-            && self.epoch == self.spares.epoch.load(Relaxed)
+            && self.epoch == spares.epoch.load(Relaxed)
             && !expired(self.deadline)
         {
-            lock(&self.spares.idle).push((self.epoch, self.deadline, conn));
+            idle.push((self.epoch, self.deadline, conn));
         }
+        spares.metrics.connections(idle.len(), out);
     }
 }
