@@ -553,8 +553,17 @@ mod tests {
             Route::Wait
         );
         // Sent alone, every other name routes as it does in a pipeline.
-        let names = READ_ONLY_COMMANDS.iter().copied().chain(SPECIAL.iter().map(|s| s.0));
-        for name in names.chain(["SET", "set", "PING", "wait", "a-long-unknown-module-command"]) {
+        let names = READ_ONLY_COMMANDS
+            .iter()
+            .copied()
+            .chain(SPECIAL.iter().map(|s| s.0));
+        for name in names.chain([
+            "SET",
+            "set",
+            "PING",
+            "wait",
+            "a-long-unknown-module-command",
+        ]) {
             let mut cmd = redis::cmd(name);
             cmd.arg("k").arg(1);
             let expected = if name.eq_ignore_ascii_case("WAIT") || name == "WAITAOF" {
