@@ -59,3 +59,63 @@ where
     );
     (r, o)
 }
+
+/// The cost of a client's background work (a heartbeat): `pairs` pairs of phases of about
+/// `phase` each, one with a client made by `make(false)` ("off"), one with a client made by
+/// `make(true)` ("on"), in alternating order. Each client exists only during its own phase (made
+/// before it, dropped after it, neither timed), so work it does in the background slows its own
+/// phase and no other: two clients alive side by side would each slow both. A phase times all
+/// its calls (the mean, not the median: a background task's cost lands on a few calls). Prints
+/// and returns the mean per-call times `(off, on)` over all phases.
+#[allow(dead_code)] // Not every bench that includes this file measures a background cost.
+pub async fn phases<T, M, MF, C, CF>(
+    label: &str,
+    pairs: usize,
+    phase: Duration,
+    mut make: M,
+    mut call: C,
+) -> (Duration, Duration)
+where
+    T: Clone,
+    M: FnMut(bool) -> MF,
+    MF: Future<Output = T>,
+    C: FnMut(T) -> CF,
+    CF: Future<Output = ()>,
+{
+    let mut totals = [(Duration::ZERO, 0u32); 2];
+    let mut ratios = Vec::with_capacity(pairs);
+    for pair in 0..pairs {
+        let mut mean = [Duration::ZERO; 2];
+        for k in 0..2 {
+            let on = (k + pair) % 2 == 1;
+            let client = make(on).await;
+            for _ in 0..10 {
+                call(client.clone()).await;
+            }
+            let start = Instant::now();
+            let mut calls = 0u32;
+            while start.elapsed() < phase {
+                call(client.clone()).await;
+                calls += 1;
+            }
+            let took = start.elapsed();
+            drop(client);
+            let side = usize::from(on);
+            mean[side] = took / calls;
+            totals[side].0 += took;
+            totals[side].1 += calls;
+        }
+        ratios.push(mean[0].as_secs_f64() / mean[1].as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let [off, on] = totals.map(|(t, n)| t / n.max(1));
+    println!(
+        "phases {label}: mean per call off {off:?}, on {on:?}, throughput on = {:.2}% of off \
+         (median of per-pair ratios {:.2}%, p25-p75 {:.2}-{:.2}%, {pairs} pairs of {phase:?})",
+        100.0 * off.as_secs_f64() / on.as_secs_f64(),
+        100.0 * ratios[pairs / 2],
+        100.0 * ratios[pairs / 4],
+        100.0 * ratios[pairs * 3 / 4],
+    );
+    (off, on)
+}

@@ -407,13 +407,11 @@ impl<B: Backend> Inner<B> {
         }
     }
 
+    #[inline]
     fn node_of(&self, ep: &Endpoint<NodeId>) -> Result<&Node<B>, AttemptError> {
         match self.topology.node_of(ep) {
             Some(node) => Ok(node),
-            None => Err(AttemptError::no_primary(NoPrimary::new(format!(
-                "{:?} is not a known node",
-                ep.id()
-            )))),
+            None => Err(unknown_node(ep)),
         }
     }
 
@@ -508,6 +506,13 @@ impl<B: Backend> Inner<B> {
             self.rediscovery.suspect();
         }
     }
+}
+
+/// Not sent: `ep` is no node of the pool's topology.
+#[cold]
+#[inline(never)]
+fn unknown_node(ep: &Endpoint<NodeId>) -> AttemptError {
+    AttemptError::no_primary(NoPrimary::new(format!("{:?} is not a known node", ep.id())))
 }
 
 /// A failed connect's error, naming the node when it refused the login or the TLS handshake

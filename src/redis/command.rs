@@ -201,6 +201,7 @@ static TABLE: [(Key, Kind); SLOTS] = {
     table
 };
 
+#[inline(always)]
 const fn kind_in(table: &[(Key, Kind); SLOTS], k: &Key) -> Kind {
     let mut i = slot(k);
     loop {
@@ -260,8 +261,13 @@ fn key_of(name: &[u8]) -> Option<Key> {
     }
 }
 
-#[inline]
+/// What `name` means for routing. Inlined, so that the common name of up to eight bytes
+/// (`GET`, `SET`, `HGETALL`, ...) is looked up with its other two words known to be zero.
+#[inline(always)]
 fn kind_of(name: &[u8]) -> Kind {
+    if name.len() <= 8 {
+        return kind_in(&TABLE, &[upper(word(name)), 0, 0]);
+    }
     key_of(name).map_or(Kind::Unknown, |k| kind_in(&TABLE, &k))
 }
 
@@ -303,6 +309,7 @@ pub(crate) enum Route {
     Wait,
 }
 
+#[inline]
 fn name_of(cmd: &Cmd) -> Option<&[u8]> {
     match cmd.args_iter().next()? {
         Arg::Simple(name) => Some(name),
@@ -333,13 +340,42 @@ fn parse_millis(arg: Option<&[u8]>) -> Option<Duration> {
 }
 
 /// Routes one command by its name (and, for `XREAD`/`XREADGROUP`, its `BLOCK` option).
+#[inline]
 pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
     let Some(name) = name_of(cmd) else {
         return Route::Write;
     };
+    match kind_of(name) {
+        Kind::Read => Route::Read,
+        Kind::Unknown => Route::Write,
+        kind => route_special(cmd, kind),
+    }
+}
+
+/// Routes a command sent on its own: as [`route_cmd`], except that `WAIT` / `WAITAOF` alone
+/// are refused (they only mean something after the caller's writes on the same connection).
+#[inline]
+pub(crate) fn route_single(cmd: &Cmd) -> Route {
+    let Some(name) = name_of(cmd) else {
+        return Route::Write;
+    };
+    match kind_of(name) {
+        Kind::Read => Route::Read,
+        Kind::Unknown => Route::Write,
+        // `WAIT` and `WAITAOF`, the only names of this kind.
+        Kind::BlockMillisLast => Route::Wait,
+        kind => route_special(cmd, kind),
+    }
+}
+
+/// The route of a command whose name has a meaning besides "read" or "write" (out of line:
+/// the common commands never come here).
+#[cold]
+#[inline(never)]
+fn route_special(cmd: &Cmd, kind: Kind) -> Route {
     let last = || simple_args(cmd).last();
     let second = || simple_args(cmd).nth(1);
-    match kind_of(name) {
+    match kind {
         Kind::Read => Route::Read,
         Kind::Unknown => Route::Write,
         Kind::XRead => match xread_block(cmd) {
@@ -365,19 +401,6 @@ pub(crate) fn route_cmd(cmd: &Cmd) -> Route {
         Kind::Select => Route::Select,
         Kind::Transaction => Route::Transaction,
     }
-}
-
-/// Routes a command sent on its own: as [`route_cmd`], except that `WAIT` / `WAITAOF` alone
-/// are refused (they only mean something after the caller's writes on the same connection).
-pub(crate) fn route_single(cmd: &Cmd) -> Route {
-    match route_cmd(cmd) {
-        Route::Blocking { .. } if is_wait(cmd) => Route::Wait,
-        route => route,
-    }
-}
-
-fn is_wait(cmd: &Cmd) -> bool {
-    name_of(cmd).is_some_and(|n| eq_upper(n, "WAIT") || eq_upper(n, "WAITAOF"))
 }
 
 /// `Some(block)` when an `XREAD`/`XREADGROUP` has a `BLOCK ms` option.
@@ -529,6 +552,27 @@ mod tests {
             route_single(redis::cmd("waitaof").arg(1).arg(0).arg(100)),
             Route::Wait
         );
+        // Sent alone, every other name routes as it does in a pipeline.
+        let names = READ_ONLY_COMMANDS
+            .iter()
+            .copied()
+            .chain(SPECIAL.iter().map(|s| s.0));
+        for name in names.chain([
+            "SET",
+            "set",
+            "PING",
+            "wait",
+            "a-long-unknown-module-command",
+        ]) {
+            let mut cmd = redis::cmd(name);
+            cmd.arg("k").arg(1);
+            let expected = if name.eq_ignore_ascii_case("WAIT") || name == "WAITAOF" {
+                Route::Wait
+            } else {
+                route_cmd(&cmd)
+            };
+            assert_eq!(route_single(&cmd), expected, "{name}");
+        }
         assert_eq!(
             route_single(redis::cmd("BLPOP").arg("k").arg(1)),
             Route::Blocking {
