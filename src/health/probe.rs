@@ -20,9 +20,12 @@ use super::tracker::TrackerInner;
 ///
 /// The tracker's probe task calls [`probe`](Self::probe) for endpoints that are down or probing
 /// (and, with a heartbeat, for endpoints that are up), each call bounded by the tracker's
-/// probe timeout; a probe that does not answer in time counts as down. Endpoints are probed
-/// independently: at most one probe of an endpoint runs at a time, and a probe that hangs
-/// delays no other endpoint's probes.
+/// probe timeout; a probe that does not answer in time counts as down, except a heartbeat of
+/// an endpoint that answered something else meanwhile (a call, or the late answer to an
+/// earlier heartbeat): slow is not dead, and that heartbeat counts nothing. A heartbeat is
+/// left running for one more probe timeout after its verdict, so that its late answer arrives.
+/// Endpoints are probed independently: at most one probe of an endpoint is awaited at a time,
+/// and a probe that hangs delays no other endpoint's probes.
 ///
 /// Any `Fn(&K) -> impl Future<Output = ProbeResult>` is a probe:
 ///
@@ -287,6 +290,13 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
 
 /// One probe of `ep`, bounded by `timeout`, recorded on the endpoint; a `heartbeat` (the
 /// endpoint was up) that fails is reported as missed first.
+///
+/// Slow is not dead: a heartbeat runs on a task of its own and keeps running for one more
+/// `timeout` after its verdict, so that a late answer still arrives (and is proof of life).
+/// A heartbeat that runs out of time counts nothing when the endpoint answered anything
+/// meanwhile (a call, or the late answer to the previous heartbeat); only one that heard
+/// nothing at all from the endpoint, or that failed outright (a refused or cut connection, a
+/// wrong answer), is missed.
 async fn probe_once<K: EndpointId, P: Probe<K>>(
     probe: Arc<P>,
     ep: Endpoint<K>,
@@ -294,21 +304,96 @@ async fn probe_once<K: EndpointId, P: Probe<K>>(
     heartbeat: bool,
 ) {
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, probe.probe(ep.id()))
-        .await
-        .unwrap_or_else(|_| {
-            tracing::debug!(
-                target: "switchover::health",
-                endpoint = ?ep.id(),
-                timeout_ms = timeout.as_millis() as u64,
-                "probe timed out"
-            );
-            ProbeResult::down()
-        });
+    let result = if heartbeat {
+        match beat(probe, &ep, timeout).await {
+            Some(result) => result,
+            None => return,
+        }
+    } else {
+        tokio::time::timeout(timeout, probe.probe(ep.id()))
+            .await
+            .unwrap_or_else(|_| timed_out(&ep, timeout))
+    };
     if heartbeat && !result.is_up() {
         ep.heartbeat_missed();
     }
     ep.record_probe_at(result, Some(started));
+}
+
+/// A heartbeat of `ep`: its result, or `None` when it ran out of time but the endpoint
+/// answered something meanwhile (slow, not dead: nothing to record).
+async fn beat<K: EndpointId, P: Probe<K>>(
+    probe: Arc<P>,
+    ep: &Endpoint<K>,
+    timeout: Duration,
+) -> Option<ProbeResult> {
+    let mark = ep.heard_mark();
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = {
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let late = timeout.saturating_mul(2);
+            let result = tokio::time::timeout(late, probe.probe(ep.id())).await;
+            if let Err(Ok(result)) = tx.send(result)
+                && result.is_up()
+            {
+                ep.heard_late(started.elapsed());
+            }
+        })
+    };
+    // Aborted with this task (the tracker dropped) unless it ran out of time.
+    let run = AbortOnDrop(Some(run));
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(result))) => Some(result),
+        // The probe panicked (its task logged nothing: say so here).
+        Ok(Err(_)) => {
+            tracing::warn!(target: "switchover::health", endpoint = ?ep.id(), "heartbeat probe failed");
+            Some(ProbeResult::down())
+        }
+        Ok(Ok(Err(_))) | Err(_) => {
+            run.disarm();
+            if ep.heard_since(mark) {
+                tracing::debug!(
+                    target: "switchover::health",
+                    endpoint = ?ep.id(),
+                    timeout_ms = timeout.as_millis() as u64,
+                    "heartbeat slow: no answer in time, but the endpoint answered meanwhile"
+                );
+                None
+            } else {
+                Some(timed_out(ep, timeout))
+            }
+        }
+    }
+}
+
+/// Logs a probe that ran out of time; its verdict.
+fn timed_out<K: EndpointId>(ep: &Endpoint<K>, timeout: Duration) -> ProbeResult {
+    tracing::debug!(
+        target: "switchover::health",
+        endpoint = ?ep.id(),
+        timeout_ms = timeout.as_millis() as u64,
+        "probe timed out"
+    );
+    ProbeResult::down()
+}
+
+/// Aborts its task when dropped, unless disarmed.
+struct AbortOnDrop(Option<task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 #[allow(dead_code)]

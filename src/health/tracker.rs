@@ -352,7 +352,8 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
     }
 
     /// Also probe endpoints that are up, this often (default: never). A failed heartbeat counts
-    /// as one transient failure. With a heartbeat (and a [`probe`](Self::probe)), an attempt
+    /// as one transient failure; one that runs out of time while the endpoint answered
+    /// something else (a call, a late answer to the previous heartbeat) counts nothing. With a heartbeat (and a [`probe`](Self::probe)), an attempt
     /// cut by a timeout is not a failure: it asks for a heartbeat at once, whose verdict counts
     /// (see [`Endpoint::record_timeout`]).
     pub fn heartbeat(mut self, interval: Duration) -> Self {
