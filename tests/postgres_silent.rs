@@ -317,7 +317,7 @@ async fn an_idle_primary_fenced_read_only_is_in_doubt_within_a_heartbeat_and_the
     let mut cluster = PgCluster::start(1).await.unwrap();
     let pool = builder(&cluster).build().unwrap();
     let client = timeout(BOUND, pool.get()).await.unwrap().unwrap();
-    assert_eq!(where_am_i(&client).await.1, false);
+    assert!(!where_am_i(&client).await.1, "on the primary");
     drop(client);
     assert_eq!(pool.primary(), addr(&cluster.nodes()[0]));
 

@@ -402,11 +402,10 @@ async fn a_link_that_delays_every_reply_is_slow_not_dead() {
     let endpoint = pool.tracker().endpoints().remove(0);
     let suspects = |pool: &SplitPool| {
         let events = pool.timeline().events();
-        let n = events
+        events
             .iter()
             .filter(|e| matches!(e.kind, EventKind::Suspect))
-            .count();
-        n
+            .count()
     };
     let (generation, downs, suspected) =
         (pool.status().generation, endpoint.downs(), suspects(&pool));
