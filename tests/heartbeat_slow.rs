@@ -98,12 +98,18 @@ struct Setup {
 
 /// Heartbeat 200 ms without jitter, bound 300 ms; "a" is the confirmed primary at 0.
 async fn setup(probe: Slow) -> Setup {
+    setup_with(probe, false).await
+}
+
+/// As [`setup`], with `late_heartbeats_missed(missed)`.
+async fn setup_with(probe: Slow, missed: bool) -> Setup {
     let tracker = HealthTracker::builder()
         .endpoints(["a", "b"])
         .probe(probe)
         .heartbeat(ms(200))
         .heartbeat_jitter(0.0)
         .probe_timeout(ms(300))
+        .late_heartbeats_missed(missed)
         .build()
         .unwrap();
     let router = Router::builder(&tracker)
@@ -199,5 +205,28 @@ async fn a_refused_heartbeat_is_missed_at_once_even_while_calls_succeed() {
     // excuse a connection that is refused).
     assert_eq!(s.a.stats().failures_total, 1);
     assert_eq!(s.runs.load(Ordering::Relaxed), 2);
+    calls.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_late_heartbeats_missed_a_late_heartbeat_is_missed_even_while_calls_succeed() {
+    // Peers that all take writes (DynamoDB regions) leave a slow endpoint: the old rule.
+    let probe = Slow::new(Answer::After(ms(450)));
+    let s = setup_with(probe.clone(), true).await;
+    let calls = calls_succeed(s.a.clone(), ms(100));
+    sleep(ms(501)).await;
+    assert_eq!(
+        s.a.stats().failures_total,
+        1,
+        "the beat of 200 ms, missed at 500 ms"
+    );
+    assert_eq!(s.runs.load(Ordering::Relaxed), 2, "in doubt at the miss");
+    // Missed at 500, 800 and 1 100 ms (each next beat starts at once): three failures (calls
+    // succeeding meanwhile reset the streak, so count the total).
+    sleep(ms(600)).await;
+    assert_eq!(s.a.stats().failures_total, 3);
+    assert_eq!(probe.starts(), [ms(200), ms(500), ms(800), ms(1100)]);
+    // Judged at the bound, not left running: no late answer was recorded.
+    assert_eq!(probe.ends(), Vec::<Duration>::new());
     calls.abort();
 }

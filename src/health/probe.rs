@@ -22,7 +22,8 @@ use super::tracker::TrackerInner;
 /// (and, with a heartbeat, for endpoints that are up), each call bounded by the tracker's
 /// probe timeout; a probe that does not answer in time counts as down, except a heartbeat of
 /// an endpoint that answered something else meanwhile (a call, or the late answer to an
-/// earlier heartbeat): slow is not dead, and that heartbeat counts nothing. A heartbeat is
+/// earlier heartbeat): slow is not dead, and that heartbeat counts nothing (unless the tracker
+/// was built with [`late_heartbeats_missed`](super::HealthTrackerBuilder::late_heartbeats_missed)). A heartbeat is
 /// left running for one more probe timeout after its verdict, so that its late answer arrives.
 /// Endpoints are probed independently: at most one probe of an endpoint is awaited at a time,
 /// and a probe that hangs delays no other endpoint's probes.
@@ -243,6 +244,11 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             let id = ep.id().clone();
             let probe = Arc::clone(&self.probe);
             let heartbeat = ep.raw_state() == HealthState::Up;
+            let heartbeat = match heartbeat {
+                false => Beat::No,
+                true if cfg.late_beats_missed => Beat::Strict,
+                true => Beat::Patient,
+            };
             let handle = self
                 .probes
                 .spawn(probe_once(probe, ep, cfg.probe_timeout, heartbeat));
@@ -297,14 +303,16 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
 /// meanwhile (a call, or the late answer to the previous heartbeat); only one that heard
 /// nothing at all from the endpoint, or that failed outright (a refused or cut connection, a
 /// wrong answer), is missed.
+/// (With [`late_heartbeats_missed`](super::HealthTrackerBuilder::late_heartbeats_missed), a
+/// heartbeat is judged like any probe.)
 async fn probe_once<K: EndpointId, P: Probe<K>>(
     probe: Arc<P>,
     ep: Endpoint<K>,
     timeout: Duration,
-    heartbeat: bool,
+    heartbeat: Beat,
 ) {
     let started = Instant::now();
-    let result = if heartbeat {
+    let result = if heartbeat == Beat::Patient {
         match beat(probe, &ep, timeout).await {
             Some(result) => result,
             None => return,
@@ -314,10 +322,21 @@ async fn probe_once<K: EndpointId, P: Probe<K>>(
             .await
             .unwrap_or_else(|_| timed_out(&ep, timeout))
     };
-    if heartbeat && !result.is_up() {
+    if heartbeat != Beat::No && !result.is_up() {
         ep.heartbeat_missed();
     }
     ep.record_probe_at(result, Some(started));
+}
+
+/// What kind of probe [`probe_once`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// Of an endpoint that is down or probing.
+    No,
+    /// A heartbeat, judged like any probe.
+    Strict,
+    /// A heartbeat, slow when the endpoint answered meanwhile.
+    Patient,
 }
 
 /// A heartbeat of `ep`: its result, or `None` when it ran out of time but the endpoint

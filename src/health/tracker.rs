@@ -372,6 +372,16 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
         self
     }
 
+    /// Counts a heartbeat that runs out of time as missed even when the endpoint answered
+    /// something meanwhile (default `false`: such a heartbeat is slow and counts nothing, see
+    /// [`Probe`]). For peers that all take writes (DynamoDB regions), where moving off a slow
+    /// endpoint costs nothing and beats waiting on it; not for a single primary, where a slow
+    /// link must not look like a dead node.
+    pub fn late_heartbeats_missed(mut self, missed: bool) -> Self {
+        self.config.late_beats_missed = missed;
+        self
+    }
+
     /// Seeds the tracker's jitter RNG (default: from entropy), so that its heartbeat schedule
     /// is reproducible (tests, benches). Give each tracker its own seed.
     pub fn heartbeat_seed(mut self, seed: u64) -> Self {
