@@ -295,3 +295,48 @@ async fn a_slow_query_cut_by_its_timeout_on_a_healthy_primary_is_slow_not_dead()
     println!("backends before {kept:?}, after {again:?}");
     assert_eq!(survivors, 2, "kept {kept:?}, after {again:?}");
 }
+
+/// Polls `pool.health()` until its status is `fail` (the primary in doubt), within `bound`:
+/// how long that took.
+async fn until_in_doubt(pool: &FailoverPool, bound: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if pool.health().status == switchover::observe::Status::Fail {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_primary_fenced_read_only_is_in_doubt_within_a_heartbeat_and_the_pool_follows_the_promotion()
+ {
+    // Silent failures, item: a fenced idle primary (no traffic, no error) was found only by
+    // the 5 s discovery backstop; the heartbeat's role query sees the fence.
+    let mut cluster = PgCluster::start(1).await.unwrap();
+    let pool = builder(&cluster).build().unwrap();
+    let client = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    assert!(!where_am_i(&client).await.1, "on the primary");
+    drop(client);
+    assert_eq!(pool.primary(), addr(&cluster.nodes()[0]));
+
+    cluster.nodes()[0].fence_read_only().await.unwrap();
+    // Well inside the 5 s backstop (the last run was the pool's first one, just now).
+    let doubt = until_in_doubt(&pool, Duration::from_secs(2)).await;
+    println!("fenced idle primary in doubt after {doubt:?}");
+    // The 200 ms heartbeat (300 ms bound) and a role query: a few hundred ms at most.
+    let doubt = doubt.expect("the fenced primary is not in doubt 2 s after the fence");
+    assert!(doubt < Duration::from_secs(1), "{doubt:?}");
+
+    // No get() hands out the read-only primary meanwhile: it waits, then follows the promotion.
+    let promoted = Instant::now();
+    cluster.promote(1).await.unwrap();
+    let client = timeout(BOUND, pool.get()).await.unwrap().unwrap();
+    let took = promoted.elapsed();
+    println!("get() on the promoted standby {took:?} after the promotion started");
+    let new_port = cluster.nodes()[1].port();
+    assert_eq!(where_am_i(&client).await, (i32::from(new_port), false));
+    assert_eq!(pool.primary(), addr(&cluster.nodes()[1]));
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}

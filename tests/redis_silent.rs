@@ -320,3 +320,121 @@ async fn a_slow_command_on_a_healthy_primary_is_no_failover() {
         "the pool made no new connection to the primary"
     );
 }
+
+/// Silent failures, item 3: a subscription had no deadline at all after opening; on a frozen
+/// node it waited for ever. Now it ends when the node is declared down (three missed
+/// heartbeats): the message stream ends and the next command fails, classified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_on_a_frozen_node_ends_when_the_node_is_declared_down() {
+    use futures_util::StreamExt as _;
+    use switchover::{Classify as _, ErrorClass};
+    init_tracing();
+    let mut set = RedisReplicaSet::start(1).await.expect("replica set");
+    let primary = set.primary().addr().to_string();
+    let pool = SplitPool::builder()
+        .nodes(set.nodes().iter().map(|n| n.url()))
+        .build()
+        .await
+        .expect("pool");
+    let mut sub = pool
+        .pubsub(switchover::redis::Target::Primary)
+        .await
+        .expect("pub/sub connection");
+    sub.subscribe("news").await.expect("SUBSCRIBE");
+    set.primary()
+        .cmd(&["PUBLISH", "news", "before"])
+        .await
+        .expect("PUBLISH");
+    let first = timeout(DEADLINE, sub.on_message().next())
+        .await
+        .expect("a message in time")
+        .expect("the stream is open");
+    assert_eq!(first.get_payload::<String>().unwrap(), "before");
+    let endpoint = pool
+        .tracker()
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id().name() == primary)
+        .expect("the primary's endpoint");
+    let downs = endpoint.downs();
+
+    set.primary_mut().pause().expect("SIGSTOP");
+    let frozen_at = Instant::now();
+    let end = timeout(DEADLINE, sub.on_message().next())
+        .await
+        .expect("the subscription ends: it used to wait for ever");
+    let ended_after = frozen_at.elapsed();
+    assert!(end.is_none(), "no message from a frozen node");
+    assert!(endpoint.downs() > downs, "declared down first");
+    let err = sub
+        .subscribe("more")
+        .await
+        .expect_err("a command on the ended subscription");
+    assert!(err.is_io_error(), "{err:?}");
+    assert_eq!(err.classify().class(), ErrorClass::Transient, "{err}");
+    println!("subscription on a frozen node ended after {ended_after:?}");
+    // Three missed 200 ms heartbeats, 300 ms each: about 1.1 s; far below the old "never".
+    assert!(ended_after < Duration::from_secs(5), "{ended_after:?}");
+    set.primary_mut().resume().expect("SIGCONT");
+}
+
+/// Silent failures (the chaos matrix's Redis `latency` cell): a link that delays every reply
+/// chunk by 250 ms makes a `ROLE` late for the 300 ms heartbeat; the node kept answering
+/// writes, so those heartbeats are slow, not missed. Before, each late heartbeat put the
+/// primary in doubt and writes waited for discovery (the cell's longest write gap: 1121 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_delays_every_reply_is_slow_not_dead() {
+    use switchover::observe::EventKind;
+    use switchover::testing::{FaultProxy, Mode, RedisServer};
+    init_tracing();
+    let server = RedisServer::start().await.expect("server");
+    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
+    let pool = SplitPool::builder()
+        .nodes([proxy.addr().to_string()])
+        .build()
+        .await
+        .expect("pool");
+    let mut con = pool.clone();
+    let _: () = con
+        .set("k", 0)
+        .await
+        .expect("the shared connection is made");
+    let endpoint = pool.tracker().endpoints().remove(0);
+    let suspects = |pool: &SplitPool| {
+        let events = pool.timeline().events();
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Suspect))
+            .count()
+    };
+    let (generation, downs, suspected) =
+        (pool.status().generation, endpoint.downs(), suspects(&pool));
+
+    proxy
+        .set_mode(Mode::Latency {
+            delay: Duration::from_millis(250),
+            jitter: Duration::ZERO,
+        })
+        .await
+        .expect("latency");
+    let started = Instant::now();
+    let (mut writes, mut longest) = (0u32, Duration::ZERO);
+    let mut last = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        let r: redis::RedisResult<()> = con.set("k", writes).await;
+        r.expect("a slow write still succeeds");
+        writes += 1;
+        longest = longest.max(last.elapsed());
+        last = Instant::now();
+    }
+    proxy.set_mode(Mode::Pass).await.expect("pass");
+    println!("slow link: {writes} writes in 2 s, longest wait {longest:?}");
+    assert_eq!(
+        suspects(&pool),
+        suspected,
+        "the primary was never put in doubt"
+    );
+    assert_eq!(endpoint.downs(), downs, "never declared down");
+    assert_eq!(pool.status().generation, generation, "no switch");
+    assert!(writes >= 2, "{writes}");
+}

@@ -85,6 +85,9 @@ pub(crate) struct HealthConfig {
     /// Each heartbeat is due `heartbeat × (1 − jitter × u)` after the previous probe started,
     /// `u` uniform in `[0, 1]`.
     pub(crate) heartbeat_jitter: f64,
+    /// A heartbeat that runs out of time is missed even when the endpoint answered meanwhile
+    /// (peers that all take writes: leaving a slow one costs nothing).
+    pub(crate) late_beats_missed: bool,
     /// The seed of the tracker's jitter RNG (`None`: from entropy).
     pub(crate) heartbeat_seed: Option<u64>,
 }
@@ -105,6 +108,7 @@ impl Default for HealthConfig {
             probe_timeout: Duration::from_millis(500),
             heartbeat: None,
             heartbeat_jitter: 0.2,
+            late_beats_missed: false,
             heartbeat_seed: None,
         }
     }

@@ -27,7 +27,7 @@ pub(crate) trait HealthSink<K>: Send + Sync {
     /// started) timed out or answered down; called before it counts as a failure.
     fn heartbeat_missed(&self, _id: &K) {}
     /// A heartbeat ended after `took` (start to verdict) with `outcome`: `up`, `down` (it
-    /// answered down or wrongly) or `timeout` (cut by the probe timeout).
+    /// answered down or wrongly) `timeout` (cut by the probe timeout) or `slow` (cut, but the endpoint answered meanwhile).
     #[cfg(feature = "metrics")]
     fn heartbeat(&self, _id: &K, _outcome: &'static str, _took: Duration) {}
 }

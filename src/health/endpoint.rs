@@ -45,11 +45,19 @@ struct Inner<K> {
     // Read on every call.
     machine: Machine<K>,
     // Written on (some) calls: kept away from the fields above.
-    latency_ns: Padded<AtomicU64>,
+    latency_ns: Padded<Latency>,
     totals: Padded<Totals>,
     /// A heartbeat asked for by an attempt cut by a timeout: the start of the latest such
     /// attempt, in nanoseconds from the epoch + 1 (0: none). Taken by the probe task.
     beat_wanted: AtomicU64,
+}
+
+/// The latency average, and how many samples fed it: a heartbeat that runs out of time asks
+/// whether the endpoint answered anything meanwhile (one more store on a line already written).
+#[derive(Debug, Default)]
+struct Latency {
+    ns: AtomicU64,
+    samples: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -195,7 +203,7 @@ impl<K: EndpointId> Endpoint<K> {
     /// probes. `None` before the first sample.
     #[inline]
     pub fn latency(&self) -> Option<Duration> {
-        match self.inner.latency_ns.0.load(Relaxed) {
+        match self.inner.latency_ns.0.ns.load(Relaxed) {
             0 => None,
             n => Some(Duration::from_nanos(n)),
         }
@@ -425,6 +433,24 @@ impl<K: EndpointId> Endpoint<K> {
         }
     }
 
+    /// A mark that moves whenever the endpoint answers: a success recorded with its latency
+    /// (every call through the router), a probe that answered, or a late answer to a heartbeat
+    /// that had already run out of time. Compare two marks with [`heard_since`](Self::heard_since).
+    pub(crate) fn heard_mark(&self) -> u64 {
+        self.inner.latency_ns.0.samples.load(Relaxed)
+    }
+
+    /// `true` when the endpoint answered something since `mark` was taken.
+    pub(crate) fn heard_since(&self, mark: u64) -> bool {
+        self.heard_mark() != mark
+    }
+
+    /// A late answer to a heartbeat that had already run out of time: proof of life (fed to
+    /// the latency average; counts nothing).
+    pub(crate) fn heard_late(&self, latency: Duration) {
+        self.observe_latency(latency);
+    }
+
     /// Tells the sinks that a heartbeat of this endpoint timed out or answered down (the probe
     /// task calls it before recording that probe).
     pub(crate) fn heartbeat_missed(&self) {
@@ -436,7 +462,7 @@ impl<K: EndpointId> Endpoint<K> {
     }
 
     /// Tells the sinks that a heartbeat of this endpoint ended after `took` with `outcome`
-    /// (`up`, `down`, `timeout`): the heartbeat duration metric.
+    /// (`up`, `down`, `timeout`, `slow`): the heartbeat duration metric.
     #[cfg(feature = "metrics")]
     pub(crate) fn heartbeat_done(&self, outcome: &'static str, took: std::time::Duration) {
         let id = self.id();
@@ -507,7 +533,9 @@ impl<K: EndpointId> Endpoint<K> {
         let sample = u64::try_from(latency.as_nanos())
             .unwrap_or(u64::MAX / 2)
             .max(1);
-        let cell = &self.inner.latency_ns.0;
+        let cell = &self.inner.latency_ns.0.ns;
+        let samples = &self.inner.latency_ns.0.samples;
+        samples.store(samples.load(Relaxed).wrapping_add(1), Relaxed);
         let old = cell.load(Relaxed);
         // A racy read-modify-write on purpose: a lost sample under contention does not matter
         // for an average, and a CAS loop would.

@@ -25,7 +25,11 @@
 //!   once.
 //! - **Slow is not dead**: with a heartbeat, an attempt cut by its timeout
 //!   ([`Endpoint::record_timeout`]) counts nothing and asks for a heartbeat now; that
-//!   heartbeat's verdict counts.
+//!   heartbeat's verdict counts. A heartbeat that runs out of time is missed only when the
+//!   endpoint answered nothing at all meanwhile: a call that succeeded on it, or the late
+//!   answer to an earlier heartbeat (left running for one more probe timeout), makes it slow,
+//!   and a slow heartbeat counts nothing. A refused or cut connection, a wrong answer, or
+//!   silence is missed at once (a frozen or cut-off node must be found within one beat).
 //! - **Declared down**: [`Endpoint::downs`] counts the times the endpoint went
 //!   [`Down`](HealthState::Down), and [`Endpoint::down_signal`] is a future that resolves at
 //!   the next one, so an adapter can fail the calls in flight on a dead endpoint at once.

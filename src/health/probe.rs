@@ -20,9 +20,13 @@ use super::tracker::TrackerInner;
 ///
 /// The tracker's probe task calls [`probe`](Self::probe) for endpoints that are down or probing
 /// (and, with a heartbeat, for endpoints that are up), each call bounded by the tracker's
-/// probe timeout; a probe that does not answer in time counts as down. Endpoints are probed
-/// independently: at most one probe of an endpoint runs at a time, and a probe that hangs
-/// delays no other endpoint's probes.
+/// probe timeout; a probe that does not answer in time counts as down, except a heartbeat of
+/// an endpoint that answered something else meanwhile (a call, or the late answer to an
+/// earlier heartbeat): slow is not dead, and that heartbeat counts nothing (unless the tracker
+/// was built with [`late_heartbeats_missed`](super::HealthTrackerBuilder::late_heartbeats_missed)). A heartbeat is
+/// left running for one more probe timeout after its verdict, so that its late answer arrives.
+/// Endpoints are probed independently: at most one probe of an endpoint is awaited at a time,
+/// and a probe that hangs delays no other endpoint's probes.
 ///
 /// Any `Fn(&K) -> impl Future<Output = ProbeResult>` is a probe:
 ///
@@ -240,6 +244,11 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
             let id = ep.id().clone();
             let probe = Arc::clone(&self.probe);
             let heartbeat = ep.raw_state() == HealthState::Up;
+            let heartbeat = match heartbeat {
+                false => Beat::No,
+                true if cfg.late_beats_missed => Beat::Strict,
+                true => Beat::Patient,
+            };
             let handle = self
                 .probes
                 .spawn(probe_once(probe, ep, cfg.probe_timeout, heartbeat));
@@ -287,36 +296,147 @@ impl<K: EndpointId, P: Probe<K>> ProbeTask<K, P> {
 
 /// One probe of `ep`, bounded by `timeout`, recorded on the endpoint; a `heartbeat` (the
 /// endpoint was up) that fails is reported as missed first.
+///
+/// Slow is not dead: a heartbeat runs on a task of its own and keeps running for one more
+/// `timeout` after its verdict, so that a late answer still arrives (and is proof of life).
+/// A heartbeat that runs out of time counts nothing when the endpoint answered anything
+/// meanwhile (a call, or the late answer to the previous heartbeat); only one that heard
+/// nothing at all from the endpoint, or that failed outright (a refused or cut connection, a
+/// wrong answer), is missed.
+/// (With [`late_heartbeats_missed`](super::HealthTrackerBuilder::late_heartbeats_missed), a
+/// heartbeat is judged like any probe.)
 async fn probe_once<K: EndpointId, P: Probe<K>>(
     probe: Arc<P>,
     ep: Endpoint<K>,
     timeout: Duration,
-    heartbeat: bool,
+    heartbeat: Beat,
 ) {
     let started = Instant::now();
-    let answered = tokio::time::timeout(timeout, probe.probe(ep.id())).await;
+    let verdict = if heartbeat == Beat::Patient {
+        beat(probe, &ep, timeout).await
+    } else {
+        match tokio::time::timeout(timeout, probe.probe(ep.id())).await {
+            Ok(result) => Verdict::Answered(result),
+            Err(_) => Verdict::TimedOut,
+        }
+    };
     #[cfg(feature = "metrics")]
-    if heartbeat {
-        let outcome = match &answered {
-            Ok(r) if r.is_up() => "up",
-            Ok(_) => "down",
-            Err(_) => "timeout",
+    if heartbeat != Beat::No {
+        let outcome = match &verdict {
+            Verdict::Answered(r) if r.is_up() => "up",
+            Verdict::Answered(_) => "down",
+            Verdict::TimedOut => "timeout",
+            Verdict::Slow => "slow",
         };
         ep.heartbeat_done(outcome, started.elapsed());
     }
-    let result = answered.unwrap_or_else(|_| {
-        tracing::debug!(
-            target: "switchover::health",
-            endpoint = ?ep.id(),
-            timeout_ms = timeout.as_millis() as u64,
-            "probe timed out"
-        );
-        ProbeResult::down()
-    });
-    if heartbeat && !result.is_up() {
+    let result = match verdict {
+        Verdict::Answered(result) => result,
+        Verdict::TimedOut => timed_out(&ep, timeout),
+        // Slow, not dead: nothing to record.
+        Verdict::Slow => return,
+    };
+    if heartbeat != Beat::No && !result.is_up() {
         ep.heartbeat_missed();
     }
     ep.record_probe_at(result, Some(started));
+}
+
+/// What kind of probe [`probe_once`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// Of an endpoint that is down or probing.
+    No,
+    /// A heartbeat, judged like any probe.
+    Strict,
+    /// A heartbeat, slow when the endpoint answered meanwhile.
+    Patient,
+}
+
+/// How one probe ended.
+enum Verdict {
+    /// The probe answered in time (a panicked probe answers down).
+    Answered(ProbeResult),
+    /// No answer in time, and nothing heard from the endpoint meanwhile.
+    TimedOut,
+    /// A heartbeat with no answer in time while the endpoint answered something else meanwhile.
+    Slow,
+}
+
+/// A heartbeat of `ep`: [`Verdict::Slow`] when it ran out of time but the endpoint answered
+/// something meanwhile (slow, not dead).
+async fn beat<K: EndpointId, P: Probe<K>>(
+    probe: Arc<P>,
+    ep: &Endpoint<K>,
+    timeout: Duration,
+) -> Verdict {
+    let mark = ep.heard_mark();
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = {
+        let ep = ep.clone();
+        tokio::spawn(async move {
+            let late = timeout.saturating_mul(2);
+            let result = tokio::time::timeout(late, probe.probe(ep.id())).await;
+            if let Err(Ok(result)) = tx.send(result)
+                && result.is_up()
+            {
+                ep.heard_late(started.elapsed());
+            }
+        })
+    };
+    // Aborted with this task (the tracker dropped) unless it ran out of time.
+    let run = AbortOnDrop(Some(run));
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(result))) => Verdict::Answered(result),
+        // The probe panicked (its task logged nothing: say so here).
+        Ok(Err(_)) => {
+            tracing::warn!(target: "switchover::health", endpoint = ?ep.id(), "heartbeat probe failed");
+            Verdict::Answered(ProbeResult::down())
+        }
+        Ok(Ok(Err(_))) | Err(_) => {
+            run.disarm();
+            if ep.heard_since(mark) {
+                tracing::debug!(
+                    target: "switchover::health",
+                    endpoint = ?ep.id(),
+                    timeout_ms = timeout.as_millis() as u64,
+                    "heartbeat slow: no answer in time, but the endpoint answered meanwhile"
+                );
+                Verdict::Slow
+            } else {
+                Verdict::TimedOut
+            }
+        }
+    }
+}
+
+/// Logs a probe that ran out of time; its verdict.
+fn timed_out<K: EndpointId>(ep: &Endpoint<K>, timeout: Duration) -> ProbeResult {
+    tracing::debug!(
+        target: "switchover::health",
+        endpoint = ?ep.id(),
+        timeout_ms = timeout.as_millis() as u64,
+        "probe timed out"
+    );
+    ProbeResult::down()
+}
+
+/// Aborts its task when dropped, unless disarmed.
+struct AbortOnDrop(Option<task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
 }
 
 #[allow(dead_code)]

@@ -352,7 +352,8 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
     }
 
     /// Also probe endpoints that are up, this often (default: never). A failed heartbeat counts
-    /// as one transient failure. With a heartbeat (and a [`probe`](Self::probe)), an attempt
+    /// as one transient failure; one that runs out of time while the endpoint answered
+    /// something else (a call, a late answer to the previous heartbeat) counts nothing. With a heartbeat (and a [`probe`](Self::probe)), an attempt
     /// cut by a timeout is not a failure: it asks for a heartbeat at once, whose verdict counts
     /// (see [`Endpoint::record_timeout`]).
     pub fn heartbeat(mut self, interval: Duration) -> Self {
@@ -368,6 +369,16 @@ impl<K: EndpointId> HealthTrackerBuilder<K> {
     /// With 0, beats are exactly `heartbeat` apart.
     pub fn heartbeat_jitter(mut self, fraction: f64) -> Self {
         self.config.heartbeat_jitter = fraction;
+        self
+    }
+
+    /// Counts a heartbeat that runs out of time as missed even when the endpoint answered
+    /// something meanwhile (default `false`: such a heartbeat is slow and counts nothing, see
+    /// [`Probe`]). For peers that all take writes (DynamoDB regions), where moving off a slow
+    /// endpoint costs nothing and beats waiting on it; not for a single primary, where a slow
+    /// link must not look like a dead node.
+    pub fn late_heartbeats_missed(mut self, missed: bool) -> Self {
+        self.config.late_beats_missed = missed;
         self
     }
 

@@ -18,7 +18,7 @@ use crate::route::SwitchReason;
 /// | `switchover.failover.duration` | histogram | `s` | router, reason | failover duration: first failed call to first success on the new endpoint (the timeline's phases) |
 /// | `switchover.endpoint.state` | gauge | `1` | router, endpoint, state | 1 for the endpoint's current state (up, probing, down, draining), 0 for the others |
 /// | `switchover.probe.latency` | histogram | `s` | router, endpoint | latency a probe result reports (heartbeats, probes of down endpoints, rediscovery's role checks) |
-/// | `switchover.heartbeat.duration` | histogram | `s` | router, endpoint, outcome | each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout |
+/// | `switchover.heartbeat.duration` | histogram | `s` | router, endpoint, outcome | each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout, slow (no answer in time while the endpoint answered calls: counts nothing) |
 /// | `switchover.rediscovery.runs` | counter | `{run}` | router, outcome | rediscovery runs by outcome: primary, no_primary |
 /// | `switchover.rediscovery.duration` | histogram | `s` | router | duration of rediscovery runs |
 /// | `switchover.retry.budget.tokens` | gauge | `{token}` | budget | tokens in a retry budget |
@@ -100,7 +100,7 @@ pub const METRICS: &[(&str, &str, &str, &str, &str)] = &[
         "histogram",
         "s",
         "router, endpoint, outcome",
-        "each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout",
+        "each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout, slow (no answer in time while the endpoint answered calls: counts nothing)",
     ),
     (
         names::REDISCOVERY_RUNS,
@@ -190,7 +190,7 @@ pub mod names {
     pub const ENDPOINT_STATE: &str = "switchover.endpoint.state";
     /// Histogram (seconds): the latency a probe result reports.
     pub const PROBE_LATENCY: &str = "switchover.probe.latency";
-    /// Histogram (seconds): heartbeats by `outcome` (up, down, timeout).
+    /// Histogram (seconds): heartbeats by `outcome` (up, down, timeout, slow).
     pub const HEARTBEAT_DURATION: &str = "switchover.heartbeat.duration";
     /// Counter: rediscovery runs by outcome.
     pub const REDISCOVERY_RUNS: &str = "switchover.rediscovery.runs";

@@ -188,7 +188,7 @@ impl RedisIo {
         self.sentinel_login
             .open(addr, 0, limit, |info| {
                 let to = &to;
-                async move { to.pubsub(&info, limit).await }
+                async move { to.pubsub(&info, limit, never()).await }
             })
             .await
     }
@@ -211,12 +211,14 @@ impl RedisIo {
         node.spares.get(open).await
     }
 
-    /// A pub/sub connection to `node`, logged in.
-    pub(crate) async fn pubsub(&self, node: &NodeClient) -> RedisResult<PubSub> {
+    /// A pub/sub connection to `node`, logged in, that ends at `cut`.
+    pub(crate) async fn pubsub(&self, node: &NodeClient, cut: Cut) -> RedisResult<PubSub> {
         let limit = self.timeouts.connect_timeout();
+        let cut = cut.shared();
         self.login
-            .open(node.to.addr(), self.db, limit, |info| async move {
-                node.to.pubsub(&info, limit).await
+            .open(node.to.addr(), self.db, limit, |info| {
+                let cut: Cut = Box::pin(cut.clone());
+                async move { node.to.pubsub(&info, limit, cut).await }
             })
             .await
     }

@@ -139,14 +139,16 @@ impl Connector {
         bounded(limit, open).await
     }
 
-    /// A pub/sub connection logged in with `login`, within `limit`.
+    /// A pub/sub connection logged in with `login`, within `limit`, that ends at `cut`.
     pub(crate) async fn pubsub(
         &self,
         login: &RedisConnectionInfo,
         limit: Duration,
+        cut: super::backend::Cut,
     ) -> RedisResult<PubSub> {
         let open = async {
-            let stream = self.stream().await?;
+            let stream =
+                super::cut_io::CutIo::new(self.stream().await?, cut, self.addr.to_string());
             PubSub::new(login, stream)
                 .await
                 .map_err(|e| self.at_login(e))

@@ -5,7 +5,10 @@
 //!
 //! A node that does not answer in time misses its heartbeat (the core then puts the primary in
 //! doubt when it is the active node, and declares a node down after the tracker's failure
-//! threshold). A primary that answers `slave` is alive but demoted: discovery runs at once. (A
+//! threshold), unless it answered something else meanwhile: the core counts a heartbeat that
+//! ran out of time on a node whose calls still succeed, or whose previous `ROLE` came late,
+//! as slow, not missed. The `ROLE` itself may take twice the heartbeat timeout, so that its
+//! late reply still arrives. A cut or refused control connection is missed at once. A primary that answers `slave` is alive but demoted: discovery runs at once. (A
 //! replica that answers `master` is left to discovery, which already knows each claimant: a
 //! restarted old primary would otherwise start a run at every beat.)
 
@@ -59,14 +62,17 @@ impl<B: Backend> Probe<NodeId> for Heartbeat<B> {
 
 impl<B: Backend> Inner<B> {
     /// One heartbeat of the node at `index`: up (with the latency) when it answers `ROLE`,
-    /// down when it fails or answers something else. (The tracker bounds it by the heartbeat
-    /// timeout; so does the control connection.)
+    /// down when it fails or answers something else. (The tracker judges it at the heartbeat
+    /// timeout; the reply may take twice that, so that a late one is proof of life.)
     async fn beat(&self, index: u32) -> ProbeResult {
         let Some(node) = self.topology.node_at(index) else {
             return ProbeResult::down();
         };
         let s = &self.topology.settings;
-        let bounds = (s.timeouts.connect_timeout(), s.heartbeat_timeout());
+        let bounds = (
+            s.timeouts.connect_timeout(),
+            s.heartbeat_timeout().saturating_mul(2),
+        );
         let started = Instant::now();
         let reply = node
             .control(&self.topology.backend, bounds, &redis::cmd("ROLE"))

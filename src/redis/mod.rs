@@ -138,6 +138,7 @@ mod classify;
 mod command;
 mod config;
 mod connect;
+mod cut_io;
 mod dedicated;
 mod discover;
 mod error;

@@ -243,6 +243,10 @@ impl<B: Backend> Node<B> {
     /// and reads its reply within `reply`; a connection that fails is dropped, so the next call
     /// makes a new one. (A reply that times out leaves the connection: redis-rs drops the late
     /// reply.)
+    ///
+    /// Slow is not dead: when `reply` runs out but the node answered something meanwhile (a
+    /// call through the pool, a late heartbeat), the reply gets one more `reply` (the caller's
+    /// own bound still applies): a link that delays every reply must not fail discovery.
     pub(crate) async fn control(
         &self,
         backend: &B,
@@ -285,7 +289,13 @@ impl<B: Backend> Node<B> {
                 }
             }
         };
-        let answer = match tokio::time::timeout(reply, B::send(&mut conn, cmd)).await {
+        let mark = self.endpoint.heard_mark();
+        let mut send = std::pin::pin!(B::send(&mut conn, cmd));
+        let answer = match tokio::time::timeout(reply, send.as_mut()).await {
+            Err(_) if self.endpoint.heard_since(mark) => tokio::time::timeout(reply, send).await,
+            other => other,
+        };
+        let answer = match answer {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 *self.control.lock().await = None;

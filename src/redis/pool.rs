@@ -432,6 +432,11 @@ impl SplitPool {
     /// reach subscribers on replicas). It does not follow failovers: watch
     /// [`router`](Self::router) events and resubscribe.
     ///
+    /// It ends when its node is declared down (a frozen or cut-off node, whose socket stays
+    /// open, included): its message stream ends, and every later command on it
+    /// (`subscribe`, `ping`, ...) fails with a broken-pipe I/O error, classified transient
+    /// (the log says why, target `switchover::redis`). Resubscribe through the pool.
+    ///
     /// # Errors
     ///
     /// As [`dedicated`](Self::dedicated), or the node's error when the connection fails.
@@ -439,7 +444,7 @@ impl SplitPool {
         let node = self.node_for(target).await?;
         let limit = self.inner().topology.settings.timeouts.exchange();
         let backend = &self.inner().topology.backend;
-        tokio::time::timeout(limit, backend.pubsub(&node.client))
+        tokio::time::timeout(limit, backend.pubsub(&node.client, node.down_cut()))
             .await
             .map_err(|_| Error::timeout(limit))?
             .map_err(|e| Error::node(&node.name, e))

@@ -19,7 +19,9 @@
 //! A run that finds no primary puts the primary in doubt, whatever it was before. So does, at
 //! once and in the core, a **missed heartbeat** of the router's active endpoint (a heartbeat of
 //! the tracker's probe task that timed out or answered down) and the active endpoint being
-//! **declared down** (see [`Endpoint::down_signal`]): an adapter configures the tracker's
+//! **declared down** (see [`Endpoint::down_signal`]), and the active endpoint's role turning
+//! from primary to anything else (a probe that found it fenced or demoted, see
+//! [`Endpoint::set_role`]): an adapter configures the tracker's
 //! [`heartbeat`](crate::health::HealthTrackerBuilder::heartbeat) and probe, and writes no
 //! suspicion code of its own.
 
@@ -474,7 +476,13 @@ impl<K: EndpointId> HealthSink<K> for Shared<K> {
         }
     }
 
-    fn role_changed(&self, _id: &K, _from: Role, _to: Role) {}
+    fn role_changed(&self, id: &K, from: Role, to: Role) {
+        // A heartbeat found the primary fenced or demoted (no failure, no missed beat): it
+        // must not wait for the backstop.
+        if from == Role::Primary && to != Role::Primary {
+            self.liveness_lost(id);
+        }
+    }
 
     fn probe(&self, _id: &K, _result: &ProbeResult) {}
 
@@ -484,7 +492,8 @@ impl<K: EndpointId> HealthSink<K> for Shared<K> {
 }
 
 impl<K: EndpointId> Shared<K> {
-    /// `id` missed a heartbeat or was declared down: if it is the active endpoint (as last
+    /// `id` missed a heartbeat, was declared down or is no longer a primary: if it is the
+    /// active endpoint (as last
     /// decided; one atomic load), the primary is in doubt and a run is asked for.
     fn liveness_lost(&self, id: &K) {
         if self.signals.closed.load(Ordering::Acquire) {
@@ -508,7 +517,7 @@ impl<K: EndpointId> Shared<K> {
         tracing::info!(
             target: "switchover::route",
             endpoint = ?endpoint.id(),
-            "primary in doubt: it missed a heartbeat or was declared down; rediscovering"
+            "primary in doubt: it missed a heartbeat, was declared down or no longer answers as primary; rediscovering"
         );
         self.router.observer().suspect(&endpoint);
     }
