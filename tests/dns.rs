@@ -9,6 +9,8 @@
 //! it is no longer the primary), so a write that reached it would be visible there.
 
 use std::collections::BTreeSet;
+use std::fmt::{Debug, Display};
+use std::future::Future;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -38,6 +40,72 @@ fn policy() -> RetryPolicy {
         .deadline(Duration::from_secs(20))
         .build()
         .unwrap()
+}
+
+/// Writes after the name moved (at `moved`) until one reaches the new node, each within
+/// [`BOUND`], all within [`FOLLOW`]: `write(seq)` says whether write `seq` reached the new node;
+/// a failed one is printed and counted. The first write on the new node, when it was (since the
+/// move) and how many failed before.
+async fn write_until_on_new<F, Fut, E>(
+    what: &str,
+    seq: &mut i64,
+    moved: Instant,
+    mut write: F,
+) -> (i64, Duration, u32)
+where
+    F: FnMut(i64) -> Fut,
+    Fut: Future<Output = Result<bool, E>>,
+    E: Display,
+{
+    let mut failed = 0;
+    loop {
+        assert!(
+            moved.elapsed() < FOLLOW,
+            "no write reached the new primary within {FOLLOW:?} of the move (the pool stays on the old node)"
+        );
+        *seq += 1;
+        match timeout(BOUND, write(*seq)).await.unwrap() {
+            Ok(true) => return (*seq, moved.elapsed(), failed),
+            Ok(false) => {}
+            Err(e) => {
+                println!("{what}: write {seq} in flight at the switch failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+}
+
+/// Asks `open` (the pool's connections on the old node, on the server's word) until it lists
+/// none, within [`CLOSE`]; how long that took.
+async fn wait_until_closed<F, Fut, T>(what: &str, mut open: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Vec<T>>,
+    T: Debug,
+{
+    let since = Instant::now();
+    let mut left = open().await;
+    while !left.is_empty() {
+        assert!(
+            since.elapsed() < CLOSE,
+            "{what} of the pool still on the old node: {left:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+        left = open().await;
+    }
+    since.elapsed()
+}
+
+/// Asserts that `ids` (the connection each call used, appended when first seen) shows the first
+/// connection and at least three replacements, none coming back.
+fn assert_replaced_never_reused<T: Ord + Debug>(ids: &[T]) {
+    let distinct: BTreeSet<_> = ids.iter().collect();
+    assert!(ids.len() >= 4, "{ids:?}");
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "a retired connection came back: {ids:?}"
+    );
 }
 
 // ---------------------------------------------------------------- Postgres
@@ -111,31 +179,24 @@ async fn postgres_follows_a_moved_name_and_closes_the_old_connections() {
     let moved = Instant::now();
 
     // Writes follow within the bound; none reaches the old node once one reached the new.
-    let mut first_new = None;
-    let mut failed = 0;
-    while first_new.is_none() {
-        assert!(
-            moved.elapsed() < FOLLOW,
-            "no write reached the new primary within {FOLLOW:?} of the move (the pool stays on the old node)"
-        );
-        seq += 1;
-        match timeout(BOUND, pg_write(&pool, seq)).await.unwrap() {
-            Ok(port) if port == new.port() => first_new = Some((seq, moved.elapsed())),
-            Ok(_) => {}
-            // A write in flight on the old node when its connections were ended fails as any
-            // in-flight cancellation does (outcome unknown if its COMMIT was in flight):
-            // never a wrong-role error.
-            Err(e) => {
-                assert!(
-                    !matches!(e.kind(), ErrorKind::WrongRole | ErrorKind::NoHost),
-                    "{e}"
-                );
-                println!("postgres: write {seq} in flight at the switch failed: {e}");
-                failed += 1;
+    let pool_ref = &pool;
+    let (first_seq, followed, failed) =
+        write_until_on_new("postgres", &mut seq, moved, |seq| async move {
+            match pg_write(pool_ref, seq).await {
+                Ok(port) => Ok(port == new.port()),
+                // A write in flight on the old node when its connections were ended fails as
+                // any in-flight cancellation does (outcome unknown if its COMMIT was in
+                // flight): never a wrong-role error.
+                Err(e) => {
+                    assert!(
+                        !matches!(e.kind(), ErrorKind::WrongRole | ErrorKind::NoHost),
+                        "{e}"
+                    );
+                    Err(e)
+                }
             }
-        }
-    }
-    let (first_seq, followed) = first_new.unwrap();
+        })
+        .await;
     for _ in 0..30 {
         seq += 1;
         assert_eq!(
@@ -155,17 +216,8 @@ async fn postgres_follows_a_moved_name_and_closes_the_old_connections() {
     assert_eq!(on_old, 0, "writes on the old node after the switch");
 
     // Every connection to the old node is closed, on the server's word.
-    let followed_at = Instant::now();
-    let mut left = our_sessions(&cluster.nodes()[0]).await;
-    while !left.is_empty() {
-        assert!(
-            followed_at.elapsed() < CLOSE,
-            "sessions of the pool still on the old node: {left:?}"
-        );
-        sleep(Duration::from_millis(50)).await;
-        left = our_sessions(&cluster.nodes()[0]).await;
-    }
-    let closed = followed_at.elapsed();
+    let old_node = &cluster.nodes()[0];
+    let closed = wait_until_closed("sessions", || our_sessions(old_node)).await;
     // The connection checked out across the move was ended (its host name moved).
     assert!(checked_out.simple_query("SELECT 1").await.is_err());
     drop(checked_out);
@@ -209,13 +261,7 @@ async fn postgres_replaces_connections_past_their_maximum_age_without_failing_a_
     }
     // 3.5 s at an age of 0.9 to 1 s: the first connection and at least three replacements,
     // each a new server process, none coming back.
-    let distinct: BTreeSet<_> = pids.iter().collect();
-    assert!(pids.len() >= 4, "{pids:?}");
-    assert_eq!(
-        distinct.len(),
-        pids.len(),
-        "a retired connection came back: {pids:?}"
-    );
+    assert_replaced_never_reused(&pids);
     // The retired ones are closed on the server (the kept connection ages too).
     let sessions = our_sessions(node).await;
     let current = i64::from(*pids.last().unwrap());
@@ -289,25 +335,16 @@ async fn redis_follows_a_moved_name_and_closes_the_old_connections() {
     names.set("cache.test", [new.addr()]);
     let moved = Instant::now();
 
-    let mut first_new = None;
-    let mut failed = 0;
-    while first_new.is_none() {
-        assert!(
-            moved.elapsed() < FOLLOW,
-            "no write reached the new primary within {FOLLOW:?} of the move (the pool stays on the old node)"
-        );
-        seq += 1;
-        let key = format!("w:{seq}");
-        match timeout(BOUND, con.set::<_, _, ()>(&key, 1)).await.unwrap() {
-            Ok(()) if exists(&new, &key).await => first_new = Some((seq, moved.elapsed())),
-            Ok(()) => {}
-            Err(e) => {
-                println!("redis: write {seq} in flight at the switch failed: {e}");
-                failed += 1;
-            }
+    let new_ref = &new;
+    let (first_seq, followed, failed) = write_until_on_new("redis", &mut seq, moved, |seq| {
+        let mut con = con.clone();
+        async move {
+            let key = format!("w:{seq}");
+            con.set::<_, _, ()>(&key, 1).await?;
+            Ok::<_, redis::RedisError>(exists(new_ref, &key).await)
         }
-    }
-    let (first_seq, followed) = first_new.unwrap();
+    })
+    .await;
     for _ in 0..30 {
         seq += 1;
         let _: () = con.set(format!("w:{seq}"), 1).await.unwrap();
@@ -328,17 +365,7 @@ async fn redis_follows_a_moved_name_and_closes_the_old_connections() {
     assert!(stale.is_err(), "a stale dedicated connection answered");
 
     // Every connection to the old node is closed, on the server's word.
-    let followed_at = Instant::now();
-    let mut left = redis_clients(&old).await;
-    while !left.is_empty() {
-        assert!(
-            followed_at.elapsed() < CLOSE,
-            "clients of the pool still on the old node: {left:?}"
-        );
-        sleep(Duration::from_millis(50)).await;
-        left = redis_clients(&old).await;
-    }
-    let closed = followed_at.elapsed();
+    let closed = wait_until_closed("clients", || redis_clients(&old)).await;
     println!(
         "redis: followed the moved name in {followed:?} ({failed} failed writes before), \
          old connections closed {closed:?} later"
@@ -376,13 +403,7 @@ async fn redis_replaces_connections_past_their_maximum_age_without_failing_a_cal
         }
         sleep(Duration::from_millis(10)).await;
     }
-    let distinct: BTreeSet<_> = ids.iter().collect();
-    assert!(ids.len() >= 4, "{ids:?}");
-    assert_eq!(
-        distinct.len(),
-        ids.len(),
-        "a retired connection came back: {ids:?}"
-    );
+    assert_replaced_never_reused(&ids);
     // The retired shared connections are closed on the server.
     sleep(Duration::from_millis(200)).await;
     let open = redis_clients(&node).await;

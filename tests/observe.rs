@@ -343,24 +343,17 @@ mod metrics_on {
     use switchover::observe::names;
     use switchover::retry::RetryBudget;
 
+    use super::recorder::{Samples, matching, take};
     use super::*;
 
-    /// (name, labels, value) of every metric recorded.
-    type Sample = (String, Vec<(String, String)>, DebugValue);
-
-    fn value(snap: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        snap.iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, _, v)| match v {
-                DebugValue::Counter(c) => *c as f64,
-                DebugValue::Gauge(g) => g.0,
-                DebugValue::Histogram(h) => h.iter().map(|x| x.0).sum(),
-            })
+    /// The first sample of `name` whose labels include every `(key, value)`: a counter's or a
+    /// gauge's value, or the sum of a histogram's samples.
+    fn value(snap: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        matching(snap, name, labels).next().map(|v| match v {
+            DebugValue::Counter(c) => *c as f64,
+            DebugValue::Gauge(g) => g.0,
+            DebugValue::Histogram(h) => h.iter().map(|x| x.0).sum(),
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -390,19 +383,7 @@ mod metrics_on {
             .await
             .unwrap();
 
-        let snap: Vec<_> = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(k, _, _, v)| {
-                let key = k.key();
-                let labels = key
-                    .labels()
-                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                    .collect();
-                (key.name().to_owned(), labels, v)
-            })
-            .collect();
+        let snap = take(&snapshotter);
         let router = ("router", "test");
         assert_eq!(
             value(&snap, names::ATTEMPTS, &[router, ("outcome", "success")]),

@@ -55,6 +55,8 @@
 //! [`RetryConfig::build_from`]) and maps its builder's [`ConfigError`](crate::ConfigError)s
 //! with [`ConfigPath::rejected`], so every error reads `redis.timeouts.response`.
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod connections;
 pub mod duration;
 #[cfg(feature = "dynamodb")]
 mod dynamo;

@@ -571,19 +571,7 @@ impl Section for PostgresConfig {
                 ));
             }
         }
-        if let Some(d) = self.resolve_interval
-            && (d.is_zero() || d > MAX_DEADLINE)
-        {
-            return Err(at.invalid("resolve_interval", "must be above zero and at most a day"));
-        }
-        if let Some(Some(d)) = self.max_connection_age
-            && d.is_zero()
-        {
-            return Err(at.invalid(
-                "max_connection_age",
-                "must be above zero (or \"off\" for no limit)",
-            ));
-        }
+        super::connections::check(at, self.resolve_interval, self.max_connection_age)?;
         if let Some(d) = self.resolve_interval {
             b = b.resolve_interval(d);
         }

@@ -358,19 +358,7 @@ impl RedisConfig {
         {
             return Err(at.invalid("db", format!("{db} is not a database number")));
         }
-        if let Some(d) = self.resolve_interval
-            && (d.is_zero() || d > MAX_DEADLINE)
-        {
-            return Err(at.invalid("resolve_interval", "must be above zero and at most a day"));
-        }
-        if let Some(Some(d)) = self.max_connection_age
-            && d.is_zero()
-        {
-            return Err(at.invalid(
-                "max_connection_age",
-                "must be above zero (or \"off\" for no limit)",
-            ));
-        }
+        super::connections::check(at, self.resolve_interval, self.max_connection_age)?;
         if self.dedicated_pool_size == Some(0) {
             return Err(at.invalid("dedicated_pool_size", "must be at least 1"));
         }

@@ -84,7 +84,8 @@ pub fn take(snap: &Snapshotter) -> Samples {
         .collect()
 }
 
-fn matching<'a>(
+/// The values of the samples of `name` whose labels include every `(key, value)`.
+pub fn matching<'a>(
     s: &'a Samples,
     name: &'a str,
     labels: &'a [(&'a str, &'a str)],

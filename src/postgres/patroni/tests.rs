@@ -462,19 +462,46 @@ fn a_members_patroni_answer_says_whether_its_postgres_is_promoted() {
     assert_eq!(cluster::promoted(b"garbage"), None);
 }
 
-/// A new leader whose `/patroni` still says `replica` is not followed yet (the pool's role
-/// probes would see a standby); once it says `master`, it is.
-#[tokio::test]
-async fn a_new_leader_is_followed_once_its_api_says_it_is_promoted() {
-    const REPLICA: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"replica\"}";
-    const MASTER: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\"}";
-    let leader_api = scripted_api(vec![REPLICA, MASTER]).await;
-    let body = STEADY.replace(
+/// A leader's `/patroni` answering `replica`.
+const REPLICA: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"replica\"}";
+/// A leader's `/patroni` answering `master` on timeline 3.
+const MASTER_TL3: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\", \"timeline\": 3}";
+
+/// A `/cluster` API answering `body` `times` times, its leader's `api_url` pointing to a
+/// scripted `/patroni` answering `leader_answers`.
+async fn cluster_api_with_leader_api(
+    body: &str,
+    times: usize,
+    leader_answers: Vec<&'static [u8]>,
+) -> String {
+    let leader_api = scripted_api(leader_answers).await;
+    let body = body.replace(
         "http://127.0.0.1:18008/patroni",
         &format!("http://{leader_api}/patroni"),
     );
     let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{body}").into_bytes().leak();
-    let cluster_api = scripted_api(vec![raw, raw, raw]).await;
+    scripted_api(vec![raw; times]).await
+}
+
+/// Feeds `p` a switchover: m0 led on timeline 2, then m1 was named on it; what `p` followed
+/// last (m1).
+fn switched_over_to_m1_on_timeline_2(p: &Patroni) -> Record<Arc<str>> {
+    decide(
+        p,
+        vec![ok(SW_PROMOTED
+            .replace("\"timeline\": 3", "\"timeline\": 2")
+            .as_str())],
+    )
+    .unwrap();
+    decide(p, vec![ok(SW_BEFORE)]).unwrap()
+}
+
+/// A new leader whose `/patroni` still says `replica` is not followed yet (the pool's role
+/// probes would see a standby); once it says `master`, it is.
+#[tokio::test]
+async fn a_new_leader_is_followed_once_its_api_says_it_is_promoted() {
+    const MASTER: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\"}";
+    let cluster_api = cluster_api_with_leader_api(STEADY, 3, vec![REPLICA, MASTER]).await;
     let p = patroni(&[&cluster_api], &[M0, M1]);
     let err = p.read().await.unwrap_err();
     assert_eq!(
@@ -492,26 +519,9 @@ async fn a_new_leader_is_followed_once_its_api_says_it_is_promoted() {
 /// grows and it is followed at once instead of looking like a stale answer.
 #[tokio::test]
 async fn a_former_leader_named_again_is_followed_on_the_timeline_it_runs_on() {
-    const MASTER_TL3: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\", \"timeline\": 3}";
-    let leader_api = scripted_api(vec![MASTER_TL3]).await;
-    let again = SW_NAMED.replace(
-        "http://127.0.0.1:18008/patroni",
-        &format!("http://{leader_api}/patroni"),
-    );
-    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{again}")
-        .into_bytes()
-        .leak();
-    let cluster_api = scripted_api(vec![raw]).await;
+    let cluster_api = cluster_api_with_leader_api(SW_NAMED, 1, vec![MASTER_TL3]).await;
     let p = patroni(&[&cluster_api], &[M0, M1]);
-    // m0 led on timeline 2, then m1 was named on it (a switchover).
-    decide(
-        &p,
-        vec![ok(SW_PROMOTED
-            .replace("\"timeline\": 3", "\"timeline\": 2")
-            .as_str())],
-    )
-    .unwrap();
-    let m1 = decide(&p, vec![ok(SW_BEFORE)]).unwrap();
+    let m1 = switched_over_to_m1_on_timeline_2(&p);
     assert_eq!((&**m1.primary(), m1.epoch()), (M1, (2 << 16) + 1));
     let r = p.read().await.unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
@@ -522,37 +532,14 @@ async fn a_former_leader_named_again_is_followed_on_the_timeline_it_runs_on() {
 /// timeline it runs on from its own API.
 #[tokio::test]
 async fn following_when_named_does_not_wait_for_the_promotion() {
-    const REPLICA: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"replica\"}";
-    let leader_api = scripted_api(vec![REPLICA]).await;
-    let body = STEADY.replace(
-        "http://127.0.0.1:18008/patroni",
-        &format!("http://{leader_api}/patroni"),
-    );
-    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{body}").into_bytes().leak();
-    let cluster_api = scripted_api(vec![raw]).await;
+    let cluster_api = cluster_api_with_leader_api(STEADY, 1, vec![REPLICA]).await;
     let p = patroni(&[&cluster_api], &[M0, M1]).follow_when_named();
     let r = p.read().await.unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
 
-    const MASTER_TL3: &[u8] = b"HTTP/1.0 200 OK\r\n\r\n{\"role\": \"master\", \"timeline\": 3}";
-    let leader_api = scripted_api(vec![MASTER_TL3]).await;
-    let again = SW_NAMED.replace(
-        "http://127.0.0.1:18008/patroni",
-        &format!("http://{leader_api}/patroni"),
-    );
-    let raw: &'static [u8] = format!("HTTP/1.0 200 OK\r\n\r\n{again}")
-        .into_bytes()
-        .leak();
-    let cluster_api = scripted_api(vec![raw]).await;
+    let cluster_api = cluster_api_with_leader_api(SW_NAMED, 1, vec![MASTER_TL3]).await;
     let p = patroni(&[&cluster_api], &[M0, M1]).follow_when_named();
-    decide(
-        &p,
-        vec![ok(SW_PROMOTED
-            .replace("\"timeline\": 3", "\"timeline\": 2")
-            .as_str())],
-    )
-    .unwrap();
-    decide(&p, vec![ok(SW_BEFORE)]).unwrap();
+    switched_over_to_m1_on_timeline_2(&p);
     let r = p.read().await.unwrap();
     assert_eq!((&**r.primary(), r.epoch()), (M0, 3 << 16));
 }
