@@ -125,14 +125,24 @@ pin_project_lite::pin_project! {
 enum Limit {
     Unread,
     Unlimited,
+    /// Limited, but the operation ends by itself within the limit and the caller gave the
+    /// call's start: nothing to time and nothing to keep, as the start and the limit can be
+    /// read again from the call and its policy if the attempt fails (callgrind, a Redis
+    /// command: about 45 instructions fewer than building and storing the [`FirstLimit`]).
+    Bounded,
     Limited(FirstLimit),
 }
 
 impl Limit {
+    /// The first attempt's limit, for the retries after it failed.
     #[inline]
-    fn get(self) -> Option<FirstLimit> {
+    fn get<R: FirstAttempt>(self, retry: &R) -> Option<FirstLimit> {
         match self {
             Limit::Limited(l) => Some(l),
+            Limit::Bounded => Some(FirstLimit {
+                timed: false,
+                ..first_limit(retry.policy(), retry.started_at())
+            }),
             Limit::Unread | Limit::Unlimited => None,
         }
     }
@@ -226,11 +236,16 @@ where
             // counts the call.
             let policy = retry.policy();
             *this.limit = if policy.limited {
-                let limit = first_limit(policy, retry.started_at());
-                Limit::Limited(FirstLimit {
-                    timed: !retry.ends_within(limit.limit.0),
-                    ..limit
-                })
+                let started_at = retry.started_at();
+                if started_at.is_some() && retry.ends_within(limit_of(policy).0) {
+                    Limit::Bounded
+                } else {
+                    let limit = first_limit(policy, started_at);
+                    Limit::Limited(FirstLimit {
+                        timed: !retry.ends_within(limit.limit.0),
+                        ..limit
+                    })
+                }
             } else {
                 Limit::Unlimited
             };
@@ -262,10 +277,10 @@ where
             },
             None => None,
         };
+        let limit = this.limit.get(&*retry);
         let Some(retry) = this.retry.take() else {
             unreachable!("the first attempt keeps its operation until it fails")
         };
-        let limit = this.limit.get();
         let fut = if R::RETRIES_OUT_OF_LINE {
             start_retries_out_of_line(retry, limit, *this.start_retries, failed)
         } else {
@@ -332,18 +347,23 @@ impl FirstLimit {
 /// own. Out of line, so that the unlimited first attempt stays short.
 #[inline(never)]
 fn first_limit<B>(policy: &RetryPolicy<B>, started_at: Option<Instant>) -> FirstLimit {
-    let start = started_at.unwrap_or_else(Instant::now);
-    let limit = match (policy.attempt_timeout, policy.deadline) {
+    FirstLimit {
+        start: started_at.unwrap_or_else(Instant::now),
+        limit: limit_of(policy),
+        timed: true,
+    }
+}
+
+/// The time a first attempt may take under `policy`, and whether the deadline is the tighter
+/// bound.
+#[inline]
+fn limit_of<B>(policy: &RetryPolicy<B>) -> (Duration, bool) {
+    match (policy.attempt_timeout, policy.deadline) {
         (Some(t), Some(d)) => (t.min(d), d <= t),
         (Some(t), None) => (t, false),
         (None, Some(d)) => (d, true),
         // Not called without a limit; the longest one keeps it correct anyway.
         (None, None) => (MAX_DEADLINE, false),
-    };
-    FirstLimit {
-        start,
-        limit,
-        timed: true,
     }
 }
 
@@ -427,6 +447,30 @@ mod tests {
         assert_eq!(err.attempts(), 1);
         assert_eq!(polled.elapsed(), ms(40));
         assert_eq!(start.elapsed(), ms(100));
+    }
+
+    /// A first attempt bounded by the operation itself keeps no limit of its own, yet after it
+    /// failed the retries still count the deadline from the given start: read 20 ms before
+    /// the first poll, a 100 ms deadline leaves room for two 30 ms attempts, not three.
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_first_attempt_that_fails_keeps_the_given_start() {
+        let start = Instant::now();
+        advance(ms(20)).await;
+        let err = policy()
+            .retry(|| async {
+                tokio::time::sleep(ms(30)).await;
+                Err::<(), ()>(())
+            })
+            .bounded_by(ms(50))
+            .started_at(start)
+            .classify_with(transient)
+            .idempotent(true)
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), StopReason::DeadlineExceeded);
+        assert_eq!(err.attempts(), 2);
+        assert_eq!(start.elapsed(), ms(90));
     }
 
     /// Without a given start the first poll reads the clock: the whole deadline is left,
