@@ -20,13 +20,29 @@
 //!
 //! Run with `cargo bench --bench postgres --features postgres,testing` (add `,tls` for the TLS
 //! group).
+//!
+//! Instructions per call and the heartbeat's cost by count, under callgrind (the server is
+//! another process, not counted): `postgres --loop N raw|switchover|switchover-quiet` runs `N`
+//! calls (`get()` + `SELECT 1`) of one side and nothing else (`raw` builds no pool;
+//! `switchover-quiet` is a pool without heartbeat, so with nothing in the background);
+//! run it with `N` and `2N` and divide the difference by `N`. `postgres --idle SECS
+//! default|no-heartbeat` leaves a pool idle for `SECS` seconds; the differences of the
+//! counts, divided by `SECS`, are its background work's instructions per second.
+//!
+//! ```text
+//! bin=$(ls -t target/release/deps/postgres-* | grep -v '\.d$' | head -1)
+//! for n in 2000 4000; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null $bin --loop $n switchover-quiet 2>&1 |
+//!     grep 'refs:'
+//! done
+//! ```
 
 #[path = "support/interleave.rs"]
 mod interleave;
 
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use switchover::postgres::FailoverPool;
 use switchover::testing::PgCluster;
@@ -275,4 +291,130 @@ fn bench_tls(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// What a pool does in the background, on wall-clock timers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Background {
+    /// The defaults: a heartbeat every 200 ms on the kept connection (rediscovery runs only
+    /// while the primary is in doubt).
+    Default,
+    /// Without the heartbeat: nothing in the background of a healthy pool. For instruction
+    /// counts of the calls alone (under callgrind the calls run far slower while the heartbeat
+    /// keeps its wall-clock pace, so each call would carry many times its real share of it).
+    NoHeartbeat,
+}
+
+impl Background {
+    fn parse(side: &str) -> Option<Self> {
+        match side {
+            "default" | "switchover" => Some(Background::Default),
+            "no-heartbeat" | "switchover-quiet" => Some(Background::NoHeartbeat),
+            _ => None,
+        }
+    }
+
+    fn pool(self, conn: String) -> FailoverPool {
+        let builder = FailoverPool::builder().connection_string(conn).max_size(16);
+        let builder = match self {
+            Background::Default => builder,
+            Background::NoHeartbeat => builder.heartbeat(None),
+        };
+        builder.build().expect("switchover pool")
+    }
+}
+
+/// A runtime as the bench's, for the plain loops.
+fn loop_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// `--loop N raw|switchover|switchover-quiet`: `N` calls through one side.
+fn plain_loop(args: &[String]) {
+    let usage = "usage: postgres --loop N raw|switchover|switchover-quiet";
+    let [n, side] = args else { panic!("{usage}") };
+    let n: u32 = n.parse().expect("N");
+    let background = match side.as_str() {
+        "raw" => None,
+        s => Some(Background::parse(s).expect(usage)),
+    };
+    let rt = loop_runtime();
+    let start = std::time::Instant::now();
+    rt.block_on(async {
+        let cluster = PgCluster::start(0).await.expect("Postgres 15");
+        let node = cluster.primary();
+        match background {
+            None => {
+                let mut cfg = tokio_postgres::Config::new();
+                cfg.host(node.host())
+                    .port(node.port())
+                    .user("postgres")
+                    .dbname("postgres");
+                let mgr = Manager::from_config(
+                    cfg,
+                    NoTls,
+                    ManagerConfig {
+                        recycling_method: RecyclingMethod::Fast,
+                    },
+                );
+                let raw = Pool::builder(mgr)
+                    .max_size(16)
+                    .runtime(deadpool_postgres::Runtime::Tokio1)
+                    .build()
+                    .expect("raw pool");
+                for _ in 0..n {
+                    let client = raw.get().await.unwrap();
+                    client.simple_query("SELECT 1").await.unwrap();
+                }
+            }
+            Some(b) => {
+                let pool = b.pool(node.conn_string());
+                for _ in 0..n {
+                    let client = pool.get().await.unwrap();
+                    client.simple_query("SELECT 1").await.unwrap();
+                }
+            }
+        }
+    });
+    println!(
+        "{side}: {:?} per call ({n} calls, with set-up)",
+        start.elapsed() / n
+    );
+}
+
+/// `--idle SECS default|no-heartbeat`: a pool with that background work left idle for
+/// `SECS` seconds of wall-clock time (after one call), for its instructions per second.
+fn idle(args: &[String]) {
+    let usage = "usage: postgres --idle SECS default|no-heartbeat";
+    let [secs, side] = args else {
+        panic!("{usage}")
+    };
+    let secs: u64 = secs.parse().expect("SECS");
+    let background = Background::parse(side).expect(usage);
+    loop_runtime().block_on(async {
+        let cluster = PgCluster::start(0).await.expect("Postgres 15");
+        let pool = background.pool(cluster.primary().conn_string());
+        let client = pool.get().await.unwrap();
+        client.simple_query("SELECT 1").await.unwrap();
+        drop(client);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    });
+    println!("idle {secs} s");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--loop") {
+        plain_loop(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--idle") {
+        idle(&args[i + 1..]);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
