@@ -784,6 +784,53 @@ async fn run_never_repeats_a_closure_whose_earlier_statements_committed() {
     assert!(err.attempts().is_some_and(|n| n > 1), "{err}");
 }
 
+/// Issue 12 item 9, second half: in autocommit, a connection lost while a statement of the
+/// closure was in flight (sent, its reply cut) leaves that statement's outcome unknown, and the
+/// statements before it committed. `run` must say so with `ErrorKind::OutcomeUnknown`, as
+/// `transaction` does for a `COMMIT` cut in flight, and must not run the closure again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reports_a_connection_lost_mid_write_as_an_unknown_outcome() {
+    let cluster = PgCluster::start(0).await.unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.primary().addr()).await.unwrap());
+    let pool = builder(&[("127.0.0.1".to_owned(), proxy.port())])
+        .build()
+        .unwrap();
+    assert!(insert(&pool, "warmup").await.is_ok());
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let result = {
+        let (proxy, calls) = (proxy.clone(), calls.clone());
+        timeout(
+            BOUND,
+            pool.run(move |c| {
+                let (proxy, calls) = (proxy.clone(), calls.clone());
+                Box::pin(async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    c.execute("INSERT INTO items (v) VALUES ('run-audit')", &[])
+                        .await?;
+                    // The next statement reaches the server; its reply is cut.
+                    proxy.set_mode(Mode::CutOnReply).await.unwrap();
+                    c.execute("INSERT INTO items (v) VALUES ('run-second')", &[])
+                        .await?;
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap()
+    };
+    proxy.set_mode(Mode::Pass).await.unwrap();
+    let err = result.expect_err("the second statement's reply was cut");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not run again: {err}");
+    assert_eq!(count(cluster.primary(), "run-audit").await, 1, "{err}");
+    assert!(
+        err.is_outcome_unknown(),
+        "a write cut in flight in run is an unknown outcome, got {:?}: {err}",
+        err.kind()
+    );
+}
+
 #[tokio::test]
 async fn a_unix_socket_host_is_a_host_of_its_own() {
     let cluster = PgCluster::start(0).await.unwrap();

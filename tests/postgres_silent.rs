@@ -257,6 +257,18 @@ async fn a_slow_query_cut_by_its_timeout_on_a_healthy_primary_is_slow_not_dead()
         .endpoint(&std::sync::Arc::<str>::from(pool.primary()))
         .unwrap();
     let downs = primary.downs();
+    // (suspect events, re-discovery runs started) on the pool's timeline.
+    let doubts = |pool: &FailoverPool| {
+        let events = pool.timeline().events();
+        let count = |f: fn(&switchover::observe::EventKind<std::sync::Arc<str>>) -> bool| {
+            events.iter().filter(|e| f(&e.kind)).count()
+        };
+        (
+            count(|k| matches!(k, switchover::observe::EventKind::Suspect)),
+            count(|k| matches!(k, switchover::observe::EventKind::RediscoveryStarted)),
+        )
+    };
+    let (suspected, runs) = doubts(&pool);
 
     // Two cuts in a row: the failure threshold of the pool's health defaults.
     for _ in 0..2 {
@@ -277,6 +289,15 @@ async fn a_slow_query_cut_by_its_timeout_on_a_healthy_primary_is_slow_not_dead()
     assert_eq!(primary.downs(), downs, "never declared down");
     assert!(primary.is_available());
     assert!(!pool.router().active().is_all_down());
+    // Never put in doubt: no suspect event, and no re-discovery run but at most the 5 s
+    // backstop's (a cut that put the primary in doubt starts one run per cut).
+    let (suspected_after, runs_after) = doubts(&pool);
+    assert_eq!(suspected_after, suspected, "the primary was put in doubt");
+    assert!(
+        runs_after <= runs + 1,
+        "{} re-discovery runs started during the slow calls",
+        runs_after - runs
+    );
     // The other connections were not evicted (only the two cut ones, busy with their
     // statement, were dropped): the same backends serve again.
     let mut again = Vec::new();

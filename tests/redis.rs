@@ -674,6 +674,18 @@ async fn transactions_and_wait_mean_what_they_say_or_are_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("in one pipeline"), "{err}");
+    // WAITAOF alone likewise (refused before it is sent, so any server version will do).
+    let err = redis::cmd("WAITAOF")
+        .arg(1)
+        .arg(0)
+        .arg(100)
+        .query_async::<redis::Value>(&mut pool)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("in one pipeline"),
+        "WAITAOF: {err}"
+    );
     // Both replicas up: the pipeline's own write is acknowledged by both.
     let (_, acked): ((), i64) = redis::pipe()
         .set("durable", "1")
@@ -707,17 +719,36 @@ async fn transactions_and_wait_mean_what_they_say_or_are_refused() {
 }
 
 /// A pipeline with a blocking command runs on a dedicated connection: it does not stall the
-/// shared connection the other callers' writes use.
+/// shared connection the other callers' writes use, and (issue 12 item 2) a block longer than
+/// the response timeout (2 s against the default 1 s) neither fails nor puts the primary in
+/// doubt: no switch, no suspicion, never declared down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_command_in_a_pipeline_does_not_stall_other_callers() {
+    use switchover::observe::EventKind;
     let set = RedisReplicaSet::start(1).await.expect("replica set");
     let pool = static_pool(&set).await;
+    let primary = set.primary().addr().to_string();
+    let endpoint = pool
+        .tracker()
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id().name() == primary)
+        .expect("the primary's endpoint");
+    let suspects = |pool: &SplitPool| {
+        pool.timeline()
+            .events()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Suspect))
+            .count()
+    };
+    let (generation, downs, suspected) =
+        (pool.status().generation, endpoint.downs(), suspects(&pool));
     let mut blocked = pool.clone();
     let blpop = tokio::spawn(async move {
         redis::pipe()
             .cmd("BLPOP")
             .arg("empty-queue")
-            .arg(1)
+            .arg(2)
             .query_async::<(Option<(String, String)>,)>(&mut blocked)
             .await
     });
@@ -731,7 +762,68 @@ async fn a_blocking_command_in_a_pipeline_does_not_stall_other_callers() {
         "a SET waited {took:?} behind a pipeline's BLPOP"
     );
     let (popped,) = blpop.await.unwrap().unwrap();
-    assert_eq!(popped, None, "BLPOP timed out on its own after 1 s");
+    assert_eq!(popped, None, "BLPOP timed out on its own after 2 s");
+    assert_eq!(pool.status().generation, generation, "no switch");
+    assert_eq!(endpoint.downs(), downs, "never declared down");
+    assert_eq!(
+        suspects(&pool),
+        suspected,
+        "the primary was never put in doubt"
+    );
+    assert_eq!(pool.primary_addr(), primary);
+}
+
+/// Issue 12 item 2, inside a pipeline: a plain (non-atomic) pipeline is sent on the shared
+/// connection, so a `MULTI` in it without its `EXEC` would leave that connection inside a
+/// transaction (every other caller's command after it answered `QUEUED`), and a `WATCH` would
+/// stay on it and abort another caller's atomic pipeline. Refused like the commands sent alone,
+/// naming the atomic pipeline; the other callers' commands run as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_command_in_a_plain_pipeline_does_not_poison_the_shared_connection() {
+    let set = RedisReplicaSet::start(1).await.expect("replica set");
+    let pool = static_pool(&set).await;
+    let mut con = pool.clone();
+    let _: () = con.set("watched", 0).await.unwrap();
+
+    let multi: redis::RedisResult<redis::Value> = redis::pipe()
+        .cmd("MULTI")
+        .set("queued", 1)
+        .query_async(&mut con)
+        .await;
+    let mut other = pool.clone();
+    let n: redis::RedisResult<i64> = timeout(DEADLINE, other.incr("counter", 1)).await.unwrap();
+    assert_eq!(
+        n.as_ref().ok(),
+        Some(&1),
+        "another caller's INCR ran, not queued: {n:?} (the pipeline said {multi:?})"
+    );
+    let err = multi.expect_err("MULTI in a plain pipeline is refused");
+    assert!(err.to_string().contains("redis::pipe().atomic()"), "{err}");
+
+    let watch: redis::RedisResult<redis::Value> = redis::pipe()
+        .cmd("WATCH")
+        .arg("watched")
+        .query_async(&mut con)
+        .await;
+    let _: () = other.set("watched", 1).await.unwrap();
+    let tx: redis::RedisResult<(i64,)> = timeout(
+        DEADLINE,
+        redis::pipe()
+            .atomic()
+            .incr("tx-counter", 1)
+            .query_async(&mut other),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tx.as_ref().ok(),
+        Some(&(1,)),
+        "another caller's atomic pipeline ran: {tx:?} (the WATCH pipeline said {watch:?})"
+    );
+    assert!(
+        watch.is_err(),
+        "WATCH in a plain pipeline is refused: {watch:?}"
+    );
 }
 
 /// A raw redis-rs connection to `node` logged in with `password` (the fixture's own client

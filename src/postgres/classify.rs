@@ -166,6 +166,12 @@ pub(crate) fn is_failover_sqlstate(code: &SqlState) -> bool {
     matches!(code, "25006" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
+/// `true` when `err` says the connection was lost under a request (closed, or a transport
+/// error), so a statement in flight may or may not have run.
+pub(crate) fn lost_in_flight(err: &tokio_postgres::Error) -> bool {
+    matches!(client_kind(err), ClientKind::Closed | ClientKind::Io)
+}
+
 /// `true` when the connection `err` came from can no longer be used (as opposed to an error of
 /// one statement on a healthy connection).
 pub(crate) fn breaks_connection(err: &tokio_postgres::Error) -> bool {

@@ -47,7 +47,9 @@ pub enum ErrorKind {
     /// The client reported an error on a pooled connection; the source is that error.
     Postgres,
     /// The connection was lost after `COMMIT` was sent and before its reply: the transaction
-    /// may or may not have committed.
+    /// may or may not have committed. In [`run`](super::FailoverPool::run) (autocommit): the
+    /// connection was lost while a statement of the closure was in flight, so that statement
+    /// may or may not have run, and the statements before it committed.
     OutcomeUnknown,
     /// The connection was found closed before `COMMIT` could be sent: nothing committed.
     ConnectionLost,
@@ -264,6 +266,13 @@ impl Error {
         e
     }
 
+    /// The connection was lost while a statement of `run`'s closure was in flight.
+    pub(crate) fn outcome_unknown_in_run(host: Arc<str>, source: tokio_postgres::Error) -> Self {
+        let mut e = Error::outcome_unknown(host, Some(source));
+        e.inner.reason = Some(Arc::from("run"));
+        e
+    }
+
     pub(crate) fn connection_lost(host: Arc<str>) -> Self {
         Error::new(ErrorKind::ConnectionLost).on(host)
     }
@@ -299,7 +308,8 @@ impl Error {
         self.inner.stop.map(|s| s.reason)
     }
 
-    /// `true` when the connection was lost after `COMMIT` was sent: check the data before
+    /// `true` when the connection was lost after `COMMIT` was sent, or in
+    /// [`run`](super::FailoverPool::run) while a statement was in flight: check the data before
     /// acting on it. Never retried unless the operation was declared idempotent.
     pub fn is_outcome_unknown(&self) -> bool {
         self.inner.kind == ErrorKind::OutcomeUnknown
@@ -495,6 +505,11 @@ impl fmt::Display for Error {
                 )
             }
             ErrorKind::Postgres => write!(f, "postgres error on {host}"),
+            ErrorKind::OutcomeUnknown if i.reason.is_some() => write!(
+                f,
+                "outcome unknown: the connection to {host} was lost while a statement of run \
+                 was in flight (autocommit: the statements before it committed)"
+            ),
             ErrorKind::OutcomeUnknown => write!(
                 f,
                 "outcome unknown: the connection to {host} was lost after COMMIT was sent"

@@ -131,7 +131,9 @@
 //! the feature, `sslmode=prefer` is refused (it would silently mean plaintext) and anything
 //! above names the feature to enable. A connection string without `sslmode` means `disable`
 //! (libpq's default is `prefer`); a [`tokio_postgres::Config`] given to
-//! [`config`](FailoverPoolBuilder::config) keeps its own default, `prefer`.
+//! [`config`](FailoverPoolBuilder::config) keeps its own default, `prefer`, with the feature;
+//! without it, a `Config`'s `prefer` (its default, or set explicitly: the two cannot be told
+//! apart) means plaintext, not a refusal.
 //!
 //! A refused certificate or a missing TLS is [`ErrorKind::Tls`]; a refused login (a wrong
 //! password, `pg_hba.conf` admitting the login only over TLS or only with a client

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 use super::acquire::{AttemptError, Settled, no_primary};
+use super::classify::lost_in_flight;
 use super::conn::PgConnection;
 use super::error::{Error, ErrorKind, Stop};
 use super::pool::{BoxFuture, FailoverPool, PooledConnection};
@@ -70,7 +71,10 @@ impl FailoverPool {
     /// never started (no connection could be had). Once `f` has run, an error that proves its
     /// own statement did not run (a read-only rejection, a deadlock, a serialization failure)
     /// still says nothing of the statements before it, which committed on their own: the error
-    /// is returned. Use [`transaction`](Self::transaction) for retries that are always safe.
+    /// is returned. A connection lost while a statement of `f` was in flight is
+    /// [`ErrorKind::OutcomeUnknown`](super::ErrorKind::OutcomeUnknown) (that statement may or
+    /// may not have run), retried only on an idempotent handle. Use
+    /// [`transaction`](Self::transaction) for retries that are always safe.
     ///
     /// Each call of `f` is bounded by the query timeout and the whole run by the
     /// [retry policy](super::FailoverPoolBuilder::retry_policy).
@@ -215,6 +219,11 @@ impl FailoverPool {
         };
         let error = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(v)) => return Ok(v),
+            // A connection lost under a statement of the closure: that statement may or may not
+            // have run (the earlier ones committed), as a `COMMIT` cut in flight.
+            Ok(Err(source)) if lost_in_flight(&source) => {
+                Error::outcome_unknown_in_run(conn.host_arc().clone(), source)
+            }
             Ok(Err(source)) => Error::postgres(conn.host_arc().clone(), source),
             Err(_) => Error::query_timeout(conn.host_arc().clone(), timeout),
         };

@@ -420,8 +420,11 @@ fn xread_block(cmd: &Cmd) -> Option<Option<Duration>> {
 /// Routes a pipeline or transaction: to a replica only when every command is a read; to a
 /// dedicated connection of the primary when a command blocks (`BLPOP`, `WAIT` after the
 /// pipeline's writes, ...), so it never stalls the shared connection, with the longest block
-/// time added to the response timeout. A pipeline is sent as one write, so `MULTI` ... `EXEC`
-/// and `WAIT` inside it stay on one connection.
+/// time added to the response timeout. A pipeline is sent as one write, so an atomic
+/// pipeline's `MULTI` ... `EXEC` and a `WAIT` inside it stay on one connection. `SELECT`, and
+/// `MULTI` / `EXEC` / `DISCARD` / `WATCH` / `UNWATCH` given as commands of the pipeline, are
+/// refused as when sent alone: a `MULTI` without its `EXEC`, or a `WATCH`, would outlive the
+/// pipeline on the shared connection and catch other callers' commands.
 pub(crate) fn route_pipeline(pipeline: &Pipeline) -> Route {
     let mut any = false;
     let mut reads_only = true;
@@ -431,6 +434,7 @@ pub(crate) fn route_pipeline(pipeline: &Pipeline) -> Route {
         match route_cmd(cmd) {
             Route::Read => {}
             Route::Select => return Route::Select,
+            Route::Transaction => return Route::Transaction,
             Route::Blocking { block, .. } => {
                 reads_only = false;
                 blocking = Some(match (blocking, block) {
@@ -662,5 +666,21 @@ mod tests {
         assert_eq!(route_pipeline(&mixed), Route::Write);
 
         assert_eq!(route_pipeline(&redis::pipe()), Route::Write);
+    }
+
+    #[test]
+    fn transaction_commands_inside_a_pipeline_are_refused() {
+        for name in ["MULTI", "exec", "DISCARD", "WATCH", "UNWATCH"] {
+            let mut p = redis::pipe();
+            p.cmd(name).set("a", 1);
+            assert_eq!(route_pipeline(&p), Route::Transaction, "{name}");
+            let mut atomic = redis::pipe();
+            atomic.atomic().set("a", 1).cmd(name);
+            assert_eq!(route_pipeline(&atomic), Route::Transaction, "{name}");
+        }
+        // An atomic pipeline's own MULTI / EXEC are not among its commands.
+        let mut atomic = redis::pipe();
+        atomic.atomic().set("a", 1).incr("b", 1);
+        assert_eq!(route_pipeline(&atomic), Route::Write);
     }
 }

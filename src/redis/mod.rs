@@ -4,9 +4,10 @@
 //! to the primary, reads to replicas, and when the primary dies or is demoted the pool finds the
 //! new one and retries what is safe to retry. It implements [`redis::aio::ConnectionLike`], so
 //! code written against redis-rs (`AsyncCommands`, `query_async`, pipelines, scripts) runs on it
-//! unchanged — except connection-state commands sent alone (`SELECT`, `MULTI` / `EXEC` /
-//! `WATCH`, `WAIT`), which the shared pool refuses with an error naming what to use instead
-//! (atomic pipelines, a pipeline with its `WAIT`, [`SplitPool::dedicated`]). redis-rs's own
+//! unchanged — except connection-state commands sent alone or in a plain pipeline (`SELECT`,
+//! `MULTI` / `EXEC` / `WATCH`; `WAIT` alone), which the shared pool refuses with an error
+//! naming what to use instead (atomic pipelines, a pipeline with its `WAIT`,
+//! [`SplitPool::dedicated`]); see [Limitations](#limitations). redis-rs's own
 //! `ConnectionManager` reconnects only when its socket drops and stays glued to a demoted
 //! primary. Nodes are reached over TCP, TLS or a Unix socket, with fixed credentials or a
 //! credential provider (see [below](#tls-unix-sockets-and-credentials)).
@@ -121,9 +122,16 @@
 //!
 //! - `SELECT` through the pool is refused (it would change one shared connection only); set
 //!   the database with [`db`](SplitPoolBuilder::db).
-//! - `MULTI`/`WATCH` sent as separate commands share a multiplexed connection with other
-//!   callers, as with redis-rs's `MultiplexedConnection`; use an atomic
-//!   [`Pipeline`](redis::Pipeline) or a [dedicated connection](SplitPool::dedicated).
+//! - `MULTI` / `EXEC` / `DISCARD` / `WATCH` / `UNWATCH`, sent alone or as commands of a
+//!   pipeline, are refused on the shared pool (they would catch other callers' commands); use
+//!   an atomic [`Pipeline`](redis::Pipeline) or a [dedicated connection](SplitPool::dedicated).
+//!   `WAIT` / `WAITAOF` alone are refused too (send them in the pipeline of the writes they
+//!   count).
+//! - Where code written for a plain redis-rs connection sees the pool differ on purpose: a
+//!   `READONLY` reply inside an `EXEC` (the primary was demoted) is waited out as a failover
+//!   and the transaction retried on the new primary, instead of being returned; and a client
+//!   connection killed on the server (`CLIENT KILL`) is replaced by the pool: later commands
+//!   go over a new connection instead of failing with an I/O error.
 //! - Pub/sub connections ([`SplitPool::pubsub`]) do not follow failovers by themselves, nor a
 //!   moved host name, nor the maximum age.
 //! - In static mode only the listed nodes are used; replicas the primary reports but that are

@@ -519,7 +519,7 @@ fn refused(route: Route) -> RedisError {
     match route {
         Route::Transaction => RedisError::from((
             ErrorKind::Client,
-            "MULTI, EXEC, DISCARD, WATCH and UNWATCH are not supported as separate commands on a split pool",
+            "MULTI, EXEC, DISCARD, WATCH and UNWATCH are not supported as separate commands on a split pool (alone or in a non-atomic pipeline)",
             "on a shared connection other callers' commands would join the transaction: use an atomic pipeline (redis::pipe().atomic()), or SplitPool::dedicated(Target::Primary) for WATCH".to_owned(),
         )),
         Route::Wait => RedisError::from((
@@ -564,7 +564,9 @@ impl ConnectionLike for SplitPool {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match route_pipeline(pipeline) {
-            Route::Select => Box::pin(std::future::ready(Err(select_refused()))),
+            r @ (Route::Select | Route::Transaction) => {
+                Box::pin(std::future::ready(Err(refused(r))))
+            }
             Route::Blocking { block, .. } => {
                 boxed(|| self.blocking_pipeline(pipeline, offset, count, block))
             }
