@@ -9,6 +9,14 @@
 //! overhead. A last interleaved run compares the handle with its default heartbeat (every
 //! 200 ms per region) against the same handle with `heartbeat(None)`: the heartbeat's cost on
 //! throughput (`raw` there is heartbeat off, `switchover` heartbeat on). Needs `java` and DynamoDB Local (see `scripts/install-deps.sh`).
+//!
+//! Instructions by count, under callgrind (DynamoDB Local is another process, not counted):
+//! `dynamodb --loop N raw|switchover|switchover-quiet` runs `N` `GetItem`s of one side after
+//! the warm-up (`raw` is the SDK client of a handle without heartbeat, `switchover-quiet` a
+//! handle without heartbeat); run it with `N` and `2N` and divide the difference by `N`.
+//! `dynamodb --idle SECS default|no-heartbeat` leaves a handle idle for `SECS` seconds after the
+//! warm-up; the differences of the counts, divided by `SECS`, are its background work's
+//! instructions per second.
 
 #[path = "support/interleave.rs"]
 mod interleave;
@@ -18,7 +26,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use switchover::dynamo::{RegionConfig, Table};
 use switchover::testing::DynamoDbLocal;
 
@@ -37,15 +45,24 @@ fn key(pk: &str) -> HashMap<String, AttributeValue> {
 
 /// Starts one region with the table and a handle on it, warmed up.
 fn start(rt: &tokio::runtime::Runtime) -> (DynamoDbLocal, Table) {
+    start_with(rt, true)
+}
+
+/// [`start`], the handle with its default heartbeat or none.
+fn start_with(rt: &tokio::runtime::Runtime, heartbeat: bool) -> (DynamoDbLocal, Table) {
     rt.block_on(async {
         let node = DynamoDbLocal::start("bench-1")
             .await
             .expect("DynamoDB Local starts");
         node.create_table(TABLE, "pk").await.expect("table");
-        let table = Table::builder(TABLE)
-            .region(RegionConfig::endpoint("bench-1", node.endpoint_url()))
-            .build()
-            .expect("table handle");
+        let builder =
+            Table::builder(TABLE).region(RegionConfig::endpoint("bench-1", node.endpoint_url()));
+        let builder = if heartbeat {
+            builder
+        } else {
+            builder.heartbeat(None)
+        };
+        let table = builder.build().expect("table handle");
         // Warm the JVM up.
         for _ in 0..500 {
             table.put_item(item("k")).send().await.expect("warm-up put");
@@ -101,12 +118,16 @@ fn put_item(c: &mut Criterion, rt: &tokio::runtime::Runtime, table: &Table, clie
     group.finish();
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
     let (node, table) = start(&rt);
     let (client, name) = table.region_client("bench-1").expect("region");
     assert_eq!(name, TABLE);
@@ -159,4 +180,72 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `--loop N raw|switchover|switchover-quiet`: `N` `GetItem`s through one side.
+fn plain_loop(args: &[String]) {
+    let usage = "usage: dynamodb --loop N raw|switchover|switchover-quiet";
+    let [n, side] = args else { panic!("{usage}") };
+    let n: u32 = n.parse().expect("N");
+    let (raw, heartbeat) = match side.as_str() {
+        "raw" => (true, false),
+        "switchover" => (false, true),
+        "switchover-quiet" => (false, false),
+        _ => panic!("{usage}"),
+    };
+    let rt = runtime();
+    let (node, table) = start_with(&rt, heartbeat);
+    let client = table.region_client("bench-1").expect("region").0.clone();
+    let start = std::time::Instant::now();
+    rt.block_on(async {
+        for _ in 0..n {
+            if raw {
+                client
+                    .get_item()
+                    .table_name(TABLE)
+                    .set_key(Some(key("k")))
+                    .send()
+                    .await
+                    .expect("get");
+            } else {
+                table.get_item(key("k")).send().await.expect("get");
+            }
+        }
+    });
+    println!("{side}: {:?} per call ({n} calls)", start.elapsed() / n);
+    drop(table);
+    drop(node);
+}
+
+/// `--idle SECS default|no-heartbeat`: a warmed-up handle left idle for `SECS` seconds.
+fn idle(args: &[String]) {
+    let usage = "usage: dynamodb --idle SECS default|no-heartbeat";
+    let [secs, side] = args else {
+        panic!("{usage}")
+    };
+    let secs: u64 = secs.parse().expect("SECS");
+    let heartbeat = match side.as_str() {
+        "default" => true,
+        "no-heartbeat" => false,
+        _ => panic!("{usage}"),
+    };
+    let rt = runtime();
+    let (node, table) = start_with(&rt, heartbeat);
+    rt.block_on(tokio::time::sleep(Duration::from_secs(secs)));
+    println!("idle {secs} s");
+    drop(table);
+    drop(node);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--loop") {
+        plain_loop(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--idle") {
+        idle(&args[i + 1..]);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
