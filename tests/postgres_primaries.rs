@@ -168,6 +168,36 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
     );
     assert_eq!(splits[0].endpoint.as_deref(), Some(new.as_str()));
     assert_eq!(pool.writable_primaries_detected(), 1);
+    #[cfg(feature = "serde")]
+    {
+        let json = serde_json::to_value(pool.timeline()).unwrap();
+        let split: Vec<_> = json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "writable_primaries")
+            .collect();
+        assert_eq!(split.len(), 1);
+        assert_eq!(
+            (
+                &split[0]["endpoint"],
+                &split[0]["primaries"],
+                &split[0]["following"],
+                &split[0]["sameCluster"]
+            ),
+            (
+                &serde_json::json!(new),
+                &serde_json::json!([
+                    {"endpoint": old, "timeline": old_timeline},
+                    {"endpoint": new, "timeline": new_timeline},
+                ]),
+                &serde_json::json!(new),
+                &serde_json::json!(true)
+            ),
+            "{:#}",
+            split[0]
+        );
+    }
     // Beside it, in the same timeline, the one switch to the promoted node (before or after
     // the event: that depends on which host answered first in that run, never the outcome).
     let switches: Vec<_> = events
