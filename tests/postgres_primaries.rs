@@ -1,6 +1,7 @@
 //! Two writable primaries at once, against real Postgres 15: a standby promoted while the old
 //! primary keeps taking writes. The pool must pick the promoted node (the higher timeline),
-//! stay on it across re-discoveries whatever answers first, and say so in a warning.
+//! stay on it across re-discoveries whatever answers first, and say so in a warning and in one
+//! `writable_primaries` timeline event.
 //!
 //! Outcomes are asserted, never timings; anything that could hang is bounded.
 
@@ -8,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchover::observe::{EventKind, Observe};
 use switchover::postgres::FailoverPool;
 use switchover::testing::{FaultProxy, Mode, PgCluster, PgNode};
 use tokio::time::timeout;
@@ -89,10 +91,13 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
         .login_timeout(Duration::from_secs(1))
         .probe_timeout(Duration::from_secs(1))
         .acquire_timeout(Duration::from_secs(5))
+        // Room for every event of the 20 runs: the split brain's must not be evicted.
+        .observe(Observe::new("postgres").timeline_capacity(4096))
         .build()
         .unwrap();
     let conn = timeout(BOUND, pool.get()).await.unwrap().unwrap();
     let (_, old_timeline, _) = where_am_i(&conn).await;
+    assert_eq!(pool.writable_primaries_detected(), 0);
     drop(conn);
     assert_eq!(pool.primary(), old);
     let before = pool.generation();
@@ -140,15 +145,86 @@ async fn a_promoted_standby_beside_a_writable_primary_wins_by_timeline_and_never
         "{ports:?}"
     );
 
+    let new_timeline = ports[first_new].1;
+
+    // One event for the split brain, however many runs saw it: both hosts with their
+    // timelines, and the one followed.
+    let events = pool.timeline().events();
+    let splits: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind.name() == "writable_primaries")
+        .collect();
+    assert_eq!(splits.len(), 1, "{splits:#?}");
+    assert_eq!(
+        splits[0].kind,
+        EventKind::WritablePrimaries {
+            primaries: vec![
+                (Arc::from(old.as_str()), Some(old_timeline)),
+                (Arc::from(new.as_str()), Some(new_timeline)),
+            ],
+            following: Some(Arc::from(new.as_str())),
+            same_cluster: true,
+        }
+    );
+    assert_eq!(splits[0].endpoint.as_deref(), Some(new.as_str()));
+    assert_eq!(pool.writable_primaries_detected(), 1);
+    #[cfg(feature = "serde")]
+    {
+        let json = serde_json::to_value(pool.timeline()).unwrap();
+        let split: Vec<_> = json["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "writable_primaries")
+            .collect();
+        assert_eq!(split.len(), 1);
+        assert_eq!(
+            (
+                &split[0]["endpoint"],
+                &split[0]["primaries"],
+                &split[0]["following"],
+                &split[0]["sameCluster"]
+            ),
+            (
+                &serde_json::json!(new),
+                &serde_json::json!([
+                    {"endpoint": old, "timeline": old_timeline},
+                    {"endpoint": new, "timeline": new_timeline},
+                ]),
+                &serde_json::json!(new),
+                &serde_json::json!(true)
+            ),
+            "{:#}",
+            split[0]
+        );
+    }
+    // Beside it, in the same timeline, the one switch to the promoted node (before or after
+    // the event: that depends on which host answered first in that run, never the outcome).
+    let switches: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Switch { from, to, .. } => Some((from.to_string(), to.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switches, [(old.clone(), new.clone())]);
+
     let text = logs.text();
     let warning = text
         .lines()
         .find(|l| l.contains("WARN") && l.contains("two writable primaries"))
         .unwrap_or_else(|| panic!("no warning names the split brain:\n{text}"));
     assert!(
-        warning.contains(&old) && warning.contains(&new),
+        warning.contains(&old)
+            && warning.contains(&new)
+            && warning.contains(&format!("following={new}")),
         "{warning}"
     );
+    let timeline_warnings = text
+        .lines()
+        .filter(|l| l.contains("switchover::timeline") && l.contains("writable_primaries"))
+        .count();
+    assert_eq!(timeline_warnings, 1, "{text}");
     let distinct: BTreeSet<_> = ports.iter().map(|p| p.0).collect();
     assert!(distinct.len() <= 2);
     drop(pool);

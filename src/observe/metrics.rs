@@ -21,6 +21,7 @@ use crate::route::SwitchReason;
 /// | `switchover.heartbeat.duration` | histogram | `s` | router, endpoint, outcome | each heartbeat of the tracker's probe task, start to verdict, by outcome: up, down, timeout, slow (no answer in time while the endpoint answered calls: counts nothing) |
 /// | `switchover.rediscovery.runs` | counter | `{run}` | router, outcome | rediscovery runs by outcome: primary, no_primary |
 /// | `switchover.rediscovery.duration` | histogram | `s` | router | duration of rediscovery runs |
+/// | `switchover.writable_primaries` | counter | `{detection}` | router | sets of endpoints found writable at once (a split brain), once per set until one of them is seen as something else (the timeline's `writable_primaries` event) |
 /// | `switchover.retry.budget.tokens` | gauge | `{token}` | budget | tokens in a retry budget |
 /// | `db.client.connection.count` | gauge | `{connection}` | db.client.connection.pool.name, db.client.connection.state | connections by state: idle, used |
 /// | `db.client.connection.max` | gauge | `{connection}` | db.client.connection.pool.name | the pool's maximum size |
@@ -117,6 +118,13 @@ pub const METRICS: &[(&str, &str, &str, &str, &str)] = &[
         "duration of rediscovery runs",
     ),
     (
+        names::WRITABLE_PRIMARIES,
+        "counter",
+        "{detection}",
+        "router",
+        "sets of endpoints found writable at once (a split brain), once per set until one of them is seen as something else (the timeline's `writable_primaries` event)",
+    ),
+    (
         names::BUDGET_TOKENS,
         "gauge",
         "{token}",
@@ -196,6 +204,8 @@ pub mod names {
     pub const REDISCOVERY_RUNS: &str = "switchover.rediscovery.runs";
     /// Histogram (seconds): rediscovery run duration.
     pub const REDISCOVERY_DURATION: &str = "switchover.rediscovery.duration";
+    /// Counter: sets of endpoints found writable at once (a split brain).
+    pub const WRITABLE_PRIMARIES: &str = "switchover.writable_primaries";
     /// Gauge: tokens in a retry budget.
     pub const BUDGET_TOKENS: &str = "switchover.retry.budget.tokens";
     /// Gauge: connections by state (OpenTelemetry).
@@ -344,6 +354,11 @@ mod on {
             .record(took.as_secs_f64());
         }
 
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        pub(crate) fn writable_primaries(&self) {
+            metrics::counter!(names::WRITABLE_PRIMARIES, "router" => self.router()).increment(1);
+        }
+
         pub(crate) fn rediscovery(&self, found: bool, took: Duration) {
             let outcome = if found { "primary" } else { "no_primary" };
             metrics::counter!(names::REDISCOVERY_RUNS, "router" => self.router(), "outcome" => outcome)
@@ -388,6 +403,9 @@ mod off {
         pub(crate) fn probe_latency(&self, _: &str, _: Duration) {}
         #[inline(always)]
         pub(crate) fn rediscovery(&self, _: bool, _: Duration) {}
+        #[inline(always)]
+        #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+        pub(crate) fn writable_primaries(&self) {}
     }
 }
 

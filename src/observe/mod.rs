@@ -12,7 +12,7 @@
 //! - **What happened, and how long did each part take?**
 //!   [`Router::timeline`](crate::route::Router::timeline) is a bounded ring of typed
 //!   [`Event`]s (suspect, down, probe results, rediscovery started and finished, switch,
-//!   drain, failback, all-down, budget exhausted) with Tokio and wall-clock times, the endpoint,
+//!   drain, failback, all-down, budget exhausted, writable primaries) with Tokio and wall-clock times, the endpoint,
 //!   and the last classified failures that led to it; and for each failover its [`Phases`]
 //!   (detection, rediscovery, switch, first success), which add up to the client gap. JSON with
 //!   `serde`, and `tracing` events (target `switchover::timeline`, stable field names).

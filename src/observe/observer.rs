@@ -319,6 +319,31 @@ impl<K: EndpointId> Observer<K> {
         );
     }
 
+    /// More than one endpoint was found writable at once (see
+    /// [`EventKind::WritablePrimaries`]); the event is about the one `following`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn writable_primaries(
+        &self,
+        primaries: Vec<(K, Option<u32>)>,
+        following: Option<K>,
+        same_cluster: bool,
+    ) {
+        self.metrics.writable_primaries();
+        let mut ring = lock(&self.ring);
+        let kind = EventKind::WritablePrimaries {
+            primaries,
+            following: following.clone(),
+            same_cluster,
+        };
+        self.push(
+            &mut ring,
+            Instant::now(),
+            following,
+            kind,
+            RecentFailures::default(),
+        );
+    }
+
     /// A call stopped because the budget could not pay for a retry.
     pub(crate) fn budget_exhausted(
         &self,

@@ -110,12 +110,29 @@ pub enum EventKind<K> {
     },
     /// A failover ended with the first success on the new active endpoint.
     Failover(Failover<K>),
+    /// More than one endpoint accepts writes at once (a split brain: for Postgres, a standby
+    /// promoted while the old primary still takes writes), found by one discovery run. Reported
+    /// once per set of endpoints found writable together, again only after one of them was
+    /// seen as something else (read-only, a standby, unreachable) or a new one joined the set;
+    /// the event's endpoint is the one followed.
+    WritablePrimaries {
+        /// Every endpoint found writable, in endpoint order, with its timeline (Postgres: the
+        /// timeline of its current WAL position) when it could be read.
+        primaries: Vec<(K, Option<u32>)>,
+        /// The one the router follows: the higher timeline of one cluster, else the current
+        /// primary, else the endpoint listed first (never the first to answer); under an
+        /// authority, the one it names (`None` when it names none of them).
+        following: Option<K>,
+        /// `true` when every known lineage is of one cluster (the same system identifier):
+        /// timelines are compared only then.
+        same_cluster: bool,
+    },
 }
 
 impl<K> EventKind<K> {
     /// The stable name of the kind: `suspect`, `down`, `probing`, `up`, `drain`, `role`,
     /// `probe`, `rediscovery_started`, `rediscovery_finished`, `switch`, `failback`,
-    /// `all_down`, `all_down_left`, `budget_exhausted`, `failover`.
+    /// `all_down`, `all_down_left`, `budget_exhausted`, `failover`, `writable_primaries`.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Suspect => "suspect",
@@ -138,6 +155,7 @@ impl<K> EventKind<K> {
             EventKind::AllDownLeft { .. } => "all_down_left",
             EventKind::BudgetExhausted { .. } => "budget_exhausted",
             EventKind::Failover(_) => "failover",
+            EventKind::WritablePrimaries { .. } => "writable_primaries",
         }
     }
 }
@@ -328,6 +346,20 @@ mod ser {
 
     struct EventAt<'a, K>(&'a Event<K>, Instant);
 
+    /// One of the writable primaries: `{"endpoint", "timeline"}` (no `timeline` when unknown).
+    struct Primary<'a, K>(&'a K, Option<u32>);
+
+    impl<K: EndpointId> Serialize for Primary<'_, K> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("endpoint", &label(self.0))?;
+            if let Some(tl) = self.1 {
+                m.serialize_entry("timeline", &tl)?;
+            }
+            m.end()
+        }
+    }
+
     impl<K: EndpointId> Serialize for EventAt<'_, K> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let (e, origin) = (self.0, self.1);
@@ -421,6 +453,19 @@ mod ser {
                 m.serialize_entry("attempts", attempts)?;
             }
             EventKind::Failover(f) => FailoverAt(f, origin).entries(m)?,
+            EventKind::WritablePrimaries {
+                primaries,
+                following,
+                same_cluster,
+            } => {
+                let list: Vec<Primary<'_, K>> =
+                    primaries.iter().map(|(k, tl)| Primary(k, *tl)).collect();
+                m.serialize_entry("primaries", &list)?;
+                if let Some(f) = following {
+                    m.serialize_entry("following", &label(f))?;
+                }
+                m.serialize_entry("sameCluster", same_cluster)?;
+            }
             EventKind::Suspect | EventKind::RediscoveryStarted => {}
         }
         Ok(())

@@ -7,8 +7,9 @@
 //! `primary`, `generation`, `error`, `took_ms` (rediscovery finished); `from`, `to`,
 //! `generation`, `reason`, `all_down` (switch, failback); `active` (all-down); `attempts`
 //! (budget exhausted); `from`, `to`, `generation`, `detection_ms`, `rediscovery_ms`,
-//! `switch_ms`, `first_success_ms`, `total_ms` (failover). `errors` lists the last classified
-//! failures when there are some.
+//! `switch_ms`, `first_success_ms`, `total_ms` (failover); `primaries` (`host:port, host:port`),
+//! `timelines` (`1, 2`, `?` when unknown), `following`, `same_cluster` (writable primaries, at
+//! `WARN`). `errors` lists the last classified failures when there are some.
 
 use tokio::time::Instant;
 
@@ -86,6 +87,26 @@ pub(super) fn emit<K: EndpointId>(router: &str, origin: Instant, e: &Event<K>) {
                 detection_ms = millis(p.detection), rediscovery_ms = millis(p.rediscovery),
                 switch_ms = millis(p.switch), first_success_ms = millis(p.first_success),
                 total_ms = millis(p.total()))
+        }
+        EventKind::WritablePrimaries {
+            primaries,
+            following,
+            same_cluster,
+        } => {
+            let (mut list, mut timelines) = (String::new(), String::new());
+            for (n, (k, tl)) in primaries.iter().enumerate() {
+                let sep = if n == 0 { "" } else { ", " };
+                list.push_str(sep);
+                list.push_str(&label(k));
+                timelines.push_str(sep);
+                match tl {
+                    Some(tl) => timelines.push_str(&tl.to_string()),
+                    None => timelines.push('?'),
+                }
+            }
+            let following = following.as_ref().map(label).unwrap_or_default();
+            ev!(warn, primaries = %list, timelines = %timelines, following = %following,
+                same_cluster = *same_cluster)
         }
     }
 }

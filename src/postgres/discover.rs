@@ -87,6 +87,7 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
         let active = self.router.active();
         let current = endpoints.iter().position(|e| e.ptr_eq(active.endpoint()));
         let only = obeyed(&self.router, &roles);
+        let router = self.router.clone();
         async move {
             let first = !roles.learned();
             let run = roles.writable.next_run();
@@ -100,8 +101,10 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             let all = endpoints.clone();
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 let (backend, roles, tx) = (backend.clone(), roles.clone(), tx.clone());
+                let router = router.clone();
                 tokio::spawn(async move {
-                    let found = probe_host(&*backend, &roles, &endpoint, i, timeout, run).await;
+                    let found =
+                        probe_host(&*backend, &roles, &router, &endpoint, i, timeout, run).await;
                     let _ = tx.send((i, found));
                 });
             }
@@ -263,10 +266,12 @@ fn outranked(best: &Candidate, found: &[Found], d: &Decide<'_>) -> bool {
 }
 
 /// Probes host `i` within `timeout` for discovery run `run` and records the outcome on its
-/// endpoint.
+/// endpoint; a writable host found beside another one in the same run is reported to the
+/// router's timeline (once per set, see [`primaries::Writable::saw_writable`]).
 async fn probe_host<B: Backend>(
     backend: &B,
     roles: &HostRoles,
+    router: &Router<Arc<str>>,
     endpoint: &Endpoint<Arc<str>>,
     i: usize,
     timeout: Duration,
@@ -283,9 +288,27 @@ async fn probe_host<B: Backend>(
         Ok(report) => {
             roles.record(i, endpoint, report.role);
             if report.role == ServerRole::Primary {
-                roles
-                    .writable
-                    .saw_writable(roles.names(), i, report.lineage, run);
+                let current = roles.index_of(router.active_as_decided().id());
+                let only = obeyed(router, roles);
+                if let Some(split) = roles.writable.saw_writable(
+                    roles.names(),
+                    i,
+                    report.lineage,
+                    run,
+                    current,
+                    only,
+                ) {
+                    let names = roles.names();
+                    router.observer().writable_primaries(
+                        split
+                            .primaries
+                            .iter()
+                            .map(|&(h, tl)| (names[h].clone(), tl))
+                            .collect(),
+                        split.following.map(|h| names[h].clone()),
+                        split.same_cluster,
+                    );
+                }
             }
             endpoint.record_probe(
                 ProbeResult::up()

@@ -90,8 +90,13 @@
 //!   it asks for a heartbeat now, whose verdict counts.
 //! - **Two writable primaries** (a standby promoted while the old primary still takes writes)
 //!   are decided deterministically, never by which answers first: within one cluster the
-//!   higher timeline wins, else the current primary stays; a `tracing` warning names the hosts
-//!   and their timelines.
+//!   higher timeline wins, else the current primary stays. Each set of hosts found writable
+//!   together is reported once (again only after one of them was seen as something else): a
+//!   `tracing` warning "two writable primaries" naming the hosts, their timelines and the one
+//!   followed; a [`WritablePrimaries`](crate::observe::EventKind::WritablePrimaries) event in
+//!   the [`timeline`](FailoverPool::timeline) with the same fields (hosts as `host:port`); the
+//!   `switchover.writable_primaries` counter (feature `metrics`); and
+//!   [`writable_primaries_detected`](FailoverPool::writable_primaries_detected).
 //! - **Retry safety.** A failure before `COMMIT` was sent rolled back, so it is retried; a
 //!   connection lost after `COMMIT` was sent is
 //!   [`ErrorKind::OutcomeUnknown`], never a success or a plain failure.

@@ -1,6 +1,7 @@
 //! What a [`FailoverPool`] reports about itself: its health document, its incident timeline
-//! (both read from the pool's router, see [`observe`](crate::observe)), and, with feature
-//! `metrics`, its deadpool pools as `db.client.connection.*`.
+//! (both read from the pool's router, see [`observe`](crate::observe)), how many times it found
+//! two writable primaries, and, with feature `metrics`, its deadpool pools as
+//! `db.client.connection.*`.
 
 use std::sync::Arc;
 
@@ -83,6 +84,20 @@ impl FailoverPool {
     /// [`Timeline`].
     pub fn timeline(&self) -> Timeline<Arc<str>> {
         self.core.topology.router.timeline()
+    }
+
+    /// How many times discovery found more than one host writable at once (a split brain: a
+    /// standby promoted while the old primary still takes writes) since the pool was built.
+    /// Counted once per set of hosts found writable together, again only after one of them was
+    /// seen as something else (a standby, read-only, unreachable) or another host joined the
+    /// set; each is also a [`WritablePrimaries`](crate::observe::EventKind::WritablePrimaries)
+    /// event in the [`timeline`](Self::timeline) (both hosts as `host:port`, their timelines,
+    /// the one followed), a `tracing` warning "two writable primaries" (target
+    /// `switchover::postgres`) and, with feature `metrics`, `switchover.writable_primaries`.
+    /// The pool follows one of them, but the other still takes its other clients' writes: a
+    /// non-zero count is worth an alert.
+    pub fn writable_primaries_detected(&self) -> u64 {
+        self.core.topology.roles.writable.detected()
     }
 
     /// With feature `metrics`: starts sampling the pool's two deadpool pools every

@@ -6,7 +6,12 @@
 //! equal timelines, or primaries of different clusters, the router's current primary stays;
 //! then the host listed first. [`Writable`] remembers every host's last writable report, so a
 //! discovery run knows which slow host could still outrank the first answer, and warns once
-//! per set of hosts seen writable together.
+//! per set of hosts seen writable together: a `tracing` warning and the timeline's
+//! [`WritablePrimaries`](crate::observe::EventKind::WritablePrimaries) event, counted by
+//! [`FailoverPool::writable_primaries_detected`](crate::postgres::FailoverPool::writable_primaries_detected)
+//! and the `switchover.writable_primaries` metric. The same set is reported again only after
+//! one of its hosts was seen as something else (a standby, read-only, unreachable) or another
+//! host joined it, so a split brain that lasts is one event, not one per discovery run.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -56,6 +61,17 @@ pub(crate) fn best(candidates: &[Candidate]) -> Option<Candidate> {
     sorted
         .into_iter()
         .reduce(|best, c| if c.beats(&best) { c } else { best })
+}
+
+/// Hosts found writable together, as [`Writable::saw_writable`] reports them once per set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    /// Host index and timeline (when known), in host order.
+    pub(crate) primaries: Vec<(usize, Option<u32>)>,
+    /// The host the pool follows among them (`None`: an authority names none of them).
+    pub(crate) following: Option<usize>,
+    /// Every known lineage is of one cluster.
+    pub(crate) same_cluster: bool,
 }
 
 /// What one host was last seen as by a discovery probe.
@@ -137,16 +153,21 @@ impl Writable {
         }
     }
 
-    /// Records that a probe of discovery run `run` found host `i` writable; warns (target
-    /// `switchover::postgres`) when another host was found writable in the same run, once per
-    /// set of such hosts.
+    /// Records that a probe of discovery run `run` found host `i` writable. When another host
+    /// was found writable in the same run, once per set of such hosts (again only after one of
+    /// them was seen as something else, or another joined): warns (target
+    /// `switchover::postgres`) and returns the set, with the host the pool follows among them
+    /// (`current`: the router's active host, for the tie-break; `obeyed`: while an authority
+    /// decides, the host it names, which is the only one followed).
     pub(crate) fn saw_writable(
         &self,
         names: &[Arc<str>],
         i: usize,
         lineage: Option<Lineage>,
         run: u64,
-    ) {
+        current: Option<usize>,
+        obeyed: Option<Option<usize>>,
+    ) -> Option<Split> {
         let together: Vec<(usize, Option<Lineage>)> = {
             let mut seen = crate::sync::lock(&self.seen);
             seen[i] = Seen {
@@ -161,33 +182,56 @@ impl Writable {
                 .collect()
         };
         if together.len() < 2 {
-            return;
+            return None;
         }
         let hosts: Vec<usize> = together.iter().map(|&(h, _)| h).collect();
         {
             let mut warned = crate::sync::lock(&self.warned);
             if *warned == hosts {
-                return;
+                return None;
             }
             *warned = hosts;
         }
         let times = self.detected.fetch_add(1, Ordering::Relaxed) + 1;
+        let following = match obeyed {
+            Some(named) => named.filter(|n| together.iter().any(|&(h, _)| h == *n)),
+            None => {
+                let candidates: Vec<Candidate> = together
+                    .iter()
+                    .map(|&(host, lineage)| Candidate {
+                        host,
+                        lineage,
+                        current: Some(host) == current,
+                    })
+                    .collect();
+                best(&candidates).map(|b| b.host)
+            }
+        };
         let (list, timelines, same_cluster) = describe(names, &together);
+        let followed = following.map(|h| &*names[h]).unwrap_or_default();
         tracing::warn!(
             target: "switchover::postgres",
             hosts = %list,
             timelines = %timelines,
+            following = %followed,
             same_cluster,
             times,
             "two writable primaries: more than one host accepts writes; following the higher \
              timeline (else the current primary), never the first to answer"
         );
         self.changed.notify_one();
+        Some(Split {
+            primaries: together
+                .iter()
+                .map(|&(h, l)| (h, l.map(|l| l.timeline)))
+                .collect(),
+            following,
+            same_cluster,
+        })
     }
 
-    /// How many times a new set of hosts was found writable together (in the warning's
-    /// `times` field; the pool has no accessor for it yet).
-    #[cfg(test)]
+    /// How many times a new set of hosts was found writable together (the warning's `times`
+    /// field, [`FailoverPool::writable_primaries_detected`](crate::postgres::FailoverPool::writable_primaries_detected)).
     pub(crate) fn detected(&self) -> u64 {
         self.detected.load(Ordering::Relaxed)
     }
@@ -297,24 +341,37 @@ mod tests {
             })
         };
         let run = w.next_run();
-        w.saw_writable(&names, 0, l(1), run);
+        w.saw_writable(&names, 0, l(1), run, None, None);
         assert_eq!(w.detected(), 0);
         // A stale report from an earlier run is no evidence.
         let run = w.next_run();
-        w.saw_writable(&names, 1, l(2), run);
+        w.saw_writable(&names, 1, l(2), run, None, None);
         assert_eq!(w.detected(), 0);
-        w.saw_writable(&names, 0, l(1), run);
+        assert_eq!(
+            w.saw_writable(&names, 0, l(1), run, Some(0), None),
+            Some(Split {
+                primaries: vec![(0, Some(1)), (1, Some(2))],
+                following: Some(1),
+                same_cluster: true,
+            }),
+            "the higher timeline is followed, whichever is current"
+        );
         assert_eq!(w.detected(), 1);
         let run = w.next_run();
-        w.saw_writable(&names, 0, l(1), run);
-        w.saw_writable(&names, 1, l(2), run);
+        w.saw_writable(&names, 0, l(1), run, None, None);
+        assert_eq!(w.saw_writable(&names, 1, l(2), run, Some(1), None), None);
         assert_eq!(w.detected(), 1, "the same pair again");
         assert_eq!(w.remembered(1), l(2));
         w.forget(0);
         assert_eq!(w.remembered(0), None);
         let run = w.next_run();
-        w.saw_writable(&names, 0, l(1), run);
-        w.saw_writable(&names, 1, l(2), run);
+        w.saw_writable(&names, 0, l(1), run, None, None);
+        let again = w.saw_writable(&names, 1, l(2), run, Some(1), Some(Some(0)));
+        assert_eq!(
+            again.map(|s| s.following),
+            Some(Some(0)),
+            "the authority's pick"
+        );
         assert_eq!(w.detected(), 2, "after one was seen read-only, again");
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep};
 
 use super::primaries::Lineage;
 use crate::health::HealthTracker;
+use crate::observe::EventKind;
 use crate::postgres::backend::{Backend, HostReport, ProbeError};
 use crate::postgres::role::ServerRole::{self, Primary, Standby};
 use crate::postgres::topology::{BACKSTOP, DiscoveryConfig, Topology};
@@ -98,6 +99,37 @@ fn active(t: &Topology) -> String {
     t.router.active().id().to_string()
 }
 
+/// A `writable_primaries` event: the hosts with their timelines, the one followed, and whether
+/// they are of one cluster.
+type Split = (Vec<(String, Option<u32>)>, Option<String>, bool);
+
+/// The timeline's `writable_primaries` events.
+fn splits(t: &Topology) -> Vec<Split> {
+    t.router
+        .timeline()
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WritablePrimaries {
+                primaries,
+                following,
+                same_cluster,
+            } => {
+                assert_eq!(e.endpoint, following, "the event is about the one followed");
+                Some((
+                    primaries
+                        .into_iter()
+                        .map(|(h, tl)| (h.to_string(), tl))
+                        .collect(),
+                    following.map(|f| f.to_string()),
+                    same_cluster,
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// 20 re-discoveries with the hosts answering first in turn; the generation after each.
 async fn twenty_runs(fake: &Fake, t: &Topology) -> Vec<u64> {
     let mut generations = Vec::new();
@@ -127,6 +159,15 @@ async fn the_higher_timeline_wins_and_the_primary_never_flips_with_the_order_of_
     // Even when h0 answered first, h1 answered within the interval h0's answer waits.
     assert!(generations.iter().all(|&g| g == 1), "{generations:?}");
     assert_eq!(t.roles.writable.detected(), 1, "warned once");
+    assert_eq!(
+        splits(&t),
+        [(
+            vec![("h0:5432".into(), Some(1)), ("h1:5432".into(), Some(2))],
+            Some("h1:5432".into()),
+            true
+        )],
+        "one event in 20 runs, the higher timeline followed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -209,6 +250,7 @@ async fn a_black_holed_old_primary_does_not_hold_up_the_promoted_one() {
         0,
         "one writable host is no conflict"
     );
+    assert!(splits(&t).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,6 +264,15 @@ async fn equal_timelines_keep_the_current_primary() {
     assert!(generations.iter().all(|&g| g == 0), "{generations:?}");
     assert_eq!((active(&t), t.router.generation()), ("h0:5432".into(), 0));
     assert_eq!(t.roles.writable.detected(), 1, "warned once");
+    assert_eq!(
+        splits(&t),
+        [(
+            vec![("h0:5432".into(), Some(1)), ("h1:5432".into(), Some(1))],
+            Some("h0:5432".into()),
+            true
+        )],
+        "equal timelines: the current primary followed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
