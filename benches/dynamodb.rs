@@ -230,7 +230,7 @@ fn idle(args: &[String]) {
     };
     let rt = runtime();
     let (node, table) = start_with(&rt, heartbeat);
-    rt.block_on(tokio::time::sleep(Duration::from_secs(secs)));
+    rt.block_on(async { tokio::time::sleep(Duration::from_secs(secs)).await });
     println!("idle {secs} s");
     drop(table);
     drop(node);
