@@ -72,21 +72,24 @@ fn start_with(rt: &tokio::runtime::Runtime, heartbeat: bool) -> (DynamoDbLocal, 
     })
 }
 
+/// `GetItem` of the bench's item straight through the SDK client.
+async fn raw_get(client: &Client) {
+    client
+        .get_item()
+        .table_name(TABLE)
+        .set_key(Some(key("k")))
+        .send()
+        .await
+        .expect("get");
+}
+
 fn get_item(c: &mut Criterion, rt: &tokio::runtime::Runtime, table: &Table, client: &Client) {
     let mut group = c.benchmark_group("dynamodb_get_item");
     group
         .sample_size(60)
         .measurement_time(Duration::from_secs(10));
     group.bench_function("raw", |b| {
-        b.to_async(rt).iter(|| async {
-            client
-                .get_item()
-                .table_name(TABLE)
-                .set_key(Some(key("k")))
-                .send()
-                .await
-                .expect("get")
-        })
+        b.to_async(rt).iter(|| async { raw_get(client).await })
     });
     group.bench_function("switchover", |b| {
         b.to_async(rt)
@@ -142,13 +145,7 @@ fn bench(c: &mut Criterion) {
         30,
         100,
         || async {
-            client
-                .get_item()
-                .table_name(TABLE)
-                .set_key(Some(key("k")))
-                .send()
-                .await
-                .expect("get");
+            raw_get(&client).await;
         },
         || async {
             table.get_item(key("k")).send().await.expect("get");
@@ -199,13 +196,7 @@ fn plain_loop(args: &[String]) {
     rt.block_on(async {
         for _ in 0..n {
             if raw {
-                client
-                    .get_item()
-                    .table_name(TABLE)
-                    .set_key(Some(key("k")))
-                    .send()
-                    .await
-                    .expect("get");
+                raw_get(&client).await;
             } else {
                 table.get_item(key("k")).send().await.expect("get");
             }
@@ -237,13 +228,7 @@ fn idle(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--loop") {
-        plain_loop(&args[i + 1..]);
-        return;
-    }
-    if let Some(i) = args.iter().position(|a| a == "--idle") {
-        idle(&args[i + 1..]);
+    if interleave::run_mode(&[("--loop", plain_loop), ("--idle", idle)]) {
         return;
     }
     benches();

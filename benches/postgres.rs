@@ -45,8 +45,29 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use switchover::postgres::FailoverPool;
-use switchover::testing::PgCluster;
+use switchover::testing::{PgCluster, PgNode};
 use tokio_postgres::NoTls;
+
+/// Raw deadpool-postgres on `node`, plaintext, 16 connections, fast recycling.
+fn raw_pool(node: &PgNode) -> Pool {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(node.host())
+        .port(node.port())
+        .user("postgres")
+        .dbname("postgres");
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(16)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .expect("raw pool")
+}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -59,25 +80,7 @@ fn bench(c: &mut Criterion) {
         .expect("start Postgres 15 with the testing kit");
     let node = cluster.primary();
 
-    let raw = {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(node.host())
-            .port(node.port())
-            .user("postgres")
-            .dbname("postgres");
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(mgr)
-            .max_size(16)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .expect("raw pool")
-    };
+    let raw = raw_pool(node);
     let pool = rt.block_on(async {
         FailoverPool::builder()
             .connection_string(node.conn_string())
@@ -348,23 +351,7 @@ fn plain_loop(args: &[String]) {
         let node = cluster.primary();
         match background {
             None => {
-                let mut cfg = tokio_postgres::Config::new();
-                cfg.host(node.host())
-                    .port(node.port())
-                    .user("postgres")
-                    .dbname("postgres");
-                let mgr = Manager::from_config(
-                    cfg,
-                    NoTls,
-                    ManagerConfig {
-                        recycling_method: RecyclingMethod::Fast,
-                    },
-                );
-                let raw = Pool::builder(mgr)
-                    .max_size(16)
-                    .runtime(deadpool_postgres::Runtime::Tokio1)
-                    .build()
-                    .expect("raw pool");
+                let raw = raw_pool(node);
                 for _ in 0..n {
                     let client = raw.get().await.unwrap();
                     client.simple_query("SELECT 1").await.unwrap();
@@ -406,13 +393,7 @@ fn idle(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--loop") {
-        plain_loop(&args[i + 1..]);
-        return;
-    }
-    if let Some(i) = args.iter().position(|a| a == "--idle") {
-        idle(&args[i + 1..]);
+    if interleave::run_mode(&[("--loop", plain_loop), ("--idle", idle)]) {
         return;
     }
     benches();

@@ -291,13 +291,7 @@ criterion_group!(benches, get_set, get_set_tls);
 criterion_group!(benches, get_set);
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--loop") {
-        plain_loop(&args[i + 1..]);
-        return;
-    }
-    if let Some(i) = args.iter().position(|a| a == "--idle") {
-        idle(&args[i + 1..]);
+    if interleave::run_mode(&[("--loop", plain_loop), ("--idle", idle)]) {
         return;
     }
     benches();

@@ -119,3 +119,20 @@ where
     );
     (off, on)
 }
+
+/// A bench mode: called with the arguments after its flag.
+pub type Mode = fn(&[String]);
+
+/// The bench's own modes: runs the first of `modes` whose flag (`--loop`, `--idle`) is among
+/// the process's arguments, with the arguments after it. `true` when one ran, so the bench
+/// skips criterion.
+pub fn run_mode(modes: &[(&str, Mode)]) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    for (flag, mode) in modes {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            mode(&args[i + 1..]);
+            return true;
+        }
+    }
+    false
+}
