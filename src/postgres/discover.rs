@@ -102,9 +102,14 @@ impl<B: Backend> Discover<Arc<str>> for RoleDiscovery<B> {
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 let (backend, roles, tx) = (backend.clone(), roles.clone(), tx.clone());
                 let router = router.clone();
+                let probing = Probing {
+                    timeout,
+                    run,
+                    current,
+                    only,
+                };
                 tokio::spawn(async move {
-                    let found =
-                        probe_host(&*backend, &roles, &router, &endpoint, i, timeout, run).await;
+                    let found = probe_host(&*backend, &roles, &router, &endpoint, i, probing).await;
                     let _ = tx.send((i, found));
                 });
             }
@@ -265,18 +270,36 @@ fn outranked(best: &Candidate, found: &[Found], d: &Decide<'_>) -> bool {
     })
 }
 
-/// Probes host `i` within `timeout` for discovery run `run` and records the outcome on its
-/// endpoint; a writable host found beside another one in the same run is reported to the
-/// router's timeline (once per set, see [`primaries::Writable::saw_writable`]).
+/// What every probe of one discovery run shares, read once at the run's start.
+#[derive(Clone, Copy)]
+struct Probing {
+    /// The bound of one host's answer.
+    timeout: Duration,
+    /// The run's number (see [`primaries::Writable::next_run`]).
+    run: u64,
+    /// The router's active host and, while an authority decides, the host it names: what
+    /// decides which of several writable hosts is followed, as in the run's [`Decide`].
+    current: Option<usize>,
+    only: Option<Option<usize>>,
+}
+
+/// Probes host `i` within the run's timeout and records the outcome on its endpoint; a
+/// writable host found beside another one in the same run is reported to the router's
+/// timeline (once per set, see [`primaries::Writable::saw_writable`]).
 async fn probe_host<B: Backend>(
     backend: &B,
     roles: &HostRoles,
     router: &Router<Arc<str>>,
     endpoint: &Endpoint<Arc<str>>,
     i: usize,
-    timeout: Duration,
-    run: u64,
+    probing: Probing,
 ) -> Result<HostReport, ProbeError> {
+    let Probing {
+        timeout,
+        run,
+        current,
+        only,
+    } = probing;
     let started = Instant::now();
     let outcome = match tokio::time::timeout(timeout, backend.inspect(i)).await {
         Ok(outcome) => outcome,
@@ -287,28 +310,22 @@ async fn probe_host<B: Backend>(
     match &outcome {
         Ok(report) => {
             roles.record(i, endpoint, report.role);
-            if report.role == ServerRole::Primary {
-                let current = roles.index_of(router.active_as_decided().id());
-                let only = obeyed(router, roles);
-                if let Some(split) = roles.writable.saw_writable(
-                    roles.names(),
-                    i,
-                    report.lineage,
-                    run,
-                    current,
-                    only,
-                ) {
-                    let names = roles.names();
-                    router.observer().writable_primaries(
-                        split
-                            .primaries
-                            .iter()
-                            .map(|&(h, tl)| (names[h].clone(), tl))
-                            .collect(),
-                        split.following.map(|h| names[h].clone()),
-                        split.same_cluster,
-                    );
-                }
+            let names = roles.names();
+            if report.role == ServerRole::Primary
+                && let Some(split) =
+                    roles
+                        .writable
+                        .saw_writable(names, i, report.lineage, run, current, only)
+            {
+                router.observer().writable_primaries(
+                    split
+                        .primaries
+                        .iter()
+                        .map(|&(h, tl)| (names[h].clone(), tl))
+                        .collect(),
+                    split.following.map(|h| names[h].clone()),
+                    split.same_cluster,
+                );
             }
             endpoint.record_probe(
                 ProbeResult::up()
