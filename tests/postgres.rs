@@ -70,6 +70,19 @@ async fn count(node: &PgNode, v: &str) -> usize {
         .unwrap()
 }
 
+/// A primary with the items table, behind a fault proxy, and a pool through the proxy that
+/// has made one write.
+async fn behind_a_proxy() -> (PgCluster, Arc<FaultProxy>, FailoverPool) {
+    let cluster = PgCluster::start(0).await.unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.primary().addr()).await.unwrap());
+    let pool = builder(&[("127.0.0.1".to_owned(), proxy.port())])
+        .build()
+        .unwrap();
+    assert!(insert(&pool, "warmup").await.is_ok());
+    (cluster, proxy, pool)
+}
+
 async fn insert(pool: &FailoverPool, v: &str) -> Result<String, Error> {
     let v = v.to_owned();
     pool.transaction(move |tx| {
@@ -409,13 +422,7 @@ async fn prefer_standby_reads_go_to_the_standby_then_to_the_primary_when_it_dies
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_lost_after_commit_was_sent_is_reported_as_unknown_outcome() {
-    let cluster = PgCluster::start(0).await.unwrap();
-    create_table(&cluster).await;
-    let proxy = Arc::new(FaultProxy::start(cluster.primary().addr()).await.unwrap());
-    let pool = builder(&[("127.0.0.1".to_owned(), proxy.port())])
-        .build()
-        .unwrap();
-    assert!(insert(&pool, "warmup").await.is_ok());
+    let (cluster, proxy, pool) = behind_a_proxy().await;
 
     // The proxy cuts the connection as soon as the server answers the next request: COMMIT.
     let calls = Arc::new(AtomicUsize::new(0));
@@ -790,13 +797,7 @@ async fn run_never_repeats_a_closure_whose_earlier_statements_committed() {
 /// `transaction` does for a `COMMIT` cut in flight, and must not run the closure again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reports_a_connection_lost_mid_write_as_an_unknown_outcome() {
-    let cluster = PgCluster::start(0).await.unwrap();
-    create_table(&cluster).await;
-    let proxy = Arc::new(FaultProxy::start(cluster.primary().addr()).await.unwrap());
-    let pool = builder(&[("127.0.0.1".to_owned(), proxy.port())])
-        .build()
-        .unwrap();
-    assert!(insert(&pool, "warmup").await.is_ok());
+    let (cluster, proxy, pool) = behind_a_proxy().await;
 
     let calls = Arc::new(AtomicUsize::new(0));
     let result = {
