@@ -47,17 +47,35 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use switchover::postgres::FailoverPool;
 use switchover::testing::{PgCluster, PgNode};
 use tokio_postgres::NoTls;
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 /// Raw deadpool-postgres on `node`, plaintext, 16 connections, fast recycling.
 fn raw_pool(node: &PgNode) -> Pool {
+    deadpool_on(raw_config(node), NoTls)
+}
+
+/// `node`'s address, user and database as a plain `tokio_postgres` configuration.
+fn raw_config(node: &PgNode) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(node.host())
         .port(node.port())
         .user("postgres")
         .dbname("postgres");
+    cfg
+}
+
+/// Raw deadpool-postgres over `cfg` with `tls`: 16 connections, fast recycling.
+fn deadpool_on<T>(cfg: tokio_postgres::Config, tls: T) -> Pool
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let mgr = Manager::from_config(
         cfg,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -196,25 +214,10 @@ fn bench_tls(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         .load()
         .expect("TLS options");
     let raw = {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(node.host())
-            .port(node.port())
-            .user("postgres")
-            .dbname("postgres")
-            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        let mut cfg = raw_config(node);
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
         let connector = TlsConnector::new(&tls, node.host()).expect("connector");
-        let mgr = Manager::from_config(
-            cfg,
-            connector,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        Pool::builder(mgr)
-            .max_size(16)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .expect("raw TLS pool")
+        deadpool_on(cfg, connector)
     };
     let pool = rt.block_on(async {
         FailoverPool::builder()
