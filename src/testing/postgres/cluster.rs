@@ -16,7 +16,7 @@ use crate::testing::process::{
 ///
 /// When the tests run as root, the server processes run as the `postgres` user (through
 /// `setpriv`) and the fixture directories are given to it. Binaries come from
-/// `/usr/lib/postgresql/15/bin` or [`PG_BIN_ENV`].
+/// `/usr/lib/postgresql/15/bin` or [`PG_BIN_ENV`](super::PG_BIN_ENV).
 #[derive(Debug)]
 pub struct PgCluster {
     nodes: Vec<PgNode>,
@@ -40,7 +40,7 @@ impl PgCluster {
     }
 
     /// Like [`start`](Self::start), with the binaries taken from `bin_dir` (another Postgres
-    /// major version, a custom build) instead of the default or [`PG_BIN_ENV`].
+    /// major version, a custom build) instead of the default or [`PG_BIN_ENV`](super::PG_BIN_ENV).
     pub async fn start_with_bin_dir(
         bin_dir: impl Into<PathBuf>,
         standbys: usize,
