@@ -1147,3 +1147,128 @@ async fn a_write_without_a_primary_says_the_whole_time_it_waited() {
         "waited {waited_s}s of a {took:?} call: {shown}"
     );
 }
+
+/// The ACL rules `README.md` gives for the pool's own commands: a data-node user allowed only
+/// the application's commands plus `ROLE`, `PING` and `UNWATCH`, and a Sentinel
+/// user allowed only the three `SENTINEL` queries and `SUBSCRIBE` on `+switch-master`, serve
+/// reads, writes, a dedicated connection and a Sentinel failover. Without `ROLE` the build fails
+/// with the node's `NOPERM` error naming the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_privilege_acl_user_is_enough_for_the_pool() {
+    init_tracing();
+    let mut sentinel = RedisSentinel::start(2, 1).await.expect("sentinel");
+    let s_addr = sentinel.sentinel_addrs()[0];
+    // The default users stay open: replication and Sentinel's own monitoring use them.
+    let app_rules = [
+        "on",
+        ">app-pw",
+        "resetkeys",
+        "~*",
+        "resetchannels",
+        "-@all",
+        "+get",
+        "+set",
+        "+role",
+        "+ping",
+        "+unwatch",
+    ];
+    for n in sentinel.replica_set().nodes() {
+        let mut args = vec!["ACL", "SETUSER", "app"];
+        args.extend(app_rules);
+        n.cmd(&args).await.expect("ACL SETUSER app");
+        let mut args = vec!["ACL", "SETUSER", "no-role"];
+        args.extend(app_rules);
+        args.push("-role");
+        n.cmd(&args).await.expect("ACL SETUSER no-role");
+    }
+    switchover::testing::RespClient::connect(s_addr)
+        .await
+        .expect("sentinel client")
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "watcher",
+            "on",
+            ">watch-pw",
+            "-@all",
+            "+sentinel|get-master-addr-by-name",
+            "+sentinel|master",
+            "+sentinel|replicas",
+            "+subscribe",
+            "+ping",
+            "resetchannels",
+            "&+switch-master",
+        ])
+        .await
+        .expect("ACL SETUSER watcher");
+
+    let master = sentinel.master_name().to_owned();
+    let builder = |user: &str| {
+        SplitPool::builder()
+            .sentinels([s_addr.to_string()])
+            .master_name(master.clone())
+            .username(user)
+            .password("app-pw")
+            .sentinel_username("watcher")
+            .sentinel_password("watch-pw")
+            .heartbeat(Duration::from_millis(200))
+    };
+    let pool = builder("app").build().await.expect("pool as `app`");
+    let mut con = pool.idempotent();
+    let _: () = con.set("acl", 1).await.expect("SET");
+    let mut read = pool.clone();
+    let _: Option<i64> = read.get("acl").await.expect("GET");
+    {
+        let mut dedicated = pool.dedicated(Target::Primary).await.expect("dedicated");
+        let _: () = dedicated.set("acl", 2).await.expect("SET on dedicated");
+    }
+    // Returned and checked out again: the check-out sends `UNWATCH` and `PING`.
+    let mut dedicated = pool
+        .dedicated(Target::Primary)
+        .await
+        .expect("dedicated again");
+    let v: i64 = dedicated.get("acl").await.expect("GET on dedicated");
+    assert_eq!(v, 2);
+    drop(dedicated);
+    // An application command the user may not run: NOPERM at once, sent once (not retried,
+    // even through the idempotent handle).
+    reset_stats(sentinel.replica_set().nodes()).await;
+    let err = con
+        .incr::<_, _, i64>("acl", 1)
+        .await
+        .expect_err("INCRBY is not allowed");
+    assert_eq!(err.code(), Some("NOPERM"), "{err:?}");
+    // (redis-rs's `incr` sends `INCRBY`.)
+    assert_eq!(
+        cmdstat(sentinel.replica_set().primary(), "incrby").await,
+        (0, 1)
+    );
+
+    let old = sentinel.kill_primary().await.expect("kill primary");
+    let started = Instant::now();
+    let mut written = false;
+    while started.elapsed() < DEADLINE {
+        if con.set::<_, _, ()>("acl-after", 3).await.is_ok() {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "a write succeeded after the failover");
+    let new = sentinel
+        .wait_for_failover(old, DEADLINE)
+        .await
+        .expect("sentinel failover");
+    assert_eq!(pool.primary_addr(), new.to_string());
+
+    let err = builder("no-role")
+        .build()
+        .await
+        .expect_err("a user without ROLE cannot discover roles");
+    let text = format!("{err}");
+    assert!(err.is_auth(), "{err:?}");
+    assert!(
+        text.contains("refused a command to this user (NOPERM: "),
+        "{text}"
+    );
+    assert!(text.contains("'role' command"), "{text}");
+}

@@ -311,6 +311,12 @@ impl fmt::Display for Error {
             (ErrorKind::Stale, _) => f.write_str(
                 "stale connection: the node changed role since this connection was handed out",
             ),
+            // Logged in, then refused a command by the user's ACL rules: say which.
+            (ErrorKind::Auth, Cause::Redis(e)) if e.code() == Some("NOPERM") => write!(
+                f,
+                "{what} {node} refused a command to this user (NOPERM: {})",
+                e.detail().unwrap_or("no permission")
+            ),
             (ErrorKind::Auth, _) => write!(f, "authentication to {what} {node} failed"),
             (ErrorKind::Tls, _) => write!(f, "TLS with {what} {node} failed"),
         }
