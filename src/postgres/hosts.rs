@@ -71,13 +71,22 @@ pub(crate) fn base_config(
         }
         (None, Some(c)) => {
             // A ready configuration has no "not said": its default is `prefer`, which means
-            // TLS when offered with feature `tls` and, without it, plaintext (as before TLS
-            // existed here: refusing it would refuse every default configuration).
+            // TLS when offered with feature `tls` and, without it, plaintext (as tokio-postgres
+            // with `NoTls`: refusing it would refuse every default configuration). Not
+            // silently: a warning says so, and an explicit `Disable` silences it.
             let mode = match c.get_ssl_mode() {
                 SslMode::Disable => ssl::SslMode::Disable,
                 SslMode::Require => ssl::SslMode::Require,
                 _ if cfg!(feature = "tls") => ssl::SslMode::Prefer,
-                _ => ssl::SslMode::Disable,
+                _ => {
+                    tracing::warn!(
+                        target: "switchover::postgres",
+                        "the tokio_postgres::Config given has sslmode `prefer` (its default) and \
+                         feature `tls` is off: connecting in plaintext; set \
+                         `ssl_mode(SslMode::Disable)` on it to say so, or enable feature `tls`"
+                    );
+                    ssl::SslMode::Disable
+                }
             };
             let keys = SslKeys {
                 mode: Some(mode),
@@ -356,6 +365,54 @@ mod tests {
                 "db:5433",
                 "/tmp/.s.PGSQL.6000"
             ]
+        );
+    }
+
+    /// The warnings `base_config` logs for `config`.
+    fn warnings_for(config: tokio_postgres::Config) -> String {
+        #[derive(Clone, Default)]
+        struct Out(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Out {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            base_config(None, Some(config)).unwrap();
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_ready_configurations_prefer_is_plaintext_only_with_a_warning() {
+        let mut c = tokio_postgres::Config::new();
+        c.host("a");
+        let logged = warnings_for(c.clone());
+        if cfg!(feature = "tls") {
+            assert_eq!(logged, "");
+        } else {
+            assert!(logged.contains("WARN"), "{logged}");
+            assert!(
+                logged.contains("sslmode `prefer` (its default) and feature `tls` is off: connecting in plaintext"),
+                "{logged}"
+            );
+        }
+        c.ssl_mode(SslMode::Disable);
+        assert_eq!(
+            warnings_for(c),
+            "",
+            "an explicit `disable` is not warned about"
         );
     }
 

@@ -138,7 +138,8 @@
 //! (libpq's default is `prefer`); a [`tokio_postgres::Config`] given to
 //! [`config`](FailoverPoolBuilder::config) keeps its own default, `prefer`, with the feature;
 //! without it, a `Config`'s `prefer` (its default, or set explicitly: the two cannot be told
-//! apart) means plaintext, not a refusal.
+//! apart) means plaintext, not a refusal, and `build` logs a warning saying so (an explicit
+//! `SslMode::Disable` on the `Config` silences it).
 //!
 //! A refused certificate or a missing TLS is [`ErrorKind::Tls`]; a refused login (a wrong
 //! password, `pg_hba.conf` admitting the login only over TLS or only with a client
