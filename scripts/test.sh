@@ -48,6 +48,8 @@ main() {
   step cargo clippy --all-targets --no-default-features -- -D warnings
   step cargo test --no-default-features
   step cargo test --all-features
+  # The Postgres pool without feature `tls` (its `sslmode` refusals and plaintext warning).
+  step cargo test --lib --features postgres postgres::
   # The reduced chaos matrix (8 cells on real servers, about 70 s; needs root, ip, iptables): one
   # loud and the silent faults per backend, and the Postgres read-only fence. The full matrix:
   # cargo run --release --all-features --example chaos_matrix

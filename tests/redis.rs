@@ -61,6 +61,18 @@ async fn static_pool(set: &RedisReplicaSet) -> SplitPool {
         .expect("pool over the replica set")
 }
 
+/// Writes `key` until a write succeeds (each call rides out a failover within its retry
+/// deadline, or is repeated); fails the test after [`DEADLINE`].
+async fn write_until_it_lands(con: &mut SplitPool, key: &str, value: i64) {
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        if con.set::<_, _, ()>(key, value).await.is_ok() {
+            return;
+        }
+    }
+    panic!("no write of {key} succeeded after the failover within {DEADLINE:?}");
+}
+
 async fn get_on(node: &RedisServer, key: &str) -> Option<String> {
     node.cmd(&["GET", key])
         .await
@@ -270,15 +282,7 @@ async fn follows_a_sentinel_failover_without_restart() {
 
     sentinel.kill_primary().await.expect("kill primary");
     // Keep writing: each call rides out the failover within its retry deadline, or is repeated.
-    let started = Instant::now();
-    let mut written = false;
-    while started.elapsed() < DEADLINE {
-        if con.set::<_, _, ()>("after", 2).await.is_ok() {
-            written = true;
-            break;
-        }
-    }
-    assert!(written, "a write succeeded after the failover");
+    write_until_it_lands(&mut con, "after", 2).await;
     let new = sentinel
         .wait_for_failover(old, DEADLINE)
         .await
@@ -1245,15 +1249,7 @@ async fn a_least_privilege_acl_user_is_enough_for_the_pool() {
     );
 
     let old = sentinel.kill_primary().await.expect("kill primary");
-    let started = Instant::now();
-    let mut written = false;
-    while started.elapsed() < DEADLINE {
-        if con.set::<_, _, ()>("acl-after", 3).await.is_ok() {
-            written = true;
-            break;
-        }
-    }
-    assert!(written, "a write succeeded after the failover");
+    write_until_it_lands(&mut con, "acl-after", 3).await;
     let new = sentinel
         .wait_for_failover(old, DEADLINE)
         .await
